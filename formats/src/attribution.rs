@@ -1,0 +1,281 @@
+//! Energy attribution (ARCHITECTURE §4): every energy figure is derived here from the
+//! trace's power readings, with a label saying how it was obtained.
+//!
+//! Each channel's readings become a piecewise-linear cumulative energy function
+//! `F(t)` (joules since the first reading):
+//! - a Counter source's readings *are* points of `F`, linearly interpolated between;
+//! - a Sampler or Estimate source's windows are constant power, so `F` rises linearly
+//!   across each window (a gap between windows takes the next window's power).
+//!
+//! The energy of `[a, b]` is `F(b) - F(a)` summed over the channels that add into
+//! the total. Because integration is additive, parts always sum to their whole
+//! (phases to the run, steps to their phases, spans to their step) up to floating
+//! point rounding, whatever the label. Labels:
+//! - `estimated`: the source is an Estimate;
+//! - `attributed`: the span is shorter than the source's resolution, so its figure
+//!   is its time share of the reading interval around it;
+//! - `measured`: a Counter source was read exactly at both ends of the span;
+//! - `interpolated`: anything else, integrated from the readings around it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{SourceKind, Trace};
+
+/// How an energy figure was obtained. Ordered from strongest to weakest evidence:
+/// an aggregate of figures takes the weakest label among its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnergyLabel {
+    Measured,
+    Interpolated,
+    Attributed,
+    Estimated,
+}
+
+impl EnergyLabel {
+    pub const ALL: [EnergyLabel; 4] = [
+        EnergyLabel::Measured,
+        EnergyLabel::Interpolated,
+        EnergyLabel::Attributed,
+        EnergyLabel::Estimated,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnergyLabel::Measured => "measured",
+            EnergyLabel::Interpolated => "interpolated",
+            EnergyLabel::Attributed => "attributed",
+            EnergyLabel::Estimated => "estimated",
+        }
+    }
+    /// One line for users on what the label means.
+    pub fn explain(self) -> &'static str {
+        match self {
+            EnergyLabel::Measured => {
+                "difference of an energy counter read at the span's own boundaries"
+            }
+            EnergyLabel::Interpolated => "integral of the sampled power curve over the span",
+            EnergyLabel::Attributed => {
+                "time share of a reading interval: the span is shorter than the source's resolution"
+            }
+            EnergyLabel::Estimated => "from a power model, not a measurement",
+        }
+    }
+}
+
+/// An energy figure and how it was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Energy {
+    pub joules: f64,
+    pub label: EnergyLabel,
+}
+
+impl Energy {
+    /// Sum of parts, labelled with the weakest label among them.
+    pub fn sum<I: IntoIterator<Item = Energy>>(parts: I) -> Option<Energy> {
+        parts.into_iter().reduce(|a, b| Energy {
+            joules: a.joules + b.joules,
+            label: a.label.max(b.label),
+        })
+    }
+}
+
+/// A piecewise-linear cumulative energy function of one channel.
+#[derive(Debug, Clone)]
+struct Cumulative {
+    t: Vec<u64>,
+    e: Vec<f64>,
+}
+
+impl Cumulative {
+    fn from_counter(points: impl Iterator<Item = (u64, f64)>) -> Option<Self> {
+        let mut pts: Vec<(u64, f64)> = points.filter(|(_, e)| e.is_finite()).collect();
+        pts.sort_by_key(|p| p.0);
+        pts.dedup_by_key(|p| p.0);
+        if pts.len() < 2 {
+            return None;
+        }
+        let base = pts[0].1;
+        Some(Cumulative {
+            t: pts.iter().map(|p| p.0).collect(),
+            e: pts.iter().map(|p| p.1 - base).collect(),
+        })
+    }
+
+    fn from_windows(windows: impl Iterator<Item = (u64, u64, f64)>) -> Option<Self> {
+        let mut w: Vec<(u64, u64, f64)> = windows
+            .filter(|(a, b, p)| b > a && p.is_finite())
+            .collect();
+        w.sort_by_key(|x| x.0);
+        let first = w.first()?;
+        let mut c = Cumulative {
+            t: vec![first.0],
+            e: vec![0.0],
+        };
+        for (_, t1, p) in w {
+            let (last_t, last_e) = (*c.t.last()?, *c.e.last()?);
+            if t1 <= last_t {
+                continue;
+            }
+            c.t.push(t1);
+            c.e.push(last_e + p * (t1 - last_t) as f64 * 1e-9);
+        }
+        (c.t.len() >= 2).then_some(c)
+    }
+
+    /// `F(t)`, extrapolated past the ends with the edge segments' power.
+    fn at(&self, t: u64) -> f64 {
+        let n = self.t.len();
+        let k = self.t.partition_point(|&x| x <= t);
+        let i = k.saturating_sub(1).min(n - 2);
+        let (t0, t1) = (self.t[i], self.t[i + 1]);
+        let (e0, e1) = (self.e[i], self.e[i + 1]);
+        if t == t0 {
+            return e0;
+        }
+        if t == t1 {
+            return e1;
+        }
+        let frac = (t as f64 - t0 as f64) / (t1 - t0) as f64;
+        e0 + (e1 - e0) * frac
+    }
+}
+
+/// The energy function of a trace: answers "how much energy in `[a, b]`".
+#[derive(Debug, Clone)]
+pub struct Attribution {
+    kind: SourceKind,
+    curves: Vec<Option<Cumulative>>,
+    in_total: Vec<bool>,
+    resolution_ns: u64,
+    reading_times: Vec<u64>,
+}
+
+impl Attribution {
+    pub fn new(trace: &Trace) -> Self {
+        let desc = &trace.meta.power;
+        let kind = desc.kind;
+        let n = desc.channels.len();
+        let curves: Vec<Option<Cumulative>> = (0..n)
+            .map(|c| {
+                let values = trace
+                    .samples
+                    .iter()
+                    .filter_map(move |s| s.values.get(c).copied().flatten().map(|v| (s, v)));
+                match kind {
+                    SourceKind::Counter => Cumulative::from_counter(values.map(|(s, v)| (s.t0_ns, v))),
+                    SourceKind::Sampler | SourceKind::Estimate => {
+                        Cumulative::from_windows(values.map(|(s, v)| (s.t0_ns, s.t1_ns, v)))
+                    }
+                }
+            })
+            .collect();
+        let mut reading_times: Vec<u64> = trace.samples.iter().map(|s| s.t0_ns).collect();
+        reading_times.sort_unstable();
+        reading_times.dedup();
+        let resolution_ns = match kind {
+            SourceKind::Counter => desc.nominal_resolution_ns,
+            SourceKind::Sampler | SourceKind::Estimate => {
+                desc.nominal_resolution_ns.max(median_window(trace))
+            }
+        };
+        Attribution {
+            kind,
+            curves,
+            in_total: desc.channels.iter().map(|c| c.in_total).collect(),
+            resolution_ns,
+            reading_times,
+        }
+    }
+
+    /// The shortest span whose energy the source can tell apart.
+    pub fn resolution_ns(&self) -> u64 {
+        self.resolution_ns
+    }
+
+    /// Whether any channel that adds into the total has enough readings.
+    pub fn has_energy(&self) -> bool {
+        self.curves
+            .iter()
+            .zip(&self.in_total)
+            .any(|(c, t)| *t && c.is_some())
+    }
+
+    /// Energy of one channel over `[a, b]`, if it has readings.
+    pub fn channel_joules(&self, channel: usize, a: u64, b: u64) -> Option<f64> {
+        let c = self.curves.get(channel)?.as_ref()?;
+        Some(c.at(b.max(a)) - c.at(a))
+    }
+
+    /// Total energy over `[a, b]` (channels that add into the total), with its label.
+    /// `None` when the source gave no usable readings.
+    pub fn energy(&self, a: u64, b: u64) -> Option<Energy> {
+        let b = b.max(a);
+        let mut joules = None;
+        for (c, &t) in self.curves.iter().zip(&self.in_total) {
+            if let (true, Some(c)) = (t, c) {
+                *joules.get_or_insert(0.0) += c.at(b) - c.at(a);
+            }
+        }
+        Some(Energy {
+            joules: joules?,
+            label: self.label(a, b),
+        })
+    }
+
+    /// Average power per channel over `[a, b]` (a token's power snapshot).
+    pub fn power_w(&self, a: u64, b: u64) -> Vec<Option<f64>> {
+        let dt = b.saturating_sub(a) as f64 * 1e-9;
+        (0..self.curves.len())
+            .map(|c| {
+                if dt <= 0.0 {
+                    return None;
+                }
+                self.channel_joules(c, a, b).map(|j| j / dt)
+            })
+            .collect()
+    }
+
+    /// How the figure for `[a, b]` is obtained.
+    pub fn label(&self, a: u64, b: u64) -> EnergyLabel {
+        if self.kind == SourceKind::Estimate {
+            return EnergyLabel::Estimated;
+        }
+        if b.saturating_sub(a) < self.resolution_ns {
+            return EnergyLabel::Attributed;
+        }
+        if self.kind == SourceKind::Counter
+            && self.reading_times.binary_search(&a).is_ok()
+            && self.reading_times.binary_search(&b).is_ok()
+        {
+            return EnergyLabel::Measured;
+        }
+        EnergyLabel::Interpolated
+    }
+}
+
+/// Median distance between consecutive readings (window length for samplers).
+pub fn median_spacing(trace: &Trace) -> u64 {
+    let mut d: Vec<u64> = trace
+        .samples
+        .windows(2)
+        .map(|w| w[1].t1_ns.saturating_sub(w[0].t1_ns))
+        .collect();
+    median(&mut d)
+}
+
+fn median_window(trace: &Trace) -> u64 {
+    let mut d: Vec<u64> = trace
+        .samples
+        .iter()
+        .map(|s| s.t1_ns.saturating_sub(s.t0_ns))
+        .collect();
+    median(&mut d)
+}
+
+fn median(d: &mut [u64]) -> u64 {
+    if d.is_empty() {
+        return 0;
+    }
+    d.sort_unstable();
+    d[d.len() / 2]
+}

@@ -1,0 +1,359 @@
+//! The `.eprof` byte layout: header, chunk framing, and the bincode payloads.
+//!
+//! This is the only module that touches bincode (pinned to `=2.0.1` in the workspace
+//! `Cargo.toml`: 3.0.0 is a non-compiling tombstone and the crate is unmaintained,
+//! RUSTSEC-2025-0141), so replacing it later is a change to this file alone.
+//!
+//! | offset | size | field                                             |
+//! |--------|------|---------------------------------------------------|
+//! | 0      | 8    | magic `89 45 50 52 4F 46 0D 0A` (`\x89EPROF\r\n`) |
+//! | 8      | 2    | format version, u16 little-endian (this is 1)     |
+//! | 10     | 2    | flags, u16 LE (none defined; readers ignore them) |
+//! | 12     | 4    | reserved, zero                                    |
+//! | 16     | ...  | chunks, until the end of the file                 |
+//!
+//! A chunk is `tag[4] | len: u32 LE | payload[len] | crc32: u32 LE`, the CRC-32 (IEEE)
+//! covering tag and payload. Payloads are bincode 2 `standard()` (varint) encodings;
+//! the hot tables (spans, metrics) pack their columns as LEB128 deltas inside byte
+//! vectors, which bincode copies as-is. `formats/SPEC.md` has the per-chunk layouts.
+
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+
+use crate::model::{MetricSeries, SpanTable};
+
+/// Bytes that open every trace. The high byte and the CR LF catch 7-bit and
+/// text-mode transfers that would corrupt the file, as in PNG.
+pub const MAGIC: [u8; 8] = *b"\x89EPROF\r\n";
+/// The newest format version this code reads and the one it writes.
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 16;
+/// Chunk header (tag + length) and trailer (CRC) sizes.
+pub const CHUNK_OVERHEAD: usize = 12;
+/// No chunk payload may be larger; writers split big tables into several chunks.
+pub const MAX_CHUNK_LEN: usize = 64 << 20;
+/// Decoding a payload may claim at most this many bytes of memory per payload byte.
+/// The decoded structures are at most ~16x their varint encoding (an all-`None`
+/// `Vec<Option<f64>>`), so honest input always fits and hostile input cannot make the
+/// reader allocate more than this multiple of what it actually holds.
+pub const ALLOC_FACTOR: u64 = 32;
+
+/// Chunk tags. A tag starting with an upper-case letter is required: a reader that
+/// does not know it must refuse the file. Lower-case first letter: optional, skipped.
+pub mod tag {
+    pub const META: [u8; 4] = *b"META";
+    pub const BASELINE: [u8; 4] = *b"BASE";
+    pub const SITES: [u8; 4] = *b"SITE";
+    pub const SAMPLES: [u8; 4] = *b"SAMP";
+    pub const SECTIONS: [u8; 4] = *b"SECT";
+    pub const TOKENS: [u8; 4] = *b"TOKN";
+    pub const SPANS: [u8; 4] = *b"SPAN";
+    pub const METRICS: [u8; 4] = *b"METR";
+    pub const NOTES: [u8; 4] = *b"NOTE";
+    pub const END: [u8; 4] = *b"END_";
+}
+
+pub fn tag_name(tag: [u8; 4]) -> String {
+    tag.iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+pub fn encode_payload<T: Encode>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec cannot fail for these types: no I/O, no limit.
+    bincode::encode_to_vec(value, config()).unwrap_or_default()
+}
+
+/// Decode a whole payload; trailing bytes are an error.
+pub fn decode_payload<T: Decode<()>>(bytes: &[u8]) -> Result<T, String> {
+    let budget = (bytes.len() as u64)
+        .saturating_mul(ALLOC_FACTOR)
+        .max(1 << 12);
+    macro_rules! ladder {
+        ($($e:literal)*) => {
+            $( if budget <= (1u64 << $e) { return decode_limited::<T, { 1usize << $e }>(bytes); } )*
+        };
+    }
+    ladder!(12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30);
+    decode_limited::<T, { 1usize << 31 }>(bytes)
+}
+
+fn decode_limited<T: Decode<()>, const LIMIT: usize>(bytes: &[u8]) -> Result<T, String> {
+    let cfg = config().with_limit::<LIMIT>();
+    match bincode::decode_from_slice::<T, _>(bytes, cfg) {
+        Ok((v, used)) if used == bytes.len() => Ok(v),
+        Ok((_, used)) => Err(format!(
+            "payload has {} unexpected trailing bytes",
+            bytes.len() - used
+        )),
+        Err(e) => Err(describe(e)),
+    }
+}
+
+fn describe(e: DecodeError) -> String {
+    match e {
+        DecodeError::UnexpectedEnd { additional } => {
+            format!("payload ends {additional} bytes early")
+        }
+        DecodeError::LimitExceeded => {
+            "payload declares more data than it holds (allocation refused)".into()
+        }
+        DecodeError::Utf8 { .. } => "payload holds a string that is not UTF-8".into(),
+        other => format!("payload does not decode: {other}"),
+    }
+}
+
+/// Append `v` as LEB128.
+pub fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Reads LEB128 values from a byte column.
+struct Leb<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Leb<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Leb { bytes, pos: 0 }
+    }
+
+    #[inline]
+    fn next(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let Some(&b) = self.bytes.get(self.pos) else {
+                return Err(DecodeError::Other("packed column ends early"));
+            };
+            self.pos += 1;
+            if shift == 63 && b > 1 {
+                return Err(DecodeError::Other("packed value overflows 64 bits"));
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(DecodeError::Other("packed value overflows 64 bits"));
+            }
+        }
+    }
+
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.pos == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(DecodeError::Other("packed column has trailing bytes"))
+        }
+    }
+}
+
+/// Deltas of consecutive values, zigzag + LEB128.
+fn pack_delta<I: Iterator<Item = u64>>(values: I, out: &mut Vec<u8>) {
+    let mut prev = 0u64;
+    for v in values {
+        put_uleb(out, zigzag(v.wrapping_sub(prev) as i64));
+        prev = v;
+    }
+}
+
+/// Inverse of [`pack_delta`]; never reserves more than the column's byte count.
+fn unpack_delta(bytes: &[u8], n: usize) -> Result<Vec<u64>, DecodeError> {
+    let mut r = Leb::new(bytes);
+    let mut out = Vec::with_capacity(n.min(bytes.len()));
+    let mut prev = 0u64;
+    for _ in 0..n {
+        prev = prev.wrapping_add(unzigzag(r.next()?) as u64);
+        out.push(prev);
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+fn unpack_plain(bytes: &[u8], n: usize) -> Result<Vec<u64>, DecodeError> {
+    let mut r = Leb::new(bytes);
+    let mut out = Vec::with_capacity(n.min(bytes.len()));
+    for _ in 0..n {
+        out.push(r.next()?);
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+fn to_u32(values: Vec<u64>, what: &'static str) -> Result<Vec<u32>, DecodeError> {
+    values
+        .into_iter()
+        .map(|v| u32::try_from(v).map_err(|_| DecodeError::Other(what)))
+        .collect()
+}
+
+/// `SPAN` payload: `n: varint`, then four byte columns (bincode `Vec<u8>`):
+/// step (delta), site (delta), start_ns (delta), duration_ns (plain), each zigzag or
+/// plain LEB128 as named.
+impl Encode for SpanTable {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let n = self.len();
+        (n as u64).encode(e)?;
+        let mut col = Vec::with_capacity(n * 3);
+        pack_delta(self.step.iter().map(|&v| u64::from(v)), &mut col);
+        col.encode(e)?;
+        col.clear();
+        pack_delta(self.site.iter().map(|&v| u64::from(v)), &mut col);
+        col.encode(e)?;
+        col.clear();
+        pack_delta(self.start_ns.iter().copied(), &mut col);
+        col.encode(e)?;
+        col.clear();
+        for i in 0..n {
+            put_uleb(&mut col, self.end_ns[i].wrapping_sub(self.start_ns[i]));
+        }
+        col.encode(e)
+    }
+}
+
+impl<Ctx> Decode<Ctx> for SpanTable {
+    fn decode<D: Decoder<Context = Ctx>>(d: &mut D) -> Result<Self, DecodeError> {
+        let n = u64::decode(d)?;
+        let n = usize::try_from(n).map_err(|_| DecodeError::Other("span count too large"))?;
+        let step: Vec<u8> = Vec::decode(d)?;
+        let site: Vec<u8> = Vec::decode(d)?;
+        let start: Vec<u8> = Vec::decode(d)?;
+        let dur: Vec<u8> = Vec::decode(d)?;
+        let step = to_u32(unpack_delta(&step, n)?, "span step exceeds u32")?;
+        let site = to_u32(unpack_delta(&site, n)?, "span site exceeds u32")?;
+        let start_ns = unpack_delta(&start, n)?;
+        let dur = unpack_plain(&dur, n)?;
+        let mut end_ns = Vec::with_capacity(n);
+        for (s, d) in start_ns.iter().zip(&dur) {
+            end_ns.push(
+                s.checked_add(*d)
+                    .ok_or(DecodeError::Other("span end overflows"))?,
+            );
+        }
+        Ok(SpanTable {
+            step,
+            site,
+            start_ns,
+            end_ns,
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(SpanTable);
+
+/// `METR` payload, per series: probe, metric (strings), `n: varint`, step (delta
+/// column), site (delta column), values (`4n` bytes of f32 little-endian).
+impl Encode for MetricSeries {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        self.probe.encode(e)?;
+        self.metric.encode(e)?;
+        let n = self.len();
+        (n as u64).encode(e)?;
+        let mut col = Vec::with_capacity(n * 2);
+        pack_delta(self.step.iter().map(|&v| u64::from(v)), &mut col);
+        col.encode(e)?;
+        col.clear();
+        pack_delta(self.site.iter().map(|&v| u64::from(v)), &mut col);
+        col.encode(e)?;
+        col.clear();
+        col.reserve(n * 4);
+        for v in &self.value {
+            col.extend_from_slice(&v.to_le_bytes());
+        }
+        col.encode(e)
+    }
+}
+
+impl<Ctx> Decode<Ctx> for MetricSeries {
+    fn decode<D: Decoder<Context = Ctx>>(d: &mut D) -> Result<Self, DecodeError> {
+        let probe = String::decode(d)?;
+        let metric = String::decode(d)?;
+        let n = u64::decode(d)?;
+        let n = usize::try_from(n).map_err(|_| DecodeError::Other("metric count too large"))?;
+        let step: Vec<u8> = Vec::decode(d)?;
+        let site: Vec<u8> = Vec::decode(d)?;
+        let values: Vec<u8> = Vec::decode(d)?;
+        if Some(values.len()) != n.checked_mul(4) {
+            return Err(DecodeError::Other("metric value column has the wrong length"));
+        }
+        Ok(MetricSeries {
+            probe,
+            metric,
+            step: to_u32(unpack_delta(&step, n)?, "metric step exceeds u32")?,
+            site: to_u32(unpack_delta(&site, n)?, "metric site exceeds u32")?,
+            value: values
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(MetricSeries);
+
+/// The `SITE` payload: sites are numbered in file order; `first_id` must equal the
+/// number of sites already read, so a reader can check that no chunk went missing.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct SitesChunk {
+    pub first_id: u32,
+    pub sites: Vec<crate::model::SiteDef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leb_and_zigzag_round_trip_extremes() {
+        let values = [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX, 5, 0];
+        let mut col = Vec::new();
+        pack_delta(values.iter().copied(), &mut col);
+        assert_eq!(unpack_delta(&col, values.len()).unwrap(), values);
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn overlong_leb_is_refused() {
+        let col = [0xffu8; 11];
+        assert!(unpack_plain(&col, 1).is_err());
+    }
+
+    #[test]
+    fn hostile_length_does_not_allocate() {
+        // A Vec<u8> claiming 2^40 elements in a 10-byte payload.
+        let mut bytes = Vec::new();
+        bytes.push(253u8); // bincode varint marker for u64
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let r = decode_payload::<Vec<u8>>(&bytes);
+        assert!(r.is_err(), "{r:?}");
+    }
+}

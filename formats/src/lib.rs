@@ -1,0 +1,25 @@
+//! eprof-format: the data model of a profiled run, the `.eprof` trace codec, energy
+//! attribution, summaries and exports.
+//!
+//! It exists apart from the recorder so that one reader serves the CLI, the server and
+//! the WebAssembly viewer: no I/O dependencies, no candle, compiles for
+//! `wasm32-unknown-unknown`. The byte layout is specified in `formats/SPEC.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod attribution;
+pub mod codec;
+pub mod error;
+pub mod export;
+pub mod model;
+pub mod reader;
+pub mod summary;
+pub mod synthetic;
+pub mod writer;
+
+pub use attribution::{Attribution, Energy, EnergyLabel};
+pub use error::FormatError;
+pub use model::*;
+pub use reader::{Decoded, Truncation, decode, decode_complete};
+pub use summary::{Energies, Grid, GridMetric, Summary};
+pub use writer::{TraceWriter, encode};

@@ -1,0 +1,561 @@
+//! The data model of one profiled run, as held in memory after decoding a trace.
+//!
+//! Energies are not stored per record: the trace keeps the power readings and the time
+//! boundaries, and [`crate::attribution`] derives every energy figure (with its label)
+//! from them. That keeps one rule for how a figure is obtained, keeps traces small, and
+//! lets a truncated trace (a crashed recording) still show energies for what it holds.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+/// How much of the forward pass a run instruments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "lowercase")]
+pub enum Depth {
+    /// Pipeline sections and tokens only; the forward pass is not instrumented.
+    Off,
+    /// Per layer and component spans, plus component activation statistics.
+    Module,
+    /// Module depth plus attention's inner operations and their metrics.
+    Deep,
+}
+
+impl Depth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Depth::Off => "off",
+            Depth::Module => "module",
+            Depth::Deep => "deep",
+        }
+    }
+}
+
+impl std::str::FromStr for Depth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Depth::Off),
+            "module" => Ok(Depth::Module),
+            "deep" => Ok(Depth::Deep),
+            other => Err(format!("unknown depth {other:?}: use off, module or deep")),
+        }
+    }
+}
+
+/// Everything known when a recording starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct RunMeta {
+    /// Unique id of the run (16 hex digits).
+    pub id: String,
+    /// Wall-clock start, milliseconds since the Unix epoch (UTC).
+    pub created_at_ms: i64,
+    pub prompt: String,
+    pub model: ModelIdentity,
+    pub settings: Settings,
+    pub machine: Machine,
+    pub power: PowerSourceDesc,
+    /// The recording software and its version, e.g. `eprof 0.1.0`.
+    pub software: String,
+    pub tags: Vec<String>,
+    pub experiment: Option<String>,
+}
+
+/// Which model ran, precisely enough to compare runs across machines.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct ModelIdentity {
+    /// Display name, usually the file or folder name.
+    pub name: String,
+    /// Adapter that ran it: `llama`, `mistral`, `qwen2`, ...
+    pub architecture: String,
+    pub path: String,
+    /// SHA-256 of the weights file(s), hex; empty when not computed.
+    pub file_hash: String,
+    pub parameters: u64,
+    pub layers: u32,
+    pub hidden_size: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub vocab_size: u32,
+    /// Storage type of the weights: `f32`, `bf16`, `q4_1`, ...
+    pub dtype: String,
+    /// Set for the built-in model made of random weights.
+    pub random_weights: bool,
+}
+
+/// The settings a run was recorded with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct Settings {
+    pub depth: Depth,
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub top_k: Option<u32>,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    pub chat_template: bool,
+    pub device: String,
+    pub power_interval_ms: u32,
+    pub idle_baseline_ms: u32,
+    pub probes: Vec<String>,
+    pub sparsity_threshold: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            depth: Depth::Module,
+            max_tokens: 64,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 299_792_458,
+            chat_template: false,
+            device: "cpu".into(),
+            power_interval_ms: 100,
+            idle_baseline_ms: 0,
+            probes: Vec::new(),
+            sparsity_threshold: 0.01,
+        }
+    }
+}
+
+/// The machine a run was recorded on.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Machine {
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub cpu: String,
+    pub cpu_cores: u32,
+    pub memory_bytes: u64,
+    pub gpu: Option<String>,
+}
+
+/// How a power source obtains its readings (ARCHITECTURE §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Cumulative energy per channel, readable at any instant (RAPL, NVML energy).
+    Counter,
+    /// Average power per channel over a window (powermetrics, NVML power polling).
+    Sampler,
+    /// A model of power, not a measurement.
+    Estimate,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Counter => "counter",
+            SourceKind::Sampler => "sampler",
+            SourceKind::Estimate => "estimate",
+        }
+    }
+}
+
+/// What a power channel measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Cpu,
+    Gpu,
+    Ane,
+    Dram,
+    Package,
+    System,
+    Other,
+}
+
+/// One power channel of a source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct Channel {
+    /// Source-specific name, e.g. `package-0`, `package-0/core`, `gpu0`, `cpu`.
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Whether the channel adds into the run's total. Sub-zones that are already part
+    /// of another channel (RAPL `core` inside `package`) are recorded but not added.
+    pub in_total: bool,
+}
+
+/// The power source a run used, with what it can resolve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct PowerSourceDesc {
+    /// Registered name: `rapl`, `nvml`, `powermetrics`, `estimate`, `synthetic`, ...
+    pub name: String,
+    pub kind: SourceKind,
+    pub channels: Vec<Channel>,
+    /// The finest interval over which the source can tell energies apart: the counter
+    /// update period, or the sampling window. Shorter spans are `attributed`.
+    pub nominal_resolution_ns: u64,
+    /// Source-specific facts worth keeping, e.g. an estimate's model parameters.
+    pub details: Vec<(String, String)>,
+}
+
+impl PowerSourceDesc {
+    /// Indices of the channels that add into the total.
+    pub fn total_channels(&self) -> impl Iterator<Item = usize> + '_ {
+        self.channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.in_total)
+            .map(|(i, _)| i)
+    }
+}
+
+/// One reading of every channel of the run's power source.
+///
+/// For a `Counter` source `t0_ns == t1_ns` and each value is the energy in joules
+/// accumulated since the source was opened (wrap-around already corrected). For a
+/// `Sampler` or `Estimate` source each value is the average power in watts over
+/// `[t0_ns, t1_ns]`. `None` means the channel gave no reading: absent, never zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct PowerSample {
+    pub t0_ns: u64,
+    pub t1_ns: u64,
+    pub values: Vec<Option<f64>>,
+}
+
+/// Idle power measured before the run, so that above-idle (dynamic) energy can be
+/// reported next to total energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct IdleBaseline {
+    pub duration_ns: u64,
+    /// Average watts per channel over the baseline window.
+    pub power_w: Vec<Option<f64>>,
+}
+
+impl IdleBaseline {
+    /// Idle watts summed over the channels that add into the total.
+    pub fn total_w(&self, desc: &PowerSourceDesc) -> Option<f64> {
+        let mut sum = None;
+        for i in desc.total_channels() {
+            if let Some(w) = self.power_w.get(i).copied().flatten() {
+                *sum.get_or_insert(0.0) += w;
+            }
+        }
+        sum
+    }
+}
+
+/// The four pipeline phases of ARCHITECTURE §3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    PreInference,
+    Prefill,
+    Decode,
+    PostInference,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [
+        Phase::PreInference,
+        Phase::Prefill,
+        Phase::Decode,
+        Phase::PostInference,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::PreInference => "pre_inference",
+            Phase::Prefill => "prefill",
+            Phase::Decode => "decode",
+            Phase::PostInference => "post_inference",
+        }
+    }
+}
+
+/// A timed pipeline section. A section whose `name` equals its phase name is the
+/// phase itself; the others are parts of it (`tokenization`, `lm_head`, `sampling`...),
+/// and decode parts carry the step they belong to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct Section {
+    pub phase: Phase,
+    pub name: String,
+    pub step: Option<u32>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl Section {
+    pub fn is_phase(&self) -> bool {
+        self.name == self.phase.as_str()
+    }
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// Where a token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenPhase {
+    /// Part of the prompt: processed together in prefill, produced by no step.
+    Prompt,
+    /// The first generated token, produced by the prefill step.
+    Prefill,
+    /// A token produced by a decode step.
+    Decode,
+}
+
+/// One token of the sequence. Generated tokens carry the step (forward pass plus
+/// sampling) that produced them; step 0 is prefill, step k >= 1 decodes token k.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct Token {
+    /// Position in the sequence (prompt tokens first).
+    pub position: u32,
+    pub id: u32,
+    pub text: String,
+    pub phase: TokenPhase,
+    /// For generated tokens: the step that produced it, with its time span.
+    pub step: Option<Step>,
+}
+
+/// The time span of one step: one forward pass and the sampling of one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct Step {
+    pub index: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// A place in the model where time is measured and tensors are observed: a layer's
+/// component (`layer 3 / q_proj`), one of its operations (`layer 3 / attention /
+/// softmax`), a whole layer (`component == "layer"`), or a model-level part
+/// (`layer == None`: `embedding`, `final_norm`, `lm_head`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+pub struct SiteDef {
+    pub layer: Option<u16>,
+    pub component: String,
+    pub op: Option<String>,
+}
+
+impl SiteDef {
+    /// The site is a whole layer.
+    pub fn is_layer(&self) -> bool {
+        self.layer.is_some() && self.component == LAYER && self.op.is_none()
+    }
+    /// The site is one component of a layer (not a whole layer, not an operation).
+    pub fn is_component(&self) -> bool {
+        self.layer.is_some() && self.component != LAYER && self.op.is_none()
+    }
+    pub fn is_operation(&self) -> bool {
+        self.op.is_some()
+    }
+    /// `L3.q_proj`, `L3.attention.softmax`, `lm_head`.
+    pub fn label(&self) -> String {
+        let mut s = match self.layer {
+            Some(l) => format!("L{l}.{}", self.component),
+            None => self.component.clone(),
+        };
+        if let Some(op) = &self.op {
+            s.push('.');
+            s.push_str(op);
+        }
+        s
+    }
+}
+
+/// Component name of a whole-layer site.
+pub const LAYER: &str = "layer";
+
+/// The twelve per-layer components at module depth, in execution order.
+pub const COMPONENTS: [&str; 12] = [
+    "input_layernorm",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "rope",
+    "attention",
+    "o_proj",
+    "post_attention_layernorm",
+    "gate_proj",
+    "up_proj",
+    "act",
+    "down_proj",
+];
+
+/// Components on the attention side of a layer (the rest is the MLP side).
+pub const ATTENTION_COMPONENTS: [&str; 7] = [
+    "input_layernorm",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "rope",
+    "attention",
+    "o_proj",
+];
+
+/// Timed spans inside steps, stored column-wise. Row `i` is one span.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SpanTable {
+    pub step: Vec<u32>,
+    pub site: Vec<u32>,
+    pub start_ns: Vec<u64>,
+    pub end_ns: Vec<u64>,
+}
+
+impl SpanTable {
+    pub fn len(&self) -> usize {
+        self.step.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.step.is_empty()
+    }
+    pub fn push(&mut self, step: u32, site: u32, start_ns: u64, end_ns: u64) {
+        self.step.push(step);
+        self.site.push(site);
+        self.start_ns.push(start_ns);
+        self.end_ns.push(end_ns);
+    }
+    pub fn extend(&mut self, other: &SpanTable) {
+        self.step.extend_from_slice(&other.step);
+        self.site.extend_from_slice(&other.site);
+        self.start_ns.extend_from_slice(&other.start_ns);
+        self.end_ns.extend_from_slice(&other.end_ns);
+    }
+    pub fn clear(&mut self) {
+        self.step.clear();
+        self.site.clear();
+        self.start_ns.clear();
+        self.end_ns.clear();
+    }
+    pub fn duration_ns(&self, i: usize) -> u64 {
+        self.end_ns[i].saturating_sub(self.start_ns[i])
+    }
+}
+
+/// Values of one metric of one probe, keyed by (step, site), stored column-wise.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricSeries {
+    pub probe: String,
+    pub metric: String,
+    pub step: Vec<u32>,
+    pub site: Vec<u32>,
+    pub value: Vec<f32>,
+}
+
+impl MetricSeries {
+    pub fn new(probe: impl Into<String>, metric: impl Into<String>) -> Self {
+        MetricSeries {
+            probe: probe.into(),
+            metric: metric.into(),
+            ..Default::default()
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+    pub fn push(&mut self, step: u32, site: u32, value: f32) {
+        self.step.push(step);
+        self.site.push(site);
+        self.value.push(value);
+    }
+    /// `probe/metric`, the name users select a metric by.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.probe, self.metric)
+    }
+}
+
+/// Something worth telling whoever reads the trace: a probe disabled mid-run, an
+/// operation that is identity at inference, a power source falling back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct Note {
+    pub t_ns: u64,
+    pub level: NoteLevel,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "lowercase")]
+pub enum NoteLevel {
+    Info,
+    Warning,
+}
+
+/// Written when a recording finishes; a trace without it did not finish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+pub struct RunEnd {
+    pub generated_text: String,
+    /// Why generation stopped: `max_tokens`, `eos`, or an error message.
+    pub stop_reason: String,
+    pub end_ns: u64,
+    /// Median and largest spacing between consecutive power readings.
+    pub observed_spacing_ns: u64,
+    pub max_spacing_ns: u64,
+    /// Counter readings that returned the same value as the one before: the counter
+    /// had not updated yet. Many of them mean the source is coarser than it claims.
+    pub stale_reads: u32,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub meta: RunMeta,
+    pub baseline: Option<IdleBaseline>,
+    pub sites: Vec<SiteDef>,
+    pub samples: Vec<PowerSample>,
+    pub sections: Vec<Section>,
+    pub tokens: Vec<Token>,
+    pub spans: SpanTable,
+    pub metrics: Vec<MetricSeries>,
+    pub notes: Vec<Note>,
+    pub end: Option<RunEnd>,
+}
+
+impl Trace {
+    pub fn new(meta: RunMeta) -> Self {
+        Trace {
+            meta,
+            baseline: None,
+            sites: Vec::new(),
+            samples: Vec::new(),
+            sections: Vec::new(),
+            tokens: Vec::new(),
+            spans: SpanTable::default(),
+            metrics: Vec::new(),
+            notes: Vec::new(),
+            end: None,
+        }
+    }
+
+    /// Generated tokens, in order.
+    pub fn generated(&self) -> impl Iterator<Item = &Token> {
+        self.tokens.iter().filter(|t| t.phase != TokenPhase::Prompt)
+    }
+
+    /// Steps in order (one per generated token).
+    pub fn steps(&self) -> Vec<Step> {
+        self.generated().filter_map(|t| t.step).collect()
+    }
+
+    /// The phase sections, in pipeline order.
+    pub fn phases(&self) -> impl Iterator<Item = &Section> {
+        self.sections.iter().filter(|s| s.is_phase())
+    }
+
+    /// First and last instant of the pipeline, if any section was recorded.
+    pub fn pipeline_bounds(&self) -> Option<(u64, u64)> {
+        let start = self.phases().map(|s| s.start_ns).min()?;
+        let end = self.phases().map(|s| s.end_ns).max()?;
+        Some((start, end))
+    }
+
+    /// Number of layers seen in the sites (not the model's declared count).
+    pub fn layer_count(&self) -> usize {
+        self.sites
+            .iter()
+            .filter_map(|s| s.layer)
+            .map(|l| l as usize + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Find the metric series of `probe/metric`.
+    pub fn metric(&self, probe: &str, metric: &str) -> Option<&MetricSeries> {
+        self.metrics
+            .iter()
+            .find(|m| m.probe == probe && m.metric == metric)
+    }
+}

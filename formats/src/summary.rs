@@ -1,0 +1,443 @@
+//! Aggregations shared by the CLI, the server and the viewer: per phase, section,
+//! token, layer, component and operation, plus the layer x component grid.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::attribution::{Attribution, Energy, EnergyLabel, median_spacing};
+use crate::model::{COMPONENTS, Phase, SourceKind, TokenPhase, Trace};
+
+/// Every energy figure of a trace, index-aligned with its records.
+#[derive(Debug, Clone)]
+pub struct Energies {
+    pub attribution: Attribution,
+    /// Energy over the whole pipeline (first phase start to last phase end).
+    pub total: Option<Energy>,
+    pub sections: Vec<Option<Energy>>,
+    /// Per token; `None` for prompt tokens (they are processed together in prefill).
+    pub tokens: Vec<Option<Energy>>,
+    pub spans: Vec<Option<Energy>>,
+}
+
+impl Energies {
+    pub fn compute(trace: &Trace) -> Self {
+        let attribution = Attribution::new(trace);
+        let a = &attribution;
+        let total = trace.pipeline_bounds().and_then(|(s, e)| a.energy(s, e));
+        let sections = trace
+            .sections
+            .iter()
+            .map(|s| a.energy(s.start_ns, s.end_ns))
+            .collect();
+        let tokens = trace
+            .tokens
+            .iter()
+            .map(|t| t.step.and_then(|s| a.energy(s.start_ns, s.end_ns)))
+            .collect();
+        let sp = &trace.spans;
+        let spans = (0..sp.len())
+            .map(|i| a.energy(sp.start_ns[i], sp.end_ns[i]))
+            .collect();
+        Energies {
+            attribution,
+            total,
+            sections,
+            tokens,
+            spans,
+        }
+    }
+}
+
+/// One aggregated line: a phase, a section, a layer, a component...
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub name: String,
+    /// How many records were added into this row.
+    pub count: u32,
+    pub duration_ns: u64,
+    pub energy: Option<Energy>,
+}
+
+impl Row {
+    fn new(name: impl Into<String>) -> Self {
+        Row {
+            name: name.into(),
+            count: 0,
+            duration_ns: 0,
+            energy: None,
+        }
+    }
+
+    fn add(&mut self, duration_ns: u64, energy: Option<Energy>) {
+        self.count += 1;
+        self.duration_ns += duration_ns;
+        if let Some(e) = energy {
+            self.energy = Energy::sum(self.energy.into_iter().chain([e]));
+        }
+    }
+
+    pub fn joules(&self) -> Option<f64> {
+        self.energy.map(|e| e.joules)
+    }
+
+    pub fn avg_power_w(&self) -> Option<f64> {
+        let s = self.duration_ns as f64 * 1e-9;
+        self.joules().filter(|_| s > 0.0).map(|j| j / s)
+    }
+}
+
+/// One generated token's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRow {
+    pub position: u32,
+    pub step: u32,
+    pub id: u32,
+    pub text: String,
+    pub phase: TokenPhase,
+    pub duration_ns: u64,
+    pub energy: Option<Energy>,
+    /// Average power per channel over the step.
+    pub power_w: Vec<Option<f64>>,
+}
+
+/// Statistics of one probe metric over the whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricRow {
+    pub key: String,
+    pub count: u32,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The figures `eprof show` prints and the viewer's run summary displays.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub duration_ns: u64,
+    pub total: Option<Energy>,
+    /// Idle power from the baseline, summed over the total's channels.
+    pub idle_w: Option<f64>,
+    /// Total minus idle power times duration: what the inference added.
+    pub dynamic_j: Option<f64>,
+    pub avg_power_w: Option<f64>,
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    /// Start of the pipeline to the end of prefill (the first token).
+    pub time_to_first_token_ns: Option<u64>,
+    /// Decode steps per second of decode phase.
+    pub decode_tokens_per_s: Option<f64>,
+    /// Decode-phase energy per decode step: the steady-state cost of a token.
+    pub decode_j_per_token: Option<f64>,
+    /// Whole-pipeline energy per generated token.
+    pub j_per_generated_token: Option<f64>,
+    pub phases: Vec<Row>,
+    pub sections: Vec<Row>,
+    pub layers: Vec<Row>,
+    pub components: Vec<Row>,
+    pub layer_components: Vec<Row>,
+    pub operations: Vec<Row>,
+    pub tokens: Vec<TokenRow>,
+    pub metrics: Vec<MetricRow>,
+    /// How many figures (sections, tokens, spans) carry each label.
+    pub labels: Vec<(EnergyLabel, u32)>,
+    pub source: String,
+    pub source_kind: SourceKind,
+    pub resolution_ns: u64,
+    pub nominal_resolution_ns: u64,
+    pub observed_spacing_ns: u64,
+    pub samples: u32,
+    pub complete: bool,
+}
+
+impl Summary {
+    pub fn compute(trace: &Trace, en: &Energies) -> Self {
+        let (start, end) = trace.pipeline_bounds().unwrap_or((0, 0));
+        let duration_ns = end.saturating_sub(start);
+
+        let mut phases: Vec<Row> = Vec::new();
+        let mut sections: Vec<Row> = Vec::new();
+        for (s, e) in trace.sections.iter().zip(&en.sections) {
+            let rows = if s.is_phase() { &mut phases } else { &mut sections };
+            let name = if s.is_phase() {
+                s.name.clone()
+            } else {
+                format!("{}/{}", s.phase.as_str(), s.name)
+            };
+            match rows.iter_mut().find(|r| r.name == name) {
+                Some(r) => r.add(s.duration_ns(), *e),
+                None => {
+                    let mut r = Row::new(name);
+                    r.add(s.duration_ns(), *e);
+                    rows.push(r);
+                }
+            }
+        }
+        phases.sort_by_key(|r| Phase::ALL.iter().position(|p| p.as_str() == r.name));
+
+        let mut layers: BTreeMap<u16, Row> = BTreeMap::new();
+        let mut components: BTreeMap<usize, Row> = BTreeMap::new();
+        let mut layer_components: BTreeMap<(u16, usize), Row> = BTreeMap::new();
+        let mut operations: BTreeMap<String, Row> = BTreeMap::new();
+        let comp_order = component_order(trace);
+        let sp = &trace.spans;
+        for i in 0..sp.len() {
+            let site = &trace.sites[sp.site[i] as usize];
+            let (d, e) = (sp.duration_ns(i), en.spans[i]);
+            if site.is_layer() {
+                let l = site.layer.unwrap_or(0);
+                layers
+                    .entry(l)
+                    .or_insert_with(|| Row::new(format!("L{l}")))
+                    .add(d, e);
+            } else if site.is_component() {
+                let c = comp_order
+                    .iter()
+                    .position(|n| *n == site.component)
+                    .unwrap_or(usize::MAX);
+                components
+                    .entry(c)
+                    .or_insert_with(|| Row::new(site.component.clone()))
+                    .add(d, e);
+                layer_components
+                    .entry((site.layer.unwrap_or(0), c))
+                    .or_insert_with(|| Row::new(site.label()))
+                    .add(d, e);
+            } else if let Some(op) = &site.op {
+                operations
+                    .entry(format!("{}.{op}", site.component))
+                    .or_insert_with(|| Row::new(format!("{}.{op}", site.component)))
+                    .add(d, e);
+            }
+        }
+
+        let tokens: Vec<TokenRow> = trace
+            .tokens
+            .iter()
+            .zip(&en.tokens)
+            .filter_map(|(t, e)| {
+                let s = t.step?;
+                Some(TokenRow {
+                    position: t.position,
+                    step: s.index,
+                    id: t.id,
+                    text: t.text.clone(),
+                    phase: t.phase,
+                    duration_ns: s.end_ns.saturating_sub(s.start_ns),
+                    energy: *e,
+                    power_w: en.attribution.power_w(s.start_ns, s.end_ns),
+                })
+            })
+            .collect();
+
+        let phase = |p: Phase| phases.iter().find(|r| r.name == p.as_str());
+        let decode = phase(Phase::Decode).filter(|r| r.duration_ns > 0);
+        let decode_steps = tokens.iter().filter(|t| t.phase == TokenPhase::Decode).count();
+        let generated = tokens.len();
+        let idle_w = trace
+            .baseline
+            .as_ref()
+            .and_then(|b| b.total_w(&trace.meta.power));
+        let total = en.total;
+
+        let mut labels: BTreeMap<EnergyLabel, u32> = BTreeMap::new();
+        for e in en.sections.iter().chain(&en.tokens).chain(&en.spans).flatten() {
+            *labels.entry(e.label).or_default() += 1;
+        }
+
+        Summary {
+            duration_ns,
+            total,
+            idle_w,
+            dynamic_j: total
+                .zip(idle_w)
+                .map(|(t, w)| t.joules - w * duration_ns as f64 * 1e-9),
+            avg_power_w: total
+                .filter(|_| duration_ns > 0)
+                .map(|t| t.joules / (duration_ns as f64 * 1e-9)),
+            prompt_tokens: trace
+                .tokens
+                .iter()
+                .filter(|t| t.phase == TokenPhase::Prompt)
+                .count() as u32,
+            generated_tokens: generated as u32,
+            time_to_first_token_ns: phase(Phase::Prefill).map(|_| {
+                trace
+                    .sections
+                    .iter()
+                    .filter(|s| s.is_phase() && s.phase == Phase::Prefill)
+                    .map(|s| s.end_ns)
+                    .max()
+                    .unwrap_or(start)
+                    .saturating_sub(start)
+            }),
+            decode_tokens_per_s: decode
+                .filter(|_| decode_steps > 0)
+                .map(|r| decode_steps as f64 / (r.duration_ns as f64 * 1e-9)),
+            decode_j_per_token: decode
+                .and_then(Row::joules)
+                .filter(|_| decode_steps > 0)
+                .map(|j| j / decode_steps as f64),
+            j_per_generated_token: total
+                .filter(|_| generated > 0)
+                .map(|t| t.joules / generated as f64),
+            phases,
+            sections,
+            layers: layers.into_values().collect(),
+            components: components.into_values().collect(),
+            layer_components: layer_components.into_values().collect(),
+            operations: operations.into_values().collect(),
+            tokens,
+            metrics: metric_rows(trace),
+            labels: labels.into_iter().collect(),
+            source: trace.meta.power.name.clone(),
+            source_kind: trace.meta.power.kind,
+            resolution_ns: en.attribution.resolution_ns(),
+            nominal_resolution_ns: trace.meta.power.nominal_resolution_ns,
+            observed_spacing_ns: median_spacing(trace),
+            samples: trace.samples.len() as u32,
+            complete: trace.end.is_some(),
+        }
+    }
+}
+
+fn metric_rows(trace: &Trace) -> Vec<MetricRow> {
+    trace
+        .metrics
+        .iter()
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let (mut sum, mut min, mut max, mut n) = (0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0u32);
+            for &v in &m.value {
+                let v = f64::from(v);
+                if v.is_finite() {
+                    sum += v;
+                    min = min.min(v);
+                    max = max.max(v);
+                    n += 1;
+                }
+            }
+            MetricRow {
+                key: m.key(),
+                count: m.len() as u32,
+                mean: if n > 0 { sum / f64::from(n) } else { f64::NAN },
+                min,
+                max,
+            }
+        })
+        .collect()
+}
+
+/// Component names in display order: the twelve known ones first, then any others
+/// the trace's sites use (another architecture's, or a plugin's), in first-seen order.
+pub fn component_order(trace: &Trace) -> Vec<String> {
+    let mut order: Vec<String> = COMPONENTS.iter().map(|s| s.to_string()).collect();
+    for s in &trace.sites {
+        if s.is_component() && !order.contains(&s.component) {
+            order.push(s.component.clone());
+        }
+    }
+    order.retain(|c| {
+        trace
+            .sites
+            .iter()
+            .any(|s| s.is_component() && &s.component == c)
+    });
+    order
+}
+
+/// What a layer x component grid cell shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GridMetric {
+    TimeNs,
+    EnergyJ,
+    /// Mean of a probe metric over the selected steps.
+    Probe { probe: String, metric: String },
+}
+
+/// A layer x component grid (rows: layers, columns: components).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grid {
+    pub layers: usize,
+    pub components: Vec<String>,
+    /// `values[layer][component]`; `None` where nothing was recorded.
+    pub values: Vec<Vec<Option<f64>>>,
+}
+
+impl Grid {
+    pub fn range(&self) -> Option<(f64, f64)> {
+        let mut it = self.values.iter().flatten().flatten().copied();
+        let first = it.next()?;
+        Some(it.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v))))
+    }
+}
+
+/// The layer x component grid of `metric`, over all steps or one step.
+pub fn grid(trace: &Trace, en: &Energies, metric: &GridMetric, step: Option<u32>) -> Grid {
+    let components = component_order(trace);
+    let layers = trace.layer_count();
+    let col_of: Vec<Option<usize>> = trace
+        .sites
+        .iter()
+        .map(|s| {
+            if s.is_component() {
+                components.iter().position(|c| *c == s.component)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let mut sum = vec![vec![0.0f64; components.len()]; layers];
+    let mut n = vec![vec![0u32; components.len()]; layers];
+    let mut add = |site: u32, v: f64| {
+        let s = site as usize;
+        if let (Some(c), Some(l)) = (col_of[s], trace.sites[s].layer) {
+            sum[l as usize][c] += v;
+            n[l as usize][c] += 1;
+        }
+    };
+    let keep = |s: u32| step.is_none_or(|x| x == s);
+    let mean = match metric {
+        GridMetric::TimeNs | GridMetric::EnergyJ => {
+            let sp = &trace.spans;
+            for i in 0..sp.len() {
+                if !keep(sp.step[i]) {
+                    continue;
+                }
+                let v = match metric {
+                    GridMetric::TimeNs => Some(sp.duration_ns(i) as f64),
+                    _ => en.spans[i].map(|e| e.joules),
+                };
+                if let Some(v) = v {
+                    add(sp.site[i], v);
+                }
+            }
+            false
+        }
+        GridMetric::Probe { probe, metric } => {
+            if let Some(m) = trace.metric(probe, metric) {
+                for i in 0..m.len() {
+                    if keep(m.step[i]) && m.value[i].is_finite() {
+                        add(m.site[i], f64::from(m.value[i]));
+                    }
+                }
+            }
+            true
+        }
+    };
+    let values = sum
+        .iter()
+        .zip(&n)
+        .map(|(row, counts)| {
+            row.iter()
+                .zip(counts)
+                .map(|(&s, &c)| (c > 0).then(|| if mean { s / f64::from(c) } else { s }))
+                .collect()
+        })
+        .collect();
+    Grid {
+        layers,
+        components,
+        values,
+    }
+}

@@ -1,0 +1,210 @@
+//! Streaming trace writer: appends checksummed chunks as a recording goes, so that a
+//! crash leaves a readable prefix.
+
+use std::io::Write;
+
+use bincode::Encode;
+
+use crate::codec::{self, tag, SitesChunk};
+use crate::error::FormatError;
+use crate::model::{
+    IdleBaseline, MetricSeries, Note, PowerSample, RunEnd, RunMeta, Section, SiteDef, SpanTable,
+    Token, Trace,
+};
+
+/// Rows per `SPAN`/`METR` chunk when a table is written in one go; keeps every chunk
+/// far below [`codec::MAX_CHUNK_LEN`].
+const ROWS_PER_CHUNK: usize = 1 << 16;
+
+/// Writes one trace chunk by chunk. Call [`TraceWriter::finish`] to mark it complete.
+pub struct TraceWriter<W: Write> {
+    out: W,
+    written: u64,
+    sites: u32,
+}
+
+impl<W: Write> TraceWriter<W> {
+    /// Write the header and the run's metadata.
+    pub fn new(mut out: W, meta: &RunMeta) -> Result<Self, FormatError> {
+        let mut header = [0u8; codec::HEADER_LEN];
+        header[..8].copy_from_slice(&codec::MAGIC);
+        header[8..10].copy_from_slice(&codec::FORMAT_VERSION.to_le_bytes());
+        out.write_all(&header)?;
+        let mut w = TraceWriter {
+            out,
+            written: header.len() as u64,
+            sites: 0,
+        };
+        w.chunk(tag::META, meta)?;
+        Ok(w)
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    fn chunk<T: Encode>(&mut self, tag: [u8; 4], value: &T) -> Result<(), FormatError> {
+        let payload = codec::encode_payload(value);
+        self.raw_chunk(tag, &payload)
+    }
+
+    /// Write a chunk whose payload is already encoded (also used by tests to forge
+    /// unknown or hostile chunks).
+    pub fn raw_chunk(&mut self, tag: [u8; 4], payload: &[u8]) -> Result<(), FormatError> {
+        if payload.len() > codec::MAX_CHUNK_LEN {
+            return Err(FormatError::Io(std::io::Error::other(format!(
+                "chunk {} payload of {} bytes exceeds the {} byte limit",
+                codec::tag_name(tag),
+                payload.len(),
+                codec::MAX_CHUNK_LEN
+            ))));
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&tag);
+        crc.update(payload);
+        self.out.write_all(&tag)?;
+        self.out.write_all(&(payload.len() as u32).to_le_bytes())?;
+        self.out.write_all(payload)?;
+        self.out.write_all(&crc.finalize().to_le_bytes())?;
+        self.written += (payload.len() + codec::CHUNK_OVERHEAD) as u64;
+        Ok(())
+    }
+
+    pub fn baseline(&mut self, b: &IdleBaseline) -> Result<(), FormatError> {
+        self.chunk(tag::BASELINE, b)
+    }
+
+    /// Append newly interned sites; they get ids in order after the ones written.
+    pub fn sites(&mut self, sites: &[SiteDef]) -> Result<(), FormatError> {
+        if sites.is_empty() {
+            return Ok(());
+        }
+        let chunk = SitesChunk {
+            first_id: self.sites,
+            sites: sites.to_vec(),
+        };
+        self.chunk(tag::SITES, &chunk)?;
+        self.sites += sites.len() as u32;
+        Ok(())
+    }
+
+    /// Number of sites written so far (the id the next site gets).
+    pub fn site_count(&self) -> u32 {
+        self.sites
+    }
+
+    pub fn samples(&mut self, s: &[PowerSample]) -> Result<(), FormatError> {
+        if s.is_empty() {
+            return Ok(());
+        }
+        self.chunk(tag::SAMPLES, &s.to_vec())
+    }
+
+    pub fn sections(&mut self, s: &[Section]) -> Result<(), FormatError> {
+        if s.is_empty() {
+            return Ok(());
+        }
+        self.chunk(tag::SECTIONS, &s.to_vec())
+    }
+
+    pub fn tokens(&mut self, t: &[Token]) -> Result<(), FormatError> {
+        if t.is_empty() {
+            return Ok(());
+        }
+        self.chunk(tag::TOKENS, &t.to_vec())
+    }
+
+    pub fn spans(&mut self, t: &SpanTable) -> Result<(), FormatError> {
+        let n = t.len();
+        let mut i = 0;
+        while i < n {
+            let j = (i + ROWS_PER_CHUNK).min(n);
+            let part = SpanTable {
+                step: t.step[i..j].to_vec(),
+                site: t.site[i..j].to_vec(),
+                start_ns: t.start_ns[i..j].to_vec(),
+                end_ns: t.end_ns[i..j].to_vec(),
+            };
+            self.chunk(tag::SPANS, &part)?;
+            i = j;
+        }
+        Ok(())
+    }
+
+    pub fn metrics(&mut self, m: &[MetricSeries]) -> Result<(), FormatError> {
+        let mut batch: Vec<MetricSeries> = Vec::new();
+        let mut rows = 0;
+        for s in m {
+            let mut i = 0;
+            while i < s.len() {
+                let j = (i + ROWS_PER_CHUNK - rows).min(s.len());
+                batch.push(MetricSeries {
+                    probe: s.probe.clone(),
+                    metric: s.metric.clone(),
+                    step: s.step[i..j].to_vec(),
+                    site: s.site[i..j].to_vec(),
+                    value: s.value[i..j].to_vec(),
+                });
+                rows += j - i;
+                i = j;
+                if rows >= ROWS_PER_CHUNK {
+                    self.chunk(tag::METRICS, &std::mem::take(&mut batch))?;
+                    rows = 0;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.chunk(tag::METRICS, &batch)?;
+        }
+        Ok(())
+    }
+
+    pub fn notes(&mut self, n: &[Note]) -> Result<(), FormatError> {
+        if n.is_empty() {
+            return Ok(());
+        }
+        self.chunk(tag::NOTES, &n.to_vec())
+    }
+
+    /// Push buffered bytes to the underlying writer (call after each step so that a
+    /// crash loses at most the step in flight).
+    pub fn flush(&mut self) -> Result<(), FormatError> {
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// Write the end marker; the trace is complete.
+    pub fn finish(mut self, end: &RunEnd) -> Result<W, FormatError> {
+        self.chunk(tag::END, end)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Encode a whole trace at once (imports, exports, tests).
+pub fn encode(trace: &Trace) -> Vec<u8> {
+    // Writing into a Vec cannot fail, and chunk sizes are bounded by ROWS_PER_CHUNK.
+    encode_into(trace, Vec::new()).unwrap_or_default()
+}
+
+fn encode_into(trace: &Trace, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+    let mut w = TraceWriter::new(out, &trace.meta)?;
+    if let Some(b) = &trace.baseline {
+        w.baseline(b)?;
+    }
+    w.sites(&trace.sites)?;
+    w.samples(&trace.samples)?;
+    w.sections(&trace.sections)?;
+    w.tokens(&trace.tokens)?;
+    w.spans(&trace.spans)?;
+    w.metrics(&trace.metrics)?;
+    w.notes(&trace.notes)?;
+    match &trace.end {
+        Some(end) => w.finish(end),
+        None => {
+            w.flush()?;
+            Ok(w.out)
+        }
+    }
+}
