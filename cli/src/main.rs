@@ -1,1 +1,289 @@
-fn main() {}
+//! `eprof`: where do the joules of transformer inference go?
+//!
+//! `main` calls `run`, which returns the exit code; errors print one lowercase line
+//! naming what failed and how to fix it; a closed pipe (`eprof ls | head`) exits quietly.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod fmt;
+mod record;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  error (the message says what failed and how to fix it)
+  2  invalid command line
+  3  the trace is truncated or corrupted (what could be read was still shown)";
+
+#[derive(Parser)]
+#[command(
+    name = "eprof",
+    version,
+    about = "Energy and latency profiler for transformer inference: where do the joules go?",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    /// Data directory for traces, the run index, models and plugins
+    /// [default: $EPROF_HOME, else the per-user data directory]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Profile one prompt: run the model, record energy and time, write a trace
+    Record(record::RecordArgs),
+    /// List recorded runs
+    Ls(LsArgs),
+    /// Summarise one run: phases, tokens, layers, components, operations, metrics
+    Show(ShowArgs),
+    /// Export a run as JSON, CSV tables, Chrome trace-event JSON, or a copy of the trace
+    Export(ExportArgs),
+    /// Add trace files (e.g. from a colleague's machine) to the index
+    Import(ImportArgs),
+    /// Remove runs from the index and delete their trace files
+    Rm(RmArgs),
+    /// Maintain the run index
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Compare runs side by side (different machines and models included)
+    Compare(CompareArgs),
+    /// Check what can be used on this machine and how to fix what cannot
+    Doctor(JsonFlag),
+    /// List built-in and loaded plugins: power sources, model adapters, probes
+    Plugins(JsonFlag),
+    /// Power sources: list them, or read one to check a setup
+    Power {
+        #[command(subcommand)]
+        command: PowerCommand,
+    },
+    /// Inspect a model: architecture, sizes, tokenizer; tokenize text
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Args)]
+struct JsonFlag {
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LsArgs {
+    /// Only runs whose model name contains this
+    #[arg(long)]
+    model: Option<String>,
+    /// Only runs with this tag
+    #[arg(long)]
+    tag: Option<String>,
+    /// Only runs of this experiment
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Only runs whose prompt contains this
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Sort by created, energy, duration or j_per_token (largest first)
+    #[arg(long, default_value = "created")]
+    sort: String,
+    /// Show at most this many runs
+    #[arg(long, short = 'n')]
+    limit: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// Run id (or unique prefix) or a path to a .eprof file
+    run: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run id (or unique prefix) or a path to a .eprof file
+    run: String,
+    /// json (full), csv (a folder of tables), chrome (Perfetto / chrome://tracing), eprof
+    #[arg(long, default_value = "json")]
+    format: String,
+    /// Output file (a folder for csv) [default: stdout for json/chrome]
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Trace files to import
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct RmArgs {
+    /// Run ids (or unique prefixes)
+    #[arg(required = true)]
+    runs: Vec<String>,
+    /// Keep the trace files, remove only the index rows
+    #[arg(long)]
+    keep_files: bool,
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Drop the index and rebuild it from the trace files in the data directory
+    Rebuild,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Two or more run ids, prefixes or trace paths
+    #[arg(num_args = 2.., required = true)]
+    runs: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PowerCommand {
+    /// Every power source, whether it is usable here, and why not
+    List(JsonFlag),
+    /// Print readings from one source
+    Read(PowerReadArgs),
+}
+
+#[derive(Args)]
+struct PowerReadArgs {
+    /// Source name, with options: synthetic:step=10/30@0.5, estimate:idle=5,max=40 ...
+    #[arg(long)]
+    source: String,
+    /// Read a recorded stream instead of live hardware (sources that replay)
+    #[arg(long)]
+    from_file: Option<PathBuf>,
+    /// Number of readings
+    #[arg(long, default_value_t = 5)]
+    samples: u32,
+    /// Milliseconds between readings
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Architecture, sizes, quantization and tokenizer of a model
+    Info {
+        /// A .gguf file, a Hugging Face folder, or builtin:tiny-llama
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Token ids of a text
+    Tokenize {
+        path: PathBuf,
+        text: String,
+        /// Treat special-token strings (<|im_start|>) as plain text
+        #[arg(long)]
+        no_special: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error that carries its own exit code.
+#[derive(Debug)]
+pub struct Exit(pub u8, pub String);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    eprof_power::link();
+    eprof_models::link();
+    eprof_probes::link();
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            let code = e.downcast_ref::<Exit>().map_or(1, |x| x.0);
+            let mut msg = format!("error: {e}");
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!(": {cause}"));
+            }
+            let _ = writeln!(std::io::stderr(), "{msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return Ok(ExitCode::from(code));
+        }
+    };
+    let data = eprof_core::paths::DataDir::resolve(cli.data_dir.as_deref());
+    let out = &mut String::new();
+    let code = match cli.command {
+        Command::Record(a) => return record::run(&data, a),
+        Command::Ls(a) => commands::ls(&data, &a, out),
+        Command::Show(a) => commands::show(&data, &a, out),
+        Command::Export(a) => commands::export(&data, &a, out),
+        Command::Import(a) => commands::import(&data, &a, out),
+        Command::Rm(a) => commands::rm(&data, &a, out),
+        Command::Index {
+            command: IndexCommand::Rebuild,
+        } => commands::index_rebuild(&data, out),
+        Command::Compare(a) => commands::compare(&data, &a, out),
+        Command::Doctor(a) => commands::doctor(&data, a.json, out),
+        Command::Plugins(a) => commands::plugins(a.json, out),
+        Command::Power {
+            command: PowerCommand::List(a),
+        } => commands::power_list(a.json, out),
+        Command::Power {
+            command: PowerCommand::Read(a),
+        } => commands::power_read(&a, out),
+        Command::Model {
+            command: ModelCommand::Info { path, json },
+        } => commands::model_info(&path, json, out),
+        Command::Model {
+            command:
+                ModelCommand::Tokenize {
+                    path,
+                    text,
+                    no_special,
+                    json,
+                },
+        } => commands::model_tokenize(&path, &text, !no_special, json, out),
+    };
+    // Print what was produced even when the command then fails (a truncated trace).
+    std::io::stdout().write_all(out.as_bytes())?;
+    std::io::stdout().flush()?;
+    code.map(|()| ExitCode::SUCCESS)
+}

@@ -1,1 +1,35 @@
-//! placeholder
+//! eprof-core: what a recording is made of.
+//!
+//! The traits that power sources, model adapters and probes implement
+//! ([`PowerSource`], [`ModelAdapter`] + [`InstrumentedModel`], [`Probe`]), the
+//! [`Recorder`] that instrumented models report to, the registries that find them
+//! ([`Registry`]), the [`Session`] that owns the clock, the sampler thread and the
+//! trace writer, and the SQLite [`Index`] of past runs.
+
+#![deny(unsafe_code)]
+
+pub mod clock;
+pub mod error;
+pub mod index;
+pub mod machine;
+pub mod model;
+pub mod paths;
+pub mod power;
+pub mod probe;
+pub mod recorder;
+pub mod registry;
+pub mod session;
+
+pub use clock::Clock;
+pub use error::{Error, Result};
+pub use index::Index;
+pub use model::{InstrumentedModel, LoadedModel, ModelAdapter, ModelSource, Tokenizer};
+pub use power::{Availability, PowerSource, Reading, SourceOptions};
+pub use probe::{MetricSink, Probe, TensorKind, TensorView};
+pub use recorder::{NullRecorder, Recorder, SiteId};
+pub use registry::{
+    ModelAdapterRegistration, PowerSourceRegistration, ProbeRegistration, Registry,
+};
+pub use session::{Session, SessionConfig};
+
+pub use eprof_format as format;

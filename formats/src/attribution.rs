@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{SourceKind, Trace};
+use crate::model::{PowerSample, PowerSourceDesc, SourceKind, Trace};
 
 /// How an energy figure was obtained. Ordered from strongest to weakest evidence:
 /// an aggregate of figures takes the weakest label among its parts.
@@ -152,13 +152,16 @@ pub struct Attribution {
 
 impl Attribution {
     pub fn new(trace: &Trace) -> Self {
-        let desc = &trace.meta.power;
+        Self::from_samples(&trace.meta.power, &trace.samples)
+    }
+
+    /// The energy function of a source's readings, without a whole trace.
+    pub fn from_samples(desc: &PowerSourceDesc, samples: &[PowerSample]) -> Self {
         let kind = desc.kind;
         let n = desc.channels.len();
         let curves: Vec<Option<Cumulative>> = (0..n)
             .map(|c| {
-                let values = trace
-                    .samples
+                let values = samples
                     .iter()
                     .filter_map(move |s| s.values.get(c).copied().flatten().map(|v| (s, v)));
                 match kind {
@@ -169,13 +172,13 @@ impl Attribution {
                 }
             })
             .collect();
-        let mut reading_times: Vec<u64> = trace.samples.iter().map(|s| s.t0_ns).collect();
+        let mut reading_times: Vec<u64> = samples.iter().map(|s| s.t0_ns).collect();
         reading_times.sort_unstable();
         reading_times.dedup();
         let resolution_ns = match kind {
             SourceKind::Counter => desc.nominal_resolution_ns,
             SourceKind::Sampler | SourceKind::Estimate => {
-                desc.nominal_resolution_ns.max(median_window(trace))
+                desc.nominal_resolution_ns.max(median_window(samples))
             }
         };
         Attribution {
@@ -263,9 +266,8 @@ pub fn median_spacing(trace: &Trace) -> u64 {
     median(&mut d)
 }
 
-fn median_window(trace: &Trace) -> u64 {
-    let mut d: Vec<u64> = trace
-        .samples
+fn median_window(samples: &[PowerSample]) -> u64 {
+    let mut d: Vec<u64> = samples
         .iter()
         .map(|s| s.t1_ns.saturating_sub(s.t0_ns))
         .collect();

@@ -182,7 +182,11 @@ proptest! {
             let n = bytes.len();
             bytes[pos % n] ^= 1 << bit;
         }
-        let _ = decode(&bytes);
+        if let Ok(d) = decode(&bytes) {
+            // Whatever decodes must also summarise without panicking.
+            let en = eprof_format::Energies::compute(&d.trace);
+            let _ = eprof_format::Summary::compute(&d.trace, &en);
+        }
     }
 
     #[test]

@@ -1,1 +1,53 @@
-//! placeholder
+//! eprof-models: instrumented Llama, Mistral and Qwen2 on candle.
+//!
+//! One decoder ([`decoder::Decoder`]) serves the three architectures; the adapters
+//! differ in configuration (Qwen2: q/k/v bias and tied embeddings; Mistral: sliding
+//! window) and in how they are detected. Both GGUF files (quantized matmuls, tokenizer
+//! from metadata) and Hugging Face folders (safetensors, `tokenizer.json`) load.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod decoder;
+pub mod load;
+pub mod pipeline;
+pub mod sampling;
+pub mod tokenizer;
+
+use candle_core::Device;
+use eprof_core::model::{ModelLayout, ModelSource};
+use eprof_core::{LoadedModel, ModelAdapter, ModelAdapterRegistration, Result};
+
+/// One adapter per architecture name; the code path is shared.
+pub struct Adapter {
+    name: &'static str,
+}
+
+impl ModelAdapter for Adapter {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn detects(&self, src: &ModelSource) -> bool {
+        src.architecture == self.name
+    }
+
+    fn load(&self, src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
+        match src.layout {
+            ModelLayout::Gguf => load::load_gguf(src, dev),
+            ModelLayout::HfFolder => load::load_hf(src, dev),
+            ModelLayout::BuiltinTiny => load::load_tiny(src, dev),
+        }
+    }
+}
+
+pub static LLAMA: Adapter = Adapter { name: "llama" };
+pub static MISTRAL: Adapter = Adapter { name: "mistral" };
+pub static QWEN2: Adapter = Adapter { name: "qwen2" };
+
+inventory::submit! { ModelAdapterRegistration { adapter: &LLAMA, origin: module_path!() } }
+inventory::submit! { ModelAdapterRegistration { adapter: &MISTRAL, origin: module_path!() } }
+inventory::submit! { ModelAdapterRegistration { adapter: &QWEN2, origin: module_path!() } }
+
+/// Call from a binary so the linker keeps this crate's registrations.
+pub fn link() {}

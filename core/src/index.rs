@@ -1,0 +1,496 @@
+//! The SQLite index of runs (ARCHITECTURE §6).
+//!
+//! The trace files are the source of truth; the index holds what history lists filter
+//! and sort on, plus per-section and per-token rows for cross-run queries, and can be
+//! rebuilt from a folder of traces at any time. WAL mode and a busy timeout let several
+//! `eprof` processes record at once; every write is one `BEGIN IMMEDIATE` transaction.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use eprof_format::{Energies, Summary, Trace};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Schema migrations; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    generated_text TEXT,
+    model TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    model_hash TEXT NOT NULL,
+    depth TEXT NOT NULL,
+    device TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    cpu TEXT NOT NULL,
+    os TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_kind TEXT NOT NULL,
+    resolution_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    ttft_ns INTEGER,
+    prompt_tokens INTEGER NOT NULL,
+    generated_tokens INTEGER NOT NULL,
+    total_j REAL,
+    dynamic_j REAL,
+    avg_power_w REAL,
+    decode_j_per_token REAL,
+    j_per_generated_token REAL,
+    decode_tokens_per_s REAL,
+    energy_label TEXT,
+    experiment TEXT,
+    complete INTEGER NOT NULL,
+    imported INTEGER NOT NULL,
+    trace_path TEXT NOT NULL,
+    trace_sha256 TEXT NOT NULL,
+    indexed_at_ms INTEGER NOT NULL
+);
+CREATE INDEX runs_created ON runs(created_at_ms);
+CREATE INDEX runs_model ON runs(model);
+CREATE INDEX runs_experiment ON runs(experiment);
+CREATE TABLE run_tags (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (run_id, tag)
+);
+CREATE TABLE sections (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    phase TEXT NOT NULL,
+    name TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    energy_j REAL,
+    label TEXT
+);
+CREATE INDEX sections_run ON sections(run_id);
+CREATE TABLE tokens (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    token_id INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    energy_j REAL,
+    label TEXT
+);
+CREATE INDEX tokens_run ON tokens(run_id);
+"#];
+
+/// One run as the index lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub created_at_ms: i64,
+    pub prompt: String,
+    pub generated_text: Option<String>,
+    pub model: String,
+    pub architecture: String,
+    pub dtype: String,
+    pub depth: String,
+    pub device: String,
+    pub hostname: String,
+    pub cpu: String,
+    pub source: String,
+    pub source_kind: String,
+    pub duration_ns: i64,
+    pub prompt_tokens: i64,
+    pub generated_tokens: i64,
+    pub total_j: Option<f64>,
+    pub dynamic_j: Option<f64>,
+    pub avg_power_w: Option<f64>,
+    pub decode_j_per_token: Option<f64>,
+    pub decode_tokens_per_s: Option<f64>,
+    pub energy_label: Option<String>,
+    pub experiment: Option<String>,
+    pub tags: Vec<String>,
+    pub complete: bool,
+    pub imported: bool,
+    pub trace_path: String,
+    pub trace_sha256: String,
+}
+
+/// Filters and order of `eprof ls`.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub model: Option<String>,
+    pub tag: Option<String>,
+    pub experiment: Option<String>,
+    pub prompt_contains: Option<String>,
+    /// `created`, `energy`, `duration`, `j_per_token` (newest/largest first).
+    pub sort: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// An open run index.
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// SHA-256 of a file's bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Index {
+    /// Open (creating and migrating as needed) the index at `path`.
+    pub fn open(path: &Path) -> Result<Index> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let err = |e: rusqlite::Error| Error::Index {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        let mut idx = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        idx.migrate()?;
+        Ok(idx)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sql_err(&self.path, e)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| sql_err(&path, e))?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(Error::Index {
+                path: self.path.clone(),
+                message: format!(
+                    "schema version {version} is newer than this eprof knows ({}); update eprof",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(m).map_err(|e| sql_err(&path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| sql_err(&path, e))?;
+        }
+        tx.commit().map_err(|e| sql_err(&path, e))
+    }
+
+
+    /// Add or replace the row of a trace at `trace_path`.
+    pub fn insert(&mut self, trace: &Trace, trace_path: &Path, imported: bool) -> Result<()> {
+        let bytes = std::fs::read(trace_path).map_err(|e| Error::io(trace_path, e))?;
+        let sha = sha256_hex(&bytes);
+        let en = Energies::compute(trace);
+        let s = Summary::compute(trace, &en);
+        let m = &trace.meta;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let path_str = trace_path.to_string_lossy().into_owned();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, e))?;
+        let res = (|| -> rusqlite::Result<()> {
+            tx.execute("DELETE FROM runs WHERE id = ?1", params![m.id])?;
+            tx.execute(
+                "INSERT INTO runs VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)",
+                params![
+                    m.id,
+                    m.created_at_ms,
+                    m.prompt,
+                    trace.end.as_ref().map(|e| e.generated_text.clone()),
+                    m.model.name,
+                    m.model.architecture,
+                    m.model.dtype,
+                    m.model.file_hash,
+                    m.settings.depth.as_str(),
+                    m.settings.device,
+                    m.machine.hostname,
+                    m.machine.cpu,
+                    m.machine.os,
+                    m.power.name,
+                    m.power.kind.as_str(),
+                    s.resolution_ns as i64,
+                    s.duration_ns as i64,
+                    s.time_to_first_token_ns.map(|v| v as i64),
+                    s.prompt_tokens,
+                    s.generated_tokens,
+                    s.total.map(|e| e.joules),
+                    s.dynamic_j,
+                    s.avg_power_w,
+                    s.decode_j_per_token,
+                    s.j_per_generated_token,
+                    s.decode_tokens_per_s,
+                    s.total.map(|e| e.label.as_str()),
+                    m.experiment,
+                    s.complete,
+                    imported,
+                    path_str,
+                    sha,
+                    now_ms,
+                ],
+            )?;
+            for t in &m.tags {
+                tx.execute(
+                    "INSERT OR IGNORE INTO run_tags VALUES (?1, ?2)",
+                    params![m.id, t],
+                )?;
+            }
+            for r in &s.phases {
+                tx.execute(
+                    "INSERT INTO sections VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    params![
+                        m.id,
+                        r.name,
+                        r.name,
+                        r.count,
+                        r.duration_ns as i64,
+                        r.joules(),
+                        r.energy.map(|e| e.label.as_str())
+                    ],
+                )?;
+            }
+            for r in &s.sections {
+                let (phase, name) = r.name.split_once('/').unwrap_or(("", &r.name));
+                tx.execute(
+                    "INSERT INTO sections VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    params![
+                        m.id,
+                        phase,
+                        name,
+                        r.count,
+                        r.duration_ns as i64,
+                        r.joules(),
+                        r.energy.map(|e| e.label.as_str())
+                    ],
+                )?;
+            }
+            let mut stmt = tx.prepare("INSERT INTO tokens VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)")?;
+            for t in &s.tokens {
+                stmt.execute(params![
+                    m.id,
+                    t.step,
+                    t.position,
+                    t.id,
+                    t.text,
+                    format!("{:?}", t.phase).to_lowercase(),
+                    t.duration_ns as i64,
+                    t.energy.map(|e| e.joules),
+                    t.energy.map(|e| e.label.as_str())
+                ])?;
+            }
+            drop(stmt);
+            Ok(())
+        })();
+        res.map_err(|e| sql_err(&path, e))?;
+        tx.commit().map_err(|e| sql_err(&path, e))
+    }
+
+    pub fn list(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
+        let order = match f.sort.as_deref() {
+            None | Some("created") => "created_at_ms DESC",
+            Some("energy") => "total_j DESC",
+            Some("duration") => "duration_ns DESC",
+            Some("j_per_token") => "decode_j_per_token DESC",
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "cannot sort by {other:?}: use created, energy, duration or j_per_token"
+                )));
+            }
+        };
+        let sql = format!(
+            "SELECT id FROM runs r WHERE (?1 IS NULL OR model LIKE '%' || ?1 || '%')
+               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = r.id AND t.tag = ?2))
+               AND (?3 IS NULL OR experiment = ?3)
+               AND (?4 IS NULL OR prompt LIKE '%' || ?4 || '%')
+             ORDER BY {order} LIMIT ?5"
+        );
+        let ids: Vec<String> = (|| {
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    f.model,
+                    f.tag,
+                    f.experiment,
+                    f.prompt_contains,
+                    f.limit.map_or(-1, i64::from)
+                ],
+                |r| r.get(0),
+            )?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        })()
+        .map_err(|e| self.err(e))?;
+        ids.iter()
+            .map(|id| self.get(id)?.ok_or_else(|| Error::Config(format!("run {id} vanished"))))
+            .collect()
+    }
+
+    /// The run with this id, or the only run whose id starts with it.
+    pub fn find(&self, id_or_prefix: &str) -> Result<RunRow> {
+        if let Some(r) = self.get(id_or_prefix)? {
+            return Ok(r);
+        }
+        let ids: Vec<String> = (|| {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM runs WHERE id LIKE ?1 || '%' LIMIT 3")?;
+            let rows = stmt.query_map(params![id_or_prefix], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        })()
+        .map_err(|e| self.err(e))?;
+        match ids.as_slice() {
+            [one] => self
+                .get(one)?
+                .ok_or_else(|| Error::Config(format!("run {one} vanished"))),
+            [] => Err(Error::Config(format!(
+                "no run {id_or_prefix:?} in the index; `eprof ls` lists runs"
+            ))),
+            _ => Err(Error::Config(format!(
+                "{id_or_prefix:?} matches several runs ({}...); give more of the id",
+                ids.join(", ")
+            ))),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<RunRow>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, created_at_ms, prompt, generated_text, model, architecture, dtype, depth, device,
+                        hostname, cpu, source, source_kind, duration_ns, prompt_tokens, generated_tokens,
+                        total_j, dynamic_j, avg_power_w, decode_j_per_token, decode_tokens_per_s,
+                        energy_label, experiment, complete, imported, trace_path, trace_sha256
+                 FROM runs WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(RunRow {
+                        id: r.get(0)?,
+                        created_at_ms: r.get(1)?,
+                        prompt: r.get(2)?,
+                        generated_text: r.get(3)?,
+                        model: r.get(4)?,
+                        architecture: r.get(5)?,
+                        dtype: r.get(6)?,
+                        depth: r.get(7)?,
+                        device: r.get(8)?,
+                        hostname: r.get(9)?,
+                        cpu: r.get(10)?,
+                        source: r.get(11)?,
+                        source_kind: r.get(12)?,
+                        duration_ns: r.get(13)?,
+                        prompt_tokens: r.get(14)?,
+                        generated_tokens: r.get(15)?,
+                        total_j: r.get(16)?,
+                        dynamic_j: r.get(17)?,
+                        avg_power_w: r.get(18)?,
+                        decode_j_per_token: r.get(19)?,
+                        decode_tokens_per_s: r.get(20)?,
+                        energy_label: r.get(21)?,
+                        experiment: r.get(22)?,
+                        tags: Vec::new(),
+                        complete: r.get(23)?,
+                        imported: r.get(24)?,
+                        trace_path: r.get(25)?,
+                        trace_sha256: r.get(26)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(mut row) = row else {
+            return Ok(None);
+        };
+        row.tags = (|| {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT tag FROM run_tags WHERE run_id = ?1 ORDER BY tag")?;
+            let rows = stmt.query_map(params![id], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        })()
+        .map_err(|e| self.err(e))?;
+        Ok(Some(row))
+    }
+
+    /// Remove a run's rows (not its trace file).
+    pub fn remove(&mut self, id: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("DELETE FROM runs WHERE id = ?1", params![id])
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    pub fn count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Drop every row and index each `*.eprof` file in `dir` again. Returns the number
+    /// indexed and, per file that could not be read, why.
+    pub fn rebuild(&mut self, dir: &Path) -> Result<(usize, Vec<(PathBuf, String)>)> {
+        self.conn
+            .execute_batch("DELETE FROM runs")
+            .map_err(|e| self.err(e))?;
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "eprof"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        files.sort();
+        // A trace recorded elsewhere keeps its own machine; it counts as imported.
+        let here = crate::machine::detect().hostname;
+        let mut ok = 0;
+        let mut failed = Vec::new();
+        for f in files {
+            let bytes = match std::fs::read(&f) {
+                Ok(b) => b,
+                Err(e) => {
+                    failed.push((f, e.to_string()));
+                    continue;
+                }
+            };
+            match eprof_format::decode(&bytes) {
+                Ok(d) => {
+                    let imported = d.trace.meta.machine.hostname != here;
+                    self.insert(&d.trace, &f, imported)?;
+                    ok += 1;
+                }
+                Err(e) => failed.push((f, e.to_string())),
+            }
+        }
+        Ok((ok, failed))
+    }
+}
+
+fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
+    Error::Index {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}

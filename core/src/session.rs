@@ -1,0 +1,593 @@
+//! A recording session: owns the clock, the power sampler thread, the span and metric
+//! buffers, the probes, and the streaming trace writer.
+//!
+//! Hot path (measured by `cargo bench -p eprof-core --bench recorder`): `span` is a
+//! push into four preallocated columns; `now` is one monotonic clock read. Buffers are
+//! written out as chunks between steps ([`Session::flush`]), never inside one.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use candle_core::Tensor;
+use eprof_format::{
+    Attribution, Depth, IdleBaseline, MetricSeries, Note, NoteLevel, Phase, PowerSample,
+    PowerSourceDesc, RunEnd, RunMeta, Section, SiteDef, SourceKind, SpanTable, Token,
+    TraceWriter,
+};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::power::{CounterUnwrap, PowerSource, Reading};
+use crate::probe::{MetricSink, Probe, TensorKind, with_host_f32};
+use crate::recorder::{Recorder, SiteId};
+
+/// What a session needs to start.
+pub struct SessionConfig {
+    /// Run metadata; `power` is filled in from the source.
+    pub meta: RunMeta,
+    pub out: PathBuf,
+    pub clock: Clock,
+    /// Sampler thread interval.
+    pub interval: Duration,
+    /// Idle measurement before the run; zero disables it.
+    pub idle_baseline: Duration,
+    /// Counter sources: also read at step boundaries, so per-token energy is measured.
+    pub boundary_reads: bool,
+    /// The model's sites; their ids are their indices.
+    pub sites: Vec<SiteDef>,
+    pub probes: Vec<Box<dyn Probe>>,
+}
+
+struct SamplerState {
+    samples: Vec<PowerSample>,
+    unwrap: CounterUnwrap,
+    last_t: u64,
+    errors: u32,
+    last_error: Option<String>,
+    max_spacing: u64,
+}
+
+struct Shared {
+    source: Mutex<Box<dyn PowerSource>>,
+    state: Mutex<SamplerState>,
+    stop: AtomicBool,
+    kind: SourceKind,
+    clock: Clock,
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind: keep using it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Take one reading and append it as a sample; returns its timestamp.
+    fn sample(&self) -> Option<u64> {
+        let mut src = lock(&self.source);
+        let r: Result<Reading> = src.read();
+        let now = self.clock.now();
+        drop(src);
+        let mut st = lock(&self.state);
+        match r {
+            Ok(r) => {
+                let t = r.t_ns.unwrap_or(now);
+                let sample = match self.kind {
+                    SourceKind::Counter => PowerSample {
+                        t0_ns: t,
+                        t1_ns: t,
+                        values: st.unwrap.push(&r),
+                    },
+                    SourceKind::Sampler | SourceKind::Estimate => PowerSample {
+                        t0_ns: r
+                            .window_ns
+                            .map_or(st.last_t, |w| t.saturating_sub(w)),
+                        t1_ns: t,
+                        values: r.values,
+                    },
+                };
+                if st.last_t > 0 {
+                    st.max_spacing = st.max_spacing.max(t.saturating_sub(st.last_t));
+                }
+                st.last_t = t;
+                st.samples.push(sample);
+                st.errors = 0;
+                Some(t)
+            }
+            Err(e) => {
+                st.errors += 1;
+                st.last_error = Some(e.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// One probe in a run; disabled after its first error or panic.
+struct ProbeSlot {
+    probe: Box<dyn Probe>,
+    name: String,
+    enabled: bool,
+}
+
+/// Collects metric values of one (step, site) into the session's series.
+struct Sink<'a> {
+    series: &'a mut Vec<MetricSeries>,
+    probe: &'a str,
+    step: u32,
+    site: u32,
+}
+
+impl MetricSink for Sink<'_> {
+    fn emit(&mut self, metric: &str, value: f32) {
+        push_metric(self.series, self.probe, metric, self.step, self.site, value);
+    }
+}
+
+fn push_metric(
+    series: &mut Vec<MetricSeries>,
+    probe: &str,
+    metric: &str,
+    step: u32,
+    site: u32,
+    value: f32,
+) {
+    match series
+        .iter_mut()
+        .find(|m| m.metric == metric && m.probe == probe)
+    {
+        Some(m) => m.push(step, site, value),
+        None => {
+            let mut m = MetricSeries::new(probe, metric);
+            m.push(step, site, value);
+            series.push(m);
+        }
+    }
+}
+
+/// A recording in progress.
+pub struct Session {
+    clock: Clock,
+    depth: Depth,
+    path: PathBuf,
+    writer: Option<TraceWriter<BufWriter<File>>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    boundary_reads: bool,
+    desc: PowerSourceDesc,
+    sites: Vec<SiteDef>,
+    /// Per site, the OR of the enabled probes' wanted [`TensorKind`] bits.
+    want: Vec<u8>,
+    probes: Vec<ProbeSlot>,
+    spans: SpanTable,
+    metrics: Vec<MetricSeries>,
+    sections: Vec<Section>,
+    tokens: Vec<Token>,
+    notes: Vec<Note>,
+    samples_written: usize,
+    step: u32,
+    phase: Phase,
+    baseline: Option<IdleBaseline>,
+}
+
+impl Session {
+    /// Create the trace file, start the sampler thread, and measure the idle baseline.
+    pub fn start(cfg: SessionConfig, source: Box<dyn PowerSource>) -> Result<Session> {
+        let SessionConfig {
+            mut meta,
+            out,
+            clock,
+            interval,
+            idle_baseline,
+            boundary_reads,
+            sites,
+            probes,
+        } = cfg;
+        let desc = source.desc();
+        meta.power = desc.clone();
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let file = File::create(&out).map_err(|e| Error::io(&out, e))?;
+        let mut writer = TraceWriter::new(BufWriter::new(file), &meta).map_err(|e| trace_err(&out, e))?;
+        writer.sites(&sites).map_err(|e| trace_err(&out, e))?;
+
+        let shared = Arc::new(Shared {
+            source: Mutex::new(source),
+            state: Mutex::new(SamplerState {
+                samples: Vec::with_capacity(1024),
+                unwrap: CounterUnwrap::default(),
+                last_t: clock.now(),
+                errors: 0,
+                last_error: None,
+                max_spacing: 0,
+            }),
+            stop: AtomicBool::new(false),
+            kind: desc.kind,
+            clock,
+        });
+        // A first reading now, so that even a short run has a reading at both ends.
+        if shared.sample().is_none() {
+            let msg = lock(&shared.state).last_error.clone().unwrap_or_default();
+            return Err(Error::power(&desc.name, msg));
+        }
+        let t_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("eprof-sampler".into())
+            .spawn(move || sampler_loop(&t_shared, interval))
+            .map_err(|e| Error::power(&desc.name, format!("cannot start sampler thread: {e}")))?;
+
+        let depth = meta.settings.depth;
+        let probes: Vec<ProbeSlot> = probes
+            .into_iter()
+            .map(|p| ProbeSlot {
+                name: p.name().to_string(),
+                probe: p,
+                enabled: true,
+            })
+            .collect();
+        let per_step = sites.len() * 2 + 64;
+        let mut s = Session {
+            clock,
+            depth,
+            path: out,
+            writer: Some(writer),
+            shared,
+            thread: Some(thread),
+            boundary_reads: boundary_reads && desc.kind == SourceKind::Counter,
+            desc,
+            want: vec![0; sites.len()],
+            sites,
+            probes,
+            spans: SpanTable {
+                step: Vec::with_capacity(per_step),
+                site: Vec::with_capacity(per_step),
+                start_ns: Vec::with_capacity(per_step),
+                end_ns: Vec::with_capacity(per_step),
+            },
+            metrics: Vec::new(),
+            sections: Vec::new(),
+            tokens: Vec::new(),
+            notes: Vec::new(),
+            samples_written: 0,
+            step: 0,
+            phase: Phase::PreInference,
+            baseline: None,
+        };
+        s.recompute_wants();
+        if !idle_baseline.is_zero() {
+            s.measure_baseline(idle_baseline)?;
+        }
+        Ok(s)
+    }
+
+    fn recompute_wants(&mut self) {
+        if self.depth == Depth::Off {
+            return;
+        }
+        for (i, site) in self.sites.iter().enumerate() {
+            self.want[i] = self
+                .probes
+                .iter()
+                .filter(|p| p.enabled)
+                .flat_map(|p| {
+                    TensorKind::ALL
+                        .into_iter()
+                        .filter(|&k| p.probe.wants(site, k))
+                        .map(TensorKind::bit)
+                })
+                .fold(0, |a, b| a | b);
+        }
+    }
+
+    fn measure_baseline(&mut self, d: Duration) -> Result<()> {
+        let start = self.clock.now();
+        std::thread::sleep(d);
+        let end = self.boundary_or_now();
+        let a = Attribution::from_samples(&self.desc, &lock(&self.shared.state).samples);
+        let b = IdleBaseline {
+            duration_ns: end - start,
+            power_w: a.power_w(start, end),
+        };
+        if let Some(w) = self.writer.as_mut() {
+            w.baseline(&b).map_err(|e| trace_err(&self.path, e))?;
+        }
+        self.baseline = Some(b);
+        Ok(())
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn power_desc(&self) -> &PowerSourceDesc {
+        &self.desc
+    }
+
+    pub fn baseline(&self) -> Option<&IdleBaseline> {
+        self.baseline.as_ref()
+    }
+
+    /// The instant of a step or phase boundary. Counter sources are read right now,
+    /// and the reading's timestamp is the boundary, so that the energy between two
+    /// boundaries is an exact counter difference (`measured`).
+    pub fn boundary(&mut self) -> u64 {
+        self.boundary_or_now()
+    }
+
+    fn boundary_or_now(&self) -> u64 {
+        if self.boundary_reads {
+            if let Some(t) = self.shared.sample() {
+                return t;
+            }
+        }
+        self.clock.now()
+    }
+
+    /// The step that spans and metrics are recorded into from now on.
+    pub fn set_step(&mut self, step: u32) {
+        self.step = step;
+    }
+
+    /// The phase that model sections are recorded into from now on.
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    pub fn section(&mut self, phase: Phase, name: &str, step: Option<u32>, start: u64, end: u64) {
+        self.sections.push(Section {
+            phase,
+            name: name.to_string(),
+            step,
+            start_ns: start,
+            end_ns: end,
+        });
+    }
+
+    pub fn token(&mut self, t: Token) {
+        self.tokens.push(t);
+    }
+
+    /// A note for the trace and the user.
+    pub fn note(&mut self, level: NoteLevel, text: impl Into<String>) {
+        self.notes.push(Note {
+            t_ns: self.clock.now(),
+            level,
+            text: text.into(),
+        });
+    }
+
+    /// The newest power reading per channel (watts for samplers; for counters the
+    /// power since the previous reading), for live displays.
+    pub fn current_power_w(&self) -> Option<f64> {
+        let st = lock(&self.shared.state);
+        let n = st.samples.len();
+        let total = |s: &PowerSample| -> Option<f64> {
+            let mut sum = None;
+            for i in self.desc.total_channels() {
+                if let Some(v) = s.values.get(i).copied().flatten() {
+                    *sum.get_or_insert(0.0) += v;
+                }
+            }
+            sum
+        };
+        match self.desc.kind {
+            SourceKind::Counter => {
+                let (a, b) = (st.samples.get(n.checked_sub(2)?)?, st.samples.get(n - 1)?);
+                let dt = b.t0_ns.saturating_sub(a.t0_ns) as f64 * 1e-9;
+                (dt > 0.0).then(|| Some((total(b)? - total(a)?) / dt)).flatten()
+            }
+            _ => total(st.samples.last()?),
+        }
+    }
+
+    /// Write everything recorded since the last flush as chunks. Call between steps.
+    pub fn flush(&mut self) -> Result<()> {
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let samples: Vec<PowerSample> = {
+            let st = lock(&self.shared.state);
+            st.samples[self.samples_written..].to_vec()
+        };
+        self.samples_written += samples.len();
+        let path = &self.path;
+        let e = |e| trace_err(path, e);
+        w.samples(&samples).map_err(e)?;
+        w.sections(&self.sections).map_err(e)?;
+        w.tokens(&self.tokens).map_err(e)?;
+        w.spans(&self.spans).map_err(e)?;
+        w.metrics(&self.metrics).map_err(e)?;
+        w.notes(&self.notes).map_err(e)?;
+        w.flush().map_err(e)?;
+        self.sections.clear();
+        self.tokens.clear();
+        self.spans.clear();
+        for m in &mut self.metrics {
+            m.step.clear();
+            m.site.clear();
+            m.value.clear();
+        }
+        self.notes.clear();
+        Ok(())
+    }
+
+    /// Stop sampling, write the rest and the end marker. Returns the trace path.
+    pub fn finish(mut self, generated_text: String, stop_reason: String) -> Result<PathBuf> {
+        self.stop_sampler();
+        // One last reading so the final section has a reading after it.
+        self.shared.sample();
+        let (errors, last_error) = {
+            let st = lock(&self.shared.state);
+            (st.errors, st.last_error.clone())
+        };
+        if let (true, Some(e)) = (errors > 0, last_error) {
+            self.note(
+                NoteLevel::Warning,
+                format!("power source {} failed {errors} time(s) at the end: {e}", self.desc.name),
+            );
+        }
+        self.flush()?;
+        let st = lock(&self.shared.state);
+        let mut spacing: Vec<u64> = st
+            .samples
+            .windows(2)
+            .map(|w| w[1].t1_ns.saturating_sub(w[0].t1_ns))
+            .collect();
+        spacing.sort_unstable();
+        let end = RunEnd {
+            generated_text,
+            stop_reason,
+            end_ns: self.clock.now(),
+            observed_spacing_ns: spacing.get(spacing.len() / 2).copied().unwrap_or(0),
+            max_spacing_ns: st.max_spacing,
+            stale_reads: st.unwrap.stale,
+        };
+        drop(st);
+        if let Some(w) = self.writer.take() {
+            w.finish(&end).map_err(|e| trace_err(&self.path, e))?;
+        }
+        Ok(self.path.clone())
+    }
+
+    fn stop_sampler(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+
+    /// Disable a probe after a failure, telling the user and the trace.
+    fn disable_probe(&mut self, i: usize, why: String) {
+        let name = self.probes[i].name.clone();
+        self.probes[i].enabled = false;
+        let msg = format!(
+            "probe {name} disabled for the rest of the run at step {}: {why}",
+            self.step
+        );
+        eprintln!("warning: {msg}");
+        self.note(NoteLevel::Warning, msg);
+        self.recompute_wants();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop_sampler();
+        // An unfinished session still leaves every flushed chunk readable.
+        if let Some(mut w) = self.writer.take() {
+            let _ = w.flush();
+        }
+    }
+}
+
+fn sampler_loop(shared: &Shared, interval: Duration) {
+    const MAX_CONSECUTIVE_ERRORS: u32 = 20;
+    let mut next = shared.clock.now() + interval.as_nanos() as u64;
+    while !shared.stop.load(Ordering::Acquire) {
+        let now = shared.clock.now();
+        if now < next {
+            std::thread::park_timeout(Duration::from_nanos(next - now));
+            continue;
+        }
+        next += interval.as_nanos() as u64;
+        if next < now {
+            next = now + interval.as_nanos() as u64;
+        }
+        shared.sample();
+        if lock(&shared.state).errors >= MAX_CONSECUTIVE_ERRORS {
+            return;
+        }
+    }
+}
+
+fn trace_err(path: &Path, e: eprof_format::FormatError) -> Error {
+    Error::Trace {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+impl Recorder for Session {
+    fn depth(&self) -> Depth {
+        self.depth
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    #[inline]
+    fn span(&mut self, site: SiteId, start_ns: u64, end_ns: u64) {
+        self.spans.push(self.step, site, start_ns, end_ns);
+    }
+
+    #[inline]
+    fn wants(&self, site: SiteId, kind: TensorKind) -> bool {
+        self.want
+            .get(site as usize)
+            .is_some_and(|w| w & kind.bit() != 0)
+    }
+
+    fn observe(&mut self, site: SiteId, kind: TensorKind, t: &Tensor) -> Result<()> {
+        if !self.wants(site, kind) {
+            return Ok(());
+        }
+        let def = &self.sites[site as usize];
+        let step = self.step;
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let probes = &mut self.probes;
+        let metrics = &mut self.metrics;
+        with_host_f32(t, |view| {
+            for (i, slot) in probes.iter_mut().enumerate() {
+                if !slot.enabled || !slot.probe.wants(def, kind) {
+                    continue;
+                }
+                let mut sink = Sink {
+                    series: metrics,
+                    probe: &slot.name,
+                    step,
+                    site,
+                };
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    slot.probe.observe(def, kind, view, &mut sink)
+                }));
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failures.push((i, e.to_string())),
+                    Err(p) => failures.push((i, format!("panicked: {}", panic_text(&p)))),
+                }
+            }
+        })?;
+        for (i, why) in failures {
+            self.disable_probe(i, why);
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, site: SiteId, probe: &'static str, metric: &'static str, v: f32) {
+        push_metric(&mut self.metrics, probe, metric, self.step, site, v);
+    }
+
+    fn section(&mut self, name: &'static str, start_ns: u64, end_ns: u64) {
+        self.section(self.phase, name, Some(self.step), start_ns, end_ns);
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

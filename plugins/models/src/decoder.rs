@@ -1,0 +1,573 @@
+//! The one decoder-only transformer behind the llama, mistral and qwen2 adapters, with
+//! its instrumentation.
+//!
+//! The op order follows candle-transformers' `quantized_llama` so that logits match it
+//! bit for bit on GGUF weights. Instrumentation wraps each component in two clock reads
+//! and one span push; at depth `off` the same code runs with every check false.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use eprof_core::recorder::{Recorder, SiteId};
+use eprof_core::{InstrumentedModel, Result, TensorKind};
+use eprof_format::{COMPONENTS, Depth, LAYER, SiteDef};
+
+use crate::config::DecoderConfig;
+
+/// Model-level sites, ids 0..4.
+pub const MODEL_SITES: [&str; 4] = ["embedding", "layers", "final_norm", "lm_head"];
+/// Operations inside attention recorded at deep depth. Attention dropout is identity
+/// at inference, so it has no operation and no timing.
+pub const ATTENTION_OPS: [&str; 6] = [
+    "kv_cache_append",
+    "qk_matmul",
+    "scale",
+    "mask_apply",
+    "softmax",
+    "value_matmul",
+];
+const PER_LAYER: u32 = 1 + COMPONENTS.len() as u32 + ATTENTION_OPS.len() as u32;
+
+const EMBEDDING: SiteId = 0;
+const FINAL_NORM: SiteId = 2;
+const LM_HEAD: SiteId = 3;
+
+// Component indices in COMPONENTS.
+const C_INPUT_NORM: u32 = 0;
+const C_Q: u32 = 1;
+const C_K: u32 = 2;
+const C_V: u32 = 3;
+const C_ROPE: u32 = 4;
+const C_ATTN: u32 = 5;
+const C_O: u32 = 6;
+const C_POST_NORM: u32 = 7;
+const C_GATE: u32 = 8;
+const C_UP: u32 = 9;
+const C_ACT: u32 = 10;
+const C_DOWN: u32 = 11;
+
+fn layer_site(l: usize) -> SiteId {
+    MODEL_SITES.len() as u32 + l as u32 * PER_LAYER
+}
+fn comp_site(l: usize, c: u32) -> SiteId {
+    layer_site(l) + 1 + c
+}
+fn op_site(l: usize, o: u32) -> SiteId {
+    layer_site(l) + 1 + COMPONENTS.len() as u32 + o
+}
+
+/// Every site of a model with `layers` layers, in id order.
+pub fn sites(layers: usize) -> Vec<SiteDef> {
+    let mut v: Vec<SiteDef> = MODEL_SITES
+        .iter()
+        .map(|c| SiteDef {
+            layer: None,
+            component: c.to_string(),
+            op: None,
+        })
+        .collect();
+    for l in 0..layers as u16 {
+        v.push(SiteDef {
+            layer: Some(l),
+            component: LAYER.into(),
+            op: None,
+        });
+        for c in COMPONENTS {
+            v.push(SiteDef {
+                layer: Some(l),
+                component: c.into(),
+                op: None,
+            });
+        }
+        for o in ATTENTION_OPS {
+            v.push(SiteDef {
+                layer: Some(l),
+                component: "attention".into(),
+                op: Some(o.into()),
+            });
+        }
+    }
+    v
+}
+
+/// A projection: dense (safetensors) or quantized (GGUF), with an optional bias.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Dense(candle_nn::Linear),
+    Quant(QMatMul, Option<Tensor>),
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Dense(l) => l.forward(x),
+            Linear::Quant(m, b) => {
+                let y = m.forward(x)?;
+                match b {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// Multiply-adds of one row through an `in x out` projection, counted as 2 FLOPs each.
+fn proj_flops(in_features: usize, out_features: usize) -> f32 {
+    2.0 * in_features as f32 * out_features as f32
+}
+
+/// The weights of one layer.
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    pub input_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub post_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// The weights of a whole model.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    pub embedding: Tensor,
+    pub layers: Vec<LayerWeights>,
+    pub final_norm: Tensor,
+    pub lm_head: Linear,
+}
+
+/// A preallocated KV cache: appending is a copy of the new rows, not of the cache.
+#[derive(Debug, Clone)]
+struct KvCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
+}
+
+impl KvCache {
+    fn new() -> Self {
+        KvCache {
+            k: None,
+            v: None,
+            len: 0,
+        }
+    }
+
+    fn append(
+        &mut self,
+        k: &Tensor,
+        v: &Tensor,
+        reserve: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (b, h, s, d) = k.dims4()?;
+        let need = self.len + s;
+        let cap = self.k.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0));
+        if need > cap {
+            let new_cap = need.max(reserve).max(cap * 2);
+            let grow = |old: &Option<Tensor>| -> candle_core::Result<Tensor> {
+                let t = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
+                if let Some(old) = old {
+                    t.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(t)
+            };
+            self.k = Some(grow(&self.k)?);
+            self.v = Some(grow(&self.v)?);
+        }
+        let (kc, vc) = match (&self.k, &self.v) {
+            (Some(kc), Some(vc)) => (kc, vc),
+            _ => candle_core::bail!("kv cache not allocated"),
+        };
+        kc.slice_set(&k.contiguous()?, 2, self.len)?;
+        vc.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = need;
+        Ok((kc.narrow(2, 0, need)?, vc.narrow(2, 0, need)?))
+    }
+}
+
+/// What the forward pass records, decided once per call.
+struct Instr<'a> {
+    rec: &'a mut dyn Recorder,
+    on: bool,
+    deep: bool,
+    sync: Option<&'a Device>,
+}
+
+impl Instr<'_> {
+    #[inline]
+    fn start(&self) -> candle_core::Result<u64> {
+        if !self.on {
+            return Ok(0);
+        }
+        if let Some(d) = self.sync {
+            d.synchronize()?;
+        }
+        Ok(self.rec.now())
+    }
+
+    #[inline]
+    fn end(&mut self, site: SiteId, start: u64) -> candle_core::Result<u64> {
+        if !self.on {
+            return Ok(0);
+        }
+        if let Some(d) = self.sync {
+            d.synchronize()?;
+        }
+        let e = self.rec.now();
+        self.rec.span(site, start, e);
+        Ok(e)
+    }
+
+    #[inline]
+    fn observe(&mut self, site: SiteId, kind: TensorKind, t: &Tensor) -> Result<()> {
+        if self.on && self.rec.wants(site, kind) {
+            self.rec.observe(site, kind, t)?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn flops(&mut self, site: SiteId, f: f32) {
+        if self.deep {
+            self.rec.value(site, "model", "flops", f);
+        }
+    }
+}
+
+/// The instrumented decoder.
+pub struct Decoder {
+    cfg: DecoderConfig,
+    w: Weights,
+    cos: Tensor,
+    sin: Tensor,
+    neg_inf: Tensor,
+    caches: Vec<KvCache>,
+    sites: Vec<SiteDef>,
+    device: Device,
+    reserve: usize,
+}
+
+/// RoPE tables as candle-transformers' `quantized_llama` computes them (same ops, so
+/// the same bits), with Llama 3 frequency scaling when the config has it.
+fn rope_tables(cfg: &DecoderConfig, dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    const MAX_SEQ_LEN: usize = 4096;
+    let hd = cfg.head_dim;
+    let mut theta: Vec<f32> = (0..hd)
+        .step_by(2)
+        .map(|i| 1f32 / cfg.rope_theta.powf(i as f32 / hd as f32))
+        .collect();
+    if let Some(s) = cfg.rope_scaling {
+        let low_wavelen = s.original_max_position_embeddings as f32 / s.low_freq_factor;
+        let high_wavelen = s.original_max_position_embeddings as f32 / s.high_freq_factor;
+        for f in &mut theta {
+            let wavelen = 2.0 * std::f32::consts::PI / *f;
+            if wavelen > low_wavelen {
+                *f /= s.factor;
+            } else if wavelen >= high_wavelen {
+                let smooth = (s.original_max_position_embeddings as f32 / wavelen
+                    - s.low_freq_factor)
+                    / (s.high_freq_factor - s.low_freq_factor);
+                *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
+            }
+        }
+    }
+    let n = MAX_SEQ_LEN.max(cfg.max_position_embeddings.min(1 << 17));
+    let theta = Tensor::new(theta.as_slice(), dev)?;
+    let idx = Tensor::arange(0, n as u32, dev)?
+        .to_dtype(DType::F32)?
+        .reshape((n, 1))?
+        .matmul(&theta.reshape((1, theta.elem_count()))?)?;
+    Ok((idx.cos()?, idx.sin()?))
+}
+
+impl Decoder {
+    pub fn new(cfg: DecoderConfig, w: Weights, device: Device) -> Result<Self> {
+        let (cos, sin) = rope_tables(&cfg, &device)?;
+        let neg_inf = Tensor::new(f32::NEG_INFINITY, &device)?;
+        let caches = (0..cfg.layers).map(|_| KvCache::new()).collect();
+        let sites = sites(cfg.layers);
+        Ok(Decoder {
+            cfg,
+            w,
+            cos,
+            sin,
+            neg_inf,
+            caches,
+            sites,
+            device,
+            reserve: 512,
+        })
+    }
+
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    fn rope(&self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        let (_, _, s, _) = x.dims4()?;
+        let cos = self.cos.narrow(0, pos, s)?;
+        let sin = self.sin.narrow(0, pos, s)?;
+        let x = x.contiguous()?;
+        if self.cfg.rope_interleaved {
+            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&x, &cos, &sin)
+        }
+    }
+
+    fn mask(&self, seq: usize, pos: usize) -> candle_core::Result<Tensor> {
+        let kv = pos + seq;
+        let sw = self.cfg.sliding_window;
+        let m: Vec<u8> = (0..seq)
+            .flat_map(|i| {
+                (0..kv).map(move |j| {
+                    let q = pos + i;
+                    u8::from(j > q || sw.is_some_and(|w| j + w < q))
+                })
+            })
+            .collect();
+        Tensor::from_slice(&m, (seq, kv), &self.device)
+    }
+
+    fn layer(
+        &mut self,
+        l: usize,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        pos: usize,
+        ins: &mut Instr<'_>,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let w = &self.w.layers[l];
+        let (b, seq, hidden) = x.dims3()?;
+        let (nh, nkv, hd) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
+        let layer_start = ins.start()?;
+
+        let residual = x;
+        let site = comp_site(l, C_INPUT_NORM);
+        ins.observe(site, TensorKind::NormInput, x)?;
+        let t = ins.start()?;
+        let h = candle_nn::ops::rms_norm(x, &w.input_norm, cfg.rms_norm_eps as f32)?;
+        ins.end(site, t)?;
+        ins.observe(site, TensorKind::Output, &h)?;
+
+        let proj = |c: u32, lin: &Linear, out: usize, ins: &mut Instr<'_>| -> Result<Tensor> {
+            let site = comp_site(l, c);
+            let t = ins.start()?;
+            let y = lin.forward(&h)?;
+            ins.end(site, t)?;
+            ins.observe(site, TensorKind::Output, &y)?;
+            ins.flops(site, proj_flops(hidden, out) * seq as f32);
+            Ok(y)
+        };
+        let q = proj(C_Q, &w.q, nh * hd, ins)?;
+        let k = proj(C_K, &w.k, nkv * hd, ins)?;
+        let v = proj(C_V, &w.v, nkv * hd, ins)?;
+
+        let site = comp_site(l, C_ROPE);
+        let t = ins.start()?;
+        let q = q.reshape((b, seq, nh, hd))?.transpose(1, 2)?;
+        let k = k.reshape((b, seq, nkv, hd))?.transpose(1, 2)?;
+        let v = v.reshape((b, seq, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let q = self.rope(&q, pos)?;
+        let k = self.rope(&k, pos)?;
+        ins.end(site, t)?;
+        ins.observe(site, TensorKind::Output, &q)?;
+
+        // Attention, with its operations at deep depth.
+        let attn_site = comp_site(l, C_ATTN);
+        let attn_start = ins.start()?;
+        let deep = ins.deep;
+        let t = if deep { ins.start()? } else { 0 };
+        let (k, v) = self.caches[l].append(&k, &v, self.reserve)?;
+        let (k, v) = match self.cfg.sliding_window {
+            // A query sees itself and the `sw` keys before it (candle-transformers'
+            // Mistral convention).
+            Some(sw) if seq == 1 && k.dim(2)? > sw + 1 => {
+                let n = k.dim(2)?;
+                (k.narrow(2, n - sw - 1, sw + 1)?, v.narrow(2, n - sw - 1, sw + 1)?)
+            }
+            _ => (k, v),
+        };
+        if deep {
+            ins.end(op_site(l, 0), t)?;
+        }
+        let kv_len = k.dim(2)?;
+        let k = candle_transformers_repeat_kv(k, nh / nkv)?;
+        let v = candle_transformers_repeat_kv(v, nh / nkv)?;
+        let scores_n = (nh * seq * kv_len) as f32;
+
+        let t = if deep { ins.start()? } else { 0 };
+        let att = q.matmul(&k.t()?)?;
+        if deep {
+            ins.end(op_site(l, 1), t)?;
+            ins.flops(op_site(l, 1), 2.0 * scores_n * hd as f32);
+        }
+        let t = if deep { ins.start()? } else { 0 };
+        let att = (att / (hd as f64).sqrt())?;
+        if deep {
+            ins.end(op_site(l, 2), t)?;
+            ins.flops(op_site(l, 2), scores_n);
+        }
+        let att = match mask {
+            None => att,
+            Some(m) => {
+                let t = if deep { ins.start()? } else { 0 };
+                let m = m.broadcast_as(att.shape())?;
+                let att = m.where_cond(&self.neg_inf.broadcast_as(att.shape().dims())?, &att)?;
+                if deep {
+                    ins.end(op_site(l, 3), t)?;
+                    ins.flops(op_site(l, 3), scores_n);
+                }
+                att
+            }
+        };
+        let t = if deep { ins.start()? } else { 0 };
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        if deep {
+            ins.end(op_site(l, 4), t)?;
+            // exp, sum, divide and the max pass: about five operations per score.
+            ins.flops(op_site(l, 4), 5.0 * scores_n);
+            // Masked scores hold -inf; the softmax output is what the probes can read.
+            ins.observe(op_site(l, 4), TensorKind::AttentionWeights, &att)?;
+        }
+        let t = if deep { ins.start()? } else { 0 };
+        let y = att.matmul(&v.contiguous()?)?;
+        if deep {
+            ins.end(op_site(l, 5), t)?;
+            ins.flops(op_site(l, 5), 2.0 * scores_n * hd as f32);
+        }
+        let y = y.transpose(1, 2)?.reshape(&[b, seq, nh * hd])?;
+        ins.end(attn_site, attn_start)?;
+        ins.observe(attn_site, TensorKind::Output, &y)?;
+
+        let site = comp_site(l, C_O);
+        let t = ins.start()?;
+        let o = w.o.forward(&y)?;
+        ins.end(site, t)?;
+        ins.observe(site, TensorKind::Output, &o)?;
+        ins.flops(site, proj_flops(nh * hd, hidden) * seq as f32);
+        let x = (o + residual)?;
+
+        let residual = &x;
+        let site = comp_site(l, C_POST_NORM);
+        ins.observe(site, TensorKind::NormInput, &x)?;
+        let t = ins.start()?;
+        let h = candle_nn::ops::rms_norm(&x, &w.post_norm, cfg.rms_norm_eps as f32)?;
+        ins.end(site, t)?;
+        ins.observe(site, TensorKind::Output, &h)?;
+
+        let inter = cfg.intermediate_size;
+        let mlp = |c: u32, lin: &Linear, input: &Tensor, fin: usize, fout: usize, ins: &mut Instr<'_>| -> Result<Tensor> {
+            let site = comp_site(l, c);
+            let t = ins.start()?;
+            let y = lin.forward(input)?;
+            ins.end(site, t)?;
+            ins.observe(site, TensorKind::Output, &y)?;
+            ins.flops(site, proj_flops(fin, fout) * seq as f32);
+            Ok(y)
+        };
+        let g = mlp(C_GATE, &w.gate, &h, hidden, inter, ins)?;
+        let u = mlp(C_UP, &w.up, &h, hidden, inter, ins)?;
+        let site = comp_site(l, C_ACT);
+        let t = ins.start()?;
+        let a = (candle_nn::ops::silu(&g)? * u)?;
+        ins.end(site, t)?;
+        ins.observe(site, TensorKind::Output, &a)?;
+        let d = mlp(C_DOWN, &w.down, &a, inter, hidden, ins)?;
+        let x = (d + residual)?;
+        ins.end(layer_site(l), layer_start)?;
+        Ok(x)
+    }
+}
+
+/// candle-transformers' `repeat_kv` (concatenate, then reshape), copied so the op order
+/// (and so the bits) are the same.
+fn candle_transformers_repeat_kv(xs: Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(xs);
+    }
+    let (b, n_kv, s, d) = xs.dims4()?;
+    Tensor::cat(&vec![&xs; n_rep], 2)?.reshape((b, n_kv * n_rep, s, d))
+}
+
+impl InstrumentedModel for Decoder {
+    fn sites(&self) -> &[SiteDef] {
+        &self.sites
+    }
+
+    fn forward(&mut self, ids: &Tensor, pos: usize, rec: &mut dyn Recorder) -> Result<Tensor> {
+        let depth = rec.depth();
+        let sync = rec.sync_device() && !self.device.is_cpu();
+        let device = self.device.clone();
+        let mut ins = Instr {
+            on: depth != Depth::Off,
+            deep: depth == Depth::Deep,
+            sync: sync.then_some(&device),
+            rec,
+        };
+        let (_, seq) = ids.dims2()?;
+        let mask = if seq > 1 {
+            Some(self.mask(seq, pos)?)
+        } else {
+            None
+        };
+
+        let t = ins.start()?;
+        let mut x = candle_nn::Embedding::new(self.w.embedding.clone(), self.cfg.hidden_size)
+            .forward(ids)?;
+        let e = ins.end(EMBEDDING, t)?;
+        if ins.on {
+            ins.rec.section("embedding", t, e);
+        }
+        let layers_start = e;
+        for l in 0..self.cfg.layers {
+            x = self.layer(l, &x, mask.as_ref(), pos, &mut ins)?;
+        }
+        let layers_end = ins.end(1, layers_start)?;
+        if ins.on {
+            ins.rec.section("layers", layers_start, layers_end);
+        }
+
+        let t = ins.start()?;
+        let x = candle_nn::ops::rms_norm(&x, &self.w.final_norm, self.cfg.rms_norm_eps as f32)?;
+        let x = x.i((.., seq - 1, ..))?;
+        let e = ins.end(FINAL_NORM, t)?;
+        if ins.on {
+            ins.rec.section("final_norm", t, e);
+        }
+        let t = ins.start()?;
+        let logits = self.w.lm_head.forward(&x)?;
+        let e = ins.end(LM_HEAD, t)?;
+        if ins.on {
+            ins.rec.section("lm_head", t, e);
+            ins.flops(
+                LM_HEAD,
+                2.0 * self.cfg.hidden_size as f32 * self.cfg.vocab_size as f32,
+            );
+        }
+        Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
+    }
+
+    fn clear_kv_cache(&mut self) {
+        for c in &mut self.caches {
+            *c = KvCache::new();
+        }
+    }
+
+    fn reserve(&mut self, tokens: usize) {
+        self.reserve = tokens;
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// Largest value along the last dimension, as an index (greedy decoding).
+pub fn argmax(logits: &Tensor) -> candle_core::Result<u32> {
+    logits.argmax(D::Minus1)?.to_scalar::<u32>()
+}

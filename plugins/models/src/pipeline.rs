@@ -1,0 +1,193 @@
+//! The inference pipeline of ARCHITECTURE §3, recorded section by section:
+//! pre_inference (tokenization, tensor transfer, KV-cache init), prefill (the model's
+//! sections, then sampling of the first token), decode (per token the same), and
+//! post_inference (detokenization, memory cleanup).
+//!
+//! Each step (prefill, then each decode) ends at a session boundary, where Counter
+//! sources are read, so per-token energy is a counter difference where possible.
+
+use candle_core::Tensor;
+use eprof_core::{LoadedModel, Result, Session};
+use eprof_format::{Phase, Step, Token, TokenPhase};
+
+use crate::sampling::{Rng, SamplingConfig, sample};
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: u32,
+    pub sampling: SamplingConfig,
+    /// Wrap the prompt in the model's chat template, when it has one.
+    pub chat: bool,
+}
+
+/// What the caller sees after each step (to stream tokens and a live status).
+#[derive(Debug, Clone)]
+pub struct StepEvent<'a> {
+    pub step: u32,
+    pub id: u32,
+    /// Newly complete text (a token can end inside a UTF-8 character).
+    pub text: &'a str,
+    pub elapsed_ns: u64,
+    pub decode_tokens_per_s: Option<f64>,
+    pub power_w: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub prompt_text: String,
+    pub prompt_ids: Vec<u32>,
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub stop_reason: String,
+}
+
+/// Holds bytes until they form complete UTF-8 characters.
+#[derive(Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            // Invalid, not just incomplete: let it through as replacement characters.
+            Err(_) => self.pending.len(),
+        };
+        let out = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+        self.pending.drain(..valid);
+        out
+    }
+}
+
+pub fn generate(
+    m: &mut LoadedModel,
+    s: &mut Session,
+    prompt: &str,
+    opts: &GenerateOptions,
+    on_step: &mut dyn FnMut(&StepEvent<'_>),
+) -> Result<Generation> {
+    let max_tokens = opts.max_tokens.max(1);
+    let tok = &m.tokenizer;
+    let dev = m.model.device().clone();
+    let clock = s.clock();
+
+    s.set_phase(Phase::PreInference);
+    let p0 = s.boundary();
+    let prompt_text = if opts.chat {
+        tok.chat_prompt(prompt).unwrap_or_else(|| prompt.to_string())
+    } else {
+        prompt.to_string()
+    };
+    let t = clock.now();
+    let ids = tok.encode(&prompt_text, true)?;
+    if ids.is_empty() {
+        return Err(eprof_core::Error::Config("the prompt has no tokens".into()));
+    }
+    s.section(Phase::PreInference, "tokenization", None, t, clock.now());
+    let t = clock.now();
+    let input = Tensor::new(ids.as_slice(), &dev)?.unsqueeze(0)?;
+    s.section(Phase::PreInference, "tensor_transfer", None, t, clock.now());
+    let t = clock.now();
+    m.model.clear_kv_cache();
+    m.model.reserve(ids.len() + max_tokens as usize);
+    s.section(Phase::PreInference, "kv_cache_init", None, t, clock.now());
+    let p1 = s.boundary();
+    s.section(Phase::PreInference, "pre_inference", None, p0, p1);
+    for (i, &id) in ids.iter().enumerate() {
+        s.token(Token {
+            position: i as u32,
+            id,
+            text: String::from_utf8_lossy(&tok.token_bytes(id)).into_owned(),
+            phase: TokenPhase::Prompt,
+            step: None,
+        });
+    }
+
+    let eos = tok.eos();
+    let mut rng = Rng::new(opts.sampling.seed);
+    let mut stream = Utf8Stream::default();
+    let mut generated: Vec<u32> = Vec::new();
+    let mut stop_reason = "max_tokens".to_string();
+    let mut pos = ids.len();
+    let mut input = input;
+    let mut step_start = p1;
+    let mut decode_start = p1;
+    let mut decode_steps = 0u32;
+
+    loop {
+        let step = generated.len() as u32;
+        let phase = if step == 0 { Phase::Prefill } else { Phase::Decode };
+        s.set_phase(phase);
+        s.set_step(step);
+        let logits = m.model.forward(&input, pos - input.dim(1)?, s)?;
+        let t = clock.now();
+        let logits: Vec<f32> = logits.to_vec1()?;
+        let next = sample(&logits, &opts.sampling, &mut rng);
+        s.section(phase, "sampling", Some(step), t, clock.now());
+        let end = s.boundary();
+        if step == 0 {
+            s.section(Phase::Prefill, "prefill", None, step_start, end);
+            decode_start = end;
+        } else {
+            decode_steps += 1;
+        }
+        s.token(Token {
+            position: pos as u32,
+            id: next,
+            text: String::from_utf8_lossy(&tok.token_bytes(next)).into_owned(),
+            phase: if step == 0 { TokenPhase::Prefill } else { TokenPhase::Decode },
+            step: Some(Step {
+                index: step,
+                start_ns: step_start,
+                end_ns: end,
+            }),
+        });
+        s.flush()?;
+        generated.push(next);
+        let is_eos = eos.contains(&next);
+        let text = if is_eos { String::new() } else { stream.push(&tok.token_bytes(next)) };
+        let decode_ns = end.saturating_sub(decode_start);
+        on_step(&StepEvent {
+            step,
+            id: next,
+            text: &text,
+            elapsed_ns: end.saturating_sub(p0),
+            decode_tokens_per_s: (decode_steps > 0 && decode_ns > 0)
+                .then(|| f64::from(decode_steps) / (decode_ns as f64 * 1e-9)),
+            power_w: s.current_power_w(),
+        });
+        step_start = end;
+        if is_eos {
+            stop_reason = "eos".into();
+            break;
+        }
+        if generated.len() as u32 >= max_tokens {
+            break;
+        }
+        input = Tensor::new(&[next], &dev)?.unsqueeze(0)?;
+        pos += 1;
+    }
+    s.section(Phase::Decode, "decode", None, decode_start, step_start);
+
+    s.set_phase(Phase::PostInference);
+    let t = clock.now();
+    let visible: Vec<u32> = generated.iter().copied().filter(|i| !eos.contains(i)).collect();
+    let text = tok.decode(&visible);
+    s.section(Phase::PostInference, "detokenization", None, t, clock.now());
+    let t = clock.now();
+    m.model.clear_kv_cache();
+    s.section(Phase::PostInference, "memory_cleanup", None, t, clock.now());
+    let p3 = s.boundary();
+    s.section(Phase::PostInference, "post_inference", None, step_start, p3);
+    s.flush()?;
+    Ok(Generation {
+        prompt_text,
+        prompt_ids: ids,
+        ids: generated,
+        text,
+        stop_reason,
+    })
+}
