@@ -339,7 +339,8 @@ pub fn run(data: &DataDir, a: RecordArgs) -> anyhow::Result<ExitCode> {
     let en = eprof_format::Energies::compute(&trace);
     let s = eprof_format::Summary::compute(&trace, &en);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let v = serde_json::json!({"id": id, "trace": path, "summary": s});
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();

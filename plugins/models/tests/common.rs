@@ -1,4 +1,6 @@
 //! Helpers shared by the model tests.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
 
 use candle_core::Tensor;
 use eprof_core::recorder::{Recorder, SiteId};

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job, on a fresh machine: fetch the real model, build eprof for this CPU,
+# profile one prompt at deep depth with the best power source this machine has, and
+# leave things to look at in target/demo/:
+#   show.txt           the full summary (phases, tokens, layers x components, ops, metrics)
+#   demo.eprof         the trace (open it with `eprof show`, send it to a colleague)
+#   demo.chrome.json   the timeline for Perfetto or chrome://tracing
+#   csv/               every table as CSV
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+model="$(scripts/fetch-model.sh)"
+cargo build --release --locked -p eprof
+eprof=target/release/eprof
+out=target/demo
+mkdir -p "$out"
+
+"$eprof" record "Give me three tips for staying healthy." \
+  --model "$model" --depth deep --max-tokens 48 --tag demo --out "$out/demo.eprof"
+"$eprof" show "$out/demo.eprof" > "$out/show.txt"
+"$eprof" export "$out/demo.eprof" --format chrome --out "$out/demo.chrome.json"
+"$eprof" export "$out/demo.eprof" --format csv --out "$out/csv"
+sed -n '1,40p' "$out/show.txt"
+echo
+echo "full summary: $out/show.txt"
+echo "timeline:     $out/demo.chrome.json (Perfetto or chrome://tracing)"
+echo "history:      $eprof ls"
