@@ -8,12 +8,10 @@ use anyhow::{Context, bail};
 use eprof_core::index::RunFilter;
 use eprof_core::paths::DataDir;
 use eprof_core::{Availability, Clock, Index, Registry};
-use eprof_format::{
-    Energies, GridMetric, Summary, Trace, TokenPhase, export, summary,
-};
+use eprof_format::{Energies, GridMetric, Summary, TokenPhase, Trace, export, summary};
 
 use crate::fmt::{self, Table};
-use crate::{CompareArgs, ExportArgs, Exit, ImportArgs, LsArgs, PowerReadArgs, RmArgs, ShowArgs};
+use crate::{CompareArgs, Exit, ExportArgs, ImportArgs, LsArgs, PowerReadArgs, RmArgs, ShowArgs};
 
 type Out<'a> = &'a mut String;
 
@@ -30,7 +28,8 @@ fn load(data: &DataDir, run: &str) -> anyhow::Result<(Trace, PathBuf, Option<Str
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let d = eprof_format::decode(&bytes).map_err(|e| {
         let code = match e {
-            eprof_format::FormatError::Truncated { .. } | eprof_format::FormatError::Corrupt { .. } => 3,
+            eprof_format::FormatError::Truncated { .. }
+            | eprof_format::FormatError::Corrupt { .. } => 3,
             _ => 1,
         };
         Exit(code, format!("{}: {e}", path.display()))
@@ -65,7 +64,18 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut t = Table::new(&[
-        "id", "created (UTC)", "model", "depth", "power", "tokens", "total", "J/token", "tok/s", "how", "tags", "prompt",
+        "id",
+        "created (UTC)",
+        "model",
+        "depth",
+        "power",
+        "tokens",
+        "total",
+        "J/token",
+        "tok/s",
+        "how",
+        "tags",
+        "prompt",
     ]);
     for r in rows {
         t.row(vec![
@@ -73,11 +83,16 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
             fmt::date(r.created_at_ms),
             fmt::clip(&r.model, 28),
             r.depth,
-            format!("{}{}", r.source, if r.imported { " (imported)" } else { "" }),
+            format!(
+                "{}{}",
+                r.source,
+                if r.imported { " (imported)" } else { "" }
+            ),
             format!("{}+{}", r.prompt_tokens, r.generated_tokens),
             fmt::opt_j(r.total_j),
             fmt::opt_j(r.decode_j_per_token),
-            r.decode_tokens_per_s.map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+            r.decode_tokens_per_s
+                .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
             r.energy_label.unwrap_or_else(|| "-".into()),
             r.tags.join(","),
             fmt::clip(&r.prompt, 40),
@@ -106,11 +121,29 @@ pub fn show(data: &DataDir, a: &ShowArgs, out: Out) -> anyhow::Result<()> {
 fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out) {
     let m = &trace.meta;
     out.push_str(&format!("run        {}  ({})\n", m.id, path.display()));
-    out.push_str(&format!("created    {} UTC on {} ({}, {} cores, {})\n", fmt::date(m.created_at_ms), m.machine.hostname, m.machine.cpu, m.machine.cpu_cores, m.machine.os));
+    out.push_str(&format!(
+        "created    {} UTC on {} ({}, {} cores, {})\n",
+        fmt::date(m.created_at_ms),
+        m.machine.hostname,
+        m.machine.cpu,
+        m.machine.cpu_cores,
+        m.machine.os
+    ));
     out.push_str(&format!(
         "model      {} [{}; {} layers, hidden {}, {} heads / {} kv; {} params; {}{}]\n",
-        m.model.name, m.model.architecture, m.model.layers, m.model.hidden_size, m.model.heads, m.model.kv_heads, m.model.parameters, m.model.dtype,
-        if m.model.random_weights { "; RANDOM WEIGHTS" } else { "" }
+        m.model.name,
+        m.model.architecture,
+        m.model.layers,
+        m.model.hidden_size,
+        m.model.heads,
+        m.model.kv_heads,
+        m.model.parameters,
+        m.model.dtype,
+        if m.model.random_weights {
+            "; RANDOM WEIGHTS"
+        } else {
+            ""
+        }
     ));
     out.push_str(&format!(
         "settings   depth {}, max {} tokens, temperature {}, seed {}, chat template {}, probes [{}]\n",
@@ -118,11 +151,19 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         if m.settings.chat_template { "on" } else { "off" }, m.settings.probes.join(", ")
     ));
     if !m.tags.is_empty() || m.experiment.is_some() {
-        out.push_str(&format!("tags       [{}] experiment {}\n", m.tags.join(", "), m.experiment.as_deref().unwrap_or("-")));
+        out.push_str(&format!(
+            "tags       [{}] experiment {}\n",
+            m.tags.join(", "),
+            m.experiment.as_deref().unwrap_or("-")
+        ));
     }
     out.push_str(&format!("prompt     {}\n", fmt::clip(&m.prompt, 200)));
     if let Some(e) = &trace.end {
-        out.push_str(&format!("output     {} [{}]\n", fmt::clip(&e.generated_text, 300), e.stop_reason));
+        out.push_str(&format!(
+            "output     {} [{}]\n",
+            fmt::clip(&e.generated_text, 300),
+            e.stop_reason
+        ));
     }
     out.push_str(&format!(
         "power      {} ({}), channels [{}]; resolution {} (nominal {}), {} readings, median spacing {}\n",
@@ -137,10 +178,17 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
     out.push('\n');
     out.push_str(&format!(
         "total      {} over {} ({}), average {}\n",
-        fmt::energy(s.total), fmt::ns(s.duration_ns), fmt::label(s.total), fmt::watts(s.avg_power_w)
+        fmt::energy(s.total),
+        fmt::ns(s.duration_ns),
+        fmt::label(s.total),
+        fmt::watts(s.avg_power_w)
     ));
     if let (Some(w), Some(d)) = (s.idle_w, s.dynamic_j) {
-        out.push_str(&format!("above idle {} (idle baseline {})\n", fmt::joules(d), fmt::watts(Some(w))));
+        out.push_str(&format!(
+            "above idle {} (idle baseline {})\n",
+            fmt::joules(d),
+            fmt::watts(Some(w))
+        ));
     }
     out.push_str(&format!(
         "tokens     {} prompt + {} generated; time to first token {}; decode {} per token, {}; {} per generated token overall\n",
@@ -152,24 +200,44 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
     ));
     out.push_str("\nhow the figures were obtained:\n");
     for (l, n) in &s.labels {
-        out.push_str(&format!("  {:<13} {:>7} figures: {}\n", l.as_str(), n, l.explain()));
+        out.push_str(&format!(
+            "  {:<13} {:>7} figures: {}\n",
+            l.as_str(),
+            n,
+            l.explain()
+        ));
     }
 
     out.push_str("\nphases\n");
     let mut t = Table::new(&["phase", "time", "energy", "avg power", "how"]);
     for r in &s.phases {
-        t.row(vec![r.name.clone(), fmt::ns(r.duration_ns), fmt::energy(r.energy), fmt::watts(r.avg_power_w()), fmt::label(r.energy).into()]);
+        t.row(vec![
+            r.name.clone(),
+            fmt::ns(r.duration_ns),
+            fmt::energy(r.energy),
+            fmt::watts(r.avg_power_w()),
+            fmt::label(r.energy).into(),
+        ]);
     }
     t.render(out);
     out.push_str("\nsections (summed over steps)\n");
     let mut t = Table::new(&["section", "count", "time", "energy", "avg power", "how"]);
     for r in &s.sections {
-        t.row(vec![r.name.clone(), r.count.to_string(), fmt::ns(r.duration_ns), fmt::energy(r.energy), fmt::watts(r.avg_power_w()), fmt::label(r.energy).into()]);
+        t.row(vec![
+            r.name.clone(),
+            r.count.to_string(),
+            fmt::ns(r.duration_ns),
+            fmt::energy(r.energy),
+            fmt::watts(r.avg_power_w()),
+            fmt::label(r.energy).into(),
+        ]);
     }
     t.render(out);
 
     out.push_str("\ntokens\n");
-    let mut t = Table::new(&["step", "pos", "id", "token", "phase", "time", "energy", "power", "how"]);
+    let mut t = Table::new(&[
+        "step", "pos", "id", "token", "phase", "time", "energy", "power", "how",
+    ]);
     for r in &s.tokens {
         let total_w: Option<f64> = {
             let mut sum = None;
@@ -185,7 +253,12 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
             r.position.to_string(),
             r.id.to_string(),
             format!("{:?}", fmt::clip(&r.text, 16)),
-            match r.phase { TokenPhase::Prefill => "prefill", TokenPhase::Decode => "decode", TokenPhase::Prompt => "prompt" }.into(),
+            match r.phase {
+                TokenPhase::Prefill => "prefill",
+                TokenPhase::Decode => "decode",
+                TokenPhase::Prompt => "prompt",
+            }
+            .into(),
             fmt::ns(r.duration_ns),
             fmt::energy(r.energy),
             fmt::watts(total_w),
@@ -199,15 +272,27 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         let mut t = Table::new(&["layer", "time", "energy", "share", "how"]);
         let total: f64 = s.layers.iter().filter_map(|r| r.joules()).sum();
         for r in &s.layers {
-            t.row(vec![r.name.clone(), fmt::ns(r.duration_ns), fmt::energy(r.energy),
-                r.joules().filter(|_| total > 0.0).map_or_else(|| "-".into(), |j| format!("{:.1}%", 100.0 * j / total)),
-                fmt::label(r.energy).into()]);
+            t.row(vec![
+                r.name.clone(),
+                fmt::ns(r.duration_ns),
+                fmt::energy(r.energy),
+                r.joules()
+                    .filter(|_| total > 0.0)
+                    .map_or_else(|| "-".into(), |j| format!("{:.1}%", 100.0 * j / total)),
+                fmt::label(r.energy).into(),
+            ]);
         }
         t.render(out);
         out.push_str("\ncomponents (all layers, all steps)\n");
         let mut t = Table::new(&["component", "time", "energy", "avg power", "how"]);
         for r in &s.components {
-            t.row(vec![r.name.clone(), fmt::ns(r.duration_ns), fmt::energy(r.energy), fmt::watts(r.avg_power_w()), fmt::label(r.energy).into()]);
+            t.row(vec![
+                r.name.clone(),
+                fmt::ns(r.duration_ns),
+                fmt::energy(r.energy),
+                fmt::watts(r.avg_power_w()),
+                fmt::label(r.energy).into(),
+            ]);
         }
         t.render(out);
         let g = summary::grid(trace, en, &GridMetric::EnergyJ, None);
@@ -218,16 +303,32 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         let mut t = Table::new(&head_ref);
         for (l, row) in g.values.iter().enumerate() {
             let mut cells = vec![format!("L{l}")];
-            cells.extend(row.iter().map(|v| v.map_or_else(|| "-".into(), |j| format!("{:.3}", j * 1e3))));
+            cells.extend(
+                row.iter()
+                    .map(|v| v.map_or_else(|| "-".into(), |j| format!("{:.3}", j * 1e3))),
+            );
             t.row(cells);
         }
         t.render(out);
-        let mut top: Vec<&summary::Row> = s.layer_components.iter().filter(|r| r.energy.is_some()).collect();
-        top.sort_by(|a, b| b.joules().unwrap_or(0.0).total_cmp(&a.joules().unwrap_or(0.0)));
+        let mut top: Vec<&summary::Row> = s
+            .layer_components
+            .iter()
+            .filter(|r| r.energy.is_some())
+            .collect();
+        top.sort_by(|a, b| {
+            b.joules()
+                .unwrap_or(0.0)
+                .total_cmp(&a.joules().unwrap_or(0.0))
+        });
         out.push_str("\ntop layer components by energy\n");
         let mut t = Table::new(&["site", "time", "energy", "how"]);
         for r in top.iter().take(10) {
-            t.row(vec![r.name.clone(), fmt::ns(r.duration_ns), fmt::energy(r.energy), fmt::label(r.energy).into()]);
+            t.row(vec![
+                r.name.clone(),
+                fmt::ns(r.duration_ns),
+                fmt::energy(r.energy),
+                fmt::label(r.energy).into(),
+            ]);
         }
         t.render(out);
     }
@@ -244,8 +345,18 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
                     .sum::<f64>()
                     / 1e9
             });
-            t.row(vec![r.name.clone(), r.count.to_string(), fmt::ns(r.duration_ns), fmt::energy(r.energy),
-                if gf > 0.0 { format!("{gf:.4}") } else { "-".into() }, fmt::label(r.energy).into()]);
+            t.row(vec![
+                r.name.clone(),
+                r.count.to_string(),
+                fmt::ns(r.duration_ns),
+                fmt::energy(r.energy),
+                if gf > 0.0 {
+                    format!("{gf:.4}")
+                } else {
+                    "-".into()
+                },
+                fmt::label(r.energy).into(),
+            ]);
         }
         t.render(out);
     }
@@ -253,7 +364,13 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         out.push_str("\nprobe metrics\n");
         let mut t = Table::new(&["probe/metric", "values", "mean", "min", "max"]);
         for r in &s.metrics {
-            t.row(vec![r.key.clone(), r.count.to_string(), format!("{:.4}", r.mean), format!("{:.4}", r.min), format!("{:.4}", r.max)]);
+            t.row(vec![
+                r.key.clone(),
+                r.count.to_string(),
+                format!("{:.4}", r.mean),
+                format!("{:.4}", r.min),
+                format!("{:.4}", r.max),
+            ]);
         }
         t.render(out);
     }
@@ -278,7 +395,9 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
     let en = Energies::compute(&trace);
     let write = |bytes: &[u8], out: &mut String| -> anyhow::Result<()> {
         match &a.out {
-            Some(p) => std::fs::write(p, bytes).with_context(|| format!("cannot write {}", p.display())),
+            Some(p) => {
+                std::fs::write(p, bytes).with_context(|| format!("cannot write {}", p.display()))
+            }
             None => {
                 out.push_str(&String::from_utf8_lossy(bytes));
                 out.push('\n');
@@ -287,18 +406,27 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
         }
     };
     match a.format.as_str() {
-        "json" => write(export::to_json(&trace, &en, &Summary::compute(&trace, &en)).as_bytes(), out)?,
+        "json" => write(
+            export::to_json(&trace, &en, &Summary::compute(&trace, &en)).as_bytes(),
+            out,
+        )?,
         "chrome" => write(export::to_chrome_trace(&trace, &en).as_bytes(), out)?,
         "eprof" => {
-            let Some(p) = &a.out else { bail!("--format eprof needs --out FILE") };
+            let Some(p) = &a.out else {
+                bail!("--format eprof needs --out FILE")
+            };
             std::fs::copy(&path, p).with_context(|| format!("cannot write {}", p.display()))?;
         }
         "csv" => {
-            let Some(dir) = &a.out else { bail!("--format csv needs --out DIR (one file per table)") };
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let Some(dir) = &a.out else {
+                bail!("--format csv needs --out DIR (one file per table)")
+            };
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             for (name, text) in export::to_csv(&trace, &en) {
                 let p = dir.join(name);
-                std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+                std::fs::write(&p, text)
+                    .with_context(|| format!("cannot write {}", p.display()))?;
             }
         }
         other => bail!("unknown export format {other:?}: use json, csv, chrome or eprof"),
@@ -315,10 +443,12 @@ pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
     std::fs::create_dir_all(data.traces())?;
     for f in &a.files {
         let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let d = eprof_format::decode(&bytes).map_err(|e| Exit(3, format!("{}: {e}", f.display())))?;
+        let d =
+            eprof_format::decode(&bytes).map_err(|e| Exit(3, format!("{}: {e}", f.display())))?;
         let dest = data.trace_path(&d.trace.meta.id);
         if std::fs::canonicalize(f).ok() != std::fs::canonicalize(&dest).ok() {
-            std::fs::write(&dest, &bytes).with_context(|| format!("cannot write {}", dest.display()))?;
+            std::fs::write(&dest, &bytes)
+                .with_context(|| format!("cannot write {}", dest.display()))?;
         }
         let imported = d.trace.meta.machine.hostname != here;
         idx.insert(&d.trace, &dest, imported)?;
@@ -328,7 +458,8 @@ pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
             d.trace.meta.model.name,
             d.trace.meta.machine.hostname,
             if imported { ", another machine" } else { "" },
-            d.truncation.map_or_else(String::new, |t| format!(" WARNING: {t}"))
+            d.truncation
+                .map_or_else(String::new, |t| format!(" WARNING: {t}"))
         ));
     }
     Ok(())
@@ -343,7 +474,11 @@ pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
             match std::fs::remove_file(&row.trace_path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => bail!("removed {} from the index, but cannot delete {}: {e}", row.id, row.trace_path),
+                Err(e) => bail!(
+                    "removed {} from the index, but cannot delete {}: {e}",
+                    row.id,
+                    row.trace_path
+                ),
             }
         }
         out.push_str(&format!("removed {}\n", row.id));
@@ -354,7 +489,10 @@ pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
 pub fn index_rebuild(data: &DataDir, out: Out) -> anyhow::Result<()> {
     let mut idx = Index::open(&data.index())?;
     let (n, failed) = idx.rebuild(&data.traces())?;
-    out.push_str(&format!("indexed {n} traces from {}\n", data.traces().display()));
+    out.push_str(&format!(
+        "indexed {n} traces from {}\n",
+        data.traces().display()
+    ));
     for (p, why) in &failed {
         out.push_str(&format!("  skipped {}: {why}\n", p.display()));
     }
@@ -382,7 +520,10 @@ pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> 
         return Ok(());
     }
     let mut head = vec!["".to_string()];
-    head.extend(runs.iter().map(|(t, _)| t.meta.id[..t.meta.id.len().min(10)].to_string()));
+    head.extend(
+        runs.iter()
+            .map(|(t, _)| t.meta.id[..t.meta.id.len().min(10)].to_string()),
+    );
     let hr: Vec<&str> = head.iter().map(String::as_str).collect();
     let mut t = Table::new(&hr);
     let mut line = |name: &str, f: &dyn Fn(&Trace, &Summary) -> String| {
@@ -392,23 +533,37 @@ pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> 
     };
     line("model", &|t, _| fmt::clip(&t.meta.model.name, 24));
     line("machine", &|t, _| fmt::clip(&t.meta.machine.hostname, 24));
-    line("power source", &|t, _| format!("{} ({})", t.meta.power.name, t.meta.power.kind.as_str()));
+    line("power source", &|t, _| {
+        format!("{} ({})", t.meta.power.name, t.meta.power.kind.as_str())
+    });
     line("depth", &|t, _| t.meta.settings.depth.as_str().into());
-    line("tokens", &|_, s| format!("{}+{}", s.prompt_tokens, s.generated_tokens));
+    line("tokens", &|_, s| {
+        format!("{}+{}", s.prompt_tokens, s.generated_tokens)
+    });
     line("total", &|_, s| fmt::energy(s.total));
     line("how", &|_, s| fmt::label(s.total).into());
     line("duration", &|_, s| fmt::ns(s.duration_ns));
     line("avg power", &|_, s| fmt::watts(s.avg_power_w));
     line("decode J/token", &|_, s| fmt::opt_j(s.decode_j_per_token));
-    line("decode tok/s", &|_, s| s.decode_tokens_per_s.map_or_else(|| "-".into(), |v| format!("{v:.1}")));
+    line("decode tok/s", &|_, s| {
+        s.decode_tokens_per_s
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+    });
     for p in eprof_format::Phase::ALL {
         line(p.as_str(), &|_, s| {
-            s.phases.iter().find(|r| r.name == p.as_str()).map_or_else(|| "-".into(), |r| fmt::energy(r.energy))
+            s.phases
+                .iter()
+                .find(|r| r.name == p.as_str())
+                .map_or_else(|| "-".into(), |r| fmt::energy(r.energy))
         });
     }
     let layers = runs.iter().map(|(_, s)| s.layers.len()).max().unwrap_or(0);
     for l in 0..layers {
-        line(&format!("L{l}"), &|_, s| s.layers.get(l).map_or_else(|| "-".into(), |r| fmt::energy(r.energy)));
+        line(&format!("L{l}"), &|_, s| {
+            s.layers
+                .get(l)
+                .map_or_else(|| "-".into(), |r| fmt::energy(r.energy))
+        });
     }
     t.render(out);
     Ok(())
@@ -440,7 +595,10 @@ pub fn doctor(data: &DataDir, json: bool, out: Out) -> anyhow::Result<()> {
     let auto = reg.auto_power().map(|(p, why)| (p.name, why));
     let (model, origin) = crate::record::default_model(data);
     let model_check = eprof_models::load::detect(&model)
-        .and_then(|src| reg.adapter_for(&src).map(|a| format!("{} adapter", a.name())))
+        .and_then(|src| {
+            reg.adapter_for(&src)
+                .map(|a| format!("{} adapter", a.name()))
+        })
         .map_err(|e| e.to_string());
     let index = Index::open(&data.index()).and_then(|i| i.count());
     if json {
@@ -459,27 +617,50 @@ pub fn doctor(data: &DataDir, json: bool, out: Out) -> anyhow::Result<()> {
     }
     out.push_str(&format!("data directory  {}\n", data.root().display()));
     match &index {
-        Ok(n) => out.push_str(&format!("run index       ok, {n} runs ({})\n", data.index().display())),
+        Ok(n) => out.push_str(&format!(
+            "run index       ok, {n} runs ({})\n",
+            data.index().display()
+        )),
         Err(e) => out.push_str(&format!("run index       PROBLEM: {e}\n")),
     }
     out.push_str("\npower sources\n");
     for p in &reg.power {
         let (ok, why) = availability_text(&(p.availability)());
-        out.push_str(&format!("  {} {:<12} {:<9} {why}\n", if ok { "ok " } else { "-- " }, p.name, p.kind.as_str()));
+        out.push_str(&format!(
+            "  {} {:<12} {:<9} {why}\n",
+            if ok { "ok " } else { "-- " },
+            p.name,
+            p.kind.as_str()
+        ));
     }
     match &auto {
         Ok((_, why)) => out.push_str(&format!("  --power auto picks {why}\n")),
         Err(e) => out.push_str(&format!("  --power auto: {e}\n")),
     }
     out.push_str("\nmodel adapters  ");
-    out.push_str(&reg.adapters.iter().map(|a| a.adapter.name()).collect::<Vec<_>>().join(", "));
-    out.push_str(&format!("\ndefault model   {} ({origin})\n", model.display()));
+    out.push_str(
+        &reg.adapters
+            .iter()
+            .map(|a| a.adapter.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push_str(&format!(
+        "\ndefault model   {} ({origin})\n",
+        model.display()
+    ));
     match &model_check {
         Ok(s) => out.push_str(&format!("                ok: loads with the {s}\n")),
         Err(e) => out.push_str(&format!("                PROBLEM: {e}\n")),
     }
     out.push_str("probes          ");
-    out.push_str(&reg.probes.iter().map(|p| p.name).collect::<Vec<_>>().join(", "));
+    out.push_str(
+        &reg.probes
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     out.push('\n');
     Ok(())
 }
@@ -488,16 +669,36 @@ pub fn plugins(json: bool, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for p in &reg.power {
-        rows.push(("power source".into(), p.name.into(), p.summary.into(), format!("built-in ({})", p.origin)));
+        rows.push((
+            "power source".into(),
+            p.name.into(),
+            p.summary.into(),
+            format!("built-in ({})", p.origin),
+        ));
     }
     for a in &reg.adapters {
-        rows.push(("model adapter".into(), a.adapter.name().into(), "decoder-only transformer (GGUF, safetensors)".into(), format!("built-in ({})", a.origin)));
+        rows.push((
+            "model adapter".into(),
+            a.adapter.name().into(),
+            "decoder-only transformer (GGUF, safetensors)".into(),
+            format!("built-in ({})", a.origin),
+        ));
     }
     for p in &reg.probes {
-        rows.push(("probe".into(), p.name.into(), format!("{} [from depth {}]", p.summary, p.min_depth.as_str()), format!("built-in ({})", p.origin)));
+        rows.push((
+            "probe".into(),
+            p.name.into(),
+            format!("{} [from depth {}]", p.summary, p.min_depth.as_str()),
+            format!("built-in ({})", p.origin),
+        ));
     }
     if json {
-        let v: Vec<_> = rows.iter().map(|(k, n, s, o)| serde_json::json!({"kind": k, "name": n, "summary": s, "origin": o})).collect();
+        let v: Vec<_> = rows
+            .iter()
+            .map(
+                |(k, n, s, o)| serde_json::json!({"kind": k, "name": n, "summary": s, "origin": o}),
+            )
+            .collect();
         out.push_str(&serde_json::to_string_pretty(&v)?);
         out.push('\n');
         return Ok(());
@@ -515,7 +716,14 @@ pub fn power_list(json: bool, out: Out) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for p in &reg.power {
         let (ok, why) = availability_text(&(p.availability)());
-        rows.push((p.name, p.kind.as_str(), ok, why, p.summary, p.auto_rank.is_some()));
+        rows.push((
+            p.name,
+            p.kind.as_str(),
+            ok,
+            why,
+            p.summary,
+            p.auto_rank.is_some(),
+        ));
     }
     if json {
         let v: Vec<_> = rows.iter().map(|(n, k, ok, why, s, auto)| serde_json::json!({"name": n, "kind": k, "available": ok, "detail": why, "summary": s, "auto": auto})).collect();
@@ -525,7 +733,12 @@ pub fn power_list(json: bool, out: Out) -> anyhow::Result<()> {
     }
     let mut t = Table::new(&["source", "kind", "status", "detail"]);
     for (n, k, ok, why, _, _) in rows {
-        t.row(vec![n.into(), k.into(), if ok { "available" } else { "unavailable" }.into(), why]);
+        t.row(vec![
+            n.into(),
+            k.into(),
+            if ok { "available" } else { "unavailable" }.into(),
+            why,
+        ]);
     }
     t.render(out);
     Ok(())
@@ -580,8 +793,15 @@ pub fn power_read(a: &PowerReadArgs, out: Out) -> anyhow::Result<()> {
     let hr: Vec<&str> = head.iter().map(String::as_str).collect();
     let mut t = Table::new(&hr);
     for (ts, r) in &readings {
-        let mut cells = vec![fmt::ns(*ts), r.window_ns.map_or_else(|| "-".into(), fmt::ns)];
-        cells.extend(r.values.iter().map(|v| v.map_or_else(|| "absent".into(), |v| format!("{v:.4}"))));
+        let mut cells = vec![
+            fmt::ns(*ts),
+            r.window_ns.map_or_else(|| "-".into(), fmt::ns),
+        ];
+        cells.extend(
+            r.values
+                .iter()
+                .map(|v| v.map_or_else(|| "absent".into(), |v| format!("{v:.4}"))),
+        );
         t.row(cells);
     }
     t.render(out);
@@ -601,19 +821,34 @@ pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
         return Ok(());
     }
     out.push_str(&format!("model         {}\n", id.name));
-    out.push_str(&format!("adapter       {} ({:?})\n", adapter.name(), src.layout));
+    out.push_str(&format!(
+        "adapter       {} ({:?})\n",
+        adapter.name(),
+        src.layout
+    ));
     out.push_str(&format!("layers        {}\nhidden        {}\nheads         {} ({} kv)\nvocabulary    {}\nparameters    {}\nweights       {}{}\n",
         id.layers, id.hidden_size, id.heads, id.kv_heads, id.vocab_size, id.parameters, id.dtype,
         if id.random_weights { " (random, built-in)" } else { "" }));
     out.push_str(&format!("tokenizer     {}\n", m.tokenizer.describe()));
-    out.push_str(&format!("sites         {} (model, layers, components, attention operations)\n", m.model.sites().len()));
+    out.push_str(&format!(
+        "sites         {} (model, layers, components, attention operations)\n",
+        m.model.sites().len()
+    ));
     Ok(())
 }
 
-pub fn model_tokenize(path: &Path, text: &str, special: bool, json: bool, out: Out) -> anyhow::Result<()> {
+pub fn model_tokenize(
+    path: &Path,
+    text: &str,
+    special: bool,
+    json: bool,
+    out: Out,
+) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
     let src = eprof_models::load::detect(path)?;
-    let m = reg.adapter_for(&src)?.load(&src, &candle_core::Device::Cpu)?;
+    let m = reg
+        .adapter_for(&src)?
+        .load(&src, &candle_core::Device::Cpu)?;
     let ids = m.tokenizer.encode(text, special)?;
     if json {
         let v = serde_json::json!({"text": text, "ids": ids, "tokens": ids.iter().map(|&i| String::from_utf8_lossy(&m.tokenizer.token_bytes(i)).into_owned()).collect::<Vec<_>>()});
@@ -622,7 +857,10 @@ pub fn model_tokenize(path: &Path, text: &str, special: bool, json: bool, out: O
         return Ok(());
     }
     for i in ids {
-        out.push_str(&format!("{i:>7}  {:?}\n", String::from_utf8_lossy(&m.tokenizer.token_bytes(i))));
+        out.push_str(&format!(
+            "{i:>7}  {:?}\n",
+            String::from_utf8_lossy(&m.tokenizer.token_bytes(i))
+        ));
     }
     Ok(())
 }

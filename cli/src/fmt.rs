@@ -58,12 +58,19 @@ pub fn date(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 /// Shorten to `n` characters, on one line.
 pub fn clip(s: &str, n: usize) -> String {
-    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if one.chars().count() <= n {
         one
     } else {
@@ -100,7 +107,9 @@ impl Table {
             }
         }
         let numeric = |s: &str| {
-            s.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-')
+            s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit() || c == '-')
                 && s.chars().any(|c| c.is_ascii_digit())
         };
         for (ri, r) in std::iter::once(&self.head).chain(&self.rows).enumerate() {

@@ -101,9 +101,7 @@ fn first_model_in(dir: &Path) -> Option<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "gguf") || p.join("config.json").exists()
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf") || p.join("config.json").exists())
         .collect();
     entries.sort();
     entries.into_iter().next()
@@ -113,11 +111,16 @@ fn hf_cache_model() -> Option<PathBuf> {
     let root = std::env::var_os("HF_HUB_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })?;
     let mut repos: Vec<PathBuf> = std::fs::read_dir(root)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("models--")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("models--"))
+        })
         .collect();
     repos.sort();
     for r in repos {
@@ -150,7 +153,8 @@ pub fn new_run_id() -> String {
 /// SHA-256 of the model's weight files (one GGUF, or a folder's safetensors).
 fn model_hash(path: &Path) -> anyhow::Result<String> {
     if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         return Ok(eprof_core::index::sha256_hex(&bytes));
     }
     if !path.is_dir() {
@@ -324,7 +328,10 @@ pub fn run(data: &DataDir, a: RecordArgs) -> anyhow::Result<ExitCode> {
         Ok(g) => g,
         Err(e) => {
             let path = session.finish(String::new(), format!("error: {e}"))?;
-            bail!("generation failed: {e} (the partial trace is at {})", path.display());
+            bail!(
+                "generation failed: {e} (the partial trace is at {})",
+                path.display()
+            );
         }
     };
     let path = session.finish(generation.text.clone(), generation.stop_reason.clone())?;

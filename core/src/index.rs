@@ -153,9 +153,12 @@ impl Index {
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         let mut idx = Index {
             conn,
             path: path.to_path_buf(),
@@ -193,7 +196,6 @@ impl Index {
         }
         tx.commit().map_err(|e| sql_err(&path, e))
     }
-
 
     /// Add or replace the row of a trace at `trace_path`.
     pub fn insert(&mut self, trace: &Trace, trace_path: &Path, imported: bool) -> Result<()> {
@@ -342,7 +344,10 @@ impl Index {
         })()
         .map_err(|e| self.err(e))?;
         ids.iter()
-            .map(|id| self.get(id)?.ok_or_else(|| Error::Config(format!("run {id} vanished"))))
+            .map(|id| {
+                self.get(id)?
+                    .ok_or_else(|| Error::Config(format!("run {id} vanished")))
+            })
             .collect()
     }
 

@@ -46,10 +46,8 @@ impl DataDir {
 
 fn default_root() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    if cfg!(target_os = "macos") {
-        if let Some(h) = home {
-            return h.join("Library/Application Support/eprof");
-        }
+    if let (true, Some(h)) = (cfg!(target_os = "macos"), &home) {
+        return h.join("Library/Application Support/eprof");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("eprof");

@@ -78,20 +78,17 @@ impl Default for ProbeOptions {
 
 /// Run `f` on an f32 host view of `t`, copying only when the tensor is not a
 /// contiguous f32 CPU tensor.
-pub fn with_host_f32<R>(
-    t: &candle_core::Tensor,
-    f: impl FnOnce(TensorView<'_>) -> R,
-) -> Result<R> {
+pub fn with_host_f32<R>(t: &candle_core::Tensor, f: impl FnOnce(TensorView<'_>) -> R) -> Result<R> {
     let shape = t.dims().to_vec();
     {
         let (storage, layout) = t.storage_and_layout();
-        if let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) = &*storage {
-            if let Some((a, b)) = layout.contiguous_offsets() {
-                return Ok(f(TensorView {
-                    data: &v[a..b],
-                    shape: &shape,
-                }));
-            }
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(TensorView {
+                data: &v[a..b],
+                shape: &shape,
+            }));
         }
     }
     let data = t

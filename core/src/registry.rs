@@ -86,13 +86,17 @@ impl Registry {
     }
 
     pub fn power_source(&self, name: &str) -> Result<&'static PowerSourceRegistration> {
-        self.power.iter().copied().find(|p| p.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.power.iter().map(|p| p.name).collect();
-            Error::Config(format!(
-                "unknown power source {name:?}; known: {} (see `eprof power list`)",
-                known.join(", ")
-            ))
-        })
+        self.power
+            .iter()
+            .copied()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.power.iter().map(|p| p.name).collect();
+                Error::Config(format!(
+                    "unknown power source {name:?}; known: {} (see `eprof power list`)",
+                    known.join(", ")
+                ))
+            })
     }
 
     /// `--power auto`: the best available source and why it was chosen.
@@ -138,12 +142,16 @@ impl Registry {
     }
 
     pub fn probe(&self, name: &str) -> Result<&'static ProbeRegistration> {
-        self.probes.iter().copied().find(|p| p.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.probes.iter().map(|p| p.name).collect();
-            Error::Config(format!(
-                "unknown probe {name:?}; known: {} (see `eprof plugins`)",
-                known.join(", ")
-            ))
-        })
+        self.probes
+            .iter()
+            .copied()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.probes.iter().map(|p| p.name).collect();
+                Error::Config(format!(
+                    "unknown probe {name:?}; known: {} (see `eprof plugins`)",
+                    known.join(", ")
+                ))
+            })
     }
 }

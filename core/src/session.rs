@@ -17,8 +17,7 @@ use std::time::Duration;
 use candle_core::Tensor;
 use eprof_format::{
     Attribution, Depth, IdleBaseline, MetricSeries, Note, NoteLevel, Phase, PowerSample,
-    PowerSourceDesc, RunEnd, RunMeta, Section, SiteDef, SourceKind, SpanTable, Token,
-    TraceWriter,
+    PowerSourceDesc, RunEnd, RunMeta, Section, SiteDef, SourceKind, SpanTable, Token, TraceWriter,
 };
 
 use crate::clock::Clock;
@@ -84,9 +83,7 @@ impl Shared {
                         values: st.unwrap.push(&r),
                     },
                     SourceKind::Sampler | SourceKind::Estimate => PowerSample {
-                        t0_ns: r
-                            .window_ns
-                            .map_or(st.last_t, |w| t.saturating_sub(w)),
+                        t0_ns: r.window_ns.map_or(st.last_t, |w| t.saturating_sub(w)),
                         t1_ns: t,
                         values: r.values,
                     },
@@ -194,7 +191,8 @@ impl Session {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let file = File::create(&out).map_err(|e| Error::io(&out, e))?;
-        let mut writer = TraceWriter::new(BufWriter::new(file), &meta).map_err(|e| trace_err(&out, e))?;
+        let mut writer =
+            TraceWriter::new(BufWriter::new(file), &meta).map_err(|e| trace_err(&out, e))?;
         writer.sites(&sites).map_err(|e| trace_err(&out, e))?;
 
         let shared = Arc::new(Shared {
@@ -325,10 +323,10 @@ impl Session {
     }
 
     fn boundary_or_now(&self) -> u64 {
-        if self.boundary_reads {
-            if let Some(t) = self.shared.sample() {
-                return t;
-            }
+        if self.boundary_reads
+            && let Some(t) = self.shared.sample()
+        {
+            return t;
         }
         self.clock.now()
     }
@@ -384,7 +382,9 @@ impl Session {
             SourceKind::Counter => {
                 let (a, b) = (st.samples.get(n.checked_sub(2)?)?, st.samples.get(n - 1)?);
                 let dt = b.t0_ns.saturating_sub(a.t0_ns) as f64 * 1e-9;
-                (dt > 0.0).then(|| Some((total(b)? - total(a)?) / dt)).flatten()
+                (dt > 0.0)
+                    .then(|| Some((total(b)? - total(a)?) / dt))
+                    .flatten()
             }
             _ => total(st.samples.last()?),
         }
@@ -433,7 +433,10 @@ impl Session {
         if let (true, Some(e)) = (errors > 0, last_error) {
             self.note(
                 NoteLevel::Warning,
-                format!("power source {} failed {errors} time(s) at the end: {e}", self.desc.name),
+                format!(
+                    "power source {} failed {errors} time(s) at the end: {e}",
+                    self.desc.name
+                ),
             );
         }
         self.flush()?;

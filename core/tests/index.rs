@@ -25,20 +25,40 @@ fn insert_list_filter_find_remove_rebuild() {
     std::fs::create_dir_all(&traces).unwrap();
     let mut idx = Index::open(&dir.path().join("index.sqlite")).unwrap();
     for (i, tag) in ["a", "b", "a"].iter().enumerate() {
-        let (t, p) = write_trace(&traces, &format!("run{i:013}"), tag, if i == 1 { "other" } else { "smol" });
+        let (t, p) = write_trace(
+            &traces,
+            &format!("run{i:013}"),
+            tag,
+            if i == 1 { "other" } else { "smol" },
+        );
         idx.insert(&t, &p, false).unwrap();
     }
     assert_eq!(idx.count().unwrap(), 3);
-    let tagged = idx.list(&RunFilter { tag: Some("a".into()), ..Default::default() }).unwrap();
+    let tagged = idx
+        .list(&RunFilter {
+            tag: Some("a".into()),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(tagged.len(), 2);
     assert!(tagged.iter().all(|r| r.tags == vec!["a".to_string()]));
-    let other = idx.list(&RunFilter { model: Some("oth".into()), ..Default::default() }).unwrap();
+    let other = idx
+        .list(&RunFilter {
+            model: Some("oth".into()),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(other.len(), 1);
     let row = idx.find("run0000000000001").unwrap();
     assert_eq!(row.model, "other");
     assert!(row.total_j.unwrap() > 0.0);
     assert_eq!(row.energy_label.as_deref(), Some("measured"));
-    assert!(idx.find("run").unwrap_err().to_string().contains("several runs"));
+    assert!(
+        idx.find("run")
+            .unwrap_err()
+            .to_string()
+            .contains("several runs")
+    );
     assert!(idx.find("nope").unwrap_err().to_string().contains("no run"));
 
     let before: Vec<_> = idx.list(&RunFilter::default()).unwrap();
@@ -48,7 +68,18 @@ fn insert_list_filter_find_remove_rebuild() {
     assert_eq!((n, failed.len()), (3, 0));
     let after: Vec<_> = idx.list(&RunFilter::default()).unwrap();
     let strip = |v: &Vec<eprof_core::index::RunRow>| {
-        let mut v: Vec<_> = v.iter().map(|r| (r.id.clone(), r.total_j, r.tags.clone(), r.trace_sha256.clone(), r.prompt_tokens)).collect();
+        let mut v: Vec<_> = v
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    r.total_j,
+                    r.tags.clone(),
+                    r.trace_sha256.clone(),
+                    r.prompt_tokens,
+                )
+            })
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };

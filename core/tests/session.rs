@@ -20,15 +20,27 @@ struct StepCounter {
 
 fn wave_j(t_ns: u64, origin: u64) -> f64 {
     let t = t_ns.saturating_sub(origin) as f64 * 1e-9;
-    if t <= 0.03 { 5.0 * t } else { 0.15 + 40.0 * (t - 0.03) }
+    if t <= 0.03 {
+        5.0 * t
+    } else {
+        0.15 + 40.0 * (t - 0.03)
+    }
 }
 
 impl PowerSource for StepCounter {
     fn desc(&self) -> PowerSourceDesc {
         PowerSourceDesc {
             name: "test-step".into(),
-            kind: if self.sampler { SourceKind::Sampler } else { SourceKind::Counter },
-            channels: vec![Channel { name: "package".into(), kind: ChannelKind::Package, in_total: true }],
+            kind: if self.sampler {
+                SourceKind::Sampler
+            } else {
+                SourceKind::Counter
+            },
+            channels: vec![Channel {
+                name: "package".into(),
+                kind: ChannelKind::Package,
+                in_total: true,
+            }],
             nominal_resolution_ns: 1000,
             details: vec![],
         }
@@ -36,7 +48,8 @@ impl PowerSource for StepCounter {
     fn read(&mut self) -> eprof_core::Result<Reading> {
         let t = self.clock.now();
         let mut r = if self.sampler {
-            let w = (wave_j(t, self.origin) - wave_j(self.last, self.origin)) / ((t - self.last) as f64 * 1e-9);
+            let w = (wave_j(t, self.origin) - wave_j(self.last, self.origin))
+                / ((t - self.last) as f64 * 1e-9);
             let mut r = Reading::new(vec![Some(w)]);
             r.window_ns = Some(t - self.last);
             r
@@ -55,10 +68,20 @@ fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start();
     let origin = clock.now();
-    let src = StepCounter { clock, origin, wrap, sampler, last: origin };
+    let src = StepCounter {
+        clock,
+        origin,
+        wrap,
+        sampler,
+        last: origin,
+    };
     let mut meta = synthetic::meta(&synthetic::Shape::default());
     meta.settings.depth = Depth::Module;
-    let sites = vec![SiteDef { layer: Some(0), component: "q_proj".into(), op: None }];
+    let sites = vec![SiteDef {
+        layer: Some(0),
+        component: "q_proj".into(),
+        op: None,
+    }];
     let mut s = Session::start(
         SessionConfig {
             meta,
@@ -86,8 +109,16 @@ fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
             position: step,
             id: step,
             text: format!("t{step}"),
-            phase: if step == 0 { TokenPhase::Prefill } else { TokenPhase::Decode },
-            step: Some(Step { index: step, start_ns: t0, end_ns: end }),
+            phase: if step == 0 {
+                TokenPhase::Prefill
+            } else {
+                TokenPhase::Decode
+            },
+            step: Some(Step {
+                index: step,
+                start_ns: t0,
+                end_ns: end,
+            }),
         });
         if step == 0 {
             s.section(Phase::Prefill, "prefill", None, t0, end);
@@ -110,15 +141,28 @@ fn counter_steps_are_measured_exactly_across_wraps() {
         let st = tok.step.unwrap();
         let e = e.unwrap();
         let want = wave_j(st.end_ns, origin) - wave_j(st.start_ns, origin);
-        assert!((e.joules - want).abs() <= 1e-9 * want, "step {}: {} vs {want}", st.index, e.joules);
+        assert!(
+            (e.joules - want).abs() <= 1e-9 * want,
+            "step {}: {} vs {want}",
+            st.index,
+            e.joules
+        );
         assert_eq!(e.label, EnergyLabel::Measured);
         seen += 1;
     }
     assert_eq!(seen, 6);
     // The 0.05 J counter wrapped several times and was unwrapped into monotonic joules.
     let last = trace.samples.last().unwrap().values[0].unwrap();
-    assert!(last > 3.0 * 0.05, "cumulative energy {last} must span several wraps");
-    assert!(trace.samples.windows(2).all(|w| w[1].values[0] >= w[0].values[0]));
+    assert!(
+        last > 3.0 * 0.05,
+        "cumulative energy {last} must span several wraps"
+    );
+    assert!(
+        trace
+            .samples
+            .windows(2)
+            .all(|w| w[1].values[0] >= w[0].values[0])
+    );
     // Spans inside steps are shorter than a reading interval only if the resolution
     // says so; here resolution is 1 us, so they are interpolated, and conserve.
     let spans: f64 = en.spans.iter().flatten().map(|e| e.joules).sum();
@@ -134,6 +178,10 @@ fn sampler_total_is_exact_over_whole_windows() {
     let a = Attribution::new(&trace);
     let got = a.energy(first, last).unwrap();
     let want = wave_j(last, origin) - wave_j(first, origin);
-    assert!((got.joules - want).abs() <= 1e-9 * want, "{} vs {want}", got.joules);
+    assert!(
+        (got.joules - want).abs() <= 1e-9 * want,
+        "{} vs {want}",
+        got.joules
+    );
     assert_eq!(got.label, EnergyLabel::Interpolated);
 }

@@ -44,13 +44,31 @@ fn main() {
     let mb = bytes.len() as f64 / 1e6;
 
     println!("synthetic trace: 1000 tokens x 30 layers x 12 components, module depth");
-    println!("  spans {}, metric values {}", trace.spans.len(), trace.metrics.iter().map(|m| m.len()).sum::<usize>());
+    println!(
+        "  spans {}, metric values {}",
+        trace.spans.len(),
+        trace.metrics.iter().map(|m| m.len()).sum::<usize>()
+    );
     println!("| measure | value |");
     println!("|---|---|");
     println!("| .eprof size | {} bytes |", bytes.len());
-    println!("| bytes per token-layer-component record (span + 4 metrics) | {:.2} |", bytes.len() as f64 / records as f64);
+    println!(
+        "| bytes per token-layer-component record (span + 4 metrics) | {:.2} |",
+        bytes.len() as f64 / records as f64
+    );
     println!("| JSON export size | {} bytes |", json.len());
-    println!("| .eprof / JSON | 1/{:.1} |", json.len() as f64 / bytes.len() as f64);
-    println!("| encode (median of {rounds}) | {:.1} ms, {:.0} MB/s |", enc * 1e3, mb / enc);
-    println!("| decode (median of {rounds}) | {:.1} ms, {:.0} MB/s |", dec * 1e3, mb / dec);
+    println!(
+        "| .eprof / JSON | 1/{:.1} |",
+        json.len() as f64 / bytes.len() as f64
+    );
+    println!(
+        "| encode (median of {rounds}) | {:.1} ms, {:.0} MB/s |",
+        enc * 1e3,
+        mb / enc
+    );
+    println!(
+        "| decode (median of {rounds}) | {:.1} ms, {:.0} MB/s |",
+        dec * 1e3,
+        mb / dec
+    );
 }

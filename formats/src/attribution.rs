@@ -102,9 +102,8 @@ impl Cumulative {
     }
 
     fn from_windows(windows: impl Iterator<Item = (u64, u64, f64)>) -> Option<Self> {
-        let mut w: Vec<(u64, u64, f64)> = windows
-            .filter(|(a, b, p)| b > a && p.is_finite())
-            .collect();
+        let mut w: Vec<(u64, u64, f64)> =
+            windows.filter(|(a, b, p)| b > a && p.is_finite()).collect();
         w.sort_by_key(|x| x.0);
         let first = w.first()?;
         let mut c = Cumulative {
@@ -165,7 +164,9 @@ impl Attribution {
                     .iter()
                     .filter_map(move |s| s.values.get(c).copied().flatten().map(|v| (s, v)));
                 match kind {
-                    SourceKind::Counter => Cumulative::from_counter(values.map(|(s, v)| (s.t0_ns, v))),
+                    SourceKind::Counter => {
+                        Cumulative::from_counter(values.map(|(s, v)| (s.t0_ns, v)))
+                    }
                     SourceKind::Sampler | SourceKind::Estimate => {
                         Cumulative::from_windows(values.map(|(s, v)| (s.t0_ns, s.t1_ns, v)))
                     }

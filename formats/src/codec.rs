@@ -57,13 +57,7 @@ pub mod tag {
 
 pub fn tag_name(tag: [u8; 4]) -> String {
     tag.iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() {
-                b as char
-            } else {
-                '?'
-            }
-        })
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
         .collect()
 }
 
@@ -301,7 +295,9 @@ impl<Ctx> Decode<Ctx> for MetricSeries {
         let site: Vec<u8> = Vec::decode(d)?;
         let values: Vec<u8> = Vec::decode(d)?;
         if Some(values.len()) != n.checked_mul(4) {
-            return Err(DecodeError::Other("metric value column has the wrong length"));
+            return Err(DecodeError::Other(
+                "metric value column has the wrong length",
+            ));
         }
         Ok(MetricSeries {
             probe,

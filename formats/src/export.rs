@@ -220,7 +220,13 @@ pub fn to_csv(trace: &Trace, en: &Energies) -> Vec<(String, String)> {
         csv_field(&mut spans, r.component);
         spans.push(',');
         csv_field(&mut spans, r.op.unwrap_or(""));
-        let _ = writeln!(spans, ",{},{},{}", r.start_ns, r.end_ns, energy_cols(r.energy));
+        let _ = writeln!(
+            spans,
+            ",{},{},{}",
+            r.start_ns,
+            r.end_ns,
+            energy_cols(r.energy)
+        );
     }
     let mut metrics = String::from("probe,metric,step,layer,component,op,value\n");
     for r in metric_rows(trace) {

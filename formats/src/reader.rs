@@ -4,7 +4,7 @@
 
 use bincode::Decode;
 
-use crate::codec::{self, tag, SitesChunk};
+use crate::codec::{self, SitesChunk, tag};
 use crate::error::FormatError;
 use crate::model::{
     IdleBaseline, MetricSeries, Note, PowerSample, RunEnd, RunMeta, Section, SpanTable, Token,
@@ -102,12 +102,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
             break;
         }
         let payload = &rest[8..8 + len];
-        let stored_crc = u32::from_le_bytes([
-            rest[8 + len],
-            rest[9 + len],
-            rest[10 + len],
-            rest[11 + len],
-        ]);
+        let stored_crc =
+            u32::from_le_bytes([rest[8 + len], rest[9 + len], rest[10 + len], rest[11 + len]]);
         let mut crc = crc32fast::Hasher::new();
         crc.update(&chunk_tag);
         crc.update(payload);

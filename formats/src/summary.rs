@@ -158,7 +158,11 @@ impl Summary {
         let mut phases: Vec<Row> = Vec::new();
         let mut sections: Vec<Row> = Vec::new();
         for (s, e) in trace.sections.iter().zip(&en.sections) {
-            let rows = if s.is_phase() { &mut phases } else { &mut sections };
+            let rows = if s.is_phase() {
+                &mut phases
+            } else {
+                &mut sections
+            };
             let name = if s.is_phase() {
                 s.name.clone()
             } else {
@@ -232,7 +236,10 @@ impl Summary {
 
         let phase = |p: Phase| phases.iter().find(|r| r.name == p.as_str());
         let decode = phase(Phase::Decode).filter(|r| r.duration_ns > 0);
-        let decode_steps = tokens.iter().filter(|t| t.phase == TokenPhase::Decode).count();
+        let decode_steps = tokens
+            .iter()
+            .filter(|t| t.phase == TokenPhase::Decode)
+            .count();
         let generated = tokens.len();
         let idle_w = trace
             .baseline
@@ -241,7 +248,13 @@ impl Summary {
         let total = en.total;
 
         let mut labels: BTreeMap<EnergyLabel, u32> = BTreeMap::new();
-        for e in en.sections.iter().chain(&en.tokens).chain(&en.spans).flatten() {
+        for e in en
+            .sections
+            .iter()
+            .chain(&en.tokens)
+            .chain(&en.spans)
+            .flatten()
+        {
             *labels.entry(e.label).or_default() += 1;
         }
 
@@ -307,7 +320,8 @@ fn metric_rows(trace: &Trace) -> Vec<MetricRow> {
         .iter()
         .filter(|m| !m.is_empty())
         .map(|m| {
-            let (mut sum, mut min, mut max, mut n) = (0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0u32);
+            let (mut sum, mut min, mut max, mut n) =
+                (0.0f64, f64::INFINITY, f64::NEG_INFINITY, 0u32);
             for &v in &m.value {
                 let v = f64::from(v);
                 if v.is_finite() {
@@ -352,7 +366,10 @@ pub enum GridMetric {
     TimeNs,
     EnergyJ,
     /// Mean of a probe metric over the selected steps.
-    Probe { probe: String, metric: String },
+    Probe {
+        probe: String,
+        metric: String,
+    },
 }
 
 /// A layer x component grid (rows: layers, columns: components).

@@ -28,7 +28,13 @@ impl Default for Shape {
 }
 
 /// Operations inside attention at deep depth, in execution order.
-pub const DEEP_OPS: [&str; 5] = ["qk_matmul", "scale", "mask_apply", "softmax", "value_matmul"];
+pub const DEEP_OPS: [&str; 5] = [
+    "qk_matmul",
+    "scale",
+    "mask_apply",
+    "softmax",
+    "value_matmul",
+];
 
 pub fn meta(shape: &Shape) -> RunMeta {
     RunMeta {
@@ -126,8 +132,22 @@ pub fn trace(shape: &Shape) -> Trace {
         })
     };
     let pre_end = now + 2_000_000;
-    section(&mut t, Phase::PreInference, "tokenization", None, now, now + 1_500_000);
-    section(&mut t, Phase::PreInference, "pre_inference", None, now, pre_end);
+    section(
+        &mut t,
+        Phase::PreInference,
+        "tokenization",
+        None,
+        now,
+        now + 1_500_000,
+    );
+    section(
+        &mut t,
+        Phase::PreInference,
+        "pre_inference",
+        None,
+        now,
+        pre_end,
+    );
     now = pre_end;
     for p in 0..shape.prompt_tokens {
         t.tokens.push(Token {
@@ -161,7 +181,12 @@ pub fn trace(shape: &Shape) -> Trace {
                 t.spans.push(step, c, now, now + d);
                 if shape.depth != Depth::Off {
                     let x = (step as f32 + 1.0) * 0.01 + l as f32 * 0.1 + ci as f32 * 0.001;
-                    for (m, v) in [("mean", x), ("std", 1.0 + x), ("max", 4.0 + x), ("sparsity", 0.1)] {
+                    for (m, v) in [
+                        ("mean", x),
+                        ("std", 1.0 + x),
+                        ("max", 4.0 + x),
+                        ("sparsity", 0.1),
+                    ] {
                         push_metric(&mut t, "activation", m, step, c, v);
                     }
                 }
@@ -175,13 +200,24 @@ pub fn trace(shape: &Shape) -> Trace {
             section(&mut t, Phase::Prefill, "prefill", None, prefill_start, end);
             decode_start = end;
         } else {
-            section(&mut t, Phase::Decode, "sampling", Some(step), end - 50_000, end);
+            section(
+                &mut t,
+                Phase::Decode,
+                "sampling",
+                Some(step),
+                end - 50_000,
+                end,
+            );
         }
         t.tokens.push(Token {
             position: shape.prompt_tokens + step,
             id: 1000 + step,
             text: format!(" tok{step}"),
-            phase: if step == 0 { TokenPhase::Prefill } else { TokenPhase::Decode },
+            phase: if step == 0 {
+                TokenPhase::Prefill
+            } else {
+                TokenPhase::Decode
+            },
             step: Some(Step {
                 index: step,
                 start_ns: start,
@@ -191,7 +227,14 @@ pub fn trace(shape: &Shape) -> Trace {
         samples_at.push(end);
     }
     section(&mut t, Phase::Decode, "decode", None, decode_start, now);
-    section(&mut t, Phase::PostInference, "post_inference", None, now, now + 500_000);
+    section(
+        &mut t,
+        Phase::PostInference,
+        "post_inference",
+        None,
+        now,
+        now + 500_000,
+    );
     now += 500_000;
     samples_at.push(now);
     let mut tick = 100_000_000;
@@ -209,14 +252,17 @@ pub fn trace(shape: &Shape) -> Trace {
             values: vec![Some(shape.watts * ts as f64 * 1e-9)],
         })
         .collect();
-    t.sections.sort_by_key(|s| (s.start_ns, std::cmp::Reverse(s.end_ns)));
+    t.sections
+        .sort_by_key(|s| (s.start_ns, std::cmp::Reverse(s.end_ns)));
     t.notes.push(Note {
         t_ns: 0,
         level: NoteLevel::Info,
         text: "synthetic trace: deterministic durations, constant power".into(),
     });
     t.end = Some(RunEnd {
-        generated_text: (0..shape.generated_tokens).map(|s| format!(" tok{s}")).collect(),
+        generated_text: (0..shape.generated_tokens)
+            .map(|s| format!(" tok{s}"))
+            .collect(),
         stop_reason: "max_tokens".into(),
         end_ns: now,
         observed_spacing_ns: 100_000_000,

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use bincode::Encode;
 
-use crate::codec::{self, tag, SitesChunk};
+use crate::codec::{self, SitesChunk, tag};
 use crate::error::FormatError;
 use crate::model::{
     IdleBaseline, MetricSeries, Note, PowerSample, RunEnd, RunMeta, Section, SiteDef, SpanTable,

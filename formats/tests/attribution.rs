@@ -10,7 +10,11 @@ const MS: u64 = 1_000_000;
 fn step_joules(a: u64, b: u64) -> f64 {
     let p = |t: u64| {
         let s = t as f64 * 1e-9;
-        if s <= 1.0 { 10.0 * s } else { 10.0 + 30.0 * (s - 1.0) }
+        if s <= 1.0 {
+            10.0 * s
+        } else {
+            10.0 + 30.0 * (s - 1.0)
+        }
     };
     p(b) - p(a)
 }
@@ -29,10 +33,17 @@ fn close(got: f64, want: f64) {
 
 #[test]
 fn counter_step_waveform_is_exact_and_measured_at_readings() {
-    let times: Vec<u64> = (0..=20).map(|k| k * 100 * MS).chain([550 * MS, 1_230 * MS]).collect();
+    let times: Vec<u64> = (0..=20)
+        .map(|k| k * 100 * MS)
+        .chain([550 * MS, 1_230 * MS])
+        .collect();
     let samples = times
         .iter()
-        .map(|&t| PowerSample { t0_ns: t, t1_ns: t, values: vec![Some(step_joules(0, t))] })
+        .map(|&t| PowerSample {
+            t0_ns: t,
+            t1_ns: t,
+            values: vec![Some(step_joules(0, t))],
+        })
         .collect();
     let a = Attribution::new(&trace_with(SourceKind::Counter, samples));
     let e = a.energy(550 * MS, 1_230 * MS).unwrap();
@@ -55,7 +66,11 @@ fn sampler_step_waveform_is_exact_and_interpolated() {
         .map(|k| {
             let (t0, t1) = (k * 100 * MS, (k + 1) * 100 * MS);
             let w = step_joules(t0, t1) / ((t1 - t0) as f64 * 1e-9);
-            PowerSample { t0_ns: t0, t1_ns: t1, values: vec![Some(w)] }
+            PowerSample {
+                t0_ns: t0,
+                t1_ns: t1,
+                values: vec![Some(w)],
+            }
         })
         .collect();
     let a = Attribution::new(&trace_with(SourceKind::Sampler, samples));
@@ -66,14 +81,22 @@ fn sampler_step_waveform_is_exact_and_interpolated() {
         assert_eq!(e.label, EnergyLabel::Interpolated);
     }
     let e = a.energy(1_500 * MS, 1_510 * MS).unwrap();
-    assert_eq!(e.label, EnergyLabel::Attributed, "10 ms inside a 100 ms window");
+    assert_eq!(
+        e.label,
+        EnergyLabel::Attributed,
+        "10 ms inside a 100 ms window"
+    );
     close(e.joules, 30.0 * 0.010);
 }
 
 #[test]
 fn estimate_sources_are_always_estimated() {
     let samples = (0..5)
-        .map(|k| PowerSample { t0_ns: k * 100 * MS, t1_ns: (k + 1) * 100 * MS, values: vec![Some(5.0)] })
+        .map(|k| PowerSample {
+            t0_ns: k * 100 * MS,
+            t1_ns: (k + 1) * 100 * MS,
+            values: vec![Some(5.0)],
+        })
         .collect();
     let a = Attribution::new(&trace_with(SourceKind::Estimate, samples));
     let e = a.energy(0, 500 * MS).unwrap();
@@ -84,7 +107,11 @@ fn estimate_sources_are_always_estimated() {
 #[test]
 fn absent_channels_give_no_figure_not_zero() {
     let samples = (0..5)
-        .map(|k| PowerSample { t0_ns: k * MS, t1_ns: k * MS, values: vec![None] })
+        .map(|k| PowerSample {
+            t0_ns: k * MS,
+            t1_ns: k * MS,
+            values: vec![None],
+        })
         .collect();
     let a = Attribution::new(&trace_with(SourceKind::Counter, samples));
     assert!(a.energy(0, 4 * MS).is_none());
@@ -93,16 +120,30 @@ fn absent_channels_give_no_figure_not_zero() {
 
 #[test]
 fn parts_sum_to_the_whole() {
-    let t = synthetic::trace(&Shape { generated_tokens: 40, layers: 6, depth: Depth::Deep, ..Shape::default() });
+    let t = synthetic::trace(&Shape {
+        generated_tokens: 40,
+        layers: 6,
+        depth: Depth::Deep,
+        ..Shape::default()
+    });
     let en = Energies::compute(&t);
     let total = en.total.unwrap().joules;
-    let phases: f64 = t.sections.iter().zip(&en.sections)
-        .filter(|(s, _)| s.is_phase()).map(|(_, e)| e.unwrap().joules).sum();
+    let phases: f64 = t
+        .sections
+        .iter()
+        .zip(&en.sections)
+        .filter(|(s, _)| s.is_phase())
+        .map(|(_, e)| e.unwrap().joules)
+        .sum();
     close(phases, total);
     let tokens: f64 = en.tokens.iter().flatten().map(|e| e.joules).sum();
-    let gen_phases: f64 = t.sections.iter().zip(&en.sections)
+    let gen_phases: f64 = t
+        .sections
+        .iter()
+        .zip(&en.sections)
         .filter(|(s, _)| s.is_phase() && matches!(s.phase, Phase::Prefill | Phase::Decode))
-        .map(|(_, e)| e.unwrap().joules).sum();
+        .map(|(_, e)| e.unwrap().joules)
+        .sum();
     close(tokens, gen_phases);
     // Layers of one step sum to at most the step, and layer + rest == step exactly.
     for tok in t.generated() {
@@ -119,9 +160,15 @@ fn parts_sum_to_the_whole() {
         let rest = en.attribution.energy(s.start_ns, s.end_ns).unwrap().joules - layers;
         close(layers + rest, step_e);
         // Constant power: each layer's share is its share of time.
-        close(layers, step_e * covered as f64 / (s.end_ns - s.start_ns) as f64);
+        close(
+            layers,
+            step_e * covered as f64 / (s.end_ns - s.start_ns) as f64,
+        );
     }
     let sum = Summary::compute(&t, &en);
-    close(sum.phases.iter().map(|r| r.joules().unwrap()).sum::<f64>(), total);
+    close(
+        sum.phases.iter().map(|r| r.joules().unwrap()).sum::<f64>(),
+        total,
+    );
     close(total, 10.0 * sum.duration_ns as f64 * 1e-9);
 }

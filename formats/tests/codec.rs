@@ -36,7 +36,10 @@ fn big_tables_split_into_chunks_and_round_trip() {
         depth: Depth::Module,
         watts: 3.0,
     });
-    assert!(t.spans.len() > 1 << 16, "needs more rows than one chunk holds");
+    assert!(
+        t.spans.len() > 1 << 16,
+        "needs more rows than one chunk holds"
+    );
     assert_eq!(decode_complete(&encode(&t)).unwrap(), t);
 }
 
@@ -55,16 +58,25 @@ fn newer_version_is_refused_naming_both_versions() {
     let mut bytes = encode(&small(Depth::Off));
     bytes[8..10].copy_from_slice(&7u16.to_le_bytes());
     let e = decode(&bytes).unwrap_err();
-    assert!(matches!(e, FormatError::NewerVersion { found: 7, known: 1 }));
+    assert!(matches!(
+        e,
+        FormatError::NewerVersion { found: 7, known: 1 }
+    ));
     let msg = e.to_string();
     assert!(msg.contains("format 7") && msg.contains("up to 1"), "{msg}");
 }
 
 #[test]
 fn not_a_trace_and_tiny_files() {
-    assert!(matches!(decode(b"hello world, not a trace"), Err(FormatError::NotATrace)));
+    assert!(matches!(
+        decode(b"hello world, not a trace"),
+        Err(FormatError::NotATrace)
+    ));
     assert!(matches!(decode(b""), Err(FormatError::Truncated { .. })));
-    assert!(matches!(decode(&codec::MAGIC[..5]), Err(FormatError::Truncated { .. })));
+    assert!(matches!(
+        decode(&codec::MAGIC[..5]),
+        Err(FormatError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -157,7 +169,10 @@ fn truncated_at_every_byte_of_the_last_chunks() {
         assert!(d.trace.spans.len() <= t.spans.len());
     }
     // The chunk tags we expect to be there.
-    let tags: Vec<[u8; 4]> = starts.iter().map(|&s| bytes[s..s + 4].try_into().unwrap()).collect();
+    let tags: Vec<[u8; 4]> = starts
+        .iter()
+        .map(|&s| bytes[s..s + 4].try_into().unwrap())
+        .collect();
     assert_eq!(tags.first(), Some(&tag::META));
     assert_eq!(tags.last(), Some(&tag::END));
 }

@@ -12,8 +12,17 @@ fn eprof_bin() -> PathBuf {
     }
     // target/<profile>/deps/cli-<hash> -> target/<profile>/eprof
     let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join(format!("eprof{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.exists(), "the eprof binary is not built at {}: run `cargo build -p eprof` first (scripts/test.sh does)", p.display());
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(format!("eprof{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "the eprof binary is not built at {}: run `cargo build -p eprof` first (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -23,14 +32,19 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        Env { dir: tempfile::tempdir().unwrap() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn data(&self) -> &Path {
         self.dir.path()
     }
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(eprof_bin());
-        c.args(args).env("EPROF_HOME", self.data()).env_remove("EPROF_MODEL").env("HOME", self.data());
+        c.args(args)
+            .env("EPROF_HOME", self.data())
+            .env_remove("EPROF_MODEL")
+            .env("HOME", self.data());
         c
     }
     fn run(&self, args: &[&str]) -> Output {
@@ -38,15 +52,29 @@ impl Env {
     }
     fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(o.status.success(), "eprof {args:?} failed ({:?}):\n{}\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "eprof {args:?} failed ({:?}):\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("eprof {args:?} printed no JSON ({e}):\n{out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("eprof {args:?} printed no JSON ({e}):\n{out}"))
     }
     fn record(&self, extra: &[&str]) -> String {
-        let mut args = vec!["record", "Give me three tips for staying healthy.", "--idle-ms", "20", "--quiet", "--json"];
+        let mut args = vec![
+            "record",
+            "Give me three tips for staying healthy.",
+            "--idle-ms",
+            "20",
+            "--quiet",
+            "--json",
+        ];
         args.extend_from_slice(extra);
         let v = self.json(&args);
         assert!(v["summary"]["total"].is_object(), "{v}");
@@ -56,10 +84,18 @@ impl Env {
 }
 
 fn smollm2() -> String {
-    let p = std::env::var_os("EPROF_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        eprof_core::paths::DataDir::resolve(None).models().join("SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(p.exists(), "the real SmolLM2 model is missing at {}: run scripts/fetch-model.sh (or set EPROF_TEST_MODEL)", p.display());
+    let p = std::env::var_os("EPROF_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            eprof_core::paths::DataDir::resolve(None)
+                .models()
+                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.exists(),
+        "the real SmolLM2 model is missing at {}: run scripts/fetch-model.sh (or set EPROF_TEST_MODEL)",
+        p.display()
+    );
     p.display().to_string()
 }
 
@@ -68,22 +104,65 @@ fn setup_commands_work_on_a_fresh_data_dir() {
     let e = Env::new();
     let d = e.json(&["doctor", "--json"]);
     assert_eq!(d["index"]["ok"], true);
-    let names: Vec<&str> = d["power_sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"synthetic") && names.contains(&"estimate"), "{names:?}");
-    assert_eq!(d["adapters"], serde_json::json!(["llama", "mistral", "qwen2"]));
+    let names: Vec<&str> = d["power_sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"synthetic") && names.contains(&"estimate"),
+        "{names:?}"
+    );
+    assert_eq!(
+        d["adapters"],
+        serde_json::json!(["llama", "mistral", "qwen2"])
+    );
     assert!(e.ok(&["doctor"]).contains("--power auto picks"));
 
     let p = e.json(&["plugins", "--json"]);
-    let kinds: Vec<&str> = p.as_array().unwrap().iter().map(|x| x["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"probe") && kinds.contains(&"model adapter") && kinds.contains(&"power source"));
+    let kinds: Vec<&str> = p
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"probe")
+            && kinds.contains(&"model adapter")
+            && kinds.contains(&"power source")
+    );
 
     let l = e.json(&["power", "list", "--json"]);
-    assert!(l.as_array().unwrap().iter().any(|s| s["name"] == "synthetic" && s["available"] == true));
+    assert!(
+        l.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "synthetic" && s["available"] == true)
+    );
 
-    let r = e.json(&["power", "read", "--source", "synthetic:w=20", "--samples", "3", "--interval-ms", "20", "--json"]);
-    let vals: Vec<f64> = r["readings"].as_array().unwrap().iter().map(|x| x["values"][0].as_f64().unwrap()).collect();
+    let r = e.json(&[
+        "power",
+        "read",
+        "--source",
+        "synthetic:w=20",
+        "--samples",
+        "3",
+        "--interval-ms",
+        "20",
+        "--json",
+    ]);
+    let vals: Vec<f64> = r["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["values"][0].as_f64().unwrap())
+        .collect();
     assert_eq!(vals.len(), 3);
-    assert!(vals[1] > vals[0] && vals[2] > vals[1], "a counter rises: {vals:?}");
+    assert!(
+        vals[1] > vals[0] && vals[2] > vals[1],
+        "a counter rises: {vals:?}"
+    );
     let text = e.ok(&["power", "read", "--source", "synthetic", "--samples", "2"]);
     assert!(text.contains("synthetic (counter)"), "{text}");
 }
@@ -92,14 +171,43 @@ fn setup_commands_work_on_a_fresh_data_dir() {
 fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
     let e = Env::new();
     // No model anywhere: the built-in tiny Llama, said in one line.
-    let o = e.run(&["record", "hello there", "--power", "synthetic:w=15", "--idle-ms", "20", "--max-tokens", "6", "--quiet"]);
+    let o = e.run(&[
+        "record",
+        "hello there",
+        "--power",
+        "synthetic:w=15",
+        "--idle-ms",
+        "20",
+        "--max-tokens",
+        "6",
+        "--quiet",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("built-in tiny Llama with random weights"), "{err}");
-    let id = e.json(&["ls", "--json"])[0]["id"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("built-in tiny Llama with random weights"),
+        "{err}"
+    );
+    let id = e.json(&["ls", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let show = e.ok(&["show", &id[..8]]);
-    for needle in ["phases", "pre_inference", "prefill", "decode", "post_inference", "tokens", "layers (all steps)", "L3", "down_proj", "activation/mean", "how the figures were obtained", "measured"] {
+    for needle in [
+        "phases",
+        "pre_inference",
+        "prefill",
+        "decode",
+        "post_inference",
+        "tokens",
+        "layers (all steps)",
+        "L3",
+        "down_proj",
+        "activation/mean",
+        "how the figures were obtained",
+        "measured",
+    ] {
         assert!(show.contains(needle), "show lacks {needle:?}:\n{show}");
     }
     let s = e.json(&["show", &id, "--json"]);
@@ -107,8 +215,16 @@ fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
     assert_eq!(s["layers"].as_array().unwrap().len(), 4);
     assert_eq!(s["components"].as_array().unwrap().len(), 12);
     let total = s["total"]["joules"].as_f64().unwrap();
-    let phases: f64 = s["phases"].as_array().unwrap().iter().map(|p| p["energy"]["joules"].as_f64().unwrap()).sum();
-    assert!((phases - total).abs() <= 1e-9 * total, "phases {phases} vs total {total}");
+    let phases: f64 = s["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["energy"]["joules"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (phases - total).abs() <= 1e-9 * total,
+        "phases {phases} vs total {total}"
+    );
 
     let json = e.json(&["export", &id, "--format", "json"]);
     assert!(json["spans"].as_array().unwrap().len() >= 6 * 4 * 13);
@@ -116,10 +232,27 @@ fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
     let chrome = e.json(&["export", &id, "--format", "chrome"]);
     let events = chrome["traceEvents"].as_array().unwrap();
     assert!(events.iter().any(|x| x["ph"] == "C"), "power counter track");
-    assert!(events.iter().any(|x| x["cat"] == "component" && x["name"] == "L0.q_proj"));
+    assert!(
+        events
+            .iter()
+            .any(|x| x["cat"] == "component" && x["name"] == "L0.q_proj")
+    );
     let csv = e.data().join("csv");
-    e.ok(&["export", &id, "--format", "csv", "--out", csv.to_str().unwrap()]);
-    for f in ["sections.csv", "tokens.csv", "spans.csv", "metrics.csv", "samples.csv"] {
+    e.ok(&[
+        "export",
+        &id,
+        "--format",
+        "csv",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    for f in [
+        "sections.csv",
+        "tokens.csv",
+        "spans.csv",
+        "metrics.csv",
+        "samples.csv",
+    ] {
         let text = std::fs::read_to_string(csv.join(f)).unwrap();
         assert!(text.lines().count() > 1, "{f} is empty");
     }
@@ -131,13 +264,20 @@ fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
     t.meta.machine.hostname = "colleague-laptop".into();
     let shared = other.data().join("from-colleague.eprof");
     std::fs::write(&shared, eprof_format::encode(&t)).unwrap();
-    assert!(other.ok(&["import", shared.to_str().unwrap()]).contains("another machine"));
+    assert!(
+        other
+            .ok(&["import", shared.to_str().unwrap()])
+            .contains("another machine")
+    );
     let ls = other.json(&["ls", "--json"]);
     assert_eq!(ls[0]["imported"], true);
     assert_eq!(ls[0]["hostname"], "colleague-laptop");
     assert!(other.ok(&["ls"]).contains("(imported)"));
     let cmp = other.ok(&["compare", &id, trace.to_str().unwrap()]);
-    assert!(cmp.contains("colleague-laptop") && cmp.contains("decode J/token"), "{cmp}");
+    assert!(
+        cmp.contains("colleague-laptop") && cmp.contains("decode J/token"),
+        "{cmp}"
+    );
 
     // The index can be rebuilt from the traces alone.
     let before = e.json(&["ls", "--json"]);
@@ -155,7 +295,14 @@ fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
 #[test]
 fn depth_off_records_no_spans_and_deep_records_operations() {
     let e = Env::new();
-    let common = ["--model", "builtin:tiny-llama", "--power", "synthetic", "--max-tokens", "4"];
+    let common = [
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "4",
+    ];
     let mut args = common.to_vec();
     args.extend(["--depth", "off"]);
     let id = e.record(&args);
@@ -166,46 +313,132 @@ fn depth_off_records_no_spans_and_deep_records_operations() {
     args.extend(["--depth", "deep"]);
     let id = e.record(&args);
     let s = e.json(&["show", &id, "--json"]);
-    let ops: Vec<&str> = s["operations"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    for op in ["attention.qk_matmul", "attention.scale", "attention.mask_apply", "attention.softmax", "attention.value_matmul", "attention.kv_cache_append"] {
+    let ops: Vec<&str> = s["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    for op in [
+        "attention.qk_matmul",
+        "attention.scale",
+        "attention.mask_apply",
+        "attention.softmax",
+        "attention.value_matmul",
+        "attention.kv_cache_append",
+    ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
-    let metrics: Vec<&str> = s["metrics"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap()).collect();
-    for m in ["attention/entropy", "attention/max_weight", "attention/sparsity", "kill_ratio/kill_ratio", "variance_ratio/variance_ratio", "model/flops"] {
+    let metrics: Vec<&str> = s["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    for m in [
+        "attention/entropy",
+        "attention/max_weight",
+        "attention/sparsity",
+        "kill_ratio/kill_ratio",
+        "variance_ratio/variance_ratio",
+        "model/flops",
+    ] {
         assert!(metrics.contains(&m), "{m} missing from {metrics:?}");
     }
-    assert!(e.ok(&["show", &id]).contains("attention dropout is the identity"));
+    assert!(
+        e.ok(&["show", &id])
+            .contains("attention dropout is the identity")
+    );
 }
 
 #[test]
 fn estimate_and_sampler_sources_label_their_figures() {
     let e = Env::new();
-    let id = e.record(&["--model", "builtin:tiny-llama", "--power", "estimate:idle=3,max=30", "--max-tokens", "4"]);
+    let id = e.record(&[
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "estimate:idle=3,max=30",
+        "--max-tokens",
+        "4",
+    ]);
     let s = e.json(&["show", &id, "--json"]);
     assert_eq!(s["total"]["label"], "estimated");
-    assert!(s["labels"].as_array().unwrap().iter().all(|l| l[0] == "estimated"), "{}", s["labels"]);
+    assert!(
+        s["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l[0] == "estimated"),
+        "{}",
+        s["labels"]
+    );
     let text = e.ok(&["show", &id]);
-    assert!(text.contains("from a power model, not a measurement") && text.contains("idle_w: 3"), "{text}");
+    assert!(
+        text.contains("from a power model, not a measurement") && text.contains("idle_w: 3"),
+        "{text}"
+    );
 
-    let id = e.record(&["--model", "builtin:tiny-llama", "--power", "synthetic:mode=sampler,w=8", "--power-interval", "5", "--max-tokens", "4"]);
+    let id = e.record(&[
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic:mode=sampler,w=8",
+        "--power-interval",
+        "5",
+        "--max-tokens",
+        "4",
+    ]);
     let s = e.json(&["show", &id, "--json"]);
-    let labels: Vec<&str> = s["labels"].as_array().unwrap().iter().map(|l| l[0].as_str().unwrap()).collect();
-    assert!(!labels.contains(&"measured"), "a sampler never measures: {labels:?}");
+    let labels: Vec<&str> = s["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[0].as_str().unwrap())
+        .collect();
+    assert!(
+        !labels.contains(&"measured"),
+        "a sampler never measures: {labels:?}"
+    );
 }
 
 #[test]
 fn bad_input_gives_clear_errors() {
     let e = Env::new();
-    let o = e.run(&["record", "hi", "--model", "/nonexistent/model.gguf", "--power", "synthetic"]);
+    let o = e.run(&[
+        "record",
+        "hi",
+        "--model",
+        "/nonexistent/model.gguf",
+        "--power",
+        "synthetic",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("/nonexistent/model.gguf") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model.gguf") && err.contains("does not exist"),
+        "{err}"
+    );
 
-    let o = e.run(&["record", "hi", "--model", "builtin:tiny-llama", "--power", "nvml-typo"]);
+    let o = e.run(&[
+        "record",
+        "hi",
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "nvml-typo",
+    ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown power source \"nvml-typo\""));
 
     // A truncated trace still shows what it holds, says so, and exits 3.
-    let id = e.record(&["--model", "builtin:tiny-llama", "--power", "synthetic", "--max-tokens", "5"]);
+    let id = e.record(&[
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "5",
+    ]);
     let path = e.data().join(format!("traces/{id}.eprof"));
     let bytes = std::fs::read(&path).unwrap();
     let cut = e.data().join("cut.eprof");
@@ -213,7 +446,10 @@ fn bad_input_gives_clear_errors() {
     let o = e.run(&["show", cut.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("WARNING: trace is truncated") && out.contains("phases"), "{out}");
+    assert!(
+        out.contains("WARNING: trace is truncated") && out.contains("phases"),
+        "{out}"
+    );
     let not_trace = e.data().join("notes.txt");
     std::fs::write(&not_trace, "hello").unwrap();
     let o = e.run(&["show", not_trace.to_str().unwrap()]);
@@ -225,7 +461,7 @@ fn two_processes_importing_at_once_lose_no_run() {
     let e = Env::new();
     let src = e.data().join("incoming");
     std::fs::create_dir_all(&src).unwrap();
-    let mut batches = vec![Vec::new(), Vec::new()];
+    let mut batches = [Vec::new(), Vec::new()];
     for i in 0..24 {
         let mut t = synthetic::trace(&Shape::default());
         t.meta.id = format!("{i:016x}");
@@ -238,7 +474,10 @@ fn two_processes_importing_at_once_lose_no_run() {
         .map(|b| {
             let mut args = vec!["import"];
             args.extend(b.iter().map(String::as_str));
-            e.cmd(&args).stdout(std::process::Stdio::null()).spawn().unwrap()
+            e.cmd(&args)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for mut c in children {
@@ -251,9 +490,30 @@ fn two_processes_importing_at_once_lose_no_run() {
 fn smollm2_deep_module_and_off_end_to_end() {
     let model = smollm2();
     let e = Env::new();
-    let id = e.record(&["--model", &model, "--depth", "deep", "--power", "synthetic", "--max-tokens", "8"]);
+    let id = e.record(&[
+        "--model",
+        &model,
+        "--depth",
+        "deep",
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "8",
+    ]);
     let show = e.ok(&["show", &id]);
-    for needle in ["L29", "q_proj", "post_norm", "down_proj", "attention.softmax", "attention/entropy", "kill_ratio/kill_ratio", "tokenization", "prefill/lm_head", "decode/sampling", "memory_cleanup"] {
+    for needle in [
+        "L29",
+        "q_proj",
+        "post_norm",
+        "down_proj",
+        "attention.softmax",
+        "attention/entropy",
+        "kill_ratio/kill_ratio",
+        "tokenization",
+        "prefill/lm_head",
+        "decode/sampling",
+        "memory_cleanup",
+    ] {
         assert!(show.contains(needle), "show lacks {needle:?}");
     }
     let s = e.json(&["show", &id, "--json"]);
@@ -261,11 +521,29 @@ fn smollm2_deep_module_and_off_end_to_end() {
     assert_eq!(s["components"].as_array().unwrap().len(), 12);
     assert_eq!(s["layer_components"].as_array().unwrap().len(), 30 * 12);
     assert_eq!(s["generated_tokens"], 8);
-    assert!(s["tokens"].as_array().unwrap().iter().all(|t| t["energy"]["joules"].as_f64().unwrap() > 0.0));
+    assert!(
+        s["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["energy"]["joules"].as_f64().unwrap() > 0.0)
+    );
     assert!(e.ok(&["ls"]).contains("SmolLM2"));
     for depth in ["module", "off"] {
-        let id = e.record(&["--model", &model, "--depth", depth, "--power", "synthetic", "--max-tokens", "4"]);
+        let id = e.record(&[
+            "--model",
+            &model,
+            "--depth",
+            depth,
+            "--power",
+            "synthetic",
+            "--max-tokens",
+            "4",
+        ]);
         let s = e.json(&["show", &id, "--json"]);
-        assert_eq!(s["layers"].as_array().unwrap().len(), if depth == "off" { 0 } else { 30 });
+        assert_eq!(
+            s["layers"].as_array().unwrap().len(),
+            if depth == "off" { 0 } else { 30 }
+        );
     }
 }

@@ -22,8 +22,16 @@ use eprof_format::Depth;
 fn model_path() -> std::path::PathBuf {
     let p = std::env::var_os("EPROF_TEST_MODEL")
         .map(Into::into)
-        .unwrap_or_else(|| eprof_core::paths::DataDir::resolve(None).models().join("SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(p.exists(), "SmolLM2 is missing at {}: run scripts/fetch-model.sh", p.display());
+        .unwrap_or_else(|| {
+            eprof_core::paths::DataDir::resolve(None)
+                .models()
+                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.exists(),
+        "SmolLM2 is missing at {}: run scripts/fetch-model.sh",
+        p.display()
+    );
     p
 }
 
@@ -33,13 +41,19 @@ fn argmax(t: &Tensor) -> u32 {
 
 /// (prefill seconds, decode tokens per second)
 fn run_ref(m: &mut ModelWeights, prompt: &[u32], n: usize) -> (f64, f64) {
-    let x = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let x = Tensor::new(prompt, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let t = Instant::now();
     let mut last = argmax(&m.forward(&x, 0).unwrap());
     let prefill = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for i in 0..n {
-        let x = Tensor::new(&[last], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let x = Tensor::new(&[last], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         last = argmax(&m.forward(&x, prompt.len() + i).unwrap());
     }
     (prefill, n as f64 / t.elapsed().as_secs_f64())
@@ -47,21 +61,28 @@ fn run_ref(m: &mut ModelWeights, prompt: &[u32], n: usize) -> (f64, f64) {
 
 /// eprof's decoder; with a session, the step is flushed to the trace like the
 /// pipeline does (part of the recording cost).
-fn run_ours(m: &mut LoadedModel, mut session: Option<&mut Session>, prompt: &[u32], n: usize) -> (f64, f64) {
+fn run_ours(
+    m: &mut LoadedModel,
+    mut session: Option<&mut Session>,
+    prompt: &[u32],
+    n: usize,
+) -> (f64, f64) {
     m.model.clear_kv_cache();
     m.model.reserve(prompt.len() + n + 1);
     let mut step = |x: &Tensor, pos: usize, s: &mut Option<&mut Session>| -> u32 {
-        let id = match s {
+        match s {
             Some(s) => {
                 let logits = m.model.forward(x, pos, *s).unwrap();
                 s.flush().unwrap();
                 argmax(&logits)
             }
             None => argmax(&m.model.forward(x, pos, &mut NullRecorder).unwrap()),
-        };
-        id
+        }
     };
-    let x = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let x = Tensor::new(prompt, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let t = Instant::now();
     let mut last = step(&x, 0, &mut session);
     let prefill = t.elapsed().as_secs_f64();
@@ -70,7 +91,10 @@ fn run_ours(m: &mut LoadedModel, mut session: Option<&mut Session>, prompt: &[u3
         if let Some(s) = session.as_mut() {
             s.set_step(i as u32 + 1);
         }
-        let x = Tensor::new(&[last], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let x = Tensor::new(&[last], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         last = step(&x, prompt.len() + i, &mut session);
     }
     (prefill, n as f64 / t.elapsed().as_secs_f64())
@@ -79,7 +103,11 @@ fn run_ours(m: &mut LoadedModel, mut session: Option<&mut Session>, prompt: &[u3
 fn session(m: &LoadedModel, depth: Depth, dir: &std::path::Path) -> Session {
     let reg = Registry::discover().unwrap();
     let clock = Clock::start();
-    let src = (reg.power_source("synthetic").unwrap().open)(&SourceOptions::new(clock, Duration::from_millis(100))).unwrap();
+    let src = (reg.power_source("synthetic").unwrap().open)(&SourceOptions::new(
+        clock,
+        Duration::from_millis(100),
+    ))
+    .unwrap();
     let probes = reg
         .probes
         .iter()
@@ -112,23 +140,45 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     eprof_power::link();
     eprof_probes::link();
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let n: usize = std::env::var("BENCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let n: usize = std::env::var("BENCH_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let path = model_path();
     let src = eprof_models::load::detect(&path).unwrap();
     let mut ours = eprof_models::LLAMA.load(&src, &Device::Cpu).unwrap();
     let (c, mut r) = eprof_models::load::read_gguf(&path).unwrap();
     let mut reference = ModelWeights::from_gguf(c, &mut r, &Device::Cpu).unwrap();
-    let prompt = ours.tokenizer.encode("Give me three tips for staying healthy.", true).unwrap();
+    let prompt = ours
+        .tokenizer
+        .encode("Give me three tips for staying healthy.", true)
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
 
-    let names = ["reference (quantized_llama)", "eprof off", "eprof module", "eprof deep"];
+    let names = [
+        "reference (quantized_llama)",
+        "eprof off",
+        "eprof module",
+        "eprof deep",
+    ];
     let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut tps: Vec<Vec<f64>> = vec![Vec::new(); 4];
     // One warm-up round, not counted.
     for round in 0..=rounds {
         let mut res = Vec::new();
-        reference.forward(&Tensor::new(&[1u32], &Device::Cpu).unwrap().unsqueeze(0).unwrap(), 0).unwrap();
+        reference
+            .forward(
+                &Tensor::new(&[1u32], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+                0,
+            )
+            .unwrap();
         res.push(run_ref(&mut reference, &prompt, n));
         res.push(run_ours(&mut ours, None, &prompt, n));
         for depth in [Depth::Module, Depth::Deep] {
@@ -146,11 +196,20 @@ fn main() {
         }
     }
     let off = median(tps[1].clone());
-    println!("SmolLM2-135M-Instruct Q4_1, prompt {} tokens, {n} decode tokens, {rounds} interleaved rounds (medians)", prompt.len());
+    println!(
+        "SmolLM2-135M-Instruct Q4_1, prompt {} tokens, {n} decode tokens, {rounds} interleaved rounds (medians)",
+        prompt.len()
+    );
     println!("| variant | decode tok/s | vs off | prefill ms |");
     println!("|---|---|---|---|");
     for i in 0..4 {
         let t = median(tps[i].clone());
-        println!("| {} | {:.1} | {:+.1}% | {:.1} |", names[i], t, (t / off - 1.0) * 100.0, median(prefill[i].clone()) * 1e3);
+        println!(
+            "| {} | {:.1} | {:+.1}% | {:.1} |",
+            names[i],
+            t,
+            (t / off - 1.0) * 100.0,
+            median(prefill[i].clone()) * 1e3
+        );
     }
 }

@@ -371,7 +371,10 @@ impl Decoder {
         let t = ins.start()?;
         let q = q.reshape((b, seq, nh, hd))?.transpose(1, 2)?;
         let k = k.reshape((b, seq, nkv, hd))?.transpose(1, 2)?;
-        let v = v.reshape((b, seq, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let v = v
+            .reshape((b, seq, nkv, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
         let q = self.rope(&q, pos)?;
         let k = self.rope(&k, pos)?;
         ins.end(site, t)?;
@@ -388,7 +391,10 @@ impl Decoder {
             // Mistral convention).
             Some(sw) if seq == 1 && k.dim(2)? > sw + 1 => {
                 let n = k.dim(2)?;
-                (k.narrow(2, n - sw - 1, sw + 1)?, v.narrow(2, n - sw - 1, sw + 1)?)
+                (
+                    k.narrow(2, n - sw - 1, sw + 1)?,
+                    v.narrow(2, n - sw - 1, sw + 1)?,
+                )
             }
             _ => (k, v),
         };
@@ -461,7 +467,13 @@ impl Decoder {
         ins.observe(site, TensorKind::Output, &h)?;
 
         let inter = cfg.intermediate_size;
-        let mlp = |c: u32, lin: &Linear, input: &Tensor, fin: usize, fout: usize, ins: &mut Instr<'_>| -> Result<Tensor> {
+        let mlp = |c: u32,
+                   lin: &Linear,
+                   input: &Tensor,
+                   fin: usize,
+                   fout: usize,
+                   ins: &mut Instr<'_>|
+         -> Result<Tensor> {
             let site = comp_site(l, c);
             let t = ins.start()?;
             let y = lin.forward(input)?;

@@ -126,10 +126,7 @@ pub fn gguf_config(c: &gguf_file::Content, arch: &str, path: &Path) -> Result<De
             .and_then(|v| v.to_u32().ok())
             .map(|v| v as usize),
         qkv_bias: arch == "qwen2",
-        tie_word_embeddings: c
-            .tensor_infos
-            .get("output.weight")
-            .is_none(),
+        tie_word_embeddings: !c.tensor_infos.contains_key("output.weight"),
         // llama.cpp permutes llama/mistral Q and K for interleaved RoPE; qwen2 keeps
         // the half-split (NeoX) form.
         rope_interleaved: arch != "qwen2",
@@ -200,8 +197,9 @@ pub fn load_gguf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
 fn main_dtype(c: &gguf_file::Content) -> String {
     let mut by_type: HashMap<String, usize> = HashMap::new();
     for t in c.tensor_infos.values() {
-        *by_type.entry(format!("{:?}", t.ggml_dtype).to_lowercase()).or_default() +=
-            t.shape.elem_count();
+        *by_type
+            .entry(format!("{:?}", t.ggml_dtype).to_lowercase())
+            .or_default() += t.shape.elem_count();
     }
     by_type
         .into_iter()
@@ -219,10 +217,10 @@ fn params_gguf(c: &gguf_file::Content) -> u64 {
 
 fn identity(src: &ModelSource, cfg: &DecoderConfig, dtype: &str, params: u64) -> ModelIdentity {
     ModelIdentity {
-        name: src
-            .path
-            .file_name()
-            .map_or_else(|| src.path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        name: src.path.file_name().map_or_else(
+            || src.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         architecture: cfg.architecture.clone(),
         path: src.path.display().to_string(),
         file_hash: String::new(),
@@ -243,8 +241,8 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| merr(&index, format!("invalid JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| merr(&index, format!("invalid JSON: {e}")))?;
         let mut files: Vec<String> = v
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -283,7 +281,11 @@ pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
             tensors.insert(k, t);
         }
     }
-    let compute = if dev.is_cpu() { DType::F32 } else { dtype.unwrap_or(DType::F32) };
+    let compute = if dev.is_cpu() {
+        DType::F32
+    } else {
+        dtype.unwrap_or(DType::F32)
+    };
     let mut take = |name: &str| -> Result<Tensor> {
         let t = tensors
             .remove(name)
@@ -296,7 +298,11 @@ pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
         let p = format!("model.layers.{l}");
         let mut lin = |n: &str, bias: bool| -> Result<Linear> {
             let w = take(&format!("{p}.{n}.weight"))?;
-            let b = if bias { Some(take(&format!("{p}.{n}.bias"))?) } else { None };
+            let b = if bias {
+                Some(take(&format!("{p}.{n}.bias"))?)
+            } else {
+                None
+            };
             Ok(Linear::Dense(candle_nn::Linear::new(w, b)))
         };
         layers.push(LayerWeights {
@@ -317,7 +323,11 @@ pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
     } else {
         take("lm_head.weight")?
     };
-    let untied_head = if cfg.tie_word_embeddings { 0 } else { lm_head.elem_count() };
+    let untied_head = if cfg.tie_word_embeddings {
+        0
+    } else {
+        lm_head.elem_count()
+    };
     let params = (embedding.elem_count() + untied_head) as u64 + count_layer_params(&cfg);
     let weights = Weights {
         embedding,
@@ -326,8 +336,7 @@ pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
         lm_head: Linear::Dense(candle_nn::Linear::new(lm_head, None)),
     };
     let tok_path = dir.join("tokenizer.json");
-    let tokenizer = BpeTokenizer::from_tokenizer_json(&tok_path)
-        .map_err(|e| merr(&tok_path, e))?;
+    let tokenizer = BpeTokenizer::from_tokenizer_json(&tok_path).map_err(|e| merr(&tok_path, e))?;
     let identity = identity(
         src,
         &cfg,

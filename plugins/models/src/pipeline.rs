@@ -77,7 +77,8 @@ pub fn generate(
     s.set_phase(Phase::PreInference);
     let p0 = s.boundary();
     let prompt_text = if opts.chat {
-        tok.chat_prompt(prompt).unwrap_or_else(|| prompt.to_string())
+        tok.chat_prompt(prompt)
+            .unwrap_or_else(|| prompt.to_string())
     } else {
         prompt.to_string()
     };
@@ -119,7 +120,11 @@ pub fn generate(
 
     loop {
         let step = generated.len() as u32;
-        let phase = if step == 0 { Phase::Prefill } else { Phase::Decode };
+        let phase = if step == 0 {
+            Phase::Prefill
+        } else {
+            Phase::Decode
+        };
         s.set_phase(phase);
         s.set_step(step);
         let logits = m.model.forward(&input, pos - input.dim(1)?, s)?;
@@ -138,7 +143,11 @@ pub fn generate(
             position: pos as u32,
             id: next,
             text: String::from_utf8_lossy(&tok.token_bytes(next)).into_owned(),
-            phase: if step == 0 { TokenPhase::Prefill } else { TokenPhase::Decode },
+            phase: if step == 0 {
+                TokenPhase::Prefill
+            } else {
+                TokenPhase::Decode
+            },
             step: Some(Step {
                 index: step,
                 start_ns: step_start,
@@ -148,7 +157,11 @@ pub fn generate(
         s.flush()?;
         generated.push(next);
         let is_eos = eos.contains(&next);
-        let text = if is_eos { String::new() } else { stream.push(&tok.token_bytes(next)) };
+        let text = if is_eos {
+            String::new()
+        } else {
+            stream.push(&tok.token_bytes(next))
+        };
         let decode_ns = end.saturating_sub(decode_start);
         on_step(&StepEvent {
             step,
@@ -174,7 +187,11 @@ pub fn generate(
 
     s.set_phase(Phase::PostInference);
     let t = clock.now();
-    let visible: Vec<u32> = generated.iter().copied().filter(|i| !eos.contains(i)).collect();
+    let visible: Vec<u32> = generated
+        .iter()
+        .copied()
+        .filter(|i| !eos.contains(i))
+        .collect();
     let text = tok.decode(&visible);
     s.section(Phase::PostInference, "detokenization", None, t, clock.now());
     let t = clock.now();

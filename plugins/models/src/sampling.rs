@@ -100,13 +100,32 @@ mod tests {
     #[test]
     fn greedy_and_seeded_sampling() {
         let logits = [0.1f32, 3.0, 0.5, 2.9];
-        let greedy = SamplingConfig { temperature: 0.0, top_k: None, top_p: None, seed: 1 };
+        let greedy = SamplingConfig {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 1,
+        };
         assert_eq!(sample(&logits, &greedy, &mut Rng::new(1)), 1);
-        let hot = SamplingConfig { temperature: 1.0, top_k: Some(2), top_p: None, seed: 1 };
-        let a: Vec<u32> = { let mut r = Rng::new(9); (0..50).map(|_| sample(&logits, &hot, &mut r)).collect() };
-        let b: Vec<u32> = { let mut r = Rng::new(9); (0..50).map(|_| sample(&logits, &hot, &mut r)).collect() };
+        let hot = SamplingConfig {
+            temperature: 1.0,
+            top_k: Some(2),
+            top_p: None,
+            seed: 1,
+        };
+        let a: Vec<u32> = {
+            let mut r = Rng::new(9);
+            (0..50).map(|_| sample(&logits, &hot, &mut r)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut r = Rng::new(9);
+            (0..50).map(|_| sample(&logits, &hot, &mut r)).collect()
+        };
         assert_eq!(a, b, "same seed, same tokens");
-        assert!(a.iter().all(|&t| t == 1 || t == 3), "top-k 2 keeps the two best");
+        assert!(
+            a.iter().all(|&t| t == 1 || t == 3),
+            "top-k 2 keeps the two best"
+        );
         assert!(a.contains(&1) && a.contains(&3));
     }
 }

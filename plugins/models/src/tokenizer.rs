@@ -14,15 +14,15 @@ use regex::Regex;
 
 /// GPT-2's pattern without its `\s+(?!\S)` look-ahead, which the regex crate lacks;
 /// [`pretokenize`] applies that rule by hand.
-const GPT2_PATTERN: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
+const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
 /// GPT-2's reversible map from bytes to printable characters.
 fn byte_chars() -> [char; 256] {
     let mut out = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         out[b as usize] = if printable {
             char::from_u32(b).unwrap_or('?')
         } else {
@@ -139,7 +139,10 @@ impl BpeTokenizer {
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
             .into_iter()
-            .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+            .filter_map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            })
             .collect();
         let types: Vec<i64> = match get("tokenizer.ggml.token_type").map(|v| v.to_vec()) {
             Some(Ok(v)) => v
@@ -158,16 +161,24 @@ impl BpeTokenizer {
         let pre = get("tokenizer.ggml.pre")
             .and_then(|v| v.to_string().ok().cloned())
             .unwrap_or_default();
-        let mut t = Self::build(tokens, &merges, special_ids, format!("byte-level BPE (gguf, pre={pre})"))?;
-        t.split_digits = matches!(pre.as_str(), "smollm" | "llama3" | "llama-bpe" | "qwen2" | "deepseek-llm");
+        let mut t = Self::build(
+            tokens,
+            &merges,
+            special_ids,
+            format!("byte-level BPE (gguf, pre={pre})"),
+        )?;
+        t.split_digits = matches!(
+            pre.as_str(),
+            "smollm" | "llama3" | "llama-bpe" | "qwen2" | "deepseek-llm"
+        );
         let id = |k: &str| get(k).and_then(|v| v.to_u32().ok());
         t.bos = id("tokenizer.ggml.bos_token_id");
         t.eos = id("tokenizer.ggml.eos_token_id").into_iter().collect();
         for extra in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
-            if let Some((_, i)) = t.specials.iter().find(|(s, _)| s == extra) {
-                if !t.eos.contains(i) {
-                    t.eos.push(*i);
-                }
+            if let Some((_, i)) = t.specials.iter().find(|(s, _)| s == extra)
+                && !t.eos.contains(i)
+            {
+                t.eos.push(*i);
             }
         }
         t.add_bos = get("tokenizer.ggml.add_bos_token")
@@ -180,10 +191,14 @@ impl BpeTokenizer {
     /// From a Hugging Face `tokenizer.json` of a byte-level BPE model.
     pub fn from_tokenizer_json(path: &Path) -> std::result::Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))?;
         let model = &v["model"];
         if model["type"].as_str() != Some("BPE") {
-            return Err(format!("model type {} is not supported; eprof reads byte-level BPE", model["type"]));
+            return Err(format!(
+                "model type {} is not supported; eprof reads byte-level BPE",
+                model["type"]
+            ));
         }
         let pre = v["pre_tokenizer"].to_string();
         if !pre.contains("ByteLevel") {
@@ -213,12 +228,21 @@ impl BpeTokenizer {
             .into_iter()
             .flatten()
             .filter_map(|m| match m {
-                serde_json::Value::String(s) => s.split_once(' ').map(|(a, b)| (a.into(), b.into())),
-                serde_json::Value::Array(p) => Some((p.first()?.as_str()?.into(), p.get(1)?.as_str()?.into())),
+                serde_json::Value::String(s) => {
+                    s.split_once(' ').map(|(a, b)| (a.into(), b.into()))
+                }
+                serde_json::Value::Array(p) => {
+                    Some((p.first()?.as_str()?.into(), p.get(1)?.as_str()?.into()))
+                }
                 _ => None,
             })
             .collect();
-        let mut t = Self::build(tokens, &merges, special_ids, "byte-level BPE (tokenizer.json)".into())?;
+        let mut t = Self::build(
+            tokens,
+            &merges,
+            special_ids,
+            "byte-level BPE (tokenizer.json)".into(),
+        )?;
         t.split_digits = pre.contains("\"individual_digits\":true");
         let find = |names: &[&str]| -> Vec<u32> {
             names
@@ -227,13 +251,20 @@ impl BpeTokenizer {
                 .collect()
         };
         t.bos = find(&["<s>", "<|begin_of_text|>"]).first().copied();
-        t.eos = find(&["</s>", "<|endoftext|>", "<|im_end|>", "<|end_of_text|>", "<|eot_id|>"]);
+        t.eos = find(&[
+            "</s>",
+            "<|endoftext|>",
+            "<|im_end|>",
+            "<|end_of_text|>",
+            "<|eot_id|>",
+        ]);
         let cfg = path.with_file_name("tokenizer_config.json");
-        if let Ok(text) = std::fs::read_to_string(cfg) {
-            if let Ok(c) = serde_json::from_str::<serde_json::Value>(&text) {
-                t.chat_template = c["chat_template"].as_str().map(str::to_string);
-                t.add_bos = c["add_bos_token"].as_bool().unwrap_or(false);
-            }
+        if let Some(c) = std::fs::read_to_string(cfg)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        {
+            t.chat_template = c["chat_template"].as_str().map(str::to_string);
+            t.add_bos = c["add_bos_token"].as_bool().unwrap_or(false);
         }
         Ok(t)
     }
@@ -253,9 +284,11 @@ impl BpeTokenizer {
     fn bpe(&self, piece: &[u8], out: &mut Vec<u32>) -> Result<()> {
         let mut syms: Vec<u32> = Vec::with_capacity(piece.len());
         for &b in piece {
-            syms.push(self.byte_id[b as usize].ok_or_else(|| {
-                Error::model("tokenizer", format!("byte {b:#04x} has no token"))
-            })?);
+            syms.push(
+                self.byte_id[b as usize].ok_or_else(|| {
+                    Error::model("tokenizer", format!("byte {b:#04x} has no token"))
+                })?,
+            );
         }
         loop {
             let best = syms
@@ -337,7 +370,11 @@ impl Tokenizer for BpeTokenizer {
         let mut rest = text;
         'outer: while !rest.is_empty() {
             for (i, _) in rest.char_indices() {
-                if let Some((s, id)) = self.specials.iter().find(|(s, _)| rest[i..].starts_with(s.as_str())) {
+                if let Some((s, id)) = self
+                    .specials
+                    .iter()
+                    .find(|(s, _)| rest[i..].starts_with(s.as_str()))
+                {
                     self.encode_text(&rest[..i], &mut out)?;
                     out.push(*id);
                     rest = &rest[i + s.len()..];
@@ -377,7 +414,9 @@ impl Tokenizer for BpeTokenizer {
         if let Some(s) = system {
             p.push_str(&format!("<|im_start|>system\n{s}<|im_end|>\n"));
         }
-        p.push_str(&format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"));
+        p.push_str(&format!(
+            "<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+        ));
         Some(p)
     }
 
@@ -394,7 +433,11 @@ impl Tokenizer for BpeTokenizer {
             self.specials.len(),
             self.bos,
             self.eos,
-            if self.chat_template.is_some() { "yes" } else { "no" }
+            if self.chat_template.is_some() {
+                "yes"
+            } else {
+                "no"
+            }
         )
     }
 }

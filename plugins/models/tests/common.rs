@@ -19,7 +19,13 @@ pub struct TestRecorder {
 
 impl TestRecorder {
     pub fn new(depth: Depth) -> Self {
-        TestRecorder { depth, spans: Vec::new(), observed: 0, values: 0, start: std::time::Instant::now() }
+        TestRecorder {
+            depth,
+            spans: Vec::new(),
+            observed: 0,
+            values: 0,
+            start: std::time::Instant::now(),
+        }
     }
 }
 
@@ -51,7 +57,11 @@ pub fn diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
     let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
     let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(a.len(), b.len());
-    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     let m = b.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
     (d, m)
 }

@@ -48,7 +48,12 @@ fn write_checkpoint(dir: &Path, arch: &str) -> HashMap<String, Tensor> {
     for l in 0..L {
         let p = format!("model.layers.{l}");
         let s = 1.0 / (H as f32).sqrt();
-        for (n, o, i) in [("q_proj", NH * hd, H), ("k_proj", NKV * hd, H), ("v_proj", NKV * hd, H), ("o_proj", H, NH * hd)] {
+        for (n, o, i) in [
+            ("q_proj", NH * hd, H),
+            ("k_proj", NKV * hd, H),
+            ("v_proj", NKV * hd, H),
+            ("o_proj", H, NH * hd),
+        ] {
             w.insert(format!("{p}.self_attn.{n}.weight"), t(&[o, i], s));
             if arch == "qwen2" && n != "o_proj" {
                 w.insert(format!("{p}.self_attn.{n}.bias"), t(&[o], 0.1));
@@ -56,9 +61,18 @@ fn write_checkpoint(dir: &Path, arch: &str) -> HashMap<String, Tensor> {
         }
         w.insert(format!("{p}.mlp.gate_proj.weight"), t(&[I, H], s));
         w.insert(format!("{p}.mlp.up_proj.weight"), t(&[I, H], s));
-        w.insert(format!("{p}.mlp.down_proj.weight"), t(&[H, I], 1.0 / (I as f32).sqrt()));
-        w.insert(format!("{p}.input_layernorm.weight"), (t(&[H], 0.2) + 1.0).unwrap());
-        w.insert(format!("{p}.post_attention_layernorm.weight"), (t(&[H], 0.2) + 1.0).unwrap());
+        w.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            t(&[H, I], 1.0 / (I as f32).sqrt()),
+        );
+        w.insert(
+            format!("{p}.input_layernorm.weight"),
+            (t(&[H], 0.2) + 1.0).unwrap(),
+        );
+        w.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            (t(&[H], 0.2) + 1.0).unwrap(),
+        );
     }
     w.insert("model.norm.weight".into(), (t(&[H], 0.2) + 1.0).unwrap());
     if arch != "qwen2" {
@@ -75,7 +89,13 @@ fn write_checkpoint(dir: &Path, arch: &str) -> HashMap<String, Tensor> {
         let c = if (33..=126).contains(&i) || (161..=172).contains(&i) || (174..=255).contains(&i) {
             char::from_u32(i as u32).unwrap()
         } else {
-            let n = (0..i).filter(|&j| !((33..=126).contains(&j) || (161..=172).contains(&j) || (174..=255).contains(&j))).count();
+            let n = (0..i)
+                .filter(|&j| {
+                    !((33..=126).contains(&j)
+                        || (161..=172).contains(&j)
+                        || (174..=255).contains(&j))
+                })
+                .count();
             char::from_u32(256 + n as u32).unwrap()
         };
         vocab.insert(c.to_string(), serde_json::json!(i));
@@ -92,9 +112,21 @@ fn write_checkpoint(dir: &Path, arch: &str) -> HashMap<String, Tensor> {
 /// Prefill of 7 tokens, then 3 decode steps, through a forward function.
 fn run(mut fwd: impl FnMut(&Tensor, usize) -> Tensor) -> Vec<Tensor> {
     let prompt = [5u32, 77, 140, 3, 200, 9, 31];
-    let mut out = vec![fwd(&Tensor::new(&prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap(), 0)];
+    let mut out = vec![fwd(
+        &Tensor::new(&prompt, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap(),
+        0,
+    )];
     for (i, t) in [12u32, 250, 64].iter().enumerate() {
-        out.push(fwd(&Tensor::new(&[*t], &Device::Cpu).unwrap().unsqueeze(0).unwrap(), prompt.len() + i));
+        out.push(fwd(
+            &Tensor::new(&[*t], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            prompt.len() + i,
+        ));
     }
     out.into_iter().map(|t| t.flatten_all().unwrap()).collect()
 }
@@ -111,12 +143,21 @@ fn check(arch: &str, reference: Vec<Tensor>, dir: &Path) {
     for depth in [Depth::Off, Depth::Module, Depth::Deep] {
         let mut m = adapter.load(&src, &Device::Cpu).unwrap();
         let mut test_rec = TestRecorder::new(depth);
-        let rec: &mut dyn Recorder = if depth == Depth::Off { &mut NullRecorder } else { &mut test_rec };
+        let rec: &mut dyn Recorder = if depth == Depth::Off {
+            &mut NullRecorder
+        } else {
+            &mut test_rec
+        };
         let ours = run(|x, pos| m.model.forward(x, pos, rec).unwrap());
         for (step, (a, b)) in ours.iter().zip(&reference).enumerate() {
             let (d, mag) = diff(a, b);
-            println!("{arch} depth {depth:?} step {step}: max |logit diff| {d:e} (max |logit| {mag:.3})");
-            assert!(d <= 1e-5 * mag.max(1.0), "{arch} {depth:?} step {step}: {d} vs {mag}");
+            println!(
+                "{arch} depth {depth:?} step {step}: max |logit diff| {d:e} (max |logit| {mag:.3})"
+            );
+            assert!(
+                d <= 1e-5 * mag.max(1.0),
+                "{arch} {depth:?} step {step}: {d} vs {mag}"
+            );
         }
     }
 }

@@ -23,8 +23,14 @@ fn reference() -> ModelWeights {
 }
 
 fn fixture() -> serde_json::Value {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/smollm2-llamacpp-reference.json");
-    serde_json::from_str(&std::fs::read_to_string(p).expect("shared/fixtures must sit beside the repository")).unwrap()
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/smollm2-llamacpp-reference.json"
+    );
+    serde_json::from_str(
+        &std::fs::read_to_string(p).expect("shared/fixtures must sit beside the repository"),
+    )
+    .unwrap()
 }
 
 fn argmax(t: &Tensor) -> u32 {
@@ -39,21 +45,40 @@ fn tokenizer_matches_llamacpp_on_every_fixture_entry() {
     assert_eq!(cases.len(), 7);
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let got = m.tokenizer.encode(text, true).unwrap();
         assert_eq!(got, want, "tokenizing {text:?}");
         assert_eq!(m.tokenizer.decode(&got), text, "decoding {text:?}");
     }
 }
 
-fn greedy(m: &mut LoadedModel, rec: &mut dyn Recorder, prompt: &[u32], n: usize) -> (Vec<u32>, Tensor) {
+fn greedy(
+    m: &mut LoadedModel,
+    rec: &mut dyn Recorder,
+    prompt: &[u32],
+    n: usize,
+) -> (Vec<u32>, Tensor) {
     m.model.clear_kv_cache();
-    let ids = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let ids = Tensor::new(prompt, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let first = m.model.forward(&ids, 0, rec).unwrap();
     let mut out = vec![argmax(&first)];
     while out.len() < n {
-        let x = Tensor::new(&[*out.last().unwrap()], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let logits = m.model.forward(&x, prompt.len() + out.len() - 1, rec).unwrap();
+        let x = Tensor::new(&[*out.last().unwrap()], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = m
+            .model
+            .forward(&x, prompt.len() + out.len() - 1, rec)
+            .unwrap();
         out.push(argmax(&logits));
     }
     (out, first)
@@ -63,17 +88,35 @@ fn greedy(m: &mut LoadedModel, rec: &mut dyn Recorder, prompt: &[u32], n: usize)
 fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
     let f = fixture();
     let g = &f["greedy"][0];
-    let prompt: Vec<u32> = g["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let prompt: Vec<u32> = g["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let mut m = ours();
-    assert_eq!(m.tokenizer.encode(g["prompt"].as_str().unwrap(), true).unwrap(), prompt);
+    assert_eq!(
+        m.tokenizer
+            .encode(g["prompt"].as_str().unwrap(), true)
+            .unwrap(),
+        prompt
+    );
 
     let mut r = reference();
-    let x = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let x = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let ref_first = r.forward(&x, 0).unwrap();
     let mut want = vec![argmax(&ref_first)];
     while want.len() < 32 {
-        let x = Tensor::new(&[*want.last().unwrap()], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        want.push(argmax(&r.forward(&x, prompt.len() + want.len() - 1).unwrap()));
+        let x = Tensor::new(&[*want.last().unwrap()], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        want.push(argmax(
+            &r.forward(&x, prompt.len() + want.len() - 1).unwrap(),
+        ));
     }
 
     let (off, first) = greedy(&mut m, &mut NullRecorder, &prompt, 32);
@@ -85,7 +128,11 @@ fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
         let mut rec = TestRecorder::new(depth);
         let (ids, first) = greedy(&mut m, &mut rec, &prompt, 32);
         let (d, _) = diff(&first, &ref_first.flatten_all().unwrap());
-        println!("depth {depth:?}: max |logit diff| = {d:e}, {} spans, {} tensors observed", rec.spans.len(), rec.observed);
+        println!(
+            "depth {depth:?}: max |logit diff| = {d:e}, {} spans, {} tensors observed",
+            rec.spans.len(),
+            rec.observed
+        );
         assert_eq!(ids, want, "greedy ids at depth {depth:?}");
         assert!(d <= 1e-5 * mag);
         // 30 layers x (layer + 12 components) per step, plus the model-level sites.
@@ -98,11 +145,17 @@ fn raw_completion_matches_llamacpp_for_16_tokens() {
     let f = fixture();
     let g = &f["greedy"][0];
     let mut m = ours();
-    let prompt = m.tokenizer.encode(g["prompt"].as_str().unwrap(), true).unwrap();
+    let prompt = m
+        .tokenizer
+        .encode(g["prompt"].as_str().unwrap(), true)
+        .unwrap();
     let (ids, _) = greedy(&mut m, &mut NullRecorder, &prompt, 16);
     let text = m.tokenizer.decode(&ids);
     let want = g["completion"].as_str().unwrap();
     println!("eprof:     {text:?}\nllama.cpp: {want:?}");
-    assert!(want.starts_with(&text), "the first 16 tokens must be a prefix of llama.cpp's completion");
+    assert!(
+        want.starts_with(&text),
+        "the first 16 tokens must be a prefix of llama.cpp's completion"
+    );
     assert!(text.starts_with(" Paris."));
 }

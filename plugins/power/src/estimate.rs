@@ -36,7 +36,11 @@ pub fn parse_proc_stat(text: &str) -> Vec<CpuTimes> {
     text.lines()
         .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
         .filter_map(|l| {
-            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
             if v.len() < 4 {
                 return None;
             }
@@ -79,7 +83,10 @@ pub struct Estimate {
 
 fn read_stat() -> Result<Vec<CpuTimes>> {
     let text = std::fs::read_to_string("/proc/stat").map_err(|e| {
-        Error::power("estimate", format!("cannot read /proc/stat ({e}); the estimate needs Linux's CPU times"))
+        Error::power(
+            "estimate",
+            format!("cannot read /proc/stat ({e}); the estimate needs Linux's CPU times"),
+        )
     })?;
     Ok(parse_proc_stat(&text))
 }
@@ -96,7 +103,9 @@ impl Estimate {
                 (
                     IDLE_W_PER_CORE * n,
                     MAX_W_PER_CORE * n,
-                    format!("{IDLE_W_PER_CORE} W idle + {MAX_W_PER_CORE} W load per core x {n} cores"),
+                    format!(
+                        "{IDLE_W_PER_CORE} W idle + {MAX_W_PER_CORE} W load per core x {n} cores"
+                    ),
                 )
             });
         for (key, slot) in [("idle", &mut idle_w), ("max", &mut max_w)] {
@@ -108,7 +117,10 @@ impl Estimate {
             }
         }
         if max_w < idle_w {
-            return Err(Error::power("estimate", format!("max={max_w} W is below idle={idle_w} W")));
+            return Err(Error::power(
+                "estimate",
+                format!("max={max_w} W is below idle={idle_w} W"),
+            ));
         }
         Ok(Estimate {
             idle_w,
@@ -134,7 +146,10 @@ impl PowerSource for Estimate {
             // /proc/stat counts in jiffies (10 ms at USER_HZ=100).
             nominal_resolution_ns: 10_000_000,
             details: vec![
-                ("model".into(), "idle_w + (max_w - idle_w) x mean CPU utilisation".into()),
+                (
+                    "model".into(),
+                    "idle_w + (max_w - idle_w) x mean CPU utilisation".into(),
+                ),
                 ("idle_w".into(), self.idle_w.to_string()),
                 ("max_w".into(), self.max_w.to_string()),
                 ("parameters_from".into(), self.model_source.clone()),
@@ -197,7 +212,9 @@ mod tests {
 
     #[test]
     fn proc_stat_utilisation() {
-        let a = parse_proc_stat("cpu  10 0 10 80 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0\nintr 1\n");
+        let a = parse_proc_stat(
+            "cpu  10 0 10 80 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0\nintr 1\n",
+        );
         let b = parse_proc_stat("cpu  0\ncpu0 15 0 15 40 0 0 0 0\ncpu1 5 0 5 60 0 0 0 0\n");
         assert_eq!(a.len(), 2);
         let u = utilisation(&a, &b);

@@ -15,9 +15,17 @@ use eprof_format::{Channel, ChannelKind, PowerSourceDesc, SourceKind};
 pub enum Wave {
     Constant(f64),
     /// `before` watts until `at_s`, then `after`.
-    Step { before: f64, after: f64, at_s: f64 },
+    Step {
+        before: f64,
+        after: f64,
+        at_s: f64,
+    },
     /// Linear from `from` to `to` watts over `over_s`, then `to`.
-    Ramp { from: f64, to: f64, over_s: f64 },
+    Ramp {
+        from: f64,
+        to: f64,
+        over_s: f64,
+    },
 }
 
 impl Wave {
@@ -25,7 +33,11 @@ impl Wave {
     pub fn energy(&self, t: f64) -> f64 {
         match *self {
             Wave::Constant(w) => w * t,
-            Wave::Step { before, after, at_s } => {
+            Wave::Step {
+                before,
+                after,
+                at_s,
+            } => {
                 if t <= at_s {
                     before * t
                 } else {
@@ -43,7 +55,11 @@ impl Wave {
     pub fn describe(&self) -> String {
         match self {
             Wave::Constant(w) => format!("constant {w} W"),
-            Wave::Step { before, after, at_s } => format!("step {before} W -> {after} W at {at_s} s"),
+            Wave::Step {
+                before,
+                after,
+                at_s,
+            } => format!("step {before} W -> {after} W at {at_s} s"),
             Wave::Ramp { from, to, over_s } => format!("ramp {from} W -> {to} W over {over_s} s"),
         }
     }
@@ -63,9 +79,8 @@ fn num(args: &SourceOptions, key: &str) -> Result<Option<f64>> {
     args.args
         .get(key)
         .map(|v| {
-            v.parse::<f64>().map_err(|_| {
-                Error::power("synthetic", format!("{key}={v:?} is not a number"))
-            })
+            v.parse::<f64>()
+                .map_err(|_| Error::power("synthetic", format!("{key}={v:?} is not a number")))
         })
         .transpose()
 }
@@ -73,17 +88,28 @@ fn num(args: &SourceOptions, key: &str) -> Result<Option<f64>> {
 fn pair_at(v: &str) -> Option<(f64, f64, f64)> {
     let (ab, at) = v.split_once('@')?;
     let (a, b) = ab.split_once('/')?;
-    Some((a.parse().ok()?, b.parse().ok()?, at.trim_end_matches('s').parse().ok()?))
+    Some((
+        a.parse().ok()?,
+        b.parse().ok()?,
+        at.trim_end_matches('s').parse().ok()?,
+    ))
 }
 
 impl Synthetic {
     pub fn new(opts: &SourceOptions) -> Result<Self> {
         let bad = |k: &str, v: &str| {
-            Error::power("synthetic", format!("{k}={v:?}: expected A/B@SECONDS, e.g. 10/30@0.5"))
+            Error::power(
+                "synthetic",
+                format!("{k}={v:?}: expected A/B@SECONDS, e.g. 10/30@0.5"),
+            )
         };
         let wave = if let Some(v) = opts.args.get("step") {
             let (before, after, at_s) = pair_at(v).ok_or_else(|| bad("step", v))?;
-            Wave::Step { before, after, at_s }
+            Wave::Step {
+                before,
+                after,
+                at_s,
+            }
         } else if let Some(v) = opts.args.get("ramp") {
             let (from, to, over_s) = pair_at(v).ok_or_else(|| bad("ramp", v))?;
             if over_s <= 0.0 {
@@ -202,10 +228,18 @@ mod tests {
 
     #[test]
     fn waveforms_integrate_exactly() {
-        let s = Wave::Step { before: 10.0, after: 30.0, at_s: 1.0 };
+        let s = Wave::Step {
+            before: 10.0,
+            after: 30.0,
+            at_s: 1.0,
+        };
         assert_eq!(s.energy(0.5), 5.0);
         assert_eq!(s.energy(2.0), 40.0);
-        let r = Wave::Ramp { from: 0.0, to: 10.0, over_s: 2.0 };
+        let r = Wave::Ramp {
+            from: 0.0,
+            to: 10.0,
+            over_s: 2.0,
+        };
         assert_eq!(r.energy(2.0), 10.0);
         assert_eq!(r.energy(3.0), 20.0);
     }

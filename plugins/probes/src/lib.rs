@@ -65,7 +65,13 @@ impl Probe for Activation {
     fn wants(&self, site: &SiteDef, kind: TensorKind) -> bool {
         kind == TensorKind::Output && site.is_component()
     }
-    fn observe(&mut self, _: &SiteDef, _: TensorKind, t: TensorView<'_>, out: &mut dyn MetricSink) -> Result<()> {
+    fn observe(
+        &mut self,
+        _: &SiteDef,
+        _: TensorKind,
+        t: TensorView<'_>,
+        out: &mut dyn MetricSink,
+    ) -> Result<()> {
         let s = stats(t.data, self.threshold);
         out.emit("mean", s.mean as f32);
         out.emit("std", s.std as f32);
@@ -86,7 +92,13 @@ impl Probe for Attention {
     fn kinds(&self) -> u8 {
         TensorKind::AttentionWeights.bit()
     }
-    fn observe(&mut self, _: &SiteDef, _: TensorKind, t: TensorView<'_>, out: &mut dyn MetricSink) -> Result<()> {
+    fn observe(
+        &mut self,
+        _: &SiteDef,
+        _: TensorKind,
+        t: TensorView<'_>,
+        out: &mut dyn MetricSink,
+    ) -> Result<()> {
         let row = t.shape.last().copied().unwrap_or(0).max(1);
         let rows = t.data.len() / row;
         let (mut entropy, mut max, mut small) = (0.0f64, 0.0f32, 0usize);
@@ -101,7 +113,10 @@ impl Probe for Attention {
         }
         out.emit("entropy", (entropy / rows.max(1) as f64) as f32);
         out.emit("max_weight", max);
-        out.emit("sparsity", (small as f64 / t.data.len().max(1) as f64) as f32);
+        out.emit(
+            "sparsity",
+            (small as f64 / t.data.len().max(1) as f64) as f32,
+        );
         Ok(())
     }
 }
@@ -120,9 +135,18 @@ impl Probe for KillRatio {
     fn wants(&self, site: &SiteDef, kind: TensorKind) -> bool {
         kind == TensorKind::Output && site.component == "act" && site.op.is_none()
     }
-    fn observe(&mut self, _: &SiteDef, _: TensorKind, t: TensorView<'_>, out: &mut dyn MetricSink) -> Result<()> {
+    fn observe(
+        &mut self,
+        _: &SiteDef,
+        _: TensorKind,
+        t: TensorView<'_>,
+        out: &mut dyn MetricSink,
+    ) -> Result<()> {
         let dead = t.data.iter().filter(|v| v.abs() < self.threshold).count();
-        out.emit("kill_ratio", (dead as f64 / t.data.len().max(1) as f64) as f32);
+        out.emit(
+            "kill_ratio",
+            (dead as f64 / t.data.len().max(1) as f64) as f32,
+        );
         Ok(())
     }
 }
@@ -147,13 +171,26 @@ impl Probe for VarianceRatio {
     fn wants(&self, site: &SiteDef, kind: TensorKind) -> bool {
         site.component.ends_with("layernorm") && self.kinds() & kind.bit() != 0
     }
-    fn observe(&mut self, _: &SiteDef, kind: TensorKind, t: TensorView<'_>, out: &mut dyn MetricSink) -> Result<()> {
+    fn observe(
+        &mut self,
+        _: &SiteDef,
+        kind: TensorKind,
+        t: TensorView<'_>,
+        out: &mut dyn MetricSink,
+    ) -> Result<()> {
         match kind {
             TensorKind::NormInput => self.input_var = Some(variance(t.data)),
             _ => {
                 if let Some(vin) = self.input_var.take() {
                     let vout = variance(t.data);
-                    out.emit("variance_ratio", if vin > 0.0 { (vout / vin) as f32 } else { f32::NAN });
+                    out.emit(
+                        "variance_ratio",
+                        if vin > 0.0 {
+                            (vout / vin) as f32
+                        } else {
+                            f32::NAN
+                        },
+                    );
                 }
             }
         }
