@@ -404,10 +404,12 @@ impl Tokenizer for BpeTokenizer {
         if !t.contains("<|im_start|>") {
             return None;
         }
-        // ChatML. A default system message written into the template is kept.
-        let system = t
-            .split("<|im_start|>system\\n")
-            .nth(1)
+        // ChatML. A default system message written into the template (as SmolLM2's
+        // is, for conversations that bring none) is kept; the newline after `system`
+        // may be a real one or a `\n` escape inside a Jinja string.
+        let system = ["<|im_start|>system\n", "<|im_start|>system\\n"]
+            .iter()
+            .find_map(|sep| t.split(sep).nth(1))
             .and_then(|s| s.split("<|im_end|>").next())
             .filter(|s| !s.contains('{') && !s.contains('\''));
         let mut p = String::new();

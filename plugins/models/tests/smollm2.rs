@@ -123,7 +123,7 @@ fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
     let (d, mag) = diff(&first, &ref_first.flatten_all().unwrap());
     println!("depth off: max |logit diff| vs quantized_llama = {d:e} (max |logit| {mag})");
     assert_eq!(off, want, "greedy ids at depth off");
-    assert!(d <= 1e-5 * mag);
+    assert_eq!(d, 0.0, "same op order as quantized_llama, so the same bits");
     for depth in [Depth::Module, Depth::Deep] {
         let mut rec = TestRecorder::new(depth);
         let (ids, first) = greedy(&mut m, &mut rec, &prompt, 32);
@@ -134,7 +134,10 @@ fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
             rec.observed
         );
         assert_eq!(ids, want, "greedy ids at depth {depth:?}");
-        assert!(d <= 1e-5 * mag);
+        assert_eq!(
+            d, 0.0,
+            "instrumentation must not change a bit of the logits"
+        );
         // 30 layers x (layer + 12 components) per step, plus the model-level sites.
         assert!(rec.spans.len() >= 32 * 30 * 13);
     }
@@ -158,4 +161,18 @@ fn raw_completion_matches_llamacpp_for_16_tokens() {
         "the first 16 tokens must be a prefix of llama.cpp's completion"
     );
     assert!(text.starts_with(" Paris."));
+}
+
+#[test]
+fn chat_template_keeps_smollm2_default_system_message() {
+    let m = ours();
+    assert_eq!(
+        m.tokenizer.chat_prompt("Hi").unwrap(),
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert_eq!(
+        m.tokenizer.eos(),
+        vec![2, 0],
+        "<|im_end|> and <|endoftext|> end generation"
+    );
 }
