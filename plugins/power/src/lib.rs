@@ -3,10 +3,14 @@
 //! - `synthetic`: a deterministic waveform (constant, step, ramp) as a Counter or a
 //!   Sampler, for tests and demos; never chosen by `--power auto`.
 //! - `estimate`: CPU utilisation x a power model; what a machine without counters gets.
+//! - `rapl`: Linux powercap energy counters (Intel, AMD), a Counter source.
+//! - `powermetrics`: Apple Silicon CPU/GPU/ANE power windows, a Sampler source.
 
 #![forbid(unsafe_code)]
 
 pub mod estimate;
+pub mod powermetrics;
+pub mod rapl;
 pub mod synthetic;
 
 /// Call from a binary so the linker keeps this crate's registrations.
