@@ -25,4 +25,6 @@ step "the trace reader builds for the browser"
 cargo check --locked --target wasm32-unknown-unknown -p eprof-format
 
 step "tests"
+# The end-to-end tests in tests/ run the eprof binary itself.
+cargo build --locked -p eprof
 cargo test --workspace --locked
