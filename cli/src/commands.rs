@@ -239,15 +239,7 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         "step", "pos", "id", "token", "phase", "time", "energy", "power", "how",
     ]);
     for r in &s.tokens {
-        let total_w: Option<f64> = {
-            let mut sum = None;
-            for i in m.power.total_channels() {
-                if let Some(w) = r.power_w.get(i).copied().flatten() {
-                    *sum.get_or_insert(0.0) += w;
-                }
-            }
-            sum
-        };
+        let total_w = m.power.total_of(&r.power_w);
         t.row(vec![
             r.step.to_string(),
             r.position.to_string(),

@@ -369,15 +369,7 @@ impl Session {
     pub fn current_power_w(&self) -> Option<f64> {
         let st = lock(&self.shared.state);
         let n = st.samples.len();
-        let total = |s: &PowerSample| -> Option<f64> {
-            let mut sum = None;
-            for i in self.desc.total_channels() {
-                if let Some(v) = s.values.get(i).copied().flatten() {
-                    *sum.get_or_insert(0.0) += v;
-                }
-            }
-            sum
-        };
+        let total = |s: &PowerSample| self.desc.total_of(&s.values);
         match self.desc.kind {
             SourceKind::Counter => {
                 let (a, b) = (st.samples.get(n.checked_sub(2)?)?, st.samples.get(n - 1)?);

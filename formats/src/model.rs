@@ -191,13 +191,16 @@ pub struct PowerSourceDesc {
 }
 
 impl PowerSourceDesc {
-    /// Indices of the channels that add into the total.
-    pub fn total_channels(&self) -> impl Iterator<Item = usize> + '_ {
-        self.channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.in_total)
-            .map(|(i, _)| i)
+    /// Sum of `values` (indexed like `channels`) over the channels that add into the
+    /// total; `None` when none of them has a value (absent is not zero).
+    pub fn total_of(&self, values: &[Option<f64>]) -> Option<f64> {
+        let mut sum = None;
+        for (c, v) in self.channels.iter().zip(values) {
+            if let (true, Some(v)) = (c.in_total, v) {
+                *sum.get_or_insert(0.0) += v;
+            }
+        }
+        sum
     }
 }
 
@@ -226,13 +229,7 @@ pub struct IdleBaseline {
 impl IdleBaseline {
     /// Idle watts summed over the channels that add into the total.
     pub fn total_w(&self, desc: &PowerSourceDesc) -> Option<f64> {
-        let mut sum = None;
-        for i in desc.total_channels() {
-            if let Some(w) = self.power_w.get(i).copied().flatten() {
-                *sum.get_or_insert(0.0) += w;
-            }
-        }
-        sum
+        desc.total_of(&self.power_w)
     }
 }
 

@@ -84,13 +84,7 @@ impl Env {
 }
 
 fn smollm2() -> String {
-    let p = std::env::var_os("EPROF_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            eprof_core::paths::DataDir::resolve(None)
-                .models()
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let p = eprof_models::smollm2_path();
     assert!(
         p.exists(),
         "the real SmolLM2 model is missing at {}: run scripts/fetch-model.sh (or set EPROF_TEST_MODEL)",

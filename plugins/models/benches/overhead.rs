@@ -20,13 +20,7 @@ use eprof_core::{Clock, LoadedModel, ModelAdapter, Registry, Session, SessionCon
 use eprof_format::Depth;
 
 fn model_path() -> std::path::PathBuf {
-    let p = std::env::var_os("EPROF_TEST_MODEL")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            eprof_core::paths::DataDir::resolve(None)
-                .models()
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let p = eprof_models::smollm2_path();
     assert!(
         p.exists(),
         "SmolLM2 is missing at {}: run scripts/fetch-model.sh",

@@ -51,3 +51,19 @@ inventory::submit! { ModelAdapterRegistration { adapter: &QWEN2, origin: module_
 
 /// Call from a binary so the linker keeps this crate's registrations.
 pub fn link() {}
+
+/// The real model of the quick start, tests and benchmarks, as `scripts/fetch-model.sh`
+/// installs it into the data directory's `models/`.
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where tests and benchmarks find SmolLM2: `EPROF_TEST_MODEL`, else the data
+/// directory's copy. Callers fail (never skip) when it is not there.
+pub fn smollm2_path() -> std::path::PathBuf {
+    std::env::var_os("EPROF_TEST_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            eprof_core::paths::DataDir::resolve(None)
+                .models()
+                .join(SMOLLM2_FILE)
+        })
+}

@@ -69,13 +69,7 @@ pub fn diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
 /// The real SmolLM2 model: `EPROF_TEST_MODEL`, else the data directory's copy.
 /// Missing is a failure, never a skip: run scripts/fetch-model.sh.
 pub fn smollm2() -> std::path::PathBuf {
-    let p = std::env::var_os("EPROF_TEST_MODEL")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            eprof_core::paths::DataDir::resolve(None)
-                .models()
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let p = eprof_models::smollm2_path();
     assert!(
         p.exists(),
         "the real SmolLM2 model is missing at {}: run scripts/fetch-model.sh (or set EPROF_TEST_MODEL)",
