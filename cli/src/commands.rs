@@ -740,8 +740,15 @@ pub fn power_read(a: &PowerReadArgs, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
     let mut spec = a.source.clone();
     if let Some(f) = &a.from_file {
+        // A saved capture is read through the replay source, without pacing.
+        if spec == "powermetrics" {
+            spec = "replay".into();
+        }
         spec.push(if spec.contains(':') { ',' } else { ':' });
         spec.push_str(&format!("file={}", f.display()));
+        if !spec.contains("speed=") {
+            spec.push_str(",speed=0");
+        }
     }
     let clock = Clock::start();
     let interval = Duration::from_millis(a.interval_ms.max(1));

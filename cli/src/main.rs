@@ -170,7 +170,7 @@ struct PowerReadArgs {
     /// Source name, with options: synthetic:step=10/30@0.5, estimate:idle=5,max=40 ...
     #[arg(long)]
     source: String,
-    /// Read a recorded stream instead of live hardware (sources that replay)
+    /// Read a saved capture instead of live hardware (replay; powermetrics captures)
     #[arg(long)]
     from_file: Option<PathBuf>,
     /// Number of readings

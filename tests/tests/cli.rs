@@ -96,7 +96,29 @@ fn smollm2() -> String {
 #[test]
 fn setup_commands_work_on_a_fresh_data_dir() {
     let e = Env::new();
-    let d = e.json(&["doctor", "--json"]);
+    let d: serde_json::Value = {
+        let o = e
+            .cmd(&["doctor", "--json"])
+            .env("EPROF_NVML_LIB", "/nonexistent/libnvidia-ml.so.1")
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let nvml = d["power_sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "nvml")
+        .unwrap();
+    assert_eq!(nvml["available"], false);
+    assert!(
+        nvml["detail"]
+            .as_str()
+            .unwrap()
+            .contains("NVIDIA driver not found"),
+        "{nvml}"
+    );
     assert_eq!(d["index"]["ok"], true);
     let names: Vec<&str> = d["power_sources"]
         .as_array()
@@ -159,6 +181,29 @@ fn setup_commands_work_on_a_fresh_data_dir() {
     );
     let text = e.ok(&["power", "read", "--source", "synthetic", "--samples", "2"]);
     assert!(text.contains("synthetic (counter)"), "{text}");
+
+    // A saved powermetrics capture (real M2 Ultra output) reads without a Mac.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/powermetrics/pumas-powermetrics-output-m2ultra.xml"
+    );
+    let r = e.json(&[
+        "power",
+        "read",
+        "--source",
+        "powermetrics",
+        "--from-file",
+        fixture,
+        "--samples",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(r["source"], "replay");
+    assert_eq!(r["readings"][0]["values"][0].as_f64().unwrap(), 0.835188);
+    assert!(
+        r["readings"][0]["values"][3].is_null(),
+        "DRAM is absent, not zero"
+    );
 }
 
 #[test]
@@ -370,6 +415,42 @@ fn estimate_and_sampler_sources_label_their_figures() {
     let text = e.ok(&["show", &id]);
     assert!(
         text.contains("from a power model, not a measurement") && text.contains("idle_w: 3"),
+        "{text}"
+    );
+
+    // Replaying a colleague's recorded stream: a sampler, never "measured".
+    let csv = e.data().join("stream.csv");
+    let mut text = String::from("t_s,cpu_w,gpu_w\n");
+    for i in 0..=40 {
+        text.push_str(&format!("{},{},{}\n", f64::from(i) * 0.01, 5 + i % 3, 20));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let spec = format!("replay:{}", csv.display());
+    let id = e.record(&[
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        &spec,
+        "--power-interval",
+        "5",
+        "--max-tokens",
+        "4",
+    ]);
+    let s = e.json(&["show", &id, "--json"]);
+    assert_eq!(s["source"], "replay");
+    let labels: Vec<&str> = s["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[0].as_str().unwrap())
+        .collect();
+    assert!(
+        !labels.contains(&"measured") && !labels.contains(&"estimated"),
+        "{labels:?}"
+    );
+    let text = e.ok(&["show", &id]);
+    assert!(
+        text.contains("power      replay (sampler)") && text.contains("resolution 10.00 ms"),
         "{text}"
     );
 
