@@ -177,7 +177,7 @@ impl Attribution {
         reading_times.sort_unstable();
         reading_times.dedup();
         let resolution_ns = match kind {
-            SourceKind::Counter => desc.nominal_resolution_ns,
+            SourceKind::Counter => desc.nominal_resolution_ns.max(stale_update_period(desc, samples)),
             SourceKind::Sampler | SourceKind::Estimate => {
                 desc.nominal_resolution_ns.max(median_window(samples))
             }
@@ -255,6 +255,27 @@ impl Attribution {
         }
         EnergyLabel::Interpolated
     }
+}
+
+/// A counter read more often than it updates returns the same value again ("stale").
+/// When more than a tenth of the reads are stale, the counter's real update period
+/// (the median time between changes) bounds what it can resolve; otherwise nothing
+/// is learnt beyond the nominal resolution (0).
+pub fn stale_update_period(desc: &PowerSourceDesc, samples: &[PowerSample]) -> u64 {
+    let mut changes = Vec::new();
+    let mut stale = 0usize;
+    for w in samples.windows(2) {
+        if desc.total_of(&w[1].values) == desc.total_of(&w[0].values) {
+            stale += 1;
+        } else {
+            changes.push(w[1].t0_ns);
+        }
+    }
+    if samples.len() < 3 || stale * 10 <= samples.len() - 1 {
+        return 0;
+    }
+    let mut d: Vec<u64> = changes.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+    median(&mut d)
 }
 
 /// Median distance between consecutive readings (window length for samplers).

@@ -90,6 +90,25 @@ fn sampler_step_waveform_is_exact_and_interpolated() {
 }
 
 #[test]
+fn a_counter_that_updates_slower_than_it_is_read_resolves_no_finer_than_its_updates() {
+    // Read every 10 ms, but the counter only moves every 50 ms (20 W).
+    let samples = (0..=40u64)
+        .map(|k| {
+            let t = k * 10 * MS;
+            let updated = (t / (50 * MS)) * 50 * MS;
+            PowerSample { t0_ns: t, t1_ns: t, values: vec![Some(20.0 * updated as f64 * 1e-9)] }
+        })
+        .collect();
+    let a = Attribution::new(&trace_with(SourceKind::Counter, samples));
+    assert_eq!(a.resolution_ns(), 50 * MS);
+    // Readings at both ends, but shorter than the real update period: not "measured".
+    assert_eq!(a.energy(100 * MS, 130 * MS).unwrap().label, EnergyLabel::Attributed);
+    let e = a.energy(100 * MS, 200 * MS).unwrap();
+    assert_eq!(e.label, EnergyLabel::Measured);
+    close(e.joules, 2.0);
+}
+
+#[test]
 fn estimate_sources_are_always_estimated() {
     let samples = (0..5)
         .map(|k| PowerSample {
