@@ -657,8 +657,9 @@ pub fn doctor(data: &DataDir, json: bool, out: Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn plugins(json: bool, out: Out) -> anyhow::Result<()> {
+pub fn plugins(data: &DataDir, explicit: &[PathBuf], json: bool, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
+    let dynamic = crate::plugins::load(data, explicit, &reg)?;
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for p in &reg.power {
         rows.push((
@@ -683,6 +684,22 @@ pub fn plugins(json: bool, out: Out) -> anyhow::Result<()> {
             format!("{} [from depth {}]", p.summary, p.min_depth.as_str()),
             format!("built-in ({})", p.origin),
         ));
+    }
+    for p in &dynamic {
+        for probe in &p.probes {
+            rows.push((
+                "probe".into(),
+                probe.name.clone(),
+                probe.description.clone(),
+                format!(
+                    "{} {} (plugin ABI {}) {}",
+                    p.name,
+                    p.version,
+                    p.abi_version,
+                    p.path.display()
+                ),
+            ));
+        }
     }
     if json {
         let v: Vec<_> = rows

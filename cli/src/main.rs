@@ -7,6 +7,7 @@
 
 mod commands;
 mod fmt;
+mod plugins;
 mod record;
 
 use std::io::Write;
@@ -33,6 +34,10 @@ struct Cli {
     /// [default: $EPROF_HOME, else the per-user data directory]
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Load a probe plugin (repeatable); also loaded: $EPROF_PLUGIN_PATH and the data
+    /// directory's plugins/ folder
+    #[arg(long = "plugin", global = true, value_name = "PATH")]
+    plugins: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,8 +65,13 @@ enum Command {
     Compare(CompareArgs),
     /// Check what can be used on this machine and how to fix what cannot
     Doctor(JsonFlag),
-    /// List built-in and loaded plugins: power sources, model adapters, probes
-    Plugins(JsonFlag),
+    /// List built-in and dynamic plugins: power sources, model adapters, probes
+    Plugins {
+        #[command(subcommand)]
+        command: Option<PluginsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Power sources: list them, or read one to check a setup
     Power {
         #[command(subcommand)]
@@ -140,6 +150,16 @@ struct RmArgs {
     /// Keep the trace files, remove only the index rows
     #[arg(long)]
     keep_files: bool,
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Load one plugin and report whether this eprof can use it
+    Check {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -251,7 +271,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let data = eprof_core::paths::DataDir::resolve(cli.data_dir.as_deref());
     let out = &mut String::new();
     let code = match cli.command {
-        Command::Record(a) => return record::run(&data, a),
+        Command::Record(a) => return record::run(&data, &cli.plugins, a),
         Command::Ls(a) => commands::ls(&data, &a, out),
         Command::Show(a) => commands::show(&data, &a, out),
         Command::Export(a) => commands::export(&data, &a, out),
@@ -262,7 +282,14 @@ fn run() -> anyhow::Result<ExitCode> {
         } => commands::index_rebuild(&data, out),
         Command::Compare(a) => commands::compare(&data, &a, out),
         Command::Doctor(a) => commands::doctor(&data, a.json, out),
-        Command::Plugins(a) => commands::plugins(a.json, out),
+        Command::Plugins {
+            command: Some(PluginsCommand::Check { path, json }),
+            ..
+        } => plugins::check(&path, json, out),
+        Command::Plugins {
+            command: None,
+            json,
+        } => commands::plugins(&data, &cli.plugins, json, out),
         Command::Power {
             command: PowerCommand::List(a),
         } => commands::power_list(a.json, out),

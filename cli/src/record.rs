@@ -191,8 +191,9 @@ pub fn open_power(
     Ok((src, why))
 }
 
-pub fn run(data: &DataDir, a: RecordArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::Result<ExitCode> {
     let reg = Registry::discover()?;
+    let plugins = crate::plugins::load(data, plugin_paths, &reg)?;
     let (model_path, origin) = match &a.model {
         Some(p) => (p.clone(), String::new()),
         None => default_model(data),
@@ -210,22 +211,32 @@ pub fn run(data: &DataDir, a: RecordArgs) -> anyhow::Result<ExitCode> {
     let probe_opts = ProbeOptions {
         sparsity_threshold: a.sparsity_threshold,
     };
-    let probe_regs: Vec<_> = if a.no_probes || depth == Depth::Off {
-        Vec::new()
-    } else if a.probes.is_empty() {
-        reg.probes
-            .iter()
-            .copied()
-            .filter(|p| p.min_depth as u8 <= depth as u8)
-            .collect()
-    } else {
-        a.probes
-            .iter()
-            .map(|n| reg.probe(n))
-            .collect::<Result<_, _>>()?
-    };
-    let probes: Vec<Box<dyn eprof_core::Probe>> =
-        probe_regs.iter().map(|p| (p.create)(&probe_opts)).collect();
+    // Built-in probes by depth and every loaded plugin probe, unless --probe chooses.
+    let plugin_probes: Vec<&eprof_core::plugin_host::PluginProbeInfo> =
+        plugins.iter().flat_map(|p| &p.probes).collect();
+    let mut probes: Vec<Box<dyn eprof_core::Probe>> = Vec::new();
+    if !a.no_probes && depth != Depth::Off {
+        if a.probes.is_empty() {
+            for p in reg
+                .probes
+                .iter()
+                .filter(|p| p.min_depth as u8 <= depth as u8)
+            {
+                probes.push((p.create)(&probe_opts));
+            }
+            for p in &plugin_probes {
+                probes.push(p.instantiate()?);
+            }
+        } else {
+            for name in &a.probes {
+                match plugin_probes.iter().find(|p| &p.name == name) {
+                    Some(p) => probes.push(p.instantiate()?),
+                    None => probes.push((reg.probe(name)?.create)(&probe_opts)),
+                }
+            }
+        }
+    }
+    let probe_names: Vec<String> = probes.iter().map(|p| p.name().to_string()).collect();
 
     let clock = Clock::start();
     let interval = Duration::from_millis(a.power_interval.max(1));
@@ -258,7 +269,7 @@ pub fn run(data: &DataDir, a: RecordArgs) -> anyhow::Result<ExitCode> {
             device: "cpu".into(),
             power_interval_ms: a.power_interval as u32,
             idle_baseline_ms: a.idle_ms as u32,
-            probes: probe_regs.iter().map(|p| p.name.to_string()).collect(),
+            probes: probe_names,
             sparsity_threshold: f64::from(a.sparsity_threshold),
         },
         machine: eprof_core::machine::detect(),

@@ -4,7 +4,8 @@
 //! ([`PowerSource`], [`ModelAdapter`] + [`InstrumentedModel`], [`Probe`]), the
 //! [`Recorder`] that instrumented models report to, the registries that find them
 //! ([`Registry`]), the [`Session`] that owns the clock, the sampler thread and the
-//! trace writer, and the SQLite [`Index`] of past runs.
+//! trace writer, the SQLite [`Index`] of past runs, and the host that loads dynamic
+//! [`Plugin`]s.
 
 #![deny(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod index;
 pub mod machine;
 pub mod model;
 pub mod paths;
+pub mod plugin_host;
 pub mod power;
 pub mod probe;
 pub mod recorder;
@@ -24,6 +26,7 @@ pub use clock::Clock;
 pub use error::{Error, Result};
 pub use index::Index;
 pub use model::{InstrumentedModel, LoadedModel, ModelAdapter, ModelSource, Tokenizer};
+pub use plugin_host::Plugin;
 pub use power::{Availability, PowerSource, Reading, SourceOptions};
 pub use probe::{MetricSink, Probe, TensorKind, TensorView};
 pub use recorder::{NullRecorder, Recorder, SiteId};
@@ -33,3 +36,4 @@ pub use registry::{
 pub use session::{Session, SessionConfig};
 
 pub use eprof_format as format;
+pub use eprof_plugin_api as plugin_api;

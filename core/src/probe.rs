@@ -1,6 +1,6 @@
 //! Probes compute metrics from tensors at hook sites (ARCHITECTURE §2).
 
-use eprof_format::SiteDef;
+use eprof_format::{Phase, SiteDef};
 
 use crate::error::Result;
 
@@ -24,6 +24,13 @@ impl TensorKind {
     pub fn bit(self) -> u8 {
         1 << (self as u8)
     }
+}
+
+/// When a tensor was seen: the pipeline phase and the step (0 is prefill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub phase: Phase,
+    pub step: u32,
 }
 
 /// A host-side f32 view of a tensor: contiguous CPU tensors are viewed in place,
@@ -55,6 +62,7 @@ pub trait Probe: Send {
     fn observe(
         &mut self,
         site: &SiteDef,
+        at: At,
         kind: TensorKind,
         t: TensorView<'_>,
         out: &mut dyn MetricSink,

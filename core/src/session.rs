@@ -23,7 +23,7 @@ use eprof_format::{
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::power::{CounterUnwrap, PowerSource, Reading};
-use crate::probe::{MetricSink, Probe, TensorKind, with_host_f32};
+use crate::probe::{At, MetricSink, Probe, TensorKind, with_host_f32};
 use crate::recorder::{Recorder, SiteId};
 
 /// What a session needs to start.
@@ -541,6 +541,10 @@ impl Recorder for Session {
         }
         let def = &self.sites[site as usize];
         let step = self.step;
+        let at = At {
+            phase: self.phase,
+            step,
+        };
         let mut failures: Vec<(usize, String)> = Vec::new();
         let probes = &mut self.probes;
         let metrics = &mut self.metrics;
@@ -556,7 +560,7 @@ impl Recorder for Session {
                     site,
                 };
                 let r = catch_unwind(AssertUnwindSafe(|| {
-                    slot.probe.observe(def, kind, view, &mut sink)
+                    slot.probe.observe(def, at, kind, view, &mut sink)
                 }));
                 match r {
                     Ok(Ok(())) => {}

@@ -177,7 +177,9 @@ impl Attribution {
         reading_times.sort_unstable();
         reading_times.dedup();
         let resolution_ns = match kind {
-            SourceKind::Counter => desc.nominal_resolution_ns.max(stale_update_period(desc, samples)),
+            SourceKind::Counter => desc
+                .nominal_resolution_ns
+                .max(stale_update_period(desc, samples)),
             SourceKind::Sampler | SourceKind::Estimate => {
                 desc.nominal_resolution_ns.max(median_window(samples))
             }
@@ -271,10 +273,13 @@ pub fn stale_update_period(desc: &PowerSourceDesc, samples: &[PowerSample]) -> u
             changes.push(w[1].t0_ns);
         }
     }
-    if samples.len() < 3 || stale * 10 <= samples.len() - 1 {
+    if samples.len() < 3 || stale * 10 < samples.len() {
         return 0;
     }
-    let mut d: Vec<u64> = changes.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+    let mut d: Vec<u64> = changes
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .collect();
     median(&mut d)
 }
 

@@ -96,13 +96,20 @@ fn a_counter_that_updates_slower_than_it_is_read_resolves_no_finer_than_its_upda
         .map(|k| {
             let t = k * 10 * MS;
             let updated = (t / (50 * MS)) * 50 * MS;
-            PowerSample { t0_ns: t, t1_ns: t, values: vec![Some(20.0 * updated as f64 * 1e-9)] }
+            PowerSample {
+                t0_ns: t,
+                t1_ns: t,
+                values: vec![Some(20.0 * updated as f64 * 1e-9)],
+            }
         })
         .collect();
     let a = Attribution::new(&trace_with(SourceKind::Counter, samples));
     assert_eq!(a.resolution_ns(), 50 * MS);
     // Readings at both ends, but shorter than the real update period: not "measured".
-    assert_eq!(a.energy(100 * MS, 130 * MS).unwrap().label, EnergyLabel::Attributed);
+    assert_eq!(
+        a.energy(100 * MS, 130 * MS).unwrap().label,
+        EnergyLabel::Attributed
+    );
     let e = a.energy(100 * MS, 200 * MS).unwrap();
     assert_eq!(e.label, EnergyLabel::Measured);
     close(e.joules, 2.0);

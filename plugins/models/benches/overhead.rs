@@ -1,7 +1,9 @@
 //! Instrumentation overhead on the real SmolLM2-135M Q4_1 GGUF, measured side by side
 //! in one process: candle-transformers' `quantized_llama` (reference), eprof at depth
-//! off, module and deep (module and deep record through a real session with the
-//! built-in probes and a synthetic counter, flushing the trace after every step).
+//! off, module, module with the example outliers plugin, and deep (all but off record
+//! through a real session with the built-in probes and a synthetic counter, flushing
+//! the trace after every step). A plugin whose probe is not selected never enters the
+//! session, so it costs nothing by construction; the plugin row is the selected cost.
 //!
 //! Rounds are interleaved (ref, off, module, deep, ref, ...) so that machine noise
 //! hits all variants alike; medians are printed.
@@ -94,7 +96,39 @@ fn run_ours(
     (prefill, n as f64 / t.elapsed().as_secs_f64())
 }
 
-fn session(m: &LoadedModel, depth: Depth, dir: &std::path::Path) -> Session {
+/// Build the example plugin (release, own target folder) and load it.
+fn example_plugin() -> eprof_core::Plugin {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let target = format!("{root}/target/tmp/bench-plugin");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "eprof-example-outliers",
+            "--target-dir",
+            &target,
+        ])
+        .current_dir(root)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "building the example plugin failed");
+    let lib = format!(
+        "{target}/release/{}eprof_example_outliers{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    eprof_core::Plugin::load(std::path::Path::new(&lib)).unwrap()
+}
+
+fn session(
+    m: &LoadedModel,
+    depth: Depth,
+    dir: &std::path::Path,
+    plugin: Option<&eprof_core::Plugin>,
+) -> Session {
     let reg = Registry::discover().unwrap();
     let clock = Clock::start();
     let src = (reg.power_source("synthetic").unwrap().open)(&SourceOptions::new(
@@ -102,12 +136,15 @@ fn session(m: &LoadedModel, depth: Depth, dir: &std::path::Path) -> Session {
         Duration::from_millis(100),
     ))
     .unwrap();
-    let probes = reg
+    let mut probes: Vec<Box<dyn eprof_core::Probe>> = reg
         .probes
         .iter()
         .filter(|p| p.min_depth as u8 <= depth as u8)
         .map(|p| (p.create)(&ProbeOptions::default()))
         .collect();
+    if let Some(p) = plugin {
+        probes.extend(p.probes.iter().map(|x| x.instantiate().unwrap()));
+    }
     let mut meta = eprof_format::synthetic::meta(&Default::default());
     meta.settings.depth = depth;
     Session::start(
@@ -153,14 +190,16 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
 
+    let plugin = example_plugin();
     let names = [
         "reference (quantized_llama)",
         "eprof off",
         "eprof module",
+        "eprof module + outliers plugin",
         "eprof deep",
     ];
-    let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); 4];
-    let mut tps: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     // One warm-up round, not counted.
     for round in 0..=rounds {
         let mut res = Vec::new();
@@ -175,8 +214,12 @@ fn main() {
             .unwrap();
         res.push(run_ref(&mut reference, &prompt, n));
         res.push(run_ours(&mut ours, None, &prompt, n));
-        for depth in [Depth::Module, Depth::Deep] {
-            let mut s = session(&ours, depth, dir.path());
+        for (depth, plug) in [
+            (Depth::Module, None),
+            (Depth::Module, Some(&plugin)),
+            (Depth::Deep, None),
+        ] {
+            let mut s = session(&ours, depth, dir.path(), plug);
             let r = run_ours(&mut ours, Some(&mut s), &prompt, n);
             let _ = s.finish(String::new(), "bench".into());
             res.push(r);
@@ -196,7 +239,7 @@ fn main() {
     );
     println!("| variant | decode tok/s | vs off | prefill ms |");
     println!("|---|---|---|---|");
-    for i in 0..4 {
+    for i in 0..names.len() {
         let t = median(tps[i].clone());
         println!(
             "| {} | {:.1} | {:+.1}% | {:.1} |",

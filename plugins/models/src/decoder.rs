@@ -492,6 +492,8 @@ impl Decoder {
         let d = mlp(C_DOWN, &w.down, &a, inter, hidden, ins)?;
         let x = (d + residual)?;
         ins.end(layer_site(l), layer_start)?;
+        // The residual stream after the layer, for probes that want it (plugins).
+        ins.observe(layer_site(l), TensorKind::Output, &x)?;
         Ok(x)
     }
 }

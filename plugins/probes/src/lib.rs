@@ -13,7 +13,7 @@
 
 #![forbid(unsafe_code)]
 
-use eprof_core::probe::ProbeOptions;
+use eprof_core::probe::{At, ProbeOptions};
 use eprof_core::{MetricSink, Probe, ProbeRegistration, Result, TensorKind, TensorView};
 use eprof_format::{Depth, SiteDef};
 
@@ -68,6 +68,7 @@ impl Probe for Activation {
     fn observe(
         &mut self,
         _: &SiteDef,
+        _: At,
         _: TensorKind,
         t: TensorView<'_>,
         out: &mut dyn MetricSink,
@@ -95,6 +96,7 @@ impl Probe for Attention {
     fn observe(
         &mut self,
         _: &SiteDef,
+        _: At,
         _: TensorKind,
         t: TensorView<'_>,
         out: &mut dyn MetricSink,
@@ -138,6 +140,7 @@ impl Probe for KillRatio {
     fn observe(
         &mut self,
         _: &SiteDef,
+        _: At,
         _: TensorKind,
         t: TensorView<'_>,
         out: &mut dyn MetricSink,
@@ -174,6 +177,7 @@ impl Probe for VarianceRatio {
     fn observe(
         &mut self,
         _: &SiteDef,
+        _: At,
         kind: TensorKind,
         t: TensorView<'_>,
         out: &mut dyn MetricSink,
