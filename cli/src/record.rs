@@ -78,6 +78,10 @@ pub struct RecordArgs {
     /// Do not stream tokens to the terminal
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// cpu, cuda[:N] or metal (GPU devices need eprof built with --features cuda or
+    /// metal; spans then synchronize the device, which --depth off avoids)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Where the model comes from when `--model` is not given.
@@ -203,7 +207,21 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
     }
     let src = eprof_models::load::detect(&model_path)?;
     let adapter = reg.adapter_for(&src)?;
-    let device = candle_core::Device::Cpu;
+    let device = match a.device.as_str() {
+        "cpu" => candle_core::Device::Cpu,
+        "metal" => candle_core::Device::new_metal(0)
+            .context("--device metal needs eprof built with --features metal on a Mac")?,
+        d if d.starts_with("cuda") => {
+            let n: usize = d
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), str::parse)
+                .context("--device cuda:N takes a GPU index")?;
+            candle_core::Device::new_cuda(n).context(
+                "--device cuda needs eprof built with --features cuda and an NVIDIA driver",
+            )?
+        }
+        other => bail!("unknown device {other:?}: use cpu, cuda[:N] or metal"),
+    };
     let mut loaded = adapter.load(&src, &device)?;
     loaded.identity.file_hash = model_hash(&model_path)?;
 
@@ -266,7 +284,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
             top_p: a.top_p,
             seed: a.seed,
             chat_template: chat,
-            device: "cpu".into(),
+            device: a.device.clone(),
             power_interval_ms: a.power_interval as u32,
             idle_baseline_ms: a.idle_ms as u32,
             probes: probe_names,
@@ -289,6 +307,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
             boundary_reads: true,
             sites,
             probes,
+            sync_device: !device.is_cpu(),
         },
         source,
     )?;

@@ -40,6 +40,9 @@ pub struct SessionConfig {
     pub boundary_reads: bool,
     /// The model's sites; their ids are their indices.
     pub sites: Vec<SiteDef>,
+    /// The model runs on an asynchronous device (CUDA, Metal): models synchronize it
+    /// around each span so that a span times the kernels, not their launch.
+    pub sync_device: bool,
     pub probes: Vec<Box<dyn Probe>>,
 }
 
@@ -98,7 +101,10 @@ impl Shared {
             }
             Err(e) => {
                 st.errors += 1;
-                st.last_error = Some(e.to_string());
+                st.last_error = Some(match e {
+                    Error::Power { message, .. } => message,
+                    other => other.to_string(),
+                });
                 None
             }
         }
@@ -110,11 +116,16 @@ struct ProbeSlot {
     probe: Box<dyn Probe>,
     name: String,
     enabled: bool,
+    known: Vec<(String, usize)>,
+    /// Per site, the [`TensorKind`] bits this probe wants.
+    want: Vec<u8>,
 }
 
 /// Collects metric values of one (step, site) into the session's series.
 struct Sink<'a> {
     series: &'a mut Vec<MetricSeries>,
+    /// This probe's metric names and their series' indices (series never move).
+    known: &'a mut Vec<(String, usize)>,
     probe: &'a str,
     step: u32,
     site: u32,
@@ -122,7 +133,18 @@ struct Sink<'a> {
 
 impl MetricSink for Sink<'_> {
     fn emit(&mut self, metric: &str, value: f32) {
+        if let Some(&(_, i)) = self.known.iter().find(|(m, _)| m == metric) {
+            self.series[i].push(self.step, self.site, value);
+            return;
+        }
         push_metric(self.series, self.probe, metric, self.step, self.site, value);
+        if let Some(i) = self
+            .series
+            .iter()
+            .position(|m| m.metric == metric && m.probe == self.probe)
+        {
+            self.known.push((metric.to_string(), i));
+        }
     }
 }
 
@@ -170,6 +192,7 @@ pub struct Session {
     step: u32,
     phase: Phase,
     baseline: Option<IdleBaseline>,
+    sync_device: bool,
 }
 
 impl Session {
@@ -184,6 +207,7 @@ impl Session {
             boundary_reads,
             sites,
             probes,
+            sync_device,
         } = cfg;
         let desc = source.desc();
         meta.power = desc.clone();
@@ -212,6 +236,9 @@ impl Session {
         // A first reading now, so that even a short run has a reading at both ends.
         if shared.sample().is_none() {
             let msg = lock(&shared.state).last_error.clone().unwrap_or_default();
+            // Nothing was recorded: leave no empty trace behind.
+            drop(writer);
+            let _ = std::fs::remove_file(&out);
             return Err(Error::power(&desc.name, msg));
         }
         let t_shared = Arc::clone(&shared);
@@ -227,6 +254,8 @@ impl Session {
                 name: p.name().to_string(),
                 probe: p,
                 enabled: true,
+                known: Vec::new(),
+                want: Vec::new(),
             })
             .collect();
         let per_step = sites.len() * 2 + 64;
@@ -256,6 +285,7 @@ impl Session {
             step: 0,
             phase: Phase::PreInference,
             baseline: None,
+            sync_device,
         };
         s.recompute_wants();
         if !idle_baseline.is_zero() {
@@ -264,22 +294,31 @@ impl Session {
         Ok(s)
     }
 
+    /// Ask every enabled probe once per site which tensors it wants, so that the hot
+    /// path tests bits instead of calling probes (a plugin's `wants` crosses the FFI).
     fn recompute_wants(&mut self) {
         if self.depth == Depth::Off {
             return;
         }
-        for (i, site) in self.sites.iter().enumerate() {
-            self.want[i] = self
-                .probes
-                .iter()
-                .filter(|p| p.enabled)
-                .flat_map(|p| {
-                    TensorKind::ALL
-                        .into_iter()
-                        .filter(|&k| p.probe.wants(site, k))
-                        .map(TensorKind::bit)
-                })
-                .fold(0, |a, b| a | b);
+        let sites = &self.sites;
+        for p in &mut self.probes {
+            p.want = if p.enabled {
+                sites
+                    .iter()
+                    .map(|site| {
+                        TensorKind::ALL
+                            .into_iter()
+                            .filter(|&k| p.probe.wants(site, k))
+                            .map(TensorKind::bit)
+                            .fold(0, |a, b| a | b)
+                    })
+                    .collect()
+            } else {
+                vec![0; sites.len()]
+            };
+        }
+        for (i, w) in self.want.iter_mut().enumerate() {
+            *w = self.probes.iter().fold(0, |a, p| a | p.want[i]);
         }
     }
 
@@ -550,11 +589,12 @@ impl Recorder for Session {
         let metrics = &mut self.metrics;
         with_host_f32(t, |view| {
             for (i, slot) in probes.iter_mut().enumerate() {
-                if !slot.enabled || !slot.probe.wants(def, kind) {
+                if !slot.enabled || slot.want[site as usize] & kind.bit() == 0 {
                     continue;
                 }
                 let mut sink = Sink {
                     series: metrics,
+                    known: &mut slot.known,
                     probe: &slot.name,
                     step,
                     site,
@@ -581,6 +621,10 @@ impl Recorder for Session {
 
     fn section(&mut self, name: &'static str, start_ns: u64, end_ns: u64) {
         self.section(self.phase, name, Some(self.step), start_ns, end_ns);
+    }
+
+    fn sync_device(&self) -> bool {
+        self.sync_device
     }
 }
 

@@ -92,6 +92,7 @@ fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
             boundary_reads: true,
             sites,
             probes: vec![],
+            sync_device: false,
         },
         Box::new(src),
     )

@@ -387,7 +387,7 @@ pub mod shim {
 
 /// Export probes as an eprof plugin:
 ///
-/// ```ignore
+/// ```text
 /// eprof_plugin_api::export_plugin!(name: "my-plugin", version: "0.1.0", probes: [MyProbe]);
 /// ```
 ///

@@ -157,6 +157,7 @@ fn session(
             boundary_reads: true,
             sites: m.model.sites().to_vec(),
             probes,
+            sync_device: false,
         },
         src,
     )

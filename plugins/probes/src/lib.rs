@@ -29,17 +29,46 @@ pub struct Stats {
     pub sparsity: f64,
 }
 
+/// Lanes of the vectorised loop: independent f32 accumulators the compiler keeps in
+/// SIMD registers. They are folded into f64 every [`FLUSH`] chunks so that long
+/// tensors keep f64 accuracy.
+const LANES: usize = 16;
+const FLUSH: usize = 64;
+
 pub fn stats(x: &[f32], threshold: f32) -> Stats {
-    let (mut sum, mut sq, mut max, mut small) = (0.0f64, 0.0f64, 0.0f32, 0usize);
-    for &v in x {
+    let (mut sum, mut sq) = (0.0f64, 0.0f64);
+    let mut lsum = [0.0f32; LANES];
+    let mut lsq = [0.0f32; LANES];
+    let mut lmax = [0.0f32; LANES];
+    let mut lsmall = [0u32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for (ci, c) in chunks.enumerate() {
+        for i in 0..LANES {
+            let v = c[i];
+            let a = v.abs();
+            lsum[i] += v;
+            lsq[i] += v * v;
+            lmax[i] = lmax[i].max(a);
+            lsmall[i] += u32::from(a < threshold);
+        }
+        if ci % FLUSH == FLUSH - 1 {
+            sum += lsum.iter().map(|&v| f64::from(v)).sum::<f64>();
+            sq += lsq.iter().map(|&v| f64::from(v)).sum::<f64>();
+            lsum = [0.0; LANES];
+            lsq = [0.0; LANES];
+        }
+    }
+    sum += lsum.iter().map(|&v| f64::from(v)).sum::<f64>();
+    sq += lsq.iter().map(|&v| f64::from(v)).sum::<f64>();
+    let mut max = lmax.iter().fold(0.0f32, |m, &v| m.max(v));
+    let mut small: u64 = lsmall.iter().map(|&v| u64::from(v)).sum();
+    for &v in rest {
         let f = f64::from(v);
         sum += f;
         sq += f * f;
-        let a = v.abs();
-        if a > max {
-            max = a;
-        }
-        small += usize::from(a < threshold);
+        max = max.max(v.abs());
+        small += u64::from(v.abs() < threshold);
     }
     let n = x.len().max(1) as f64;
     let mean = sum / n;
@@ -251,5 +280,25 @@ mod tests {
         assert_eq!(s.sparsity, 0.25);
         let var = (1.0 + 1.0 + 0.000001 + 9.0) / 4.0 - 0.75025f64 * 0.75025;
         assert!((s.std - var.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn vectorised_stats_match_a_plain_f64_pass() {
+        let x: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 4.0)
+            .collect();
+        let s = stats(&x, 0.05);
+        let n = x.len() as f64;
+        let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = x
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        assert!((s.mean - mean).abs() < 1e-5, "{} vs {mean}", s.mean);
+        assert!((s.std - var.sqrt()).abs() < 1e-4);
+        assert_eq!(s.max_abs, f64::from(5.99f32));
+        let small = x.iter().filter(|v| v.abs() < 0.05).count() as f64 / n;
+        assert_eq!(s.sparsity, small);
     }
 }
