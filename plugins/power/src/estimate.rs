@@ -8,17 +8,17 @@ use eprof_core::power::{Availability, PowerSource, Reading, SourceOptions};
 use eprof_core::{Error, PowerSourceRegistration, Result};
 use eprof_format::{Channel, ChannelKind, PowerSourceDesc, SourceKind};
 
-/// Idle and full-load package watts for CPU families whose figures are well known;
-/// matched as substrings of `/proc/cpuinfo`'s model name.
+/// Idle and full-load watts *per visible core* for CPU families, matched as substrings
+/// of `/proc/cpuinfo`'s model name. Per core, because servers are usually seen through
+/// a VM or container slice: a 2-vCPU slice of a 64-core EPYC must not be charged the
+/// whole package. Rough figures: TDP / cores at load, a quarter of that idle.
 const KNOWN_CPUS: &[(&str, f64, f64)] = &[
-    ("Apple M1", 0.5, 20.0),
-    ("Apple M2", 0.5, 22.0),
-    ("EPYC", 50.0, 200.0),
-    ("Xeon", 40.0, 165.0),
-    ("Ryzen", 15.0, 88.0),
-    ("Core(TM) i9", 10.0, 125.0),
-    ("Core(TM) i7", 8.0, 65.0),
-    ("Core(TM) i5", 6.0, 65.0),
+    ("EPYC", 0.9, 3.5),
+    ("Xeon", 1.0, 4.5),
+    ("Ryzen", 1.5, 11.0),
+    ("Core(TM) i9", 1.0, 8.0),
+    ("Core(TM) i7", 1.0, 8.0),
+    ("Core(TM) i5", 1.0, 10.0),
 ];
 
 /// Per-core model when the CPU is not in the table.
@@ -94,20 +94,15 @@ fn read_stat() -> Result<Vec<CpuTimes>> {
 impl Estimate {
     pub fn new(opts: &SourceOptions) -> Result<Self> {
         let machine = eprof_core::machine::detect();
-        let (mut idle_w, mut max_w, mut model_source) = KNOWN_CPUS
+        let n = f64::from(machine.cpu_cores.max(1));
+        let (family, idle_core, max_core) = KNOWN_CPUS
             .iter()
             .find(|(k, _, _)| machine.cpu.contains(k))
-            .map(|&(k, i, m)| (i, m, format!("table entry {k:?}")))
-            .unwrap_or_else(|| {
-                let n = f64::from(machine.cpu_cores);
-                (
-                    IDLE_W_PER_CORE * n,
-                    MAX_W_PER_CORE * n,
-                    format!(
-                        "{IDLE_W_PER_CORE} W idle + {MAX_W_PER_CORE} W load per core x {n} cores"
-                    ),
-                )
-            });
+            .map(|&(k, i, m)| (format!("table entry {k:?}"), i, m))
+            .unwrap_or_else(|| ("default".to_string(), IDLE_W_PER_CORE, MAX_W_PER_CORE));
+        let (mut idle_w, mut max_w) = (idle_core * n, max_core * n);
+        let mut model_source =
+            format!("{family}: {idle_core} W idle + {max_core} W load per core x {n} cores");
         for (key, slot) in [("idle", &mut idle_w), ("max", &mut max_w)] {
             if let Some(v) = opts.args.get(key) {
                 *slot = v.parse().map_err(|_| {
