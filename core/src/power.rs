@@ -96,6 +96,25 @@ impl Availability {
     pub fn is_available(&self) -> bool {
         matches!(self, Availability::Available { .. })
     }
+
+    /// Unavailable because opening the source failed with `e`. Source errors say
+    /// "reason; fix", and are split there.
+    pub fn from_error(e: crate::Error) -> Self {
+        let message = match e {
+            crate::Error::Power { message, .. } => message,
+            other => other.to_string(),
+        };
+        match message.split_once("; ") {
+            Some((r, f)) => Availability::Unavailable {
+                reason: r.to_string(),
+                fix: Some(f.to_string()),
+            },
+            None => Availability::Unavailable {
+                reason: message,
+                fix: None,
+            },
+        }
+    }
 }
 
 /// Turns raw counter values that wrap around into monotonic joules since the first

@@ -1,30 +1,12 @@
 //! End-to-end: the `eprof` binary on real files, a real SQLite index, the built-in
 //! tiny model and the real SmolLM2 GGUF.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use eprof_tests::eprof_bin;
 use std::process::{Command, Output};
 
 use eprof_format::synthetic::{self, Shape};
-
-fn eprof_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("EPROF_BIN") {
-        return p.into();
-    }
-    // target/<profile>/deps/cli-<hash> -> target/<profile>/eprof
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(format!("eprof{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        p.exists(),
-        "the eprof binary is not built at {}: run `cargo build -p eprof` first (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
 
 struct Env {
     dir: tempfile::TempDir,

@@ -3,24 +3,10 @@
 //! are not plugins.
 
 use std::path::{Path, PathBuf};
+
+use eprof_tests::eprof_bin;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-fn eprof_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(format!("eprof{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        p.exists(),
-        "the eprof binary is not built at {}: run `cargo build -p eprof` first (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

@@ -278,17 +278,7 @@ fn availability() -> Availability {
                 }
             ),
         },
-        Err(Error::Power { message, .. }) => {
-            let (reason, fix) = match message.split_once("; ") {
-                Some((r, f)) => (r.to_string(), Some(f.to_string())),
-                None => (message, None),
-            };
-            Availability::Unavailable { reason, fix }
-        }
-        Err(e) => Availability::Unavailable {
-            reason: e.to_string(),
-            fix: None,
-        },
+        Err(e) => Availability::from_error(e),
     }
 }
 

@@ -125,18 +125,24 @@ pub fn parse_capture(bytes: &[u8]) -> (Vec<Window>, Option<String>) {
     (windows, error)
 }
 
+/// The channels of a powermetrics stream, all adding into the total
+/// (`combined_power` is their sum).
+pub fn channels() -> Vec<Channel> {
+    CHANNELS
+        .iter()
+        .map(|(n, k)| Channel {
+            name: (*n).into(),
+            kind: *k,
+            in_total: true,
+        })
+        .collect()
+}
+
 fn desc(interval_ms: u64) -> PowerSourceDesc {
     PowerSourceDesc {
         name: "powermetrics".into(),
         kind: SourceKind::Sampler,
-        channels: CHANNELS
-            .iter()
-            .map(|(n, k)| Channel {
-                name: (*n).into(),
-                kind: *k,
-                in_total: true,
-            })
-            .collect(),
+        channels: channels(),
         nominal_resolution_ns: interval_ms * 1_000_000,
         details: vec![(
             "command".into(),

@@ -182,17 +182,7 @@ fn availability() -> Availability {
                     .join(", ")
             ),
         },
-        Err(e) => {
-            let msg = match e {
-                Error::Power { message, .. } => message,
-                other => other.to_string(),
-            };
-            let (reason, fix) = match msg.split_once("; ") {
-                Some((r, f)) => (r.to_string(), Some(f.to_string())),
-                None => (msg, None),
-            };
-            Availability::Unavailable { reason, fix }
-        }
+        Err(e) => Availability::from_error(e),
     }
 }
 

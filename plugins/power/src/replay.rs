@@ -129,14 +129,7 @@ pub fn load(path: &Path) -> Result<Recording> {
             )));
         }
         return Ok(Recording {
-            channels: powermetrics::CHANNELS
-                .iter()
-                .map(|(n, k)| Channel {
-                    name: (*n).into(),
-                    kind: *k,
-                    in_total: true,
-                })
-                .collect(),
+            channels: powermetrics::channels(),
             windows: windows
                 .into_iter()
                 .map(|w| (w.elapsed_ns, w.watts.to_vec()))
