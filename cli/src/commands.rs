@@ -462,7 +462,11 @@ pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
     for r in &a.runs {
         let row = idx.find(r)?;
         idx.remove(&row.id)?;
-        if !a.keep_files {
+        // Only traces eprof stored itself are deleted; a `record --out` file is the
+        // user's and stays.
+        let ours = std::fs::canonicalize(data.traces())
+            .is_ok_and(|t| Path::new(&row.trace_path).starts_with(t));
+        if !a.keep_files && ours {
             match std::fs::remove_file(&row.trace_path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -474,6 +478,12 @@ pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
             }
         }
         out.push_str(&format!("removed {}\n", row.id));
+        if !a.keep_files && !ours {
+            out.push_str(&format!(
+                "  kept {} (written with --out, outside the data directory)\n",
+                row.trace_path
+            ));
+        }
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ enum Command {
     Export(ExportArgs),
     /// Add trace files (e.g. from a colleague's machine) to the index
     Import(ImportArgs),
-    /// Remove runs from the index and delete their trace files
+    /// Remove runs from the index and delete their trace files (those in the data directory)
     Rm(RmArgs),
     /// Maintain the run index
     Index {

@@ -207,7 +207,11 @@ impl Index {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let path_str = trace_path.to_string_lossy().into_owned();
+        // Absolute, so `eprof show ID` works from any directory.
+        let path_str = std::fs::canonicalize(trace_path)
+            .unwrap_or_else(|_| trace_path.to_path_buf())
+            .to_string_lossy()
+            .into_owned();
         let path = self.path.clone();
         let tx = self
             .conn

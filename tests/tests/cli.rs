@@ -604,3 +604,40 @@ fn smollm2_deep_module_and_off_end_to_end() {
         );
     }
 }
+
+#[test]
+fn a_trace_written_with_out_is_indexed_absolute_and_kept_by_rm() {
+    let e = Env::new();
+    let work = e.data().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let o = e
+        .cmd(&[
+            "record",
+            "hi",
+            "--model",
+            "builtin:tiny-llama",
+            "--power",
+            "synthetic",
+            "--idle-ms",
+            "0",
+            "--max-tokens",
+            "3",
+            "--quiet",
+            "--out",
+            "mine.eprof",
+        ])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let row = &e.json(&["ls", "--json"])[0];
+    let path = row["trace_path"].as_str().unwrap();
+    assert!(Path::new(path).is_absolute(), "{path}");
+    // Found from another directory.
+    e.ok(&["show", row["id"].as_str().unwrap()]);
+    let out = e.ok(&["rm", row["id"].as_str().unwrap()]);
+    assert!(
+        out.contains("kept") && work.join("mine.eprof").exists(),
+        "{out}"
+    );
+}
