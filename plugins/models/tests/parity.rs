@@ -197,3 +197,50 @@ fn qwen2_matches_candle_transformers() {
     let reference = run(|x, pos| model.forward(x, pos).unwrap());
     check("qwen2", reference, dir.path());
 }
+
+/// The same llama stored as bf16 in two safetensors shards with an index: eprof loads
+/// the shards and computes in f32 like candle-transformers does from the same bf16
+/// weights.
+#[test]
+fn sharded_bf16_checkpoint_loads_and_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = write_checkpoint(dir.path(), "llama");
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let bf16: HashMap<String, Tensor> = w
+        .iter()
+        .map(|(k, t)| (k.clone(), t.to_dtype(DType::BF16).unwrap()))
+        .collect();
+    let mut names: Vec<&String> = bf16.keys().collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let shard: HashMap<String, Tensor> = part
+            .iter()
+            .map(|k| ((*k).clone(), bf16[*k].clone()))
+            .collect();
+        candle_core::safetensors::save(&shard, dir.path().join(file)).unwrap();
+        for k in part {
+            map.insert((*k).clone(), serde_json::json!(file));
+        }
+    }
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
+
+    let cfg: llama::LlamaConfig = serde_json::from_value(config("llama")).unwrap();
+    let cfg = cfg.into_config(false);
+    let vb = VarBuilder::from_tensors(bf16, DType::F32, &Device::Cpu);
+    let model = llama::Llama::load(vb, &cfg).unwrap();
+    let mut cache = llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
+    let reference = run(|x, pos| model.forward(x, pos, &mut cache).unwrap());
+    check("llama", reference, dir.path());
+    let src = eprof_models::load::detect(dir.path()).unwrap();
+    let m = eprof_core::ModelAdapter::load(&eprof_models::LLAMA, &src, &Device::Cpu).unwrap();
+    assert_eq!(m.identity.dtype, "bf16");
+}
