@@ -11,6 +11,7 @@ pub mod attribution;
 pub mod codec;
 pub mod error;
 pub mod export;
+pub mod layout;
 pub mod model;
 pub mod reader;
 pub mod summary;
