@@ -147,54 +147,24 @@ impl Index {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let err = |e: rusqlite::Error| Error::Index {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        let mut idx = Index {
-            conn,
-            path: path.to_path_buf(),
-        };
-        idx.migrate()?;
-        Ok(idx)
-    }
-
-    fn err(&self, e: rusqlite::Error) -> Error {
-        sql_err(&self.path, e)
-    }
-
-    fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| sql_err(&path, e))?;
+        let (conn, version) = retry_busy(|| setup(path)).map_err(|e| sql_err(path, e))?;
         if version as usize > MIGRATIONS.len() {
             return Err(Error::Index {
-                path: self.path.clone(),
+                path: path.to_path_buf(),
                 message: format!(
                     "schema version {version} is newer than this eprof knows ({}); update eprof",
                     MIGRATIONS.len()
                 ),
             });
         }
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.execute_batch(m).map_err(|e| sql_err(&path, e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| sql_err(&path, e))?;
-        }
-        tx.commit().map_err(|e| sql_err(&path, e))
+        Ok(Index {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sql_err(&self.path, e)
     }
 
     /// Add or replace the row of a trace at `trace_path`.
@@ -212,12 +182,9 @@ impl Index {
             .unwrap_or_else(|_| trace_path.to_path_buf())
             .to_string_lossy()
             .into_owned();
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&path, e))?;
-        let res = (|| -> rusqlite::Result<()> {
+        let conn = &mut self.conn;
+        let res = retry_busy(|| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM runs WHERE id = ?1", params![m.id])?;
             tx.execute(
                 "INSERT INTO runs VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)",
@@ -307,10 +274,9 @@ impl Index {
                 ])?;
             }
             drop(stmt);
-            Ok(())
-        })();
-        res.map_err(|e| sql_err(&path, e))?;
-        tx.commit().map_err(|e| sql_err(&path, e))
+            tx.commit()
+        });
+        res.map_err(|e| sql_err(&self.path, e))
     }
 
     pub fn list(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
@@ -501,5 +467,49 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
     Error::Index {
         path: path.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+/// Open and migrate. Returns the schema version found (newer ones are left alone).
+fn setup(path: &Path) -> rusqlite::Result<(Connection, i64)> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version as usize <= MIGRATIONS.len() {
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+    } else {
+        tx.rollback()?;
+    }
+    Ok((conn, version))
+}
+
+/// Retry `f` while SQLite answers busy or locked. The busy timeout covers most waits,
+/// but not all: two processes creating one index meet SQLITE_BUSY while one switches
+/// the file to WAL, and that error comes back at once (seen in CI).
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    const TRIES: u32 = 400;
+    let mut n = 0;
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if n + 1 < TRIES
+                    && matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) =>
+            {
+                n += 1;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            r => return r,
+        }
     }
 }

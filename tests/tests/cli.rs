@@ -518,13 +518,14 @@ fn two_processes_importing_at_once_lose_no_run() {
     let e = Env::new();
     let src = e.data().join("incoming");
     std::fs::create_dir_all(&src).unwrap();
-    let mut batches = [Vec::new(), Vec::new()];
+    // Four writers on a fresh data directory: they also race to create the index.
+    let mut batches = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for i in 0..24 {
         let mut t = synthetic::trace(&Shape::default());
         t.meta.id = format!("{i:016x}");
         let p = src.join(format!("{i}.eprof"));
         std::fs::write(&p, eprof_format::encode(&t)).unwrap();
-        batches[i % 2].push(p.display().to_string());
+        batches[i % 4].push(p.display().to_string());
     }
     let children: Vec<_> = batches
         .iter()
