@@ -118,7 +118,9 @@ impl Availability {
 }
 
 /// Turns raw counter values that wrap around into monotonic joules since the first
-/// reading.
+/// reading. One wrap between two reads is corrected; more cannot be seen, so a counter
+/// must be read at least once per wrap period (RAPL's range, typically 262 kJ, lasts
+/// over an hour at package power; the sampler reads every 100 ms).
 #[derive(Debug, Default, Clone)]
 pub struct CounterUnwrap {
     last_raw: Vec<Option<f64>>,
