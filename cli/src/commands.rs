@@ -209,17 +209,7 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
     }
 
     out.push_str("\nphases\n");
-    let mut t = Table::new(&["phase", "time", "energy", "avg power", "how"]);
-    for r in &s.phases {
-        t.row(vec![
-            r.name.clone(),
-            fmt::ns(r.duration_ns),
-            fmt::energy(r.energy),
-            fmt::watts(r.avg_power_w()),
-            fmt::label(r.energy).into(),
-        ]);
-    }
-    t.render(out);
+    energy_table("phase", &s.phases, out);
     out.push_str("\nsections (summed over steps)\n");
     let mut t = Table::new(&["section", "count", "time", "energy", "avg power", "how"]);
     for r in &s.sections {
@@ -276,17 +266,7 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         }
         t.render(out);
         out.push_str("\ncomponents (all layers, all steps)\n");
-        let mut t = Table::new(&["component", "time", "energy", "avg power", "how"]);
-        for r in &s.components {
-            t.row(vec![
-                r.name.clone(),
-                fmt::ns(r.duration_ns),
-                fmt::energy(r.energy),
-                fmt::watts(r.avg_power_w()),
-                fmt::label(r.energy).into(),
-            ]);
-        }
-        t.render(out);
+        energy_table("component", &s.components, out);
         let g = summary::grid(trace, en, &GridMetric::EnergyJ, None);
         out.push_str("\nlayer x component energy (mJ, all steps)\n");
         let mut head: Vec<String> = vec!["layer".into()];
@@ -372,6 +352,21 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
             out.push_str(&format!("  [{:?}] {}\n", n.level, n.text));
         }
     }
+}
+
+/// Rows as name, time, energy, average power and how the energy was obtained.
+fn energy_table(first: &str, rows: &[summary::Row], out: Out) {
+    let mut t = Table::new(&[first, "time", "energy", "avg power", "how"]);
+    for r in rows {
+        t.row(vec![
+            r.name.clone(),
+            fmt::ns(r.duration_ns),
+            fmt::energy(r.energy),
+            fmt::watts(r.avg_power_w()),
+            fmt::label(r.energy).into(),
+        ]);
+    }
+    t.render(out);
 }
 
 fn short_component(c: &str) -> String {
