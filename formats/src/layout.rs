@@ -166,12 +166,17 @@ pub fn tree(trace: &Trace, en: &Energies, measure: Measure) -> Node {
             Measure::TimeNs => s.duration_ns() as f64,
             Measure::EnergyJ => e.map_or(0.0, |e| e.joules),
         };
-        let steps: Vec<u32> = trace
-            .generated()
-            .filter_map(|t| t.step)
-            .filter(|st| st.start_ns >= s.start_ns && st.end_ns <= s.end_ns)
-            .map(|st| st.index)
-            .collect();
+        // Which steps fall inside this phase, indexed by step (a lookup per span).
+        let mut in_phase: Vec<bool> = Vec::new();
+        for st in trace.generated().filter_map(|t| t.step) {
+            if st.start_ns >= s.start_ns && st.end_ns <= s.end_ns {
+                let i = st.index as usize;
+                if in_phase.len() <= i {
+                    in_phase.resize(i + 1, false);
+                }
+                in_phase[i] = true;
+            }
+        }
         // layer -> (layer value, component values, attention operation values)
         let mut per_layer = vec![
             (
@@ -183,7 +188,11 @@ pub fn tree(trace: &Trace, en: &Energies, measure: Measure) -> Node {
         ];
         if matches!(s.phase, Phase::Prefill | Phase::Decode) {
             for i in 0..trace.spans.len() {
-                if !steps.contains(&trace.spans.step[i]) {
+                if !in_phase
+                    .get(trace.spans.step[i] as usize)
+                    .copied()
+                    .unwrap_or(false)
+                {
                     continue;
                 }
                 let site = &trace.sites[trace.spans.site[i] as usize];

@@ -1,0 +1,285 @@
+//! One opened trace with everything the views read, computed once when it loads.
+//!
+//! Every figure comes from `eprof-format` (the same reader, attribution and summaries
+//! as `eprof show`); this module only indexes them the way the charts walk them.
+
+use eprof_format::layout::{Measure, Node, tree};
+use eprof_format::model::{ATTENTION_COMPONENTS, TokenPhase, Trace};
+use eprof_format::summary::component_order;
+use eprof_format::{Decoded, Energies, Summary, Truncation};
+
+use crate::charts::PowerSeries;
+
+/// A decoded trace and its derived figures.
+#[derive(Debug)]
+pub struct TraceView {
+    /// File name (or URL) it came from.
+    pub name: String,
+    pub trace: Trace,
+    pub truncation: Option<Truncation>,
+    pub energies: Energies,
+    pub summary: Summary,
+    /// Whether the power source gave energies (else the views fall back to time).
+    pub has_energy: bool,
+    pub energy_tree: Node,
+    pub time_tree: Node,
+    /// Component display order (columns of the heatmap, stack order of the waterfall).
+    pub components: Vec<String>,
+    pub layers: usize,
+    /// Generated tokens in step order.
+    pub steps: Vec<StepFigures>,
+    /// Power over time (`None` without readings).
+    pub power: Option<PowerSeries>,
+}
+
+/// One generated token's figures, broken down by layer and by component.
+#[derive(Debug, Clone)]
+pub struct StepFigures {
+    pub step: u32,
+    pub text: String,
+    pub prefill: bool,
+    pub time_ns: f64,
+    pub energy_j: f64,
+    /// Per component (in `TraceView::components` order), summed over layers.
+    pub comp_time: Vec<f64>,
+    pub comp_energy: Vec<f64>,
+    /// Per layer (whole-layer spans).
+    pub layer_time: Vec<f64>,
+    pub layer_energy: Vec<f64>,
+}
+
+impl StepFigures {
+    pub fn total(&self, m: Measure) -> f64 {
+        match m {
+            Measure::EnergyJ => self.energy_j,
+            Measure::TimeNs => self.time_ns,
+        }
+    }
+    pub fn by_component(&self, m: Measure) -> &[f64] {
+        match m {
+            Measure::EnergyJ => &self.comp_energy,
+            Measure::TimeNs => &self.comp_time,
+        }
+    }
+    pub fn by_layer(&self, m: Measure) -> &[f64] {
+        match m {
+            Measure::EnergyJ => &self.layer_energy,
+            Measure::TimeNs => &self.layer_time,
+        }
+    }
+}
+
+impl TraceView {
+    pub fn new(name: impl Into<String>, decoded: Decoded) -> Self {
+        let Decoded { trace, truncation } = decoded;
+        let energies = Energies::compute(&trace);
+        let summary = Summary::compute(&trace, &energies);
+        let has_energy = energies.attribution.has_energy();
+        let energy_tree = tree(&trace, &energies, Measure::EnergyJ);
+        let time_tree = tree(&trace, &energies, Measure::TimeNs);
+        let components = component_order(&trace);
+        let layers = trace.layer_count();
+
+        // Step index -> row in `steps`.
+        let mut steps: Vec<StepFigures> = Vec::new();
+        let mut row_of: Vec<Option<usize>> = Vec::new();
+        for (t, e) in trace.tokens.iter().zip(&energies.tokens) {
+            let Some(st) = t.step else { continue };
+            let i = st.index as usize;
+            if row_of.len() <= i {
+                row_of.resize(i + 1, None);
+            }
+            row_of[i] = Some(steps.len());
+            steps.push(StepFigures {
+                step: st.index,
+                text: t.text.clone(),
+                prefill: t.phase == TokenPhase::Prefill,
+                time_ns: st.end_ns.saturating_sub(st.start_ns) as f64,
+                energy_j: e.map_or(0.0, |e| e.joules),
+                comp_time: vec![0.0; components.len()],
+                comp_energy: vec![0.0; components.len()],
+                layer_time: vec![0.0; layers],
+                layer_energy: vec![0.0; layers],
+            });
+        }
+        // Site -> (layer, Some(component column) | None for the whole layer).
+        let site_slot: Vec<Option<(usize, Option<usize>)>> = trace
+            .sites
+            .iter()
+            .map(|s| {
+                let l = usize::from(s.layer?);
+                if s.is_layer() {
+                    Some((l, None))
+                } else if s.is_component() {
+                    components
+                        .iter()
+                        .position(|c| *c == s.component)
+                        .map(|c| (l, Some(c)))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let sp = &trace.spans;
+        for i in 0..sp.len() {
+            let Some(Some(row)) = row_of.get(sp.step[i] as usize) else {
+                continue;
+            };
+            let Some(Some((l, c))) = site_slot.get(sp.site[i] as usize) else {
+                continue;
+            };
+            let f = &mut steps[*row];
+            let t = sp.duration_ns(i) as f64;
+            let e = energies.spans[i].map_or(0.0, |e| e.joules);
+            match c {
+                None => {
+                    f.layer_time[*l] += t;
+                    f.layer_energy[*l] += e;
+                }
+                Some(c) => {
+                    f.comp_time[*c] += t;
+                    f.comp_energy[*c] += e;
+                }
+            }
+        }
+        let mut view = TraceView {
+            name: name.into(),
+            trace,
+            truncation,
+            energies,
+            summary,
+            has_energy,
+            energy_tree,
+            time_tree,
+            components,
+            layers,
+            steps,
+            power: None,
+        };
+        view.power = PowerSeries::new(&view);
+        view
+    }
+
+    /// Energy where the source measured any, else time.
+    pub fn default_measure(&self) -> Measure {
+        if self.has_energy {
+            Measure::EnergyJ
+        } else {
+            Measure::TimeNs
+        }
+    }
+
+    pub fn tree(&self, m: Measure) -> &Node {
+        match m {
+            Measure::EnergyJ => &self.energy_tree,
+            Measure::TimeNs => &self.time_tree,
+        }
+    }
+
+    /// Probe metrics the trace holds, as `probe/metric` keys.
+    pub fn metric_keys(&self) -> Vec<String> {
+        self.trace.metrics.iter().map(|m| m.key()).collect()
+    }
+}
+
+/// Whether a component is on the attention side of a layer (else the MLP side).
+pub fn is_attention_side(component: &str) -> bool {
+    ATTENTION_COMPONENTS.contains(&component)
+}
+
+/// A figure with its unit, short: `1.23 J`, `456 mJ`, `12.3 ms`.
+pub fn fmt_value(v: f64, m: Measure) -> String {
+    match m {
+        Measure::EnergyJ => fmt_joules(v),
+        Measure::TimeNs => fmt_ns(v),
+    }
+}
+
+pub fn fmt_joules(j: f64) -> String {
+    let a = j.abs();
+    if a >= 1.0 {
+        format!("{j:.3} J")
+    } else if a >= 1e-3 {
+        format!("{:.3} mJ", j * 1e3)
+    } else if a > 0.0 {
+        format!("{:.3} µJ", j * 1e6)
+    } else {
+        "0 J".into()
+    }
+}
+
+pub fn fmt_ns(ns: f64) -> String {
+    let a = ns.abs();
+    if a >= 1e9 {
+        format!("{:.3} s", ns * 1e-9)
+    } else if a >= 1e6 {
+        format!("{:.3} ms", ns * 1e-6)
+    } else if a >= 1e3 {
+        format!("{:.3} µs", ns * 1e-3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// A plain number, 4 significant digits.
+pub fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e6).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let digits = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{v:.digits$}")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use eprof_format::Depth;
+    use eprof_format::synthetic::{self, Shape};
+
+    pub(crate) fn view(tokens: u32, layers: u16, depth: Depth) -> TraceView {
+        let t = synthetic::trace(&Shape {
+            generated_tokens: tokens,
+            layers,
+            depth,
+            ..Shape::default()
+        });
+        let bytes = eprof_format::encode(&t);
+        TraceView::new("synthetic.eprof", eprof_format::decode(&bytes).unwrap())
+    }
+
+    #[test]
+    fn step_figures_add_up_to_the_summary() {
+        let v = view(6, 3, Depth::Deep);
+        assert_eq!(v.steps.len(), 6);
+        assert!(v.steps[0].prefill && !v.steps[1].prefill);
+        assert_eq!(v.layers, 3);
+        // Per-layer spans of all steps sum to the summary's per-layer energy.
+        for l in 0..3 {
+            let ours: f64 = v.steps.iter().map(|s| s.layer_energy[l]).sum();
+            let theirs = v.summary.layers[l].joules().unwrap();
+            assert!((ours - theirs).abs() < 1e-9 * theirs, "{ours} vs {theirs}");
+        }
+        let comp: f64 = v.steps.iter().map(|s| s.comp_time.iter().sum::<f64>()).sum();
+        let summary: f64 = v
+            .summary
+            .components
+            .iter()
+            .map(|r| r.duration_ns as f64)
+            .sum();
+        assert_eq!(comp, summary);
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(fmt_joules(1.5), "1.500 J");
+        assert_eq!(fmt_joules(0.0125), "12.500 mJ");
+        assert_eq!(fmt_ns(2_500_000.0), "2.500 ms");
+        assert_eq!(fmt_num(0.012345), "0.01235");
+        assert_eq!(fmt_num(1234.4), "1234");
+        assert_eq!(fmt_num(1.5e-7), "1.500e-7");
+    }
+}
