@@ -1,7 +1,651 @@
-use leptos::prelude::*;
-use wasm_bindgen::prelude::*;
+//! The Leptos shell: loading traces, the controls, the shared selection, and where
+//! each chart string goes. Charts are drawn by `crate::charts`; clicks inside them
+//! are read from `data-*` attributes (one listener per chart, not per element).
 
+use std::sync::Arc;
+
+use eprof_format::layout::Measure;
+use eprof_format::summary::{GridMetric, grid};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::charts::{self, Stack};
+use crate::data::TraceView;
+
+/// Start the app (called by the page once the module is instantiated).
 #[wasm_bindgen(start)]
 pub fn start() {
-    leptos::mount::mount_to_body(|| view! { <p>"eprof"</p> });
+    std::panic::set_hook(Box::new(|info| {
+        let msg = format!("eprof viewer crashed: {info}");
+        web_sys::console::error_1(&msg.clone().into());
+        if let Some(el) = document().get_element_by_id("fatal") {
+            el.set_text_content(Some(&msg));
+        }
+    }));
+    mount_to_body(App);
+}
+
+fn now_ms() -> f64 {
+    window().performance().map_or(0.0, |p| p.now())
+}
+
+/// Record when a load started and when its views were on screen, for the benchmark
+/// (`window.eprofTimings`) and the test's wait (`body[data-loaded]`).
+fn mark_rendered(started: f64, decode_ms: f64, loaded: usize) {
+    let cb = Closure::once_into_js(move || {
+        let total = now_ms() - started;
+        let t = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&t, &"decode_ms".into(), &decode_ms.into());
+        let _ = js_sys::Reflect::set(&t, &"total_ms".into(), &total.into());
+        let _ = js_sys::Reflect::set(&window(), &"eprofTimings".into(), &t);
+        if let Some(b) = document().body() {
+            let _ = b.set_attribute("data-loaded", &loaded.to_string());
+        }
+    });
+    // After the next frame: the DOM updates of this load have been applied by then.
+    let _ = window().request_animation_frame(cb.unchecked_ref());
+}
+
+#[derive(Clone, Copy)]
+struct Ctx {
+    traces: RwSignal<Vec<Arc<TraceView>>>,
+    active: RwSignal<usize>,
+    errors: RwSignal<Vec<String>>,
+}
+
+impl Ctx {
+    /// Decode and add traces; errors are shown, never swallowed.
+    fn add(&self, files: Vec<(String, Vec<u8>)>, started: f64) {
+        let t0 = now_ms();
+        let mut added = Vec::new();
+        let mut errors = Vec::new();
+        for (name, bytes) in files {
+            match eprof_format::decode(&bytes) {
+                Ok(d) => added.push(Arc::new(TraceView::new(name, d))),
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        let decode_ms = now_ms() - t0;
+        self.errors.set(errors);
+        if added.is_empty() {
+            return;
+        }
+        let first = self.traces.with_untracked(Vec::len);
+        self.traces.update(|t| t.extend(added));
+        self.active.set(first);
+        mark_rendered(started, decode_ms, self.traces.with_untracked(Vec::len));
+    }
+}
+
+async fn read_file(file: web_sys::File) -> Result<(String, Vec<u8>), String> {
+    let name = file.name();
+    let buf = JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|e| format!("{name}: cannot read the file ({e:?})"))?;
+    Ok((name, js_sys::Uint8Array::new(&buf).to_vec()))
+}
+
+fn load_files(ctx: Ctx, list: Option<web_sys::FileList>) {
+    let Some(list) = list else { return };
+    let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
+    if files.is_empty() {
+        return;
+    }
+    let started = now_ms();
+    spawn_local(async move {
+        let mut ok = Vec::new();
+        let mut errors = Vec::new();
+        for f in files {
+            match read_file(f).await {
+                Ok(x) => ok.push(x),
+                Err(e) => errors.push(e),
+            }
+        }
+        ctx.add(ok, started);
+        if !errors.is_empty() {
+            ctx.errors.update(|e| e.extend(errors));
+        }
+    });
+}
+
+async fn fetch_bytes(url: String) -> Result<(String, Vec<u8>), String> {
+    let resp = JsFuture::from(window().fetch_with_str(&url))
+        .await
+        .map_err(|e| format!("{url}: cannot fetch ({e:?})"))?;
+    let resp: web_sys::Response = resp.unchecked_into();
+    if !resp.ok() {
+        return Err(format!("{url}: the server answered {}", resp.status()));
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
+        .await
+        .map_err(|e| format!("{url}: cannot read the body ({e:?})"))?;
+    let name = url.rsplit('/').next().unwrap_or(&url).to_string();
+    Ok((name, js_sys::Uint8Array::new(&buf).to_vec()))
+}
+
+/// Traces embedded in the page by `eprof view --html` (decoded by the page's loader
+/// into `window.eprofEmbedded = [{name, bytes}]`) and `?trace=<url>` parameters.
+fn load_initial(ctx: Ctx) {
+    let started = now_ms();
+    let mut embedded = Vec::new();
+    if let Ok(list) = js_sys::Reflect::get(&window(), &"eprofEmbedded".into()) {
+        if let Ok(list) = list.dyn_into::<js_sys::Array>() {
+            for item in list.iter() {
+                let name = js_sys::Reflect::get(&item, &"name".into())
+                    .ok()
+                    .and_then(|n| n.as_string())
+                    .unwrap_or_else(|| "embedded.eprof".into());
+                if let Ok(bytes) = js_sys::Reflect::get(&item, &"bytes".into()) {
+                    embedded.push((name, js_sys::Uint8Array::new(&bytes).to_vec()));
+                }
+            }
+        }
+    }
+    if !embedded.is_empty() {
+        ctx.add(embedded, started);
+    }
+    let search = window().location().search().unwrap_or_default();
+    let urls: Vec<String> = web_sys::UrlSearchParams::new_with_str(&search)
+        .map(|p| p.get_all("trace").iter().filter_map(|v| v.as_string()).collect())
+        .unwrap_or_default();
+    if urls.is_empty() {
+        return;
+    }
+    spawn_local(async move {
+        let mut ok = Vec::new();
+        let mut errors = Vec::new();
+        for u in urls {
+            match fetch_bytes(u).await {
+                Ok(x) => ok.push(x),
+                Err(e) => errors.push(e),
+            }
+        }
+        ctx.add(ok, started);
+        if !errors.is_empty() {
+            ctx.errors.update(|e| e.extend(errors));
+        }
+    });
+}
+
+/// The `data-*` attribute of the nearest element under the event target that has it.
+fn data_of(ev: &web_sys::Event, attr: &str) -> Option<String> {
+    let el: web_sys::Element = ev.target()?.dyn_into().ok()?;
+    let hit = el.closest(&format!("[data-{attr}]")).ok()??;
+    hit.get_attribute(&format!("data-{attr}"))
+}
+
+#[component]
+fn App() -> impl IntoView {
+    let ctx = Ctx {
+        traces: RwSignal::new(Vec::new()),
+        active: RwSignal::new(0),
+        errors: RwSignal::new(Vec::new()),
+    };
+    provide_context(ctx);
+
+    // Drag and drop anywhere on the page.
+    let over = window_event_listener(leptos::ev::dragover, |ev| ev.prevent_default());
+    let drop = window_event_listener(leptos::ev::drop, move |ev| {
+        ev.prevent_default();
+        load_files(ctx, ev.data_transfer().and_then(|d| d.files()));
+    });
+    on_cleanup(move || {
+        over.remove();
+        drop.remove();
+    });
+    load_initial(ctx);
+
+    let current = Memo::new(move |_| {
+        ctx.traces
+            .with(|t| t.get(ctx.active.get()).map(|v| TraceRef(v.clone())))
+    });
+
+    view! {
+        <header>
+            <h1>"eprof viewer"</h1>
+            <label class="open">
+                "Open trace(s) "
+                <input
+                    id="file-input"
+                    type="file"
+                    accept=".eprof"
+                    multiple
+                    on:change=move |ev| {
+                        let input: web_sys::HtmlInputElement = event_target(&ev);
+                        load_files(ctx, input.files());
+                        input.set_value("");
+                    }
+                />
+            </label>
+            <span class="hint">"or drop .eprof files anywhere on the page"</span>
+            <TraceChooser/>
+        </header>
+        <div id="fatal" role="alert"></div>
+        <div id="errors" role="alert">
+            <For each=move || ctx.errors.get() key=|e| e.clone() let:e>
+                <p class="error">{e}</p>
+            </For>
+        </div>
+        {move || match current.get() {
+            None => {
+                view! {
+                    <section class="welcome">
+                        <p>
+                            "Open an " <code>".eprof"</code>
+                            " trace recorded by " <code>"eprof record"</code>
+                            ". Everything stays in this page: nothing is uploaded."
+                        </p>
+                    </section>
+                }
+                    .into_any()
+            }
+            Some(TraceRef(v)) => view! { <TraceViews v=v/> }.into_any(),
+        }}
+        <Compare/>
+    }
+}
+
+/// Pointer-equality wrapper so a trace can live in a memo.
+#[derive(Clone)]
+struct TraceRef(Arc<TraceView>);
+
+impl PartialEq for TraceRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[component]
+fn TraceChooser() -> impl IntoView {
+    let ctx: Ctx = expect_context();
+    view! {
+        <Show when=move || ctx.traces.with(|t| !t.is_empty())>
+            <label>
+                "Trace "
+                <select
+                    id="trace-select"
+                    on:change=move |ev| {
+                        if let Ok(i) = event_target_value(&ev).parse() {
+                            ctx.active.set(i);
+                        }
+                    }
+                    prop:value=move || ctx.active.get().to_string()
+                >
+                    {move || {
+                        ctx.traces
+                            .with(|t| {
+                                t.iter()
+                                    .enumerate()
+                                    .map(|(i, v)| {
+                                        view! { <option value=i.to_string()>{v.name.clone()}</option> }
+                                    })
+                                    .collect_view()
+                            })
+                    }}
+                </select>
+            </label>
+            <button
+                id="clear"
+                on:click=move |_| {
+                    ctx.traces.set(Vec::new());
+                    ctx.active.set(0);
+                    ctx.errors.set(Vec::new());
+                }
+            >
+                "Close all"
+            </button>
+        </Show>
+    }
+}
+
+#[component]
+fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
+    let measure = RwSignal::new(v.default_measure());
+    // The selected token (a step index) shared by the heatmap, the slider, the
+    // waterfall and the drilldown; `None` is the whole run.
+    let step: RwSignal<Option<u32>> = RwSignal::new(None);
+    let drill = RwSignal::new((0usize, "attention".to_string()));
+    let stack = RwSignal::new(Stack::Component);
+    let tm_path: RwSignal<Vec<usize>> = RwSignal::new(Vec::new());
+    let hover: RwSignal<Option<usize>> = RwSignal::new(None);
+    let readout = RwSignal::new(String::new());
+    let default_metric = if v.has_energy { "energy" } else { "time" };
+    let metric = RwSignal::new(default_metric.to_string());
+
+    let summary = charts::summary(&v);
+    let vv = v.clone();
+    let timeline = Memo::new(move |_| charts::timeline(&vv, measure.get()));
+    let vv = v.clone();
+    let power = Memo::new(move |_| charts::power(&vv, vv.power.as_ref(), hover.get()));
+    let vv = v.clone();
+    let heat = Memo::new(move |_| {
+        let key = metric.get();
+        let gm = match key.as_str() {
+            "time" => GridMetric::TimeNs,
+            "energy" => GridMetric::EnergyJ,
+            k => {
+                let (p, m) = k.split_once('/').unwrap_or((k, ""));
+                GridMetric::Probe {
+                    probe: p.into(),
+                    metric: m.into(),
+                }
+            }
+        };
+        let g = grid(&vv.trace, &vv.energies, &gm, step.get());
+        let title = match step.get() {
+            Some(s) => format!("{key}, token {s}"),
+            None => format!("{key}, whole run"),
+        };
+        charts::heatmap(&g, &title, &charts::metric_fmt(&key))
+    });
+    let vv = v.clone();
+    let treemap = Memo::new(move |_| charts::treemap(vv.tree(measure.get()), &tm_path.get(), measure.get()));
+    let vv = v.clone();
+    let crumbs = Memo::new(move |_| charts::path_names(vv.tree(measure.get()), &tm_path.get()));
+    let vv = v.clone();
+    let zoomable = Memo::new(move |_| {
+        let node = charts::node_at(vv.tree(measure.get()), &tm_path.get());
+        node.children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.children.is_empty())
+            .map(|(i, c)| (i, c.name.clone()))
+            .collect::<Vec<_>>()
+    });
+    let vv = v.clone();
+    let sankey = Memo::new(move |_| charts::sankey(&vv, measure.get()));
+    let vv = v.clone();
+    let waterfall = Memo::new(move |_| charts::waterfall(&vv, measure.get(), stack.get(), step.get()));
+    let vv = v.clone();
+    let drilldown = Memo::new(move |_| {
+        let (l, c) = drill.get();
+        charts::drilldown(&vv, l, &c, step.get())
+    });
+
+    let steps: Vec<u32> = v.steps.iter().map(|s| s.step).collect();
+    let max_idx = steps.len().saturating_sub(1);
+    let steps_for_slider = steps.clone();
+    let slider_value = move || {
+        step.get()
+            .and_then(|s| steps_for_slider.iter().position(|&x| x == s))
+            .unwrap_or(0)
+            .to_string()
+    };
+    let token_text = {
+        let v = v.clone();
+        move || match step.get() {
+            None => "whole run".to_string(),
+            Some(s) => {
+                let t = v.steps.iter().find(|x| x.step == s);
+                format!(
+                    "token {s}{}: {:?}",
+                    if t.is_some_and(|t| t.prefill) { " (prefill)" } else { "" },
+                    t.map_or("", |t| t.text.as_str())
+                )
+            }
+        }
+    };
+    let mut metrics = vec!["time".to_string()];
+    if v.has_energy {
+        metrics.push("energy".into());
+    }
+    metrics.extend(v.metric_keys().into_iter().filter(|k| k != "model/flops"));
+    let layers = v.layers;
+    let components = v.components.clone();
+    let has_energy = v.has_energy;
+
+    view! {
+        <nav class="sections">
+            <a href="#summary">"Summary"</a>
+            <a href="#timeline">"Timeline"</a>
+            <a href="#power">"Power"</a>
+            <a href="#heatmap">"Heatmap"</a>
+            <a href="#treemap">"Treemap"</a>
+            <a href="#sankey">"Sankey"</a>
+            <a href="#waterfall">"Tokens"</a>
+            <a href="#drilldown">"Drilldown"</a>
+            <label class="measure">
+                "Size by "
+                <select
+                    id="measure"
+                    on:change=move |ev| {
+                        measure.set(if event_target_value(&ev) == "time" { Measure::TimeNs } else { Measure::EnergyJ });
+                        tm_path.set(Vec::new());
+                    }
+                    prop:value=move || if measure.get() == Measure::TimeNs { "time" } else { "energy" }
+                >
+                    <option value="energy" disabled=!has_energy>"energy"</option>
+                    <option value="time">"duration"</option>
+                </select>
+            </label>
+        </nav>
+        <section id="summary">
+            <h2>"Run summary"</h2>
+            <div inner_html=summary></div>
+        </section>
+        <section id="timeline">
+            <h2>"Pipeline timeline"</h2>
+            <div class="chart-box" inner_html=move || timeline.get()></div>
+        </section>
+        <section id="power">
+            <h2>"Power over time"</h2>
+            <p class="readout" aria-live="polite">{move || readout.get()}</p>
+            <div
+                class="chart-box"
+                inner_html=move || power.get()
+                on:mousemove={
+                    let v = v.clone();
+                    move |ev: web_sys::MouseEvent| {
+                        let Some(ps) = v.power.as_ref() else { return };
+                        let el: web_sys::Element = event_target::<web_sys::Element>(&ev);
+                        let Some(svg) = el.closest("svg").ok().flatten() else { return };
+                        let r = svg.get_bounding_client_rect();
+                        if r.width() <= 0.0 {
+                            return;
+                        }
+                        let x = (f64::from(ev.client_x()) - r.left()) / r.width() * 1000.0;
+                        let frac = (x - charts::POWER_LEFT) / charts::POWER_PLOT;
+                        let (i, text) = ps.readout(frac);
+                        hover.set(Some(i));
+                        readout.set(text);
+                    }
+                }
+                on:mouseleave=move |_| hover.set(None)
+            ></div>
+        </section>
+        <section id="heatmap">
+            <h2>"Layer × component"</h2>
+            <div class="controls">
+                <label>
+                    "Metric "
+                    <select id="metric" on:change=move |ev| metric.set(event_target_value(&ev)) prop:value=move || metric.get()>
+                        {metrics
+                            .iter()
+                            .map(|m| view! { <option value=m.clone()>{m.clone()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <label>
+                    "Token "
+                    <input
+                        id="token-slider"
+                        type="range"
+                        min="0"
+                        max=max_idx.to_string()
+                        prop:value=slider_value
+                        on:input={
+                            let steps = steps.clone();
+                            move |ev| {
+                                if let Ok(i) = event_target_value(&ev).parse::<usize>() {
+                                    step.set(steps.get(i).copied());
+                                }
+                            }
+                        }
+                    />
+                </label>
+                <button id="whole-run" on:click=move |_| step.set(None)>"Whole run"</button>
+                <span id="token-label">{token_text}</span>
+            </div>
+            <div
+                class="chart-box"
+                inner_html=move || heat.get()
+                on:click=move |ev| {
+                    if let (Some(l), Some(c)) = (data_of(&ev, "layer"), data_of(&ev, "comp")) {
+                        if let Ok(l) = l.parse() {
+                            drill.set((l, c));
+                        }
+                    }
+                }
+            ></div>
+            <p class="hint">"Click a cell to see its operations and tensor metrics in the drilldown."</p>
+        </section>
+        <section id="treemap">
+            <h2>"Treemap"</h2>
+            <div class="controls">
+                <span class="crumbs">
+                    {move || {
+                        crumbs
+                            .get()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(depth, name)| {
+                                view! {
+                                    <button class="crumb" on:click=move |_| tm_path.update(|p| p.truncate(depth))>
+                                        {name}
+                                    </button>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </span>
+                <label>
+                    "Zoom into "
+                    <select
+                        id="tm-zoom"
+                        on:change=move |ev| {
+                            if let Ok(i) = event_target_value(&ev).parse::<usize>() {
+                                tm_path.update(|p| p.push(i));
+                            }
+                        }
+                    >
+                        <option value="">"—"</option>
+                        {move || {
+                            zoomable
+                                .get()
+                                .into_iter()
+                                .map(|(i, n)| view! { <option value=i.to_string()>{n}</option> })
+                                .collect_view()
+                        }}
+                    </select>
+                </label>
+            </div>
+            <div
+                class="chart-box"
+                inner_html=move || treemap.get()
+                on:click=move |ev| {
+                    if let Some(i) = data_of(&ev, "idx").and_then(|i| i.parse::<usize>().ok()) {
+                        if zoomable.with_untracked(|z| z.iter().any(|(j, _)| *j == i)) {
+                            tm_path.update(|p| p.push(i));
+                        }
+                    }
+                }
+            ></div>
+        </section>
+        <section id="sankey">
+            <h2>"Energy flow"</h2>
+            <div class="chart-box" inner_html=move || sankey.get()></div>
+        </section>
+        <section id="waterfall">
+            <h2>"Per-token waterfall"</h2>
+            <div class="controls">
+                <label>
+                    "Stack by "
+                    <select
+                        id="stack"
+                        on:change=move |ev| {
+                            stack.set(if event_target_value(&ev) == "layers" { Stack::LayerGroup } else { Stack::Component });
+                        }
+                    >
+                        <option value="components">"component"</option>
+                        <option value="layers">"layer group"</option>
+                    </select>
+                </label>
+                <span class="hint">"Click a token to select it everywhere."</span>
+            </div>
+            <div
+                class="chart-box"
+                inner_html=move || waterfall.get()
+                on:click=move |ev| {
+                    if let Some(s) = data_of(&ev, "step").and_then(|s| s.parse::<u32>().ok()) {
+                        step.set(Some(s));
+                    }
+                }
+            ></div>
+        </section>
+        <section id="drilldown">
+            <h2>"Drilldown"</h2>
+            <div class="controls">
+                <label>
+                    "Layer "
+                    <select
+                        id="drill-layer"
+                        prop:value=move || drill.get().0.to_string()
+                        on:change=move |ev| {
+                            if let Ok(l) = event_target_value(&ev).parse() {
+                                drill.update(|d| d.0 = l);
+                            }
+                        }
+                    >
+                        {(0..layers)
+                            .map(|l| view! { <option value=l.to_string()>{format!("L{l}")}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <label>
+                    "Component "
+                    <select
+                        id="drill-comp"
+                        prop:value=move || drill.get().1
+                        on:change=move |ev| {
+                            let c = event_target_value(&ev);
+                            drill.update(|d| d.1 = c);
+                        }
+                    >
+                        {components
+                            .iter()
+                            .map(|c| view! { <option value=c.clone()>{c.clone()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+            </div>
+            <div class="drill" inner_html=move || drilldown.get()></div>
+        </section>
+    }
+}
+
+#[component]
+fn Compare() -> impl IntoView {
+    let ctx: Ctx = expect_context();
+    let tables = Memo::new(move |_| {
+        ctx.traces.with(|t| {
+            if t.len() < 2 {
+                return None;
+            }
+            let vs: Vec<&TraceView> = t.iter().map(|v| v.as_ref()).collect();
+            Some((charts::compare_table(&vs), charts::compare_layers(&vs)))
+        })
+    });
+    view! {
+        <Show when=move || tables.with(Option::is_some)>
+            <section id="compare">
+                <h2>"Compare"</h2>
+                <div inner_html=move || tables.get().map(|t| t.0).unwrap_or_default()></div>
+                <h3>"Energy per layer"</h3>
+                <div class="chart-box" inner_html=move || tables.get().map(|t| t.1).unwrap_or_default()></div>
+            </section>
+        </Show>
+    }
 }
