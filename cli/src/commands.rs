@@ -18,15 +18,26 @@ type Out<'a> = &'a mut String;
 /// A trace by path, or by run id (prefix) through the index. Truncated traces load
 /// with a warning; the returned flag says so.
 fn load(data: &DataDir, run: &str) -> anyhow::Result<(Trace, PathBuf, Option<String>)> {
-    let p = Path::new(run);
-    let path = if p.exists() {
-        p.to_path_buf()
-    } else {
-        let idx = Index::open(&data.index())?;
-        PathBuf::from(idx.find(run)?.trace_path)
-    };
+    let path = resolve(data, run)?;
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let d = eprof_format::decode(&bytes).map_err(|e| {
+    let (trace, warn) = decode_file(&path, &bytes)?;
+    Ok((trace, path, warn))
+}
+
+/// A run's trace file: `run` is a path, or a run id (prefix) looked up in the index.
+pub(crate) fn resolve(data: &DataDir, run: &str) -> anyhow::Result<PathBuf> {
+    let p = Path::new(run);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    let idx = Index::open(&data.index())?;
+    Ok(PathBuf::from(idx.find(run)?.trace_path))
+}
+
+/// Decode a trace file's bytes; a truncated file decodes with a warning, a corrupted
+/// one is an error with exit code 3.
+pub(crate) fn decode_file(path: &Path, bytes: &[u8]) -> anyhow::Result<(Trace, Option<String>)> {
+    let d = eprof_format::decode(bytes).map_err(|e| {
         let code = match e {
             eprof_format::FormatError::Truncated { .. }
             | eprof_format::FormatError::Corrupt { .. } => 3,
@@ -34,7 +45,7 @@ fn load(data: &DataDir, run: &str) -> anyhow::Result<(Trace, PathBuf, Option<Str
         };
         Exit(code, format!("{}: {e}", path.display()))
     })?;
-    Ok((d.trace, path, d.truncation.map(|t| t.to_string())))
+    Ok((d.trace, d.truncation.map(|t| t.to_string())))
 }
 
 fn finish_truncated(warn: Option<String>) -> anyhow::Result<()> {

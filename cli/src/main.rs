@@ -9,6 +9,7 @@ mod commands;
 mod fmt;
 mod plugins;
 mod record;
+mod view;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ enum Command {
     Ls(LsArgs),
     /// Summarise one run: phases, tokens, layers, components, operations, metrics
     Show(ShowArgs),
+    /// Open runs in the viewer: served on 127.0.0.1, or one HTML file with --html
+    View(view::ViewArgs),
     /// Export a run as JSON, CSV tables, Chrome trace-event JSON, or a copy of the trace
     Export(ExportArgs),
     /// Add trace files (e.g. from a colleague's machine) to the index
@@ -274,6 +277,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Record(a) => return record::run(&data, &cli.plugins, a),
         Command::Ls(a) => commands::ls(&data, &a, out),
         Command::Show(a) => commands::show(&data, &a, out),
+        Command::View(a) => view::run(&data, &a),
         Command::Export(a) => commands::export(&data, &a, out),
         Command::Import(a) => commands::import(&data, &a, out),
         Command::Rm(a) => commands::rm(&data, &a, out),

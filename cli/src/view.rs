@@ -1,0 +1,244 @@
+//! `eprof view`: open traces in the viewer embedded in this binary, either served on
+//! 127.0.0.1 (the page fetches them with `?trace=<url>`) or written into one
+//! self-contained HTML file (`--html`) to send to someone.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine as _;
+use clap::Args;
+use eprof_core::paths::DataDir;
+
+use crate::Exit;
+use crate::commands::{decode_file, resolve};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/viewer.rs"));
+}
+
+/// Where `eprof view --html` puts the traces in the viewer's page.
+const TRACE_SLOT: &str = "<!--EPROF-TRACES-->";
+
+#[derive(Args)]
+pub struct ViewArgs {
+    /// Run ids (or unique prefixes) or paths to .eprof files; several open side by side
+    /// (the viewer's Compare section)
+    #[arg(required = true)]
+    runs: Vec<String>,
+    /// Write one self-contained HTML file (viewer and traces) instead of serving
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Do not try to open a browser; only print the URL
+    #[arg(long)]
+    no_open: bool,
+    /// Port to serve on [default: a free port]
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+/// The viewer page, or how to get it.
+pub fn viewer_html() -> anyhow::Result<&'static str> {
+    embedded::VIEWER_HTML.ok_or_else(|| {
+        Exit(
+            1,
+            "this eprof was built without the viewer: run `cargo xtask viewer` (needs \
+             `rustup target add wasm32-unknown-unknown`), then rebuild eprof"
+                .into(),
+        )
+        .into()
+    })
+}
+
+/// A trace to show: the name the page displays and the file's bytes.
+struct Loaded {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+fn load_all(data: &DataDir, runs: &[String]) -> anyhow::Result<Vec<Loaded>> {
+    let mut out = Vec::new();
+    for run in runs {
+        let path = resolve(data, run)?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        // Check it here so a broken file is reported in the terminal too; a truncated
+        // one still opens (the page says what was recovered).
+        let (_, warn) = decode_file(&path, &bytes)?;
+        if let Some(w) = warn {
+            eprintln!("warning: {}: {w}", path.display());
+        }
+        let name = path
+            .file_name()
+            .map_or_else(|| run.clone(), |n| n.to_string_lossy().into_owned());
+        out.push(Loaded { name, bytes });
+    }
+    Ok(out)
+}
+
+/// The viewer page with `traces` embedded (base64, decoded by the page's loader).
+fn page_with_traces(html: &str, traces: &[Loaded]) -> anyhow::Result<String> {
+    let at = html
+        .find(TRACE_SLOT)
+        .context("the embedded viewer has no trace slot (rebuild it with `cargo xtask viewer`)")?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut scripts = String::new();
+    for t in traces {
+        scripts.push_str(&format!(
+            "<script class=\"eprof-trace\" type=\"application/octet-stream\" data-name=\"{}\">{}</script>\n",
+            attr_escape(&t.name),
+            b64.encode(&t.bytes)
+        ));
+    }
+    let mut page = String::with_capacity(html.len() + scripts.len());
+    page.push_str(&html[..at]);
+    page.push_str(&scripts);
+    page.push_str(&html[at + TRACE_SLOT.len()..]);
+    Ok(page)
+}
+
+fn attr_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A file name safe in a URL path without encoding.
+fn url_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn run(data: &DataDir, a: &ViewArgs) -> anyhow::Result<()> {
+    let html = viewer_html()?;
+    let traces = load_all(data, &a.runs)?;
+    if let Some(out) = &a.html {
+        let page = page_with_traces(html, &traces)?;
+        std::fs::write(out, page).with_context(|| format!("cannot write {}", out.display()))?;
+        println!(
+            "{} ({} trace(s) inside; open it in a browser, no server needed)",
+            out.display(),
+            traces.len()
+        );
+        return Ok(());
+    }
+    serve(html, traces, a)
+}
+
+fn serve(html: &'static str, traces: Vec<Loaded>, a: &ViewArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", a.port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
+    let port = listener.local_addr()?.port();
+    let query: Vec<String> = traces
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("trace=/trace/{i}/{}", url_name(&t.name)))
+        .collect();
+    let url = format!("http://127.0.0.1:{port}/?{}", query.join("&"));
+    println!("serving the viewer at {url}  (Ctrl-C to stop)");
+    std::io::stdout().flush()?;
+    if !a.no_open {
+        open_browser(&url);
+    }
+    let traces = Arc::new(traces);
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        let traces = traces.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = handle(stream, html, &traces) {
+                eprintln!("view: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Answer one HTTP/1.1 request: `/` is the viewer, `/trace/<i>/<name>` a trace.
+fn handle(stream: TcpStream, html: &str, traces: &[Loaded]) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    // Drain the headers.
+    let mut h = String::new();
+    while reader.read_line(&mut h)? > 2 {
+        h.clear();
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let path = target.split('?').next().unwrap_or("/");
+    let (status, ctype, body): (&str, &str, &[u8]) = if method != "GET" {
+        ("405 Method Not Allowed", "text/plain", b"only GET")
+    } else if path == "/" || path == "/index.html" {
+        ("200 OK", "text/html; charset=utf-8", html.as_bytes())
+    } else if let Some(t) = path
+        .strip_prefix("/trace/")
+        .and_then(|r| r.split('/').next())
+        .and_then(|i| i.parse::<usize>().ok())
+        .and_then(|i| traces.get(i))
+    {
+        ("200 OK", "application/octet-stream", &t.bytes)
+    } else {
+        ("404 Not Found", "text/plain", b"not found")
+    };
+    let mut w = stream;
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+fn open_browser(url: &str) {
+    let cmd = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    match std::process::Command::new(cmd)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(_) => {}
+        Err(_) => eprintln!("(could not start `{cmd}`: open the URL above in a browser)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_go_into_the_slot_escaped() {
+        let page = page_with_traces(
+            "<head></head><!--EPROF-TRACES--><script></script>",
+            &[Loaded {
+                name: "a\"<b>.eprof".into(),
+                bytes: vec![0, 1, 2, 255],
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            page,
+            "<head></head><script class=\"eprof-trace\" type=\"application/octet-stream\" \
+             data-name=\"a&quot;&lt;b&gt;.eprof\">AAEC/w==</script>\n<script></script>"
+        );
+        assert!(page_with_traces("<html></html>", &[]).is_err());
+        assert_eq!(url_name("my run (1).eprof"), "my_run__1_.eprof");
+    }
+}
