@@ -19,7 +19,10 @@ fn main() {
     let code = if html.is_file() {
         println!("cargo:rerun-if-changed={}", html.display());
         let abs = html.canonicalize().unwrap_or(html);
-        format!("pub const VIEWER_HTML: Option<&str> = Some(include_str!({:?}));\n", abs.display().to_string())
+        format!(
+            "pub const VIEWER_HTML: Option<&str> = Some(include_str!({:?}));\n",
+            abs.display().to_string()
+        )
     } else {
         // Watch the folder, so building the viewer later re-runs this script.
         if let Some(dir) = html.parent() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Installs what it needs, idempotently: the wasm32 target and the real model.
-# Fails, never skips, when a required part cannot run.
+# Installs what it needs, idempotently: the wasm32 target, the real model, Debian's
+# chromium and the browser test's npm packages. Fails, never skips, when a required
+# part cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,16 +16,32 @@ EPROF_TEST_MODEL="$(scripts/fetch-model.sh)"
 export EPROF_TEST_MODEL
 echo "$EPROF_TEST_MODEL"
 
+step "browser: chromium and playwright-core"
+if ! command -v chromium >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+chromium --version
+command -v node >/dev/null || { echo "node is required for the browser test (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
 step "format"
 cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "the trace reader builds for the browser"
-cargo check --locked --target wasm32-unknown-unknown -p eprof-format
+step "the viewer: lint for wasm32, build one HTML file"
+cargo clippy --locked --target wasm32-unknown-unknown -p eprof-viewer -- -D warnings
+cargo xtask viewer
 
 step "tests"
-# The end-to-end tests in tests/ run the eprof binary itself.
+# The end-to-end tests in tests/ run the eprof binary itself (it embeds the viewer
+# built above).
 cargo build --locked -p eprof
 cargo test --workspace --locked
+
+step "viewer in a real browser (and its load benchmark)"
+EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/viewer.test.mjs

@@ -157,63 +157,97 @@ impl Summary {
 
         let mut phases: Vec<Row> = Vec::new();
         let mut sections: Vec<Row> = Vec::new();
+        // (is a phase, phase, name) of each row, so repeated sections (one per decode
+        // step) find their row without building its name again.
+        let mut keys: Vec<(bool, Phase, &str, usize)> = Vec::new();
         for (s, e) in trace.sections.iter().zip(&en.sections) {
-            let rows = if s.is_phase() {
-                &mut phases
-            } else {
-                &mut sections
-            };
-            let name = if s.is_phase() {
-                s.name.clone()
-            } else {
-                format!("{}/{}", s.phase.as_str(), s.name)
-            };
-            match rows.iter_mut().find(|r| r.name == name) {
-                Some(r) => r.add(s.duration_ns(), *e),
+            let is_phase = s.is_phase();
+            let found = keys
+                .iter()
+                .find(|k| k.0 == is_phase && k.1 == s.phase && k.2 == s.name)
+                .map(|k| k.3);
+            let rows = if is_phase { &mut phases } else { &mut sections };
+            let r = match found {
+                Some(r) => r,
                 None => {
-                    let mut r = Row::new(name);
-                    r.add(s.duration_ns(), *e);
-                    rows.push(r);
+                    let name = if is_phase {
+                        s.name.clone()
+                    } else {
+                        format!("{}/{}", s.phase.as_str(), s.name)
+                    };
+                    rows.push(Row::new(name));
+                    keys.push((is_phase, s.phase, &s.name, rows.len() - 1));
+                    rows.len() - 1
                 }
-            }
+            };
+            rows[r].add(s.duration_ns(), *e);
         }
         phases.sort_by_key(|r| Phase::ALL.iter().position(|p| p.as_str() == r.name));
 
-        let mut layers: BTreeMap<u16, Row> = BTreeMap::new();
-        let mut components: BTreeMap<usize, Row> = BTreeMap::new();
-        let mut layer_components: BTreeMap<(u16, usize), Row> = BTreeMap::new();
-        let mut operations: BTreeMap<String, Row> = BTreeMap::new();
+        // What each site adds into, decided once per site rather than once per span.
+        enum Slot {
+            Layer(usize),
+            Component(usize, usize),
+            Operation(usize),
+            Other,
+        }
         let comp_order = component_order(trace);
+        let layer_count = trace.layer_count();
+        let mut op_names: Vec<String> = Vec::new();
+        let slots: Vec<Slot> = trace
+            .sites
+            .iter()
+            .map(|site| {
+                let l = site.layer.map_or(0, usize::from);
+                if site.is_layer() {
+                    Slot::Layer(l)
+                } else if site.is_component() {
+                    match comp_order.iter().position(|n| *n == site.component) {
+                        Some(c) => Slot::Component(l, c),
+                        None => Slot::Other,
+                    }
+                } else if let Some(op) = &site.op {
+                    let name = format!("{}.{op}", site.component);
+                    let k = match op_names.iter().position(|n| *n == name) {
+                        Some(k) => k,
+                        None => {
+                            op_names.push(name);
+                            op_names.len() - 1
+                        }
+                    };
+                    Slot::Operation(k)
+                } else {
+                    Slot::Other
+                }
+            })
+            .collect();
+        let mut layers: Vec<Option<Row>> = vec![None; layer_count];
+        let mut components: Vec<Option<Row>> = vec![None; comp_order.len()];
+        let mut layer_components: Vec<Option<Row>> = vec![None; layer_count * comp_order.len()];
+        let mut operations: Vec<Option<Row>> = vec![None; op_names.len()];
         let sp = &trace.spans;
         for i in 0..sp.len() {
-            let site = &trace.sites[sp.site[i] as usize];
             let (d, e) = (sp.duration_ns(i), en.spans[i]);
-            if site.is_layer() {
-                let l = site.layer.unwrap_or(0);
-                layers
-                    .entry(l)
-                    .or_insert_with(|| Row::new(format!("L{l}")))
-                    .add(d, e);
-            } else if site.is_component() {
-                let c = comp_order
-                    .iter()
-                    .position(|n| *n == site.component)
-                    .unwrap_or(usize::MAX);
-                components
-                    .entry(c)
-                    .or_insert_with(|| Row::new(site.component.clone()))
-                    .add(d, e);
-                layer_components
-                    .entry((site.layer.unwrap_or(0), c))
-                    .or_insert_with(|| Row::new(site.label()))
-                    .add(d, e);
-            } else if let Some(op) = &site.op {
-                operations
-                    .entry(format!("{}.{op}", site.component))
-                    .or_insert_with(|| Row::new(format!("{}.{op}", site.component)))
-                    .add(d, e);
+            match slots[sp.site[i] as usize] {
+                Slot::Layer(l) => layers[l]
+                    .get_or_insert_with(|| Row::new(format!("L{l}")))
+                    .add(d, e),
+                Slot::Component(l, c) => {
+                    components[c]
+                        .get_or_insert_with(|| Row::new(comp_order[c].clone()))
+                        .add(d, e);
+                    layer_components[l * comp_order.len() + c]
+                        .get_or_insert_with(|| Row::new(format!("L{l}.{}", comp_order[c])))
+                        .add(d, e);
+                }
+                Slot::Operation(k) => operations[k]
+                    .get_or_insert_with(|| Row::new(op_names[k].clone()))
+                    .add(d, e),
+                Slot::Other => {}
             }
         }
+        let mut operations: Vec<Row> = operations.into_iter().flatten().collect();
+        operations.sort_by(|a, b| a.name.cmp(&b.name));
 
         let tokens: Vec<TokenRow> = trace
             .tokens
@@ -296,10 +330,10 @@ impl Summary {
                 .map(|t| t.joules / generated as f64),
             phases,
             sections,
-            layers: layers.into_values().collect(),
-            components: components.into_values().collect(),
-            layer_components: layer_components.into_values().collect(),
-            operations: operations.into_values().collect(),
+            layers: layers.into_iter().flatten().collect(),
+            components: components.into_iter().flatten().collect(),
+            layer_components: layer_components.into_iter().flatten().collect(),
+            operations,
             tokens,
             metrics: metric_rows(trace),
             labels: labels.into_iter().collect(),

@@ -35,7 +35,18 @@ fn now_ms() -> f64 {
 /// Record when a load started and when its views were on screen, for the benchmark
 /// (`window.eprofTimings`) and the test's wait (`body[data-loaded]`).
 fn mark_rendered(started: f64, decode_ms: f64, loaded: usize) {
+    // After the next frame and the paint that follows it (a task queued from the
+    // frame callback runs once the frame is drawn).
     let cb = Closure::once_into_js(move || {
+        let after_paint =
+            Closure::once_into_js(move || report_rendered(started, decode_ms, loaded));
+        let _ = window().set_timeout_with_callback(after_paint.unchecked_ref());
+    });
+    let _ = window().request_animation_frame(cb.unchecked_ref());
+}
+
+fn report_rendered(started: f64, decode_ms: f64, loaded: usize) {
+    {
         let total = now_ms() - started;
         let t = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&t, &"decode_ms".into(), &decode_ms.into());
@@ -44,9 +55,7 @@ fn mark_rendered(started: f64, decode_ms: f64, loaded: usize) {
         if let Some(b) = document().body() {
             let _ = b.set_attribute("data-loaded", &loaded.to_string());
         }
-    });
-    // After the next frame: the DOM updates of this load have been applied by then.
-    let _ = window().request_animation_frame(cb.unchecked_ref());
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -131,16 +140,16 @@ async fn fetch_bytes(url: String) -> Result<(String, Vec<u8>), String> {
 fn load_initial(ctx: Ctx) {
     let started = now_ms();
     let mut embedded = Vec::new();
-    if let Ok(list) = js_sys::Reflect::get(&window(), &"eprofEmbedded".into()) {
-        if let Ok(list) = list.dyn_into::<js_sys::Array>() {
-            for item in list.iter() {
-                let name = js_sys::Reflect::get(&item, &"name".into())
-                    .ok()
-                    .and_then(|n| n.as_string())
-                    .unwrap_or_else(|| "embedded.eprof".into());
-                if let Ok(bytes) = js_sys::Reflect::get(&item, &"bytes".into()) {
-                    embedded.push((name, js_sys::Uint8Array::new(&bytes).to_vec()));
-                }
+    if let Ok(list) = js_sys::Reflect::get(&window(), &"eprofEmbedded".into())
+        && let Ok(list) = list.dyn_into::<js_sys::Array>()
+    {
+        for item in list.iter() {
+            let name = js_sys::Reflect::get(&item, &"name".into())
+                .ok()
+                .and_then(|n| n.as_string())
+                .unwrap_or_else(|| "embedded.eprof".into());
+            if let Ok(bytes) = js_sys::Reflect::get(&item, &"bytes".into()) {
+                embedded.push((name, js_sys::Uint8Array::new(&bytes).to_vec()));
             }
         }
     }
@@ -149,7 +158,12 @@ fn load_initial(ctx: Ctx) {
     }
     let search = window().location().search().unwrap_or_default();
     let urls: Vec<String> = web_sys::UrlSearchParams::new_with_str(&search)
-        .map(|p| p.get_all("trace").iter().filter_map(|v| v.as_string()).collect())
+        .map(|p| {
+            p.get_all("trace")
+                .iter()
+                .filter_map(|v| v.as_string())
+                .collect()
+        })
         .unwrap_or_default();
     if urls.is_empty() {
         return;
@@ -342,7 +356,8 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
         charts::heatmap(&g, &title, &charts::metric_fmt(&key))
     });
     let vv = v.clone();
-    let treemap = Memo::new(move |_| charts::treemap(vv.tree(measure.get()), &tm_path.get(), measure.get()));
+    let treemap =
+        Memo::new(move |_| charts::treemap(vv.tree(measure.get()), &tm_path.get(), measure.get()));
     let vv = v.clone();
     let crumbs = Memo::new(move |_| charts::path_names(vv.tree(measure.get()), &tm_path.get()));
     let vv = v.clone();
@@ -358,7 +373,8 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
     let vv = v.clone();
     let sankey = Memo::new(move |_| charts::sankey(&vv, measure.get()));
     let vv = v.clone();
-    let waterfall = Memo::new(move |_| charts::waterfall(&vv, measure.get(), stack.get(), step.get()));
+    let waterfall =
+        Memo::new(move |_| charts::waterfall(&vv, measure.get(), stack.get(), step.get()));
     let vv = v.clone();
     let drilldown = Memo::new(move |_| {
         let (l, c) = drill.get();
@@ -382,7 +398,11 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                 let t = v.steps.iter().find(|x| x.step == s);
                 format!(
                     "token {s}{}: {:?}",
-                    if t.is_some_and(|t| t.prefill) { " (prefill)" } else { "" },
+                    if t.is_some_and(|t| t.prefill) {
+                        " (prefill)"
+                    } else {
+                        ""
+                    },
                     t.map_or("", |t| t.text.as_str())
                 )
             }
@@ -493,10 +513,10 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                 class="chart-box"
                 inner_html=move || heat.get()
                 on:click=move |ev| {
-                    if let (Some(l), Some(c)) = (data_of(&ev, "layer"), data_of(&ev, "comp")) {
-                        if let Ok(l) = l.parse() {
-                            drill.set((l, c));
-                        }
+                    if let (Some(l), Some(c)) = (data_of(&ev, "layer"), data_of(&ev, "comp"))
+                        && let Ok(l) = l.parse()
+                    {
+                        drill.set((l, c));
                     }
                 }
             ></div>
@@ -525,6 +545,10 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                     "Zoom into "
                     <select
                         id="tm-zoom"
+                        prop:value=move || {
+                            tm_path.track();
+                            String::new()
+                        }
                         on:change=move |ev| {
                             if let Ok(i) = event_target_value(&ev).parse::<usize>() {
                                 tm_path.update(|p| p.push(i));
@@ -546,10 +570,10 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                 class="chart-box"
                 inner_html=move || treemap.get()
                 on:click=move |ev| {
-                    if let Some(i) = data_of(&ev, "idx").and_then(|i| i.parse::<usize>().ok()) {
-                        if zoomable.with_untracked(|z| z.iter().any(|(j, _)| *j == i)) {
-                            tm_path.update(|p| p.push(i));
-                        }
+                    if let Some(i) = data_of(&ev, "idx").and_then(|i| i.parse::<usize>().ok())
+                        && zoomable.with_untracked(|z| z.iter().any(|(j, _)| *j == i))
+                    {
+                        tm_path.update(|p| p.push(i));
                     }
                 }
             ></div>

@@ -121,7 +121,11 @@ pub fn timeline(v: &TraceView, m: Measure) -> String {
                 o,
                 r#"<text x="{tx:.2}" y="38" fill="{ink}">{n}</text>"#,
                 tx = x + 4.0,
-                ink = if pi % PALETTE.len() == 6 { "#111" } else { "#fff" },
+                ink = if pi % PALETTE.len() == 6 {
+                    "#111"
+                } else {
+                    "#fff"
+                },
                 n = esc(name)
             );
         }
@@ -439,10 +443,7 @@ pub fn heatmap(grid: &Grid, title: &str, fmt: &dyn Fn(f64) -> String) -> String 
     }
     // Legend: the colour ramp with its end values.
     let ly = top + chh * grid.layers as f64 + 14.0;
-    let _ = write!(
-        o,
-        r#"<defs><linearGradient id="hm-ramp">"#
-    );
+    let _ = write!(o, r#"<defs><linearGradient id="hm-ramp">"#);
     for i in 0..=8 {
         let t = f64::from(i) / 8.0;
         let _ = write!(
@@ -659,7 +660,11 @@ impl SankeyGraph {
             g.nodes[pid].value += p.value;
             g.link(run, pid, p.value);
             for c in &p.children {
-                let lid = match c.name.strip_prefix('L').and_then(|n| n.parse::<usize>().ok()) {
+                let lid = match c
+                    .name
+                    .strip_prefix('L')
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
                     Some(l) if l < layers => layer_ids[l],
                     _ => g.node(2, "outside layers"),
                 };
@@ -713,7 +718,9 @@ pub fn sankey(v: &TraceView, m: Measure) -> String {
     // (y, height) per node.
     let mut pos = vec![(0.0, 0.0); g.nodes.len()];
     for c in 0..cols {
-        let ids: Vec<usize> = (0..g.nodes.len()).filter(|&i| g.nodes[i].col == c).collect();
+        let ids: Vec<usize> = (0..g.nodes.len())
+            .filter(|&i| g.nodes[i].col == c)
+            .collect();
         let pad = if ids.len() > 20 { 2.0 } else { 8.0 };
         let vals: Vec<f64> = ids.iter().map(|&i| g.nodes[i].value).collect();
         for (&i, p) in ids.iter().zip(sankey_column(&vals, max_total, h, pad)) {
@@ -759,7 +766,11 @@ pub fn sankey(v: &TraceView, m: Measure) -> String {
     for (i, n) in g.nodes.iter().enumerate() {
         let x = col_x(n.col);
         let (y, nh) = pos[i];
-        let layer_attr = match n.name.strip_prefix('L').and_then(|s| s.parse::<usize>().ok()) {
+        let layer_attr = match n
+            .name
+            .strip_prefix('L')
+            .and_then(|s| s.parse::<usize>().ok())
+        {
             Some(l) if n.col == 2 => format!(r#" data-layer="{l}""#),
             _ => String::new(),
         };
@@ -853,12 +864,16 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>)
     };
     let groups = layer_groups(v.layers);
     let bw = plot / steps.len() as f64;
+    let sw = (bw * 0.9).max(0.3);
     let ys = |val: f64| val / max * ph;
+    // One path per stack category (a sub-path per token), not a rectangle per
+    // segment: a 1,000-token trace stays a few thousand elements.
+    let mut seg_paths = vec![String::new(); names.len() + 1];
     let mut cum = 0.0;
     let mut line = String::new();
     for (i, s) in steps.iter().enumerate() {
         let x = left + i as f64 * bw;
-        let parts: Vec<f64> = match stack {
+        let mut parts: Vec<f64> = match stack {
             Stack::Component => s.by_component(m).to_vec(),
             Stack::LayerGroup => groups
                 .iter()
@@ -866,55 +881,46 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>)
                 .collect(),
         };
         let total = s.total(m);
+        parts.push((total - parts.iter().sum::<f64>()).max(0.0));
         let sel = selected == Some(s.step);
+        // The token: a full-height hit area (thin bars are easy to click) and its title.
         let _ = write!(
             o,
-            r#"<g class="wf-tok{c}" data-step="{st}"><title>token {st}{pf} "{t}": {v}</title>"#,
+            r##"<g class="wf-tok{c}" data-step="{st}"><title>token {st}{pf} "{t}": {v}</title><rect x="{x:.3}" y="{top}" width="{bw:.3}" height="{ph}" fill="{f}" fill-opacity="{op}"/></g>"##,
             c = if sel { " sel" } else { "" },
             st = s.step,
             pf = if s.prefill { " (prefill)" } else { "" },
             t = esc(&s.text),
             v = fmt_value(total, m),
-        );
-        // A full-height hit area so thin bars are easy to click.
-        let _ = write!(
-            o,
-            r##"<rect x="{x:.3}" y="{top}" width="{bw:.3}" height="{ph}" fill="{f}" fill-opacity="{op}"/>"##,
             f = if sel { "#000" } else { "#fff" },
-            op = if sel { 0.12 } else { 0.0 },
+            op = if sel { 0.15 } else { 0.0 },
         );
         let mut y = top + ph;
-        let mut stacked = 0.0;
-        for (p, c) in parts.iter().zip(&colours) {
+        for (k, p) in parts.iter().enumerate() {
             if *p <= 0.0 {
                 continue;
             }
             let hh = ys(*p);
             y -= hh;
-            stacked += p;
-            let _ = write!(
-                o,
-                r#"<rect class="wf-seg" x="{x:.3}" y="{y:.3}" width="{bw2:.3}" height="{hh:.3}" fill="{c}"/>"#,
-                bw2 = (bw * 0.9).max(0.3)
-            );
+            let _ = write!(seg_paths[k], "M{x:.2},{y:.2}h{sw:.2}v{hh:.2}h-{sw:.2}z");
         }
-        let rest = total - stacked;
-        if rest > 0.0 {
-            let hh = ys(rest);
-            y -= hh;
-            let _ = write!(
-                o,
-                r#"<rect class="wf-seg other" x="{x:.3}" y="{y:.3}" width="{bw2:.3}" height="{hh:.3}" fill="{OTHER}"/>"#,
-                bw2 = (bw * 0.9).max(0.3)
-            );
-        }
-        o.push_str("</g>");
         cum += total;
         let _ = write!(
             line,
             "{:.2},{:.2} ",
             x + bw / 2.0,
             top + ph - cum / cum_total * ph
+        );
+    }
+    for (k, d) in seg_paths.iter().enumerate() {
+        let (name, fill) = match colours.get(k) {
+            Some(c) => (names[k].as_str(), c.as_str()),
+            None => ("other", OTHER),
+        };
+        let _ = write!(
+            o,
+            r#"<path class="wf-seg" data-name="{n}" d="{d}" fill="{fill}" pointer-events="none"/>"#,
+            n = esc(name)
         );
     }
     let _ = write!(
@@ -952,7 +958,11 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>)
     );
     // Legend.
     let mut lx = left;
-    for (name, c) in names.iter().zip(&colours).chain([(&"other".to_string(), &OTHER.to_string())]) {
+    for (name, c) in names
+        .iter()
+        .zip(&colours)
+        .chain([(&"other".to_string(), &OTHER.to_string())])
+    {
         let _ = write!(
             o,
             r##"<rect x="{lx:.1}" y="6" width="10" height="10" fill="{c}"/><text x="{tx:.1}" y="15" font-size="10" fill="#222">{n}</text>"##,
@@ -1016,10 +1026,7 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
                 .sum::<f64>()
                 * 1e-9
         });
-        let _ = write!(
-            o,
-            r#"<tr class="drill-op" data-site="{si}">"#
-        );
+        let _ = write!(o, r#"<tr class="drill-op" data-site="{si}">"#);
         cell(&mut o, &t.sites[si].label());
         cell(&mut o, &n.to_string());
         cell(&mut o, &fmt_ns(ns as f64));
@@ -1039,7 +1046,9 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
     for ms in t.metrics.iter().filter(|m| m.probe != "model") {
         for &si in &sites {
             let vals: Vec<f64> = (0..ms.len())
-                .filter(|&i| ms.site[i] as usize == si && keep(ms.step[i]) && ms.value[i].is_finite())
+                .filter(|&i| {
+                    ms.site[i] as usize == si && keep(ms.step[i]) && ms.value[i].is_finite()
+                })
                 .map(|i| f64::from(ms.value[i]))
                 .collect();
             if vals.is_empty() {
@@ -1048,7 +1057,9 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
             let mean = vals.iter().sum::<f64>() / vals.len() as f64;
             let (lo, hi) = vals
                 .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
             let _ = write!(rows, r#"<tr class="drill-metric">"#);
             cell(&mut rows, &ms.key());
             cell(&mut rows, &t.sites[si].label());
@@ -1154,7 +1165,13 @@ pub fn summary(v: &TraceView) -> String {
         .power
         .channels
         .iter()
-        .map(|c| format!("{}{}", c.name, if c.in_total { "" } else { " (not in total)" }))
+        .map(|c| {
+            format!(
+                "{}{}",
+                c.name,
+                if c.in_total { "" } else { " (not in total)" }
+            )
+        })
         .collect();
     dl_row(
         &mut o,
@@ -1264,10 +1281,7 @@ pub fn compare_table(vs: &[&TraceView]) -> String {
         o.push_str("</tr>");
     };
     row(&mut o, "model", &|v| {
-        format!(
-            "{} ({})",
-            v.trace.meta.model.name, v.trace.meta.model.dtype
-        )
+        format!("{} ({})", v.trace.meta.model.name, v.trace.meta.model.dtype)
     });
     row(&mut o, "machine", &|v| {
         format!(
@@ -1284,7 +1298,9 @@ pub fn compare_table(vs: &[&TraceView]) -> String {
     row(&mut o, "generated tokens", &|v| {
         v.summary.generated_tokens.to_string()
     });
-    row(&mut o, "duration", &|v| fmt_ns(v.summary.duration_ns as f64));
+    row(&mut o, "duration", &|v| {
+        fmt_ns(v.summary.duration_ns as f64)
+    });
     row(&mut o, "energy", &|v| {
         opt(v.summary.total, |e| {
             format!("{} ({})", fmt_joules(e.joules), e.label.as_str())
@@ -1404,8 +1420,8 @@ pub fn metric_fmt(metric: &str) -> fn(f64) -> String {
 mod tests {
     use super::*;
     use crate::data::tests::view;
-    use eprof_format::summary::{GridMetric, grid};
     use eprof_format::Depth;
+    use eprof_format::summary::{GridMetric, grid};
 
     fn count(s: &str, class: &str) -> usize {
         s.matches(&format!(r#"class="{class}""#)).count()
@@ -1436,7 +1452,12 @@ mod tests {
         assert_ne!(heatmap(&g1, "energy", &fmt_joules), hm);
 
         let tm = treemap(v.tree(m), &[], m);
-        let phases_with_energy = v.energy_tree.children.iter().filter(|c| c.value > 0.0).count();
+        let phases_with_energy = v
+            .energy_tree
+            .children
+            .iter()
+            .filter(|c| c.value > 0.0)
+            .count();
         assert_eq!(count(&tm, "tm-node"), phases_with_energy);
         let decode = v
             .energy_tree
@@ -1481,7 +1502,10 @@ mod tests {
         for (i, n) in g.nodes.iter().enumerate() {
             let inflow: f64 = g.links.iter().filter(|l| l.1 == i).map(|l| l.2).sum();
             if n.col > 0 {
-                assert!((inflow - n.value).abs() <= 1e-9 * n.value.max(1e-12), "{n:?}");
+                assert!(
+                    (inflow - n.value).abs() <= 1e-9 * n.value.max(1e-12),
+                    "{n:?}"
+                );
             }
             let outflow: f64 = g.links.iter().filter(|l| l.0 == i).map(|l| l.2).sum();
             assert!(outflow <= n.value * (1.0 + 1e-9), "{n:?} sends {outflow}");
@@ -1495,7 +1519,10 @@ mod tests {
     fn text_from_the_trace_is_escaped() {
         assert_eq!(esc(r#"<b a="x">&'"#), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(esc("a\u{0}b"), "a\u{FFFD}b");
-        assert_eq!(layer_groups(30), vec![(0, 4), (5, 9), (10, 14), (15, 19), (20, 24), (25, 29)]);
+        assert_eq!(
+            layer_groups(30),
+            vec![(0, 4), (5, 9), (10, 14), (15, 19), (20, 24), (25, 29)]
+        );
         assert_eq!(layer_groups(4), vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
     }
 }

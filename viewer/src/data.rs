@@ -263,7 +263,11 @@ pub(crate) mod tests {
             let theirs = v.summary.layers[l].joules().unwrap();
             assert!((ours - theirs).abs() < 1e-9 * theirs, "{ours} vs {theirs}");
         }
-        let comp: f64 = v.steps.iter().map(|s| s.comp_time.iter().sum::<f64>()).sum();
+        let comp: f64 = v
+            .steps
+            .iter()
+            .map(|s| s.comp_time.iter().sum::<f64>())
+            .sum();
         let summary: f64 = v
             .summary
             .components

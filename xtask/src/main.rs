@@ -141,9 +141,11 @@ fn viewer(args: &[String]) -> Result<()> {
         "eprof-viewer",
     ]);
     if !run(build) {
-        return Err("building the viewer for wasm32 failed (is the target installed? \
+        return Err(
+            "building the viewer for wasm32 failed (is the target installed? \
              `rustup target add wasm32-unknown-unknown`)"
-            .into());
+                .into(),
+        );
     }
     let wasm_in = target_dir().join("wasm32-unknown-unknown/wasm-release/eprof_viewer.wasm");
     let raw = std::fs::metadata(&wasm_in).map_err(|e| format!("{}: {e}", wasm_in.display()))?;
@@ -165,12 +167,16 @@ fn viewer(args: &[String]) -> Result<()> {
             let (a, b) = (dir.join("bindgen.wasm"), dir.join("opt.wasm"));
             std::fs::write(&a, &wasm).map_err(|e| e.to_string())?;
             let mut c = Command::new(&opt);
-            c.args(["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int"])
-                .args(["--enable-sign-ext", "--enable-mutable-globals"])
-                .args(["--enable-reference-types", "--enable-multivalue"])
-                .arg(&a)
-                .arg("-o")
-                .arg(&b);
+            c.args([
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+            ])
+            .args(["--enable-sign-ext", "--enable-mutable-globals"])
+            .args(["--enable-reference-types", "--enable-multivalue"])
+            .arg(&a)
+            .arg("-o")
+            .arg(&b);
             if run(c) {
                 wasm = std::fs::read(&b).map_err(|e| e.to_string())?;
             } else {
