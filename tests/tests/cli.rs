@@ -642,3 +642,93 @@ fn a_trace_written_with_out_is_indexed_absolute_and_kept_by_rm() {
         "{out}"
     );
 }
+
+/// GET `path` from 127.0.0.1:`port`: (status line, body).
+fn http_get(port: u16, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    (
+        head.lines().next().unwrap().to_string(),
+        resp[split + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn view_writes_one_html_file_and_serves_the_trace() {
+    use base64::Engine as _;
+    use std::io::BufRead;
+    let e = Env::new();
+    let id = e.record(&[
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "4",
+    ]);
+    let trace = std::fs::read(e.data().join(format!("traces/{id}.eprof"))).unwrap();
+
+    // --html: the viewer with the trace inside, byte for byte.
+    let html = e.data().join("shared.html");
+    let out = e.ok(&["view", &id, "--html", html.to_str().unwrap()]);
+    assert!(out.contains("1 trace(s) inside"), "{out}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("id=\"eprof-wasm\"") && page.contains("DecompressionStream"));
+    let tag = format!(
+        "<script class=\"eprof-trace\" type=\"application/octet-stream\" data-name=\"{id}.eprof\">"
+    );
+    let start = page.find(&tag).expect("the trace is embedded") + tag.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    let embedded = base64::engine::general_purpose::STANDARD
+        .decode(&page[start..end])
+        .unwrap();
+    assert_eq!(embedded, trace);
+
+    // A file that is not a trace is refused before anything is written.
+    let junk = e.data().join("junk.eprof");
+    std::fs::write(&junk, "hello").unwrap();
+    let bad = e.data().join("bad.html");
+    let o = e.run(&[
+        "view",
+        junk.to_str().unwrap(),
+        "--html",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not an eprof trace"));
+    assert!(!bad.exists());
+
+    // Served: the page at /, the trace at the URL the page is given.
+    let mut child = e
+        .cmd(&["view", &id, "--no-open"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    let rest = url.trim_start_matches("http://127.0.0.1:");
+    let port: u16 = rest[..rest.find('/').unwrap()].parse().unwrap();
+    let trace_path = url.split("?trace=").nth(1).unwrap().to_string();
+    let (status, body) = http_get(port, "/");
+    let (tstatus, tbody) = http_get(port, &trace_path);
+    let (missing, _) = http_get(port, "/trace/9/nope.eprof");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(String::from_utf8_lossy(&body).contains("id=\"eprof-wasm\""));
+    assert_eq!(tstatus, "HTTP/1.1 200 OK");
+    assert_eq!(tbody, trace);
+    assert_eq!(missing, "HTTP/1.1 404 Not Found");
+}

@@ -50,7 +50,8 @@ fn ink((r, g, b): (u8, u8, u8)) -> &'static str {
 fn svg_open(o: &mut String, class: &str, w: f64, h: f64) {
     let _ = write!(
         o,
-        r#"<svg class="{class}" viewBox="0 0 {w} {h}" width="100%" preserveAspectRatio="xMinYMin meet" role="img" xmlns="http://www.w3.org/2000/svg" font-family="system-ui,sans-serif" font-size="11">"#
+        r#"<svg class="{class}" viewBox="0 0 {w} {h}" width="100%" preserveAspectRatio="xMinYMin meet" role="img" aria-label="{label}" xmlns="http://www.w3.org/2000/svg" font-family="system-ui,sans-serif" font-size="11">"#,
+        label = class.trim_start_matches("chart ")
     );
 }
 
