@@ -137,6 +137,10 @@ check(metrics.includes("activation/std"), `metric selector offers probe metrics 
 await page.selectOption("#metric", "activation/std");
 await page.waitForFunction(() => document.querySelector("#heatmap svg").textContent.includes("activation/std"));
 check((await heat()) !== afterSlider, "changing the metric changes the heatmap");
+const linear = await heat();
+await page.locator("#log-scale").check();
+await page.waitForFunction(() => document.querySelector("#heatmap svg").textContent.includes("log scale"));
+check((await heat()) !== linear, "the log colour scale re-colours the heatmap");
 await page.locator("#heatmap").screenshot({ path: join(out, "02-heatmap-activation-std.png") });
 
 // Clicking a token in the waterfall selects it everywhere.

@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::charts::{self, Stack};
+use crate::charts::{self, ColourScale, Stack};
 use crate::data::TraceView;
 
 /// Start the app (called by the page once the module is instantiated).
@@ -239,9 +239,13 @@ fn App() -> impl IntoView {
         </header>
         <div id="fatal" role="alert"></div>
         <div id="errors" role="alert">
-            <For each=move || ctx.errors.get() key=|e| e.clone() let:e>
-                <p class="error">{e}</p>
-            </For>
+            {move || {
+                ctx.errors
+                    .get()
+                    .into_iter()
+                    .map(|e| view! { <p class="error">{e}</p> })
+                    .collect_view()
+            }}
         </div>
         {move || match current.get() {
             None => {
@@ -328,6 +332,7 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
     let readout = RwSignal::new(String::new());
     let default_metric = if v.has_energy { "energy" } else { "time" };
     let metric = RwSignal::new(default_metric.to_string());
+    let log_scale = RwSignal::new(false);
 
     let summary = charts::summary(&v);
     let vv = v.clone();
@@ -353,7 +358,14 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
             Some(s) => format!("{key}, token {s}"),
             None => format!("{key}, whole run"),
         };
-        charts::heatmap(&g, &title, &charts::metric_fmt(&key))
+        let scale = if log_scale.get() {
+            ColourScale::Log
+        } else {
+            ColourScale::Linear {
+                zero_based: key == "time" || key == "energy",
+            }
+        };
+        charts::heatmap(&g, &title, &charts::metric_fmt(&key), scale)
     });
     let vv = v.clone();
     let treemap =
@@ -507,6 +519,15 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                     />
                 </label>
                 <button id="whole-run" on:click=move |_| step.set(None)>"Whole run"</button>
+                <label>
+                    <input
+                        id="log-scale"
+                        type="checkbox"
+                        prop:checked=move || log_scale.get()
+                        on:change=move |ev| log_scale.set(event_target_checked(&ev))
+                    />
+                    " log colour scale"
+                </label>
                 <span id="token-label">{token_text}</span>
             </div>
             <div

@@ -386,11 +386,26 @@ pub fn power(v: &TraceView, ps: Option<&PowerSeries>, hover: Option<usize>) -> S
 
 // ---------------------------------------------------------------- heatmap
 
+/// How heatmap values map to colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColourScale {
+    /// Linear from 0 (`zero_based`) or the smallest value to the largest.
+    Linear { zero_based: bool },
+    /// Logarithmic between the smallest and largest value (positive values only; a
+    /// grid with others falls back to linear and says so).
+    Log,
+}
+
 /// Layer x component heatmap of one grid; `fmt` renders a cell's value.
-pub fn heatmap(grid: &Grid, title: &str, fmt: &dyn Fn(f64) -> String) -> String {
+pub fn heatmap(
+    grid: &Grid,
+    title: &str,
+    fmt: &dyn Fn(f64) -> String,
+    scale: ColourScale,
+) -> String {
     let (left, top, cw, chh) = (44.0, 92.0, 62.0, 15.0);
     let cols = grid.components.len();
-    let w = left + cw * cols as f64 + 10.0;
+    let w = left + cw * cols as f64 + 110.0;
     let h = top + chh * grid.layers as f64 + 48.0;
     let mut o = String::new();
     svg_open(&mut o, "chart heatmap", w, h);
@@ -405,13 +420,26 @@ pub fn heatmap(grid: &Grid, title: &str, fmt: &dyn Fn(f64) -> String) -> String 
     }
     let range = grid.range();
     let (lo, hi) = range.unwrap_or((0.0, 1.0));
-    // Time and energy start at 0; other metrics use their own range.
-    let lo = if lo >= 0.0 && title.starts_with(['t', 'e']) {
-        0.0
-    } else {
-        lo
+    let log = scale == ColourScale::Log && lo > 0.0;
+    let mut title = title.to_string();
+    if scale == ColourScale::Log && !log {
+        title.push_str(" (linear: log needs positive values)");
+    } else if log {
+        title.push_str(" (log scale)");
+    }
+    let lo = match scale {
+        ColourScale::Linear { zero_based: true } if lo >= 0.0 => 0.0,
+        _ => lo,
     };
-    let norm = |v: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+    let norm = |v: f64| {
+        if hi <= lo {
+            0.5
+        } else if log {
+            (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
+        } else {
+            (v - lo) / (hi - lo)
+        }
+    };
     for l in 0..grid.layers {
         let y = top + chh * l as f64;
         let _ = write!(
@@ -463,7 +491,7 @@ pub fn heatmap(grid: &Grid, title: &str, fmt: &dyn Fn(f64) -> String) -> String 
         tx = left + lw + 10.0,
         lo = esc(&if range.is_some() { fmt(lo) } else { "-".into() }),
         hi = esc(&if range.is_some() { fmt(hi) } else { "-".into() }),
-        title = esc(title),
+        title = esc(&title),
     );
     o.push_str("</svg>");
     o
@@ -1113,7 +1141,19 @@ pub fn summary(v: &TraceView) -> String {
         .as_ref()
         .map(|e| e.generated_text.clone())
         .unwrap_or_else(|| t.generated().map(|x| x.text.as_str()).collect());
-    dl_row(&mut o, "output", &output);
+    // A long output is folded: the figures matter more than the text here.
+    if output.chars().count() > 400 {
+        let head: String = output.chars().take(300).collect();
+        let _ = write!(
+            o,
+            "<dt>output</dt><dd><details><summary>{}… ({} characters)</summary>{}</details></dd>",
+            esc(&head),
+            output.chars().count(),
+            esc(&output)
+        );
+    } else {
+        dl_row(&mut o, "output", &output);
+    }
     dl_row(
         &mut o,
         "model",
@@ -1447,10 +1487,12 @@ mod tests {
         assert!(readout.contains("10.00 W"), "{readout}");
 
         let g = grid(&v.trace, &v.energies, &GridMetric::EnergyJ, None);
-        let hm = heatmap(&g, "energy", &fmt_joules);
+        let lin = ColourScale::Linear { zero_based: true };
+        let hm = heatmap(&g, "energy", &fmt_joules, lin);
         assert_eq!(count(&hm, "hm-cell") + count(&hm, "hm-empty"), 5 * 12);
         let g1 = grid(&v.trace, &v.energies, &GridMetric::EnergyJ, Some(2));
-        assert_ne!(heatmap(&g1, "energy", &fmt_joules), hm);
+        assert_ne!(heatmap(&g1, "energy", &fmt_joules, lin), hm);
+        assert!(heatmap(&g, "energy", &fmt_joules, ColourScale::Log).contains("(log scale)"));
 
         let tm = treemap(v.tree(m), &[], m);
         let phases_with_energy = v

@@ -184,7 +184,7 @@ fn viewer(args: &[String]) -> Result<()> {
             }
         }
         None => eprintln!(
-            "xtask: wasm-opt not found (optional: npm `binaryen`, installed by scripts/test.sh); skipping it"
+            "xtask: wasm-opt not found (optional: Debian or npm `binaryen`, or set WASM_OPT); skipping it"
         ),
     }
     let b64 = base64::engine::general_purpose::STANDARD;
