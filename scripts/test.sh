@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what it needs, idempotently: the wasm32 target, the real model, Debian's
-# chromium and the browser test's npm packages. Fails, never skips, when a required
+# chromium and firefox-esr, and the browser test's npm packages. Fails, never skips, when a required
 # part cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,14 +16,19 @@ EPROF_TEST_MODEL="$(scripts/fetch-model.sh)"
 export EPROF_TEST_MODEL
 echo "$EPROF_TEST_MODEL"
 
-step "browser: chromium and playwright-core"
-if ! command -v chromium >/dev/null; then
+step "browsers: chromium, firefox-esr, playwright-core"
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v firefox-esr >/dev/null || missing="$missing firefox-esr"
+if [ -n "$missing" ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
 fi
 chromium --version
+firefox-esr --version
 command -v node >/dev/null || { echo "node is required for the browser test (Debian: apt-get install nodejs npm)" >&2; exit 1; }
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 
@@ -45,3 +50,6 @@ cargo test --workspace --locked
 
 step "viewer in a real browser (and its load benchmark)"
 EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/viewer.test.mjs
+
+step "viewer in firefox"
+node --experimental-websocket --no-warnings tests/e2e/firefox.test.mjs

@@ -56,6 +56,13 @@ const generated = s.tokens.length;
 const phasesWithEnergy = s.phases.filter((p) => (p.energy?.joules ?? 0) > 0).length;
 console.log(`trace: ${layers} layers, ${comps} components, ${generated} generated tokens, ${s.phases.length} phases`);
 check(layers > 0 && comps > 0 && generated > 1, "the recorded trace has layers, components and tokens");
+// What each view must draw for this trace (firefox.test.mjs checks the same).
+const expected = {
+  "tl-phase": s.phases.length, "tl-sec": s.sections.length, "pw-band": s.phases.length,
+  "hm-cell": s.layer_components.length, "tm-node": phasesWithEnergy,
+  "sk-node[data-col='2'][data-layer]": layers, "sk-node[data-col='4']": comps, "wf-tok": generated,
+};
+writeFileSync(join(out, "expected.json"), JSON.stringify(expected, null, 1));
 
 // A cut-short copy and one that claims a newer format.
 const bytes = readFileSync(tracePath);

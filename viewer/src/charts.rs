@@ -11,7 +11,9 @@ use eprof_format::layout::{Measure, Node, Rect, nice_ticks, sankey_column, squar
 use eprof_format::model::ChannelKind;
 use eprof_format::summary::Grid;
 
-use crate::data::{TraceView, fmt_joules, fmt_ns, fmt_num, fmt_value, is_attention_side};
+use crate::data::{
+    TraceView, fmt_joules, fmt_ns, fmt_num, fmt_tick, fmt_value, is_attention_side, trim_zeros,
+};
 
 /// Okabe-Ito: a categorical palette distinguishable with the common colour-vision
 /// deficiencies.
@@ -198,7 +200,7 @@ fn axis_x(o: &mut String, left: f64, plot: f64, y: f64, max: f64, fmt: impl Fn(f
             r##"<line x1="{x:.2}" y1="{y}" x2="{x:.2}" y2="{y2}" stroke="#888"/><text x="{x:.2}" y="{ty}" text-anchor="middle" fill="#444">{l}</text>"##,
             y2 = y + 4.0,
             ty = y + 16.0,
-            l = esc(&fmt(t))
+            l = esc(&trim_zeros(&fmt(t)))
         );
     }
 }
@@ -965,7 +967,7 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>)
             tx = left - 4.0,
             ty = y + 4.0,
             x2 = left + plot,
-            l = esc(&fmt_value(t, m))
+            l = esc(&fmt_tick(t, m))
         );
     }
     for t in nice_ticks(0.0, cum_total, 4) {
@@ -975,7 +977,7 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>)
             r##"<text x="{tx}" y="{ty:.2}" fill="#D55E00">{l}</text>"##,
             tx = left + plot + 4.0,
             ty = y + 4.0,
-            l = esc(&fmt_value(t, m))
+            l = esc(&fmt_tick(t, m))
         );
     }
     let _ = write!(
@@ -1385,7 +1387,7 @@ pub fn compare_table(vs: &[&TraceView]) -> String {
 /// line up by index).
 pub fn compare_layers(vs: &[&TraceView]) -> String {
     let layers = vs.iter().map(|v| v.layers).max().unwrap_or(0);
-    let (w, h, left, top, bottom) = (1000.0, 240.0, 60.0, 20.0, 28.0);
+    let (w, h, left, top, bottom) = (1000.0, 240.0, 72.0, 20.0, 28.0);
     let plot = w - left - 10.0;
     let ph = h - top - bottom;
     let mut o = String::new();
@@ -1414,7 +1416,7 @@ pub fn compare_layers(vs: &[&TraceView]) -> String {
             x2 = left + plot,
             tx = left - 4.0,
             ty = y + 4.0,
-            l = esc(&fmt_joules(t))
+            l = esc(&fmt_tick(t, Measure::EnergyJ))
         );
     }
     for l in 0..layers {

@@ -221,6 +221,26 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// An axis tick: `fmt_value` without trailing zeros (`300 mJ`, `2.5 ms`).
+pub fn fmt_tick(v: f64, m: Measure) -> String {
+    trim_zeros(&fmt_value(v, m))
+}
+
+/// `300.000 mJ` -> `300 mJ`, `2.500 ms` -> `2.5 ms`.
+pub fn trim_zeros(s: &str) -> String {
+    let (num, unit) = s.split_once(' ').unwrap_or((s, ""));
+    let num = if num.contains('.') && !num.contains('e') {
+        num.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        num
+    };
+    if unit.is_empty() {
+        num.to_string()
+    } else {
+        format!("{num} {unit}")
+    }
+}
+
 /// A plain number, 4 significant digits.
 pub fn fmt_num(v: f64) -> String {
     let a = v.abs();
@@ -282,6 +302,10 @@ pub(crate) mod tests {
         assert_eq!(fmt_joules(1.5), "1.500 J");
         assert_eq!(fmt_joules(0.0125), "12.500 mJ");
         assert_eq!(fmt_ns(2_500_000.0), "2.500 ms");
+        assert_eq!(fmt_tick(0.3, Measure::EnergyJ), "300 mJ");
+        assert_eq!(fmt_tick(2_500_000.0, Measure::TimeNs), "2.5 ms");
+        assert_eq!(trim_zeros("0 J"), "0 J");
+        assert_eq!(trim_zeros("1.500e-7"), "1.500e-7");
         assert_eq!(fmt_num(0.012345), "0.01235");
         assert_eq!(fmt_num(1234.4), "1234");
         assert_eq!(fmt_num(1.5e-7), "1.500e-7");
