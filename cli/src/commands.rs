@@ -281,7 +281,7 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         let g = summary::grid(trace, en, &GridMetric::EnergyJ, None);
         out.push_str("\nlayer x component energy (mJ, all steps)\n");
         let mut head: Vec<String> = vec!["layer".into()];
-        head.extend(g.components.iter().map(|c| short_component(c)));
+        head.extend(g.components.iter().map(|c| summary::short_component(c)));
         let head_ref: Vec<&str> = head.iter().map(String::as_str).collect();
         let mut t = Table::new(&head_ref);
         for (l, row) in g.values.iter().enumerate() {
@@ -378,14 +378,6 @@ fn energy_table(first: &str, rows: &[summary::Row], out: Out) {
         ]);
     }
     t.render(out);
-}
-
-fn short_component(c: &str) -> String {
-    match c {
-        "input_layernorm" => "in_norm".into(),
-        "post_attention_layernorm" => "post_norm".into(),
-        other => other.into(),
-    }
 }
 
 pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {

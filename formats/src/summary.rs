@@ -376,6 +376,16 @@ fn metric_rows(trace: &Trace) -> Vec<MetricRow> {
         .collect()
 }
 
+/// A component name short enough for a table column or a chart label:
+/// `in_norm`, `post_norm`, the others as they are.
+pub fn short_component(c: &str) -> String {
+    match c {
+        "input_layernorm" => "in_norm".into(),
+        "post_attention_layernorm" => "post_norm".into(),
+        other => other.into(),
+    }
+}
+
 /// Component names in display order: the twelve known ones first, then any others
 /// the trace's sites use (another architecture's, or a plugin's), in first-seen order.
 pub fn component_order(trace: &Trace) -> Vec<String> {

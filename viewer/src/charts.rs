@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use eprof_format::layout::{Measure, Node, Rect, nice_ticks, sankey_column, squarify, viridis};
 use eprof_format::model::ChannelKind;
-use eprof_format::summary::Grid;
+use eprof_format::summary::{Grid, short_component};
 
 use crate::data::{
     TraceView, fmt_joules, fmt_ns, fmt_num, fmt_tick, fmt_value, is_attention_side, trim_zeros,
@@ -317,13 +317,21 @@ pub fn power(v: &TraceView, ps: Option<&PowerSeries>, hover: Option<usize>) -> S
         let x1 = xs(s.end_ns.saturating_sub(ps.start_ns) as f64);
         let _ = write!(
             o,
-            r##"<rect class="pw-band" x="{x0:.2}" y="{top}" width="{bw:.2}" height="{ph}" fill="{f}" fill-opacity="0.12"><title>{n}</title></rect><text x="{tx:.2}" y="{ty}" fill="#555" font-size="10">{n}</text>"##,
+            r##"<rect class="pw-band" x="{x0:.2}" y="{top}" width="{bw:.2}" height="{ph}" fill="{f}" fill-opacity="0.12"><title>{n}</title></rect>"##,
             bw = (x1 - x0).max(0.0),
             f = PALETTE[i % PALETTE.len()],
-            tx = x0 + 2.0,
-            ty = top - 6.0 + if i % 2 == 1 { -8.0 } else { 0.0 } + 8.0,
             n = esc(s.phase.as_str()),
         );
+        // Label the bands wide enough to hold one, inside the plot.
+        if x1 - x0 > 6.5 * s.phase.as_str().len() as f64 {
+            let _ = write!(
+                o,
+                r##"<text x="{tx:.2}" y="{ty}" fill="#555" font-size="10">{n}</text>"##,
+                tx = x0 + 3.0,
+                ty = top + 12.0,
+                n = esc(s.phase.as_str()),
+            );
+        }
     }
     for t in nice_ticks(0.0, max, 5) {
         let y = ys(t);
@@ -333,7 +341,7 @@ pub fn power(v: &TraceView, ps: Option<&PowerSeries>, hover: Option<usize>) -> S
             x2 = left + plot,
             tx = left - 4.0,
             ty = y + 4.0,
-            t = fmt_num(t)
+            t = trim_zeros(&fmt_num(t))
         );
     }
     axis_x(&mut o, left, plot, top + ph, span, fmt_ns);
@@ -417,7 +425,7 @@ pub fn heatmap(
             o,
             r##"<text x="{x:.1}" y="{y}" transform="rotate(-40 {x:.1} {y})" fill="#222">{n}</text>"##,
             y = top - 6.0,
-            n = esc(name)
+            n = esc(&short_component(name))
         );
     }
     let range = grid.range();
