@@ -166,17 +166,15 @@ pub fn tree(trace: &Trace, en: &Energies, measure: Measure) -> Node {
             Measure::TimeNs => s.duration_ns() as f64,
             Measure::EnergyJ => e.map_or(0.0, |e| e.joules),
         };
-        // Which steps fall inside this phase, indexed by step (a lookup per span).
-        let mut in_phase: Vec<bool> = Vec::new();
-        for st in trace.generated().filter_map(|t| t.step) {
-            if st.start_ns >= s.start_ns && st.end_ns <= s.end_ns {
-                let i = st.index as usize;
-                if in_phase.len() <= i {
-                    in_phase.resize(i + 1, false);
-                }
-                in_phase[i] = true;
-            }
-        }
+        // The steps inside this phase, sorted for a binary search per span (a step
+        // index comes from the file: never size a table by it).
+        let mut in_phase: Vec<u32> = trace
+            .generated()
+            .filter_map(|t| t.step)
+            .filter(|st| st.start_ns >= s.start_ns && st.end_ns <= s.end_ns)
+            .map(|st| st.index)
+            .collect();
+        in_phase.sort_unstable();
         // layer -> (layer value, component values, attention operation values)
         let mut per_layer = vec![
             (
@@ -188,11 +186,7 @@ pub fn tree(trace: &Trace, en: &Energies, measure: Measure) -> Node {
         ];
         if matches!(s.phase, Phase::Prefill | Phase::Decode) {
             for i in 0..trace.spans.len() {
-                if !in_phase
-                    .get(trace.spans.step[i] as usize)
-                    .copied()
-                    .unwrap_or(false)
-                {
+                if in_phase.binary_search(&trace.spans.step[i]).is_err() {
                     continue;
                 }
                 let site = &trace.sites[trace.spans.site[i] as usize];

@@ -425,7 +425,7 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
         metrics.push("energy".into());
     }
     metrics.extend(v.metric_keys().into_iter().filter(|k| k != "model/flops"));
-    let layers = v.layers;
+    let layers = v.present_layers();
     let components = v.components.clone();
     let has_energy = v.has_energy;
 
@@ -644,7 +644,8 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                             }
                         }
                     >
-                        {(0..layers)
+                        {layers
+                            .iter()
                             .map(|l| view! { <option value=l.to_string()>{format!("L{l}")}</option> })
                             .collect_view()}
                     </select>

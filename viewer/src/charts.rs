@@ -416,7 +416,15 @@ pub fn heatmap(
     let (left, top, cw, chh) = (44.0, 92.0, 62.0, 15.0);
     let cols = grid.components.len();
     let w = left + cw * cols as f64 + 110.0;
-    let h = top + chh * grid.layers as f64 + 48.0;
+    let shown = if grid.layers > 1024 {
+        grid.values
+            .iter()
+            .filter(|r| r.iter().any(Option::is_some))
+            .count()
+    } else {
+        grid.layers
+    };
+    let h = top + chh * shown as f64 + 48.0;
     let mut o = String::new();
     svg_open(&mut o, "chart heatmap", w, h);
     for (c, name) in grid.components.iter().enumerate() {
@@ -450,8 +458,13 @@ pub fn heatmap(
             (v - lo) / (hi - lo)
         }
     };
-    for l in 0..grid.layers {
-        let y = top + chh * l as f64;
+    // Rows: every layer; for an implausibly deep grid (a forged trace), only the
+    // layers with data, so the chart stays drawable.
+    let rows: Vec<usize> = (0..grid.layers)
+        .filter(|&l| grid.layers <= 1024 || grid.values[l].iter().any(Option::is_some))
+        .collect();
+    for (row, &l) in rows.iter().enumerate() {
+        let y = top + chh * row as f64;
         let _ = write!(
             o,
             r##"<text x="{tx}" y="{ty:.1}" text-anchor="end" fill="#222">L{l}</text>"##,
@@ -481,7 +494,7 @@ pub fn heatmap(
         }
     }
     // Legend: the colour ramp with its end values.
-    let ly = top + chh * grid.layers as f64 + 14.0;
+    let ly = top + chh * shown as f64 + 14.0;
     let _ = write!(o, r#"<defs><linearGradient id="hm-ramp">"#);
     for i in 0..=8 {
         let t = f64::from(i) / 8.0;
@@ -693,7 +706,8 @@ impl SankeyGraph {
         let mut g = SankeyGraph::default();
         let run = g.node(0, "total");
         g.nodes[run].value = root.value;
-        let layer_ids: Vec<usize> = (0..layers).map(|l| g.node(2, &format!("L{l}"))).collect();
+        // Layer nodes, created as the tree names them (it lists layers in order).
+        let mut layer_ids: std::collections::HashMap<usize, usize> = Default::default();
         for p in root.children.iter().filter(|p| p.value > 0.0) {
             let pid = g.node(1, &p.name);
             g.nodes[pid].value += p.value;
@@ -704,7 +718,18 @@ impl SankeyGraph {
                     .strip_prefix('L')
                     .and_then(|n| n.parse::<usize>().ok())
                 {
-                    Some(l) if l < layers => layer_ids[l],
+                    Some(l) if l < layers => match layer_ids.get(&l) {
+                        Some(&id) => id,
+                        None => {
+                            g.nodes.push(SankeyNode {
+                                col: 2,
+                                name: c.name.clone(),
+                                value: 0.0,
+                            });
+                            layer_ids.insert(l, g.nodes.len() - 1);
+                            g.nodes.len() - 1
+                        }
+                    },
                     _ => g.node(2, "outside layers"),
                 };
                 g.nodes[lid].value += c.value;
@@ -916,7 +941,7 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>)
             Stack::Component => s.by_component(m).to_vec(),
             Stack::LayerGroup => groups
                 .iter()
-                .map(|&(a, b)| s.by_layer(m)[a..=b].iter().sum())
+                .map(|&(a, b)| s.by_layer(m).get(a..=b).map_or(0.0, |x| x.iter().sum()))
                 .collect(),
         };
         let total = s.total(m);
@@ -1546,6 +1571,50 @@ mod tests {
         assert_eq!(count(&ct, "cmp-row"), 11 + v.summary.phases.len());
         let cl = compare_layers(&[&v, &other]);
         assert_eq!(count(&cl, "cmp-bar"), 5 + 2);
+    }
+
+    #[test]
+    fn a_forged_trace_with_huge_indices_draws_without_blowing_up() {
+        use eprof_format::model::{SiteDef, Step};
+        let mut t = eprof_format::synthetic::trace(&eprof_format::synthetic::Shape::default());
+        // A site in layer 60,000 with one span, and a token claiming step 4e9.
+        t.sites.push(SiteDef {
+            layer: Some(60_000),
+            component: "q_proj".into(),
+            op: None,
+        });
+        let site = (t.sites.len() - 1) as u32;
+        let (a, b) = (t.spans.start_ns[0], t.spans.end_ns[0]);
+        t.spans.push(0, site, a, b);
+        let last = t.tokens.len() - 1;
+        t.tokens[last].step = Some(Step {
+            index: 4_000_000_000,
+            ..t.tokens[last].step.unwrap()
+        });
+        let bytes = eprof_format::encode(&t);
+        let v = TraceView::new("forged.eprof", eprof_format::decode(&bytes).unwrap());
+        assert_eq!(v.layers, 60_001);
+        let m = Measure::TimeNs;
+        let g = grid(&v.trace, &v.energies, &GridMetric::TimeNs, None);
+        let hm = heatmap(
+            &g,
+            "time",
+            &fmt_ns,
+            ColourScale::Linear { zero_based: true },
+        );
+        // The four real layers and the forged one, not 60,001 rows.
+        assert_eq!(count(&hm, "hm-cell") + count(&hm, "hm-empty"), 5 * 12);
+        assert!(sankey(&v, m).len() < 200_000);
+        for stack in [Stack::Component, Stack::LayerGroup] {
+            assert_eq!(
+                count(&waterfall(&v, m, stack, None), "wf-tok"),
+                v.steps.len()
+            );
+        }
+        treemap(v.tree(m), &[1, 0], m);
+        timeline(&v, m);
+        drilldown(&v, 60_000, "q_proj", Some(4_000_000_000));
+        summary(&v);
     }
 
     #[test]

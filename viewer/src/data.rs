@@ -3,6 +3,8 @@
 //! Every figure comes from `eprof-format` (the same reader, attribution and summaries
 //! as `eprof show`); this module only indexes them the way the charts walk them.
 
+use std::collections::HashMap;
+
 use eprof_format::layout::{Measure, Node, tree};
 use eprof_format::model::{ATTENTION_COMPONENTS, TokenPhase, Trace};
 use eprof_format::summary::component_order;
@@ -80,16 +82,19 @@ impl TraceView {
         let components = component_order(&trace);
         let layers = trace.layer_count();
 
-        // Step index -> row in `steps`.
+        // Step index -> row in `steps` (indices come from the file: a map, not a
+        // table sized by them). Per-layer figures per step only where they stay small.
         let mut steps: Vec<StepFigures> = Vec::new();
-        let mut row_of: Vec<Option<usize>> = Vec::new();
+        let mut row_of: HashMap<u32, usize> = HashMap::new();
+        let step_count = trace.tokens.iter().filter(|t| t.step.is_some()).count();
+        let step_layers = if layers.saturating_mul(step_count) <= 20_000_000 {
+            layers
+        } else {
+            0
+        };
         for (t, e) in trace.tokens.iter().zip(&energies.tokens) {
             let Some(st) = t.step else { continue };
-            let i = st.index as usize;
-            if row_of.len() <= i {
-                row_of.resize(i + 1, None);
-            }
-            row_of[i] = Some(steps.len());
+            row_of.insert(st.index, steps.len());
             steps.push(StepFigures {
                 step: st.index,
                 text: t.text.clone(),
@@ -98,8 +103,8 @@ impl TraceView {
                 energy_j: e.map_or(0.0, |e| e.joules),
                 comp_time: vec![0.0; components.len()],
                 comp_energy: vec![0.0; components.len()],
-                layer_time: vec![0.0; layers],
-                layer_energy: vec![0.0; layers],
+                layer_time: vec![0.0; step_layers],
+                layer_energy: vec![0.0; step_layers],
             });
         }
         // Site -> (layer, Some(component column) | None for the whole layer).
@@ -122,7 +127,7 @@ impl TraceView {
             .collect();
         let sp = &trace.spans;
         for i in 0..sp.len() {
-            let Some(Some(row)) = row_of.get(sp.step[i] as usize) else {
+            let Some(row) = row_of.get(&sp.step[i]) else {
                 continue;
             };
             let Some(Some((l, c))) = site_slot.get(sp.site[i] as usize) else {
@@ -133,8 +138,12 @@ impl TraceView {
             let e = energies.spans[i].map_or(0.0, |e| e.joules);
             match c {
                 None => {
-                    f.layer_time[*l] += t;
-                    f.layer_energy[*l] += e;
+                    if let Some(x) = f.layer_time.get_mut(*l) {
+                        *x += t;
+                    }
+                    if let Some(x) = f.layer_energy.get_mut(*l) {
+                        *x += e;
+                    }
                 }
                 Some(c) => {
                     f.comp_time[*c] += t;
@@ -174,6 +183,19 @@ impl TraceView {
             Measure::EnergyJ => &self.energy_tree,
             Measure::TimeNs => &self.time_tree,
         }
+    }
+
+    /// The layers the trace has sites in, in order.
+    pub fn present_layers(&self) -> Vec<usize> {
+        let mut l: Vec<usize> = self
+            .trace
+            .sites
+            .iter()
+            .filter_map(|s| s.layer.map(usize::from))
+            .collect();
+        l.sort_unstable();
+        l.dedup();
+        l
     }
 
     /// Probe metrics the trace holds, as `probe/metric` keys.
