@@ -156,6 +156,13 @@ await page.waitForSelector("#waterfall .wf-tok.sel[data-step='3']");
 check((await page.locator("#token-label").innerText()).startsWith("token 3"), "a waterfall click selects the token for the heatmap");
 eq(await page.locator("#token-slider").inputValue(), "3", "the slider follows the waterfall click");
 
+// The waterfall fits decode tokens: the prefill bar (the whole prompt) is cut and
+// labelled; unticking shows it whole.
+eq(await count(page, "#waterfall .wf-cut"), 1, "the prefill bar is cut to fit the decode tokens");
+await page.locator("#fit-decode").uncheck();
+await page.waitForFunction(() => document.querySelectorAll("#waterfall .wf-cut").length === 0);
+check(true, "unticking shows the prefill bar whole");
+
 // Treemap zoom: into decode, then its layers.
 const decodeIdx = await page.locator("#treemap .tm-node[data-name='decode']").getAttribute("data-idx");
 await page.locator(`#treemap .tm-node[data-idx='${decodeIdx}'] rect`).first().click({ force: true });

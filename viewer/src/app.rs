@@ -333,6 +333,7 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
     let default_metric = if v.has_energy { "energy" } else { "time" };
     let metric = RwSignal::new(default_metric.to_string());
     let log_scale = RwSignal::new(false);
+    let fit_decode = RwSignal::new(true);
 
     let summary = charts::summary(&v);
     let vv = v.clone();
@@ -385,8 +386,15 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
     let vv = v.clone();
     let sankey = Memo::new(move |_| charts::sankey(&vv, measure.get()));
     let vv = v.clone();
-    let waterfall =
-        Memo::new(move |_| charts::waterfall(&vv, measure.get(), stack.get(), step.get()));
+    let waterfall = Memo::new(move |_| {
+        charts::waterfall(
+            &vv,
+            measure.get(),
+            stack.get(),
+            step.get(),
+            fit_decode.get(),
+        )
+    });
     let vv = v.clone();
     let drilldown = Memo::new(move |_| {
         let (l, c) = drill.get();
@@ -617,6 +625,15 @@ fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                         <option value="components">"component"</option>
                         <option value="layers">"layer group"</option>
                     </select>
+                </label>
+                <label>
+                    <input
+                        id="fit-decode"
+                        type="checkbox"
+                        prop:checked=move || fit_decode.get()
+                        on:change=move |ev| fit_decode.set(event_target_checked(&ev))
+                    />
+                    " scale to decode tokens (cut the prefill bar)"
                 </label>
                 <span class="hint">"Click a token to select it everywhere."</span>
             </div>

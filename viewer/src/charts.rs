@@ -887,14 +887,34 @@ pub fn layer_groups(layers: usize) -> Vec<(usize, usize)> {
 }
 
 /// Per-token stacked bars with the cumulative line; `selected` is a step index.
-pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>) -> String {
+///
+/// With `fit_decode` the bar scale fits the decode tokens and a prefill bar taller
+/// than that is cut at the top and labelled with its value (prefill processes the
+/// whole prompt, so it can be hundreds of times a decode step).
+pub fn waterfall(
+    v: &TraceView,
+    m: Measure,
+    stack: Stack,
+    selected: Option<u32>,
+    fit_decode: bool,
+) -> String {
     let (w, h, left, right, top, bottom) = (1000.0, 300.0, 60.0, 60.0, 34.0, 30.0);
     let plot = w - left - right;
     let ph = h - top - bottom;
     let mut o = String::new();
     svg_open(&mut o, "chart waterfall", w, h);
     let steps = &v.steps;
-    let max = steps.iter().map(|s| s.total(m)).fold(0.0f64, f64::max);
+    let all_max = steps.iter().map(|s| s.total(m)).fold(0.0f64, f64::max);
+    let decode_max = steps
+        .iter()
+        .filter(|s| !s.prefill)
+        .map(|s| s.total(m))
+        .fold(0.0f64, f64::max);
+    let max = if fit_decode && decode_max > 0.0 {
+        decode_max
+    } else {
+        all_max
+    };
     let cum_total: f64 = steps.iter().map(|s| s.total(m)).sum();
     if steps.is_empty() || max <= 0.0 {
         let _ = write!(
@@ -961,12 +981,22 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, selected: Option<u32>)
         );
         let mut y = top + ph;
         for (k, p) in parts.iter().enumerate() {
-            if *p <= 0.0 {
+            if *p <= 0.0 || y <= top {
                 continue;
             }
-            let hh = ys(*p);
+            // Cut at the top of the plot (only a prefill bar under `fit_decode`).
+            let hh = ys(*p).min(y - top);
             y -= hh;
             let _ = write!(seg_paths[k], "M{x:.2},{y:.2}h{sw:.2}v{hh:.2}h-{sw:.2}z");
+        }
+        if total > max * (1.0 + 1e-9) {
+            let _ = write!(
+                o,
+                r##"<text class="wf-cut" x="{tx:.2}" y="{ty}" font-size="10" fill="#222" pointer-events="none">▲ {l}</text>"##,
+                tx = x,
+                ty = top - 3.0,
+                l = esc(&fmt_value(total, m))
+            );
         }
         cum += total;
         let _ = write!(
@@ -1531,14 +1561,14 @@ mod tests {
 
         let tm = treemap(v.tree(m), &[], m);
         let phases_with_energy = v
-            .energy_tree
+            .tree(Measure::EnergyJ)
             .children
             .iter()
             .filter(|c| c.value > 0.0)
             .count();
         assert_eq!(count(&tm, "tm-node"), phases_with_energy);
         let decode = v
-            .energy_tree
+            .tree(Measure::EnergyJ)
             .children
             .iter()
             .position(|c| c.name == "decode")
@@ -1552,10 +1582,11 @@ mod tests {
         assert_eq!(sk.matches(r#"data-col="4""#).count(), 12);
         assert!(count(&sk, "sk-link") > 5 * 2);
 
-        let wf = waterfall(&v, m, Stack::Component, Some(3));
+        let wf = waterfall(&v, m, Stack::Component, Some(3), false);
+        assert_eq!(count(&wf, "wf-cut"), 0);
         assert_eq!(count(&wf, "wf-tok"), 7);
         assert_eq!(wf.matches(r#"class="wf-tok sel" data-step="3""#).count(), 1);
-        let wf2 = waterfall(&v, m, Stack::LayerGroup, None);
+        let wf2 = waterfall(&v, m, Stack::LayerGroup, None, true);
         assert_eq!(count(&wf2, "wf-tok"), 7);
 
         let d = drilldown(&v, 1, "attention", None);
@@ -1607,7 +1638,7 @@ mod tests {
         assert!(sankey(&v, m).len() < 200_000);
         for stack in [Stack::Component, Stack::LayerGroup] {
             assert_eq!(
-                count(&waterfall(&v, m, stack, None), "wf-tok"),
+                count(&waterfall(&v, m, stack, None, true), "wf-tok"),
                 v.steps.len()
             );
         }
@@ -1620,7 +1651,7 @@ mod tests {
     #[test]
     fn sankey_flows_are_conserved() {
         let v = view(5, 4, Depth::Module);
-        let g = SankeyGraph::build(&v.energy_tree, v.layers);
+        let g = SankeyGraph::build(v.tree(Measure::EnergyJ), v.layers);
         for (i, n) in g.nodes.iter().enumerate() {
             let inflow: f64 = g.links.iter().filter(|l| l.1 == i).map(|l| l.2).sum();
             if n.col > 0 {

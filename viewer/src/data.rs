@@ -4,6 +4,7 @@
 //! as `eprof show`); this module only indexes them the way the charts walk them.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use eprof_format::layout::{Measure, Node, tree};
 use eprof_format::model::{ATTENTION_COMPONENTS, TokenPhase, Trace};
@@ -23,8 +24,9 @@ pub struct TraceView {
     pub summary: Summary,
     /// Whether the power source gave energies (else the views fall back to time).
     pub has_energy: bool,
-    pub energy_tree: Node,
-    pub time_tree: Node,
+    /// The hierarchies by energy and by time, each built the first time a view asks.
+    energy_tree: OnceLock<Node>,
+    time_tree: OnceLock<Node>,
     /// Component display order (columns of the heatmap, stack order of the waterfall).
     pub components: Vec<String>,
     pub layers: usize,
@@ -77,8 +79,6 @@ impl TraceView {
         let energies = Energies::compute(&trace);
         let summary = Summary::compute(&trace, &energies);
         let has_energy = energies.attribution.has_energy();
-        let energy_tree = tree(&trace, &energies, Measure::EnergyJ);
-        let time_tree = tree(&trace, &energies, Measure::TimeNs);
         let components = component_order(&trace);
         let layers = trace.layer_count();
 
@@ -158,8 +158,8 @@ impl TraceView {
             energies,
             summary,
             has_energy,
-            energy_tree,
-            time_tree,
+            energy_tree: OnceLock::new(),
+            time_tree: OnceLock::new(),
             components,
             layers,
             steps,
@@ -180,8 +180,12 @@ impl TraceView {
 
     pub fn tree(&self, m: Measure) -> &Node {
         match m {
-            Measure::EnergyJ => &self.energy_tree,
-            Measure::TimeNs => &self.time_tree,
+            Measure::EnergyJ => self
+                .energy_tree
+                .get_or_init(|| tree(&self.trace, &self.energies, m)),
+            Measure::TimeNs => self
+                .time_tree
+                .get_or_init(|| tree(&self.trace, &self.energies, m)),
         }
     }
 
