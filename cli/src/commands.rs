@@ -140,22 +140,7 @@ fn render_show(trace: &Trace, path: &Path, en: &Energies, s: &Summary, out: Out)
         m.machine.cpu_cores,
         m.machine.os
     ));
-    out.push_str(&format!(
-        "model      {} [{}; {} layers, hidden {}, {} heads / {} kv; {} params; {}{}]\n",
-        m.model.name,
-        m.model.architecture,
-        m.model.layers,
-        m.model.hidden_size,
-        m.model.heads,
-        m.model.kv_heads,
-        m.model.parameters,
-        m.model.dtype,
-        if m.model.random_weights {
-            "; RANDOM WEIGHTS"
-        } else {
-            ""
-        }
-    ));
+    out.push_str(&format!("model      {}\n", m.model.describe()));
     out.push_str(&format!(
         "settings   depth {}, max {} tokens, temperature {}, seed {}, chat template {}, probes [{}]\n",
         m.settings.depth.as_str(), m.settings.max_tokens, m.settings.temperature, m.settings.seed,

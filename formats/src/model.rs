@@ -82,6 +82,29 @@ pub struct ModelIdentity {
     pub random_weights: bool,
 }
 
+impl ModelIdentity {
+    /// One line for people: `NAME [llama; 30 layers, hidden 576, 9 heads / 3 kv;
+    /// 134515008 params; q4_1]`, flagged when the weights are random.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} [{}; {} layers, hidden {}, {} heads / {} kv; {} params; {}{}]",
+            self.name,
+            self.architecture,
+            self.layers,
+            self.hidden_size,
+            self.heads,
+            self.kv_heads,
+            self.parameters,
+            self.dtype,
+            if self.random_weights {
+                "; RANDOM WEIGHTS"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// The settings a run was recorded with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub struct Settings {

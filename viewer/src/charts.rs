@@ -1101,25 +1101,35 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
     o.push_str(
         r#"<table class="drill-ops"><thead><tr><th>site</th><th>calls</th><th>time</th><th>energy</th><th>how</th><th>GFLOP</th><th>GFLOP/s</th></tr></thead><tbody>"#,
     );
-    for &si in &sites {
-        let (mut n, mut ns, mut parts) = (0u32, 0u64, Vec::new());
-        for i in 0..t.spans.len() {
-            if t.spans.site[i] as usize == si && keep(t.spans.step[i]) {
-                n += 1;
-                ns += t.spans.duration_ns(i);
-                if let Some(e) = v.energies.spans[i] {
-                    parts.push(e);
-                }
+    // One pass over spans and FLOP values: the row of each site, by site id.
+    let mut row_of = vec![None; t.sites.len()];
+    for (k, &si) in sites.iter().enumerate() {
+        row_of[si] = Some(k);
+    }
+    let mut calls = vec![(0u32, 0u64, Vec::new()); sites.len()];
+    for i in 0..t.spans.len() {
+        if let Some(k) = row_of[t.spans.site[i] as usize]
+            && keep(t.spans.step[i])
+        {
+            let c = &mut calls[k];
+            c.0 += 1;
+            c.1 += t.spans.duration_ns(i);
+            c.2.extend(v.energies.spans[i]);
+        }
+    }
+    let mut gflop = vec![0.0f64; sites.len()];
+    if let Some(f) = flops {
+        for i in 0..f.len() {
+            if let Some(k) = row_of[f.site[i] as usize]
+                && keep(f.step[i])
+            {
+                gflop[k] += f64::from(f.value[i]);
             }
         }
+    }
+    for ((&si, (n, ns, parts)), gf) in sites.iter().zip(calls).zip(gflop) {
         let e = eprof_format::Energy::sum(parts);
-        let gf = flops.map(|f| {
-            (0..f.len())
-                .filter(|&i| f.site[i] as usize == si && keep(f.step[i]))
-                .map(|i| f64::from(f.value[i]))
-                .sum::<f64>()
-                * 1e-9
-        });
+        let gf = flops.map(|_| gf * 1e-9);
         let _ = write!(o, r#"<tr class="drill-op" data-site="{si}">"#);
         cell(&mut o, &t.sites[si].label());
         cell(&mut o, &n.to_string());
@@ -1138,26 +1148,27 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
     // Tensor statistics and attention metrics recorded at these sites.
     let mut rows = String::new();
     for ms in t.metrics.iter().filter(|m| m.probe != "model") {
-        for &si in &sites {
-            let vals: Vec<f64> = (0..ms.len())
-                .filter(|&i| {
-                    ms.site[i] as usize == si && keep(ms.step[i]) && ms.value[i].is_finite()
-                })
-                .map(|i| f64::from(ms.value[i]))
-                .collect();
-            if vals.is_empty() {
+        // (count, sum, min, max) per site, in one pass over the series.
+        let mut acc = vec![(0usize, 0.0f64, f64::INFINITY, f64::NEG_INFINITY); sites.len()];
+        for i in 0..ms.len() {
+            if let Some(k) = row_of[ms.site[i] as usize]
+                && keep(ms.step[i])
+                && ms.value[i].is_finite()
+            {
+                let x = f64::from(ms.value[i]);
+                let a = &mut acc[k];
+                *a = (a.0 + 1, a.1 + x, a.2.min(x), a.3.max(x));
+            }
+        }
+        for (&si, (n, sum, lo, hi)) in sites.iter().zip(acc) {
+            if n == 0 {
                 continue;
             }
-            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-            let (lo, hi) = vals
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                    (a.min(x), b.max(x))
-                });
+            let mean = sum / n as f64;
             let _ = write!(rows, r#"<tr class="drill-metric">"#);
             cell(&mut rows, &ms.key());
             cell(&mut rows, &t.sites[si].label());
-            cell(&mut rows, &vals.len().to_string());
+            cell(&mut rows, &n.to_string());
             cell(&mut rows, &fmt_num(mean));
             cell(&mut rows, &fmt_num(lo));
             cell(&mut rows, &fmt_num(hi));
@@ -1219,25 +1230,7 @@ pub fn summary(v: &TraceView) -> String {
     } else {
         dl_row(&mut o, "output", &output);
     }
-    dl_row(
-        &mut o,
-        "model",
-        &format!(
-            "{} ({}, {} layers, hidden {}, {} heads / {} kv, {}{})",
-            m.model.name,
-            m.model.architecture,
-            m.model.layers,
-            m.model.hidden_size,
-            m.model.heads,
-            m.model.kv_heads,
-            m.model.dtype,
-            if m.model.random_weights {
-                ", random weights"
-            } else {
-                ""
-            }
-        ),
-    );
+    dl_row(&mut o, "model", &m.model.describe());
     dl_row(
         &mut o,
         "machine",
