@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eprof_core::index::RunFilter;
 use eprof_core::paths::DataDir;
-use eprof_core::{Availability, Clock, Index, Registry};
+use eprof_core::{Clock, Registry};
+use eprof_index::{Index, RunFilter};
+use eprof_record::{PowerSpec, Profiler, open_power, power_sources};
 use eprof_format::{Energies, GridMetric, Summary, TokenPhase, Trace, export, summary};
 
 use crate::fmt::{self, Table};
@@ -64,6 +65,7 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
         prompt_contains: a.prompt.clone(),
         sort: Some(a.sort.clone()),
         limit: a.limit,
+        offset: a.offset,
     })?;
     if a.json {
         out.push_str(&serde_json::to_string_pretty(&rows)?);
@@ -443,25 +445,9 @@ pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
 pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
     let mut idx = Index::open(&data.index())?;
     for r in &a.runs {
-        let row = idx.find(r)?;
-        idx.remove(&row.id)?;
-        // Only traces eprof stored itself are deleted; a `record --out` file is the
-        // user's and stays.
-        let ours = std::fs::canonicalize(data.traces())
-            .is_ok_and(|t| Path::new(&row.trace_path).starts_with(t));
-        if !a.keep_files && ours {
-            match std::fs::remove_file(&row.trace_path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => bail!(
-                    "removed {} from the index, but cannot delete {}: {e}",
-                    row.id,
-                    row.trace_path
-                ),
-            }
-        }
+        let (row, deleted) = idx.delete_run(r, &data.traces(), !a.keep_files)?;
         out.push_str(&format!("removed {}\n", row.id));
-        if !a.keep_files && !ours {
+        if !a.keep_files && !deleted {
             out.push_str(&format!(
                 "  kept {} (written with --out, outside the data directory)\n",
                 row.trace_path
@@ -473,7 +459,7 @@ pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
 
 pub fn index_rebuild(data: &DataDir, out: Out) -> anyhow::Result<()> {
     let mut idx = Index::open(&data.index())?;
-    let (n, failed) = idx.rebuild(&data.traces())?;
+    let (n, failed) = idx.rebuild(&data.traces(), &eprof_core::machine::detect().hostname)?;
     out.push_str(&format!(
         "indexed {n} traces from {}\n",
         data.traces().display()
@@ -554,31 +540,12 @@ pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn availability_text(a: &Availability) -> (bool, String) {
-    match a {
-        Availability::Available { detail } => (true, detail.clone()),
-        Availability::Unavailable { reason, fix } => (
-            false,
-            match fix {
-                Some(f) => format!("{reason}; fix: {f}"),
-                None => reason.clone(),
-            },
-        ),
-    }
-}
-
 pub fn doctor(data: &DataDir, json: bool, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
-    let sources: Vec<_> = reg
-        .power
-        .iter()
-        .map(|p| {
-            let (ok, why) = availability_text(&(p.availability)());
-            serde_json::json!({"name": p.name, "kind": p.kind.as_str(), "available": ok, "detail": why, "auto": p.auto_rank.is_some()})
-        })
-        .collect();
+    let sources = power_sources(&reg);
     let auto = reg.auto_power().map(|(p, why)| (p.name, why));
-    let (model, origin) = crate::record::default_model(data);
+    let profiler = Profiler::new(data.clone(), &[])?;
+    let (model, origin) = profiler.default_model();
     let model_check = eprof_models::load::detect(&model)
         .and_then(|src| {
             reg.adapter_for(&src)
@@ -609,13 +576,13 @@ pub fn doctor(data: &DataDir, json: bool, out: Out) -> anyhow::Result<()> {
         Err(e) => out.push_str(&format!("run index       PROBLEM: {e}\n")),
     }
     out.push_str("\npower sources\n");
-    for p in &reg.power {
-        let (ok, why) = availability_text(&(p.availability)());
+    for p in &sources {
         out.push_str(&format!(
-            "  {} {:<12} {:<9} {why}\n",
-            if ok { "ok " } else { "-- " },
+            "  {} {:<12} {:<9} {}\n",
+            if p.available { "ok " } else { "-- " },
             p.name,
-            p.kind.as_str()
+            p.kind,
+            p.detail
         ));
     }
     match &auto {
@@ -652,7 +619,11 @@ pub fn doctor(data: &DataDir, json: bool, out: Out) -> anyhow::Result<()> {
 
 pub fn plugins(data: &DataDir, explicit: &[PathBuf], json: bool, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
-    let dynamic = crate::plugins::load(data, explicit, &reg)?;
+    let mut profiler = Profiler::new(data.clone(), explicit)?;
+    for w in profiler.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+    let dynamic = profiler.plugins();
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for p in &reg.power {
         rows.push((
@@ -678,7 +649,7 @@ pub fn plugins(data: &DataDir, explicit: &[PathBuf], json: bool, out: Out) -> an
             format!("built-in ({})", p.origin),
         ));
     }
-    for p in &dynamic {
+    for p in dynamic {
         for probe in &p.probes {
             rows.push((
                 "probe".into(),
@@ -714,32 +685,19 @@ pub fn plugins(data: &DataDir, explicit: &[PathBuf], json: bool, out: Out) -> an
 }
 
 pub fn power_list(json: bool, out: Out) -> anyhow::Result<()> {
-    let reg = Registry::discover()?;
-    let mut rows = Vec::new();
-    for p in &reg.power {
-        let (ok, why) = availability_text(&(p.availability)());
-        rows.push((
-            p.name,
-            p.kind.as_str(),
-            ok,
-            why,
-            p.summary,
-            p.auto_rank.is_some(),
-        ));
-    }
+    let rows = power_sources(&Registry::discover()?);
     if json {
-        let v: Vec<_> = rows.iter().map(|(n, k, ok, why, s, auto)| serde_json::json!({"name": n, "kind": k, "available": ok, "detail": why, "summary": s, "auto": auto})).collect();
-        out.push_str(&serde_json::to_string_pretty(&v)?);
+        out.push_str(&serde_json::to_string_pretty(&rows)?);
         out.push('\n');
         return Ok(());
     }
     let mut t = Table::new(&["source", "kind", "status", "detail"]);
-    for (n, k, ok, why, _, _) in rows {
+    for r in rows {
         t.row(vec![
-            n.into(),
-            k.into(),
-            if ok { "available" } else { "unavailable" }.into(),
-            why,
+            r.name.into(),
+            r.kind.into(),
+            if r.available { "available" } else { "unavailable" }.into(),
+            r.detail,
         ]);
     }
     t.render(out);
@@ -762,7 +720,7 @@ pub fn power_read(a: &PowerReadArgs, out: Out) -> anyhow::Result<()> {
     }
     let clock = Clock::start();
     let interval = Duration::from_millis(a.interval_ms.max(1));
-    let (mut src, why) = crate::record::open_power(&reg, &spec, clock, interval)?;
+    let (mut src, why) = open_power(&reg, &spec.parse::<PowerSpec>()?, clock, interval)?;
     if let Some(w) = why {
         eprintln!("{w}");
     }

@@ -9,6 +9,7 @@ mod commands;
 mod fmt;
 mod plugins;
 mod record;
+mod serve;
 mod view;
 
 use std::io::Write;
@@ -53,6 +54,8 @@ enum Command {
     Show(ShowArgs),
     /// Open runs in the viewer: served on 127.0.0.1, or one HTML file with --html
     View(view::ViewArgs),
+    /// Serve the REST API, the live event stream (WebSocket) and the viewer
+    Serve(serve::ServeArgs),
     /// Export a run as JSON, CSV tables, Chrome trace-event JSON, or a copy of the trace
     Export(ExportArgs),
     /// Add trace files (e.g. from a colleague's machine) to the index
@@ -114,6 +117,9 @@ struct LsArgs {
     /// Show at most this many runs
     #[arg(long, short = 'n')]
     limit: Option<u32>,
+    /// Skip this many runs first (paging, with --limit)
+    #[arg(long)]
+    offset: Option<u32>,
     #[arg(long)]
     json: bool,
 }
@@ -278,6 +284,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Ls(a) => commands::ls(&data, &a, out),
         Command::Show(a) => commands::show(&data, &a, out),
         Command::View(a) => view::run(&data, &a),
+        Command::Serve(a) => serve::run(&data, &cli.plugins, &a),
         Command::Export(a) => commands::export(&data, &a, out),
         Command::Import(a) => commands::import(&data, &a, out),
         Command::Rm(a) => commands::rm(&data, &a, out),

@@ -1,44 +1,8 @@
-//! Dynamic plugins in the CLI: which to load, and `eprof plugins [check]`.
+//! `eprof plugins check` (which plugins load is [`eprof_record::Profiler::new`]'s job).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use eprof_core::paths::DataDir;
-use eprof_core::plugin_host::{Plugin, plugin_files};
-use eprof_core::{Error, Registry};
-
-/// Load the plugins of this invocation: every `--plugin PATH` (an error if one fails),
-/// then `EPROF_PLUGIN_PATH` and the per-user plugin folder (a warning if one fails,
-/// so one broken file there does not stop every command). Probe names must be unique
-/// across built-ins and plugins.
-pub fn load(data: &DataDir, explicit: &[PathBuf], reg: &Registry) -> anyhow::Result<Vec<Plugin>> {
-    let mut plugins: Vec<Plugin> = Vec::new();
-    for path in plugin_files(explicit, &data.plugins()) {
-        match Plugin::load(&path) {
-            Ok(p) => plugins.push(p),
-            Err(e) if explicit.contains(&path) => return Err(e.into()),
-            Err(e) => eprintln!("warning: skipping plugin: {e}"),
-        }
-    }
-    let mut seen: Vec<(String, String)> = reg
-        .probes
-        .iter()
-        .map(|p| (p.name.to_string(), format!("built-in ({})", p.origin)))
-        .collect();
-    for p in &plugins {
-        for probe in &p.probes {
-            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == probe.name) {
-                return Err(Error::Registry(format!(
-                    "two probes are named {:?}: one from {first}, one from {}; rename one",
-                    probe.name,
-                    p.path.display()
-                ))
-                .into());
-            }
-            seen.push((probe.name.clone(), p.path.display().to_string()));
-        }
-    }
-    Ok(plugins)
-}
+use eprof_core::plugin_host::Plugin;
 
 /// `eprof plugins check PATH`.
 pub fn check(path: &Path, json: bool, out: &mut String) -> anyhow::Result<()> {

@@ -1,20 +1,18 @@
-//! `eprof record`: resolve the model, pick the adapter, open the power source, run the
-//! pipeline under a session, write the trace, index it, print a summary.
+//! `eprof record`: flags -> [`RecordRequest`] -> [`Profiler::record`], with a sink
+//! that streams the tokens to stdout and a live status line to the terminal.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::Args;
 use eprof_core::paths::DataDir;
-use eprof_core::power::SourceOptions;
-use eprof_core::probe::ProbeOptions;
-use eprof_core::{Clock, Index, Registry, Session, SessionConfig};
-use eprof_format::{Depth, RunMeta, Settings};
-use eprof_models::pipeline::{GenerateOptions, StepEvent, generate};
-use eprof_models::sampling::SamplingConfig;
+use eprof_format::{Depth, NoteLevel};
+use eprof_record::{
+    DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, Profiler, RecordRequest, RunEvent,
+    RunSink,
+};
 
 use crate::fmt;
 
@@ -28,7 +26,7 @@ pub struct RecordArgs {
     pub model: Option<PathBuf>,
     /// Power source: auto, estimate, synthetic[:w=10,mode=sampler,...], ...
     #[arg(long, default_value = "auto")]
-    pub power: String,
+    pub power: PowerSpec,
     /// Milliseconds between power readings
     #[arg(long, default_value_t = 100)]
     pub power_interval: u64,
@@ -81,303 +79,131 @@ pub struct RecordArgs {
     /// cpu, cuda[:N] or metal (GPU devices need eprof built with --features cuda or
     /// metal; spans then synchronize the device, which --depth off avoids)
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceSpec,
 }
 
-/// Where the model comes from when `--model` is not given.
-pub fn default_model(data: &DataDir) -> (PathBuf, String) {
-    if let Some(p) = std::env::var_os("EPROF_MODEL").filter(|p| !p.is_empty()) {
-        return (PathBuf::from(p), "from $EPROF_MODEL".into());
-    }
-    if let Some(p) = first_model_in(&data.models()) {
-        return (p, format!("from {}", data.models().display()));
-    }
-    if let Some(p) = hf_cache_model() {
-        return (p, "from the Hugging Face cache".into());
-    }
-    (
-        PathBuf::from(eprof_models::load::BUILTIN_TINY),
-        "no model found: using the built-in tiny Llama with random weights (its numbers are real, its text is noise); run scripts/fetch-model.sh for SmolLM2".into(),
-    )
-}
-
-fn first_model_in(dir: &Path) -> Option<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gguf") || p.join("config.json").exists())
-        .collect();
-    entries.sort();
-    entries.into_iter().next()
-}
-
-fn hf_cache_model() -> Option<PathBuf> {
-    let root = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-        })?;
-    let mut repos: Vec<PathBuf> = std::fs::read_dir(root)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("models--"))
-        })
-        .collect();
-    repos.sort();
-    for r in repos {
-        let Ok(snaps) = std::fs::read_dir(r.join("snapshots")) else {
-            continue;
-        };
-        for s in snaps.filter_map(|e| e.ok().map(|e| e.path())) {
-            if s.join("config.json").exists() && s.join("tokenizer.json").exists() {
-                return Some(s);
-            }
-            if let Some(g) = first_model_in(&s) {
-                return Some(g);
-            }
+impl RecordArgs {
+    /// The typed request these flags describe.
+    pub fn request(&self) -> RecordRequest {
+        RecordRequest {
+            prompt: self.prompt.clone(),
+            model: self
+                .model
+                .clone()
+                .map_or(ModelChoice::Default, ModelChoice::Path),
+            device: self.device,
+            power: self.power.clone(),
+            power_interval_ms: self.power_interval,
+            idle_ms: self.idle_ms,
+            depth: self.depth,
+            probes: if self.no_probes {
+                ProbeSelection::None
+            } else if self.probes.is_empty() {
+                ProbeSelection::Default
+            } else {
+                ProbeSelection::Only(self.probes.clone())
+            },
+            sparsity_threshold: self.sparsity_threshold,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+            raw: self.raw,
+            tags: self.tags.clone(),
+            experiment: self.experiment.clone(),
+            out: self.out.clone(),
+            index: !self.no_index,
         }
     }
-    None
 }
 
-/// A fresh run id: 16 hex digits from the time and the process id.
-pub fn new_run_id() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut z = t ^ (u64::from(std::process::id()) << 32);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{:016x}", z ^ (z >> 31))
+/// Streams the generated text to stdout and a status line to a terminal's stderr;
+/// notes (warnings, what `auto` picked) go to stderr. A closed stdout stops the
+/// streaming, not the run.
+struct TerminalSink {
+    stream: bool,
+    live: bool,
+    stdout: std::io::Stdout,
 }
 
-/// SHA-256 of the model's weight files (one GGUF, or a folder's safetensors).
-fn model_hash(path: &Path) -> anyhow::Result<String> {
-    if path.is_file() {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        return Ok(eprof_core::index::sha256_hex(&bytes));
+impl RunSink for TerminalSink {
+    fn event(&mut self, e: &RunEvent) -> ControlFlow<()> {
+        match e {
+            RunEvent::TokenComplete {
+                text,
+                step,
+                decode_tokens_per_s,
+                power_w,
+                elapsed_ns,
+                ..
+            } => {
+                if self.stream {
+                    let ok = write!(self.stdout, "{text}").and_then(|()| self.stdout.flush());
+                    self.stream = ok.is_ok();
+                }
+                if self.live {
+                    eprint!(
+                        "\r\x1b[2K\x1b[7m step {step:>4}  {}  {}  {} \x1b[0m\r",
+                        decode_tokens_per_s
+                            .map_or_else(|| "   - tok/s".into(), |t| format!("{t:6.1} tok/s")),
+                        fmt::watts(*power_w),
+                        fmt::ns(*elapsed_ns)
+                    );
+                }
+            }
+            RunEvent::Note { level, text } => {
+                self.clear_status();
+                match level {
+                    NoteLevel::Warning => eprintln!("warning: {text}"),
+                    NoteLevel::Info if text.starts_with("power:") => eprintln!("{text}"),
+                    // Other information is in the trace (`eprof show`).
+                    NoteLevel::Info => {}
+                }
+            }
+            RunEvent::InferenceComplete { .. } | RunEvent::Error { .. } => {
+                self.clear_status();
+                if self.stream {
+                    let _ = writeln!(self.stdout);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
     }
-    if !path.is_dir() {
-        return Ok(String::new());
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    let mut all = String::new();
-    for f in files {
-        all.push_str(&eprof_core::index::sha256_hex(&std::fs::read(&f)?));
-    }
-    Ok(eprof_core::index::sha256_hex(all.as_bytes()))
 }
 
-pub fn open_power(
-    reg: &Registry,
-    spec: &str,
-    clock: Clock,
-    interval: Duration,
-) -> anyhow::Result<(Box<dyn eprof_core::PowerSource>, Option<String>)> {
-    let (name, args) = SourceOptions::parse_spec(spec)?;
-    let (entry, why) = if name == "auto" {
-        let (e, why) = reg.auto_power()?;
-        (e, Some(format!("power: auto picked {why}")))
-    } else {
-        (reg.power_source(&name)?, None)
-    };
-    let mut opts = SourceOptions::new(clock, interval);
-    opts.args = args;
-    let src = (entry.open)(&opts)?;
-    Ok((src, why))
+impl TerminalSink {
+    fn clear_status(&self) {
+        if self.live {
+            eprint!("\r\x1b[2K");
+        }
+    }
 }
 
 pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::Result<ExitCode> {
-    let reg = Registry::discover()?;
-    let plugins = crate::plugins::load(data, plugin_paths, &reg)?;
-    let (model_path, origin) = match &a.model {
-        Some(p) => (p.clone(), String::new()),
-        None => default_model(data),
+    let mut profiler = Profiler::new(data.clone(), plugin_paths)?;
+    for w in profiler.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+    let req = a.request();
+    let mut model = profiler.load_model(&req.model, req.device)?;
+    if !model.origin.is_empty() {
+        eprintln!("model: {} ({})", model.path.display(), model.origin);
+    }
+    let mut sink = TerminalSink {
+        stream: !a.quiet && !a.json,
+        live: !a.quiet && std::io::stderr().is_terminal(),
+        stdout: std::io::stdout(),
     };
-    if !origin.is_empty() {
-        eprintln!("model: {} ({origin})", model_path.display());
-    }
-    let src = eprof_models::load::detect(&model_path)?;
-    let adapter = reg.adapter_for(&src)?;
-    let device = match a.device.as_str() {
-        "cpu" => candle_core::Device::Cpu,
-        "metal" => candle_core::Device::new_metal(0)
-            .context("--device metal needs eprof built with --features metal on a Mac")?,
-        d if d.starts_with("cuda") => {
-            let n: usize = d
-                .strip_prefix("cuda:")
-                .map_or(Ok(0), str::parse)
-                .context("--device cuda:N takes a GPU index")?;
-            candle_core::Device::new_cuda(n).context(
-                "--device cuda needs eprof built with --features cuda and an NVIDIA driver",
-            )?
-        }
-        other => bail!("unknown device {other:?}: use cpu, cuda[:N] or metal"),
-    };
-    let mut loaded = adapter.load(&src, &device)?;
-    loaded.identity.file_hash = model_hash(&model_path)?;
-
-    let depth = a.depth;
-    let probe_opts = ProbeOptions {
-        sparsity_threshold: a.sparsity_threshold,
-    };
-    // Built-in probes by depth and every loaded plugin probe, unless --probe chooses.
-    let plugin_probes: Vec<&eprof_core::plugin_host::PluginProbeInfo> =
-        plugins.iter().flat_map(|p| &p.probes).collect();
-    let mut probes: Vec<Box<dyn eprof_core::Probe>> = Vec::new();
-    if !a.no_probes && depth != Depth::Off {
-        if a.probes.is_empty() {
-            for p in reg
-                .probes
-                .iter()
-                .filter(|p| p.min_depth as u8 <= depth as u8)
-            {
-                probes.push((p.create)(&probe_opts));
-            }
-            for p in &plugin_probes {
-                probes.push(p.instantiate()?);
-            }
-        } else {
-            for name in &a.probes {
-                match plugin_probes.iter().find(|p| &p.name == name) {
-                    Some(p) => probes.push(p.instantiate()?),
-                    None => probes.push((reg.probe(name)?.create)(&probe_opts)),
-                }
-            }
-        }
-    }
-    let probe_names: Vec<String> = probes.iter().map(|p| p.name().to_string()).collect();
-
-    let clock = Clock::start();
-    let interval = Duration::from_millis(a.power_interval.max(1));
-    let (source, why) = open_power(&reg, &a.power, clock, interval)?;
-    if let Some(w) = why {
-        eprintln!("{w}");
-    }
-    if let Some(n) = source.notice() {
-        eprintln!("{n}");
-    }
-
-    let chat = !a.raw && loaded.tokenizer.chat_prompt("").is_some();
-    let id = new_run_id();
-    let out = a.out.clone().unwrap_or_else(|| data.trace_path(&id));
-    let meta = RunMeta {
-        id: id.clone(),
-        created_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-        prompt: a.prompt.clone(),
-        model: loaded.identity.clone(),
-        settings: Settings {
-            depth,
-            max_tokens: a.max_tokens,
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            seed: a.seed,
-            chat_template: chat,
-            device: a.device.clone(),
-            power_interval_ms: a.power_interval as u32,
-            idle_baseline_ms: a.idle_ms as u32,
-            probes: probe_names,
-            sparsity_threshold: f64::from(a.sparsity_threshold),
-        },
-        machine: eprof_core::machine::detect(),
-        power: source.desc(),
-        software: format!("eprof {}", env!("CARGO_PKG_VERSION")),
-        tags: a.tags.clone(),
-        experiment: a.experiment.clone(),
-    };
-    let sites = loaded.model.sites().to_vec();
-    let mut session = Session::start(
-        SessionConfig {
-            meta,
-            out: out.clone(),
-            clock,
-            interval,
-            idle_baseline: Duration::from_millis(a.idle_ms),
-            boundary_reads: true,
-            sites,
-            probes,
-            sync_device: !device.is_cpu(),
-        },
-        source,
-    )?;
-    if depth == Depth::Deep {
-        session.note(
-            eprof_format::NoteLevel::Info,
-            "attention dropout is the identity at inference: it is not an operation and has no timing",
-        );
-    }
-
-    let live = !a.quiet && std::io::stderr().is_terminal();
-    let stream = !a.quiet && !a.json;
-    let mut stdout = std::io::stdout();
-    let mut on_step = |e: &StepEvent<'_>| {
-        if stream {
-            let _ = write!(stdout, "{}", e.text);
-            let _ = stdout.flush();
-        }
-        if live {
-            eprint!(
-                "\r\x1b[2K\x1b[7m step {:>4}  {}  {}  {} \x1b[0m\r",
-                e.step,
-                e.decode_tokens_per_s
-                    .map_or_else(|| "   - tok/s".into(), |t| format!("{t:6.1} tok/s")),
-                fmt::watts(e.power_w),
-                fmt::ns(e.elapsed_ns)
-            );
-        }
-    };
-    let opts = GenerateOptions {
-        max_tokens: a.max_tokens,
-        sampling: SamplingConfig {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            seed: a.seed,
-        },
-        chat,
-    };
-    let generation = generate(&mut loaded, &mut session, &a.prompt, &opts, &mut on_step);
-    if live {
-        eprint!("\r\x1b[2K");
-    }
-    if stream {
-        println!();
-    }
-    let generation = match generation {
-        Ok(g) => g,
-        Err(e) => {
-            let path = session.finish(String::new(), format!("error: {e}"))?;
-            bail!(
-                "generation failed: {e} (the partial trace is at {})",
-                path.display()
-            );
-        }
-    };
-    let path = session.finish(generation.text.clone(), generation.stop_reason.clone())?;
-
-    let bytes = std::fs::read(&path)?;
-    let trace = eprof_format::decode_complete(&bytes)
-        .with_context(|| format!("reading back {}", path.display()))?;
-    if !a.no_index {
-        let mut idx = Index::open(&data.index())?;
-        idx.insert(&trace, &path, false)?;
-    }
-    let en = eprof_format::Energies::compute(&trace);
-    let s = eprof_format::Summary::compute(&trace, &en);
+    let id = eprof_record::new_run_id();
+    let run = profiler.record(&mut model, &req, &id, &mut sink)?;
+    let s = &run.summary;
     if a.json {
-        let v = serde_json::json!({"id": id, "trace": path, "summary": s});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let v = serde_json::json!({"id": id, "trace": run.path, "summary": s});
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)?;
+        stdout.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
@@ -395,8 +221,8 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
         fmt::opt_j(s.decode_j_per_token),
         s.decode_tokens_per_s
             .map_or_else(|| "- tok/s".into(), |t| format!("{t:.1} tok/s")),
-        path.display(),
-        bytes.len()
+        run.path.display(),
+        run.bytes
     ));
     out.push_str(&format!("details: eprof show {id}\n"));
     eprint!("{out}");

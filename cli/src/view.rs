@@ -1,11 +1,11 @@
 //! `eprof view`: open traces in the viewer embedded in this binary, either served on
-//! 127.0.0.1 (the page fetches them with `?trace=<url>`) or written into one
-//! self-contained HTML file (`--html`) to send to someone.
+//! 127.0.0.1 by the same axum stack as `eprof serve` (the page fetches them with
+//! `?trace=<url>`) or written into one self-contained HTML file (`--html`) to send to
+//! someone.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use base64::Engine as _;
@@ -150,57 +150,12 @@ fn serve(html: &'static str, traces: Vec<Loaded>, a: &ViewArgs) -> anyhow::Resul
     if !a.no_open {
         open_browser(&url);
     }
-    let traces = Arc::new(traces);
-    for conn in listener.incoming() {
-        let Ok(stream) = conn else { continue };
-        let traces = traces.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = handle(stream, html, &traces) {
-                eprintln!("view: {e}");
-            }
-        });
-    }
+    let traces = traces.into_iter().map(|t| (t.name, t.bytes)).collect();
+    eprof_server::serve_view(listener, html, traces)?;
     Ok(())
 }
 
-/// Answer one HTTP/1.1 request: `/` is the viewer, `/trace/<i>/<name>` a trace.
-fn handle(stream: TcpStream, html: &str, traces: &[Loaded]) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    // Drain the headers.
-    let mut h = String::new();
-    while reader.read_line(&mut h)? > 2 {
-        h.clear();
-    }
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let path = target.split('?').next().unwrap_or("/");
-    let (status, ctype, body): (&str, &str, &[u8]) = if method != "GET" {
-        ("405 Method Not Allowed", "text/plain", b"only GET")
-    } else if path == "/" || path == "/index.html" {
-        ("200 OK", "text/html; charset=utf-8", html.as_bytes())
-    } else if let Some(t) = path
-        .strip_prefix("/trace/")
-        .and_then(|r| r.split('/').next())
-        .and_then(|i| i.parse::<usize>().ok())
-        .and_then(|i| traces.get(i))
-    {
-        ("200 OK", "application/octet-stream", &t.bytes)
-    } else {
-        ("404 Not Found", "text/plain", b"not found")
-    };
-    let mut w = stream;
-    write!(
-        w,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    w.write_all(body)?;
-    w.flush()
-}
-
-fn open_browser(url: &str) {
+pub fn open_browser(url: &str) {
     let cmd = if cfg!(target_os = "macos") {
         "open"
     } else if cfg!(windows) {

@@ -4,14 +4,13 @@
 //! ([`PowerSource`], [`ModelAdapter`] + [`InstrumentedModel`], [`Probe`]), the
 //! [`Recorder`] that instrumented models report to, the registries that find them
 //! ([`Registry`]), the [`Session`] that owns the clock, the sampler thread and the
-//! trace writer, the SQLite [`Index`] of past runs, and the host that loads dynamic
+//! trace writer, and the host that loads dynamic
 //! [`Plugin`]s.
 
 #![deny(unsafe_code)]
 
 pub mod clock;
 pub mod error;
-pub mod index;
 pub mod machine;
 pub mod model;
 pub mod paths;
@@ -24,7 +23,6 @@ pub mod session;
 
 pub use clock::Clock;
 pub use error::{Error, Result};
-pub use index::Index;
 pub use model::{InstrumentedModel, LoadedModel, ModelAdapter, ModelSource, Tokenizer};
 pub use plugin_host::Plugin;
 pub use power::{Availability, PowerSource, Reading, SourceOptions};
@@ -33,7 +31,7 @@ pub use recorder::{NullRecorder, Recorder, SiteId};
 pub use registry::{
     ModelAdapterRegistration, PowerSourceRegistration, ProbeRegistration, Registry,
 };
-pub use session::{Session, SessionConfig};
+pub use session::{Flushed, Session, SessionConfig};
 
 pub use eprof_format as format;
 pub use eprof_plugin_api as plugin_api;

@@ -169,6 +169,19 @@ fn push_metric(
     }
 }
 
+/// What the last [`Session::flush`] wrote: everything recorded between the two
+/// flushes before it, for live displays ([`Session::last_flush`]). The session keeps
+/// it by swapping buffers, so a flush costs no copy.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    pub sections: Vec<Section>,
+    pub tokens: Vec<Token>,
+    pub spans: SpanTable,
+    /// Only the values of this flush (series with none are empty).
+    pub metrics: Vec<MetricSeries>,
+    pub notes: Vec<Note>,
+}
+
 /// A recording in progress.
 pub struct Session {
     clock: Clock,
@@ -188,6 +201,7 @@ pub struct Session {
     sections: Vec<Section>,
     tokens: Vec<Token>,
     notes: Vec<Note>,
+    last: Flushed,
     samples_written: usize,
     step: u32,
     phase: Phase,
@@ -281,6 +295,7 @@ impl Session {
             sections: Vec::new(),
             tokens: Vec::new(),
             notes: Vec::new(),
+            last: Flushed::default(),
             samples_written: 0,
             step: 0,
             phase: Phase::PreInference,
@@ -440,16 +455,47 @@ impl Session {
         w.metrics(&self.metrics).map_err(e)?;
         w.notes(&self.notes).map_err(e)?;
         w.flush().map_err(e)?;
+        // Keep what was written as the last flush (swap, no copy); reuse the older
+        // buffers for the next step.
+        let last = &mut self.last;
+        std::mem::swap(&mut self.sections, &mut last.sections);
+        std::mem::swap(&mut self.tokens, &mut last.tokens);
+        std::mem::swap(&mut self.spans, &mut last.spans);
+        std::mem::swap(&mut self.notes, &mut last.notes);
         self.sections.clear();
         self.tokens.clear();
         self.spans.clear();
-        for m in &mut self.metrics {
+        self.notes.clear();
+        for (i, m) in self.metrics.iter_mut().enumerate() {
+            if last.metrics.len() <= i {
+                last.metrics.push(MetricSeries::new(m.probe.clone(), m.metric.clone()));
+            }
+            let l = &mut last.metrics[i];
+            std::mem::swap(&mut m.step, &mut l.step);
+            std::mem::swap(&mut m.site, &mut l.site);
+            std::mem::swap(&mut m.value, &mut l.value);
             m.step.clear();
             m.site.clear();
             m.value.clear();
         }
-        self.notes.clear();
         Ok(())
+    }
+
+    /// What the last [`Session::flush`] wrote.
+    pub fn last_flush(&self) -> &Flushed {
+        &self.last
+    }
+
+    /// The power readings from the `from`-th on (all of them from 0), as the trace
+    /// stores them.
+    pub fn samples_since(&self, from: usize) -> Vec<PowerSample> {
+        let st = lock(&self.shared.state);
+        st.samples.get(from..).map_or_else(Vec::new, <[_]>::to_vec)
+    }
+
+    /// The model's sites; a span's site is an index into them.
+    pub fn sites(&self) -> &[SiteDef] {
+        &self.sites
     }
 
     /// Stop sampling, write the rest and the end marker. Returns the trace path.
@@ -509,7 +555,7 @@ impl Session {
             "probe {name} disabled for the rest of the run at step {}: {why}",
             self.step
         );
-        eprintln!("warning: {msg}");
+        // Not printed: notes reach the user through the run's events and the trace.
         self.note(NoteLevel::Warning, msg);
         self.recompute_wants();
     }

@@ -8,8 +8,11 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-/// How much of the forward pass a run instruments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+/// How much of the forward pass a run instruments. Ordered: `Off < Module < Deep`, so
+/// "what a depth allows" is one comparison (`probe.min_depth <= depth`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Depth {
     /// Pipeline sections and tokens only; the forward pass is not instrumented.
@@ -496,11 +499,48 @@ pub enum NoteLevel {
     Warning,
 }
 
+/// Why generation stopped. The trace keeps it as text ([`RunEnd::stop_reason`]):
+/// [`StopReason::as_str`], with the message after `error: ` for an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model produced an end-of-sequence token.
+    Eos,
+    /// The token limit was reached.
+    MaxTokens,
+    /// The run was stopped by its caller (Ctrl-C, DELETE on the server).
+    Cancelled,
+    /// Generation failed; the trace holds what was recorded until then.
+    Error,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::Cancelled => "cancelled",
+            StopReason::Error => "error",
+        }
+    }
+
+    /// The stop reason of a trace's text (`error: ...` is an error; unknown text too).
+    pub fn of(text: &str) -> StopReason {
+        match text {
+            "eos" => StopReason::Eos,
+            "max_tokens" => StopReason::MaxTokens,
+            "cancelled" => StopReason::Cancelled,
+            _ => StopReason::Error,
+        }
+    }
+}
+
 /// Written when a recording finishes; a trace without it did not finish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub struct RunEnd {
     pub generated_text: String,
-    /// Why generation stopped: `max_tokens`, `eos`, or an error message.
+    /// Why generation stopped: `max_tokens`, `eos`, `cancelled`, or `error: MESSAGE`
+    /// ([`StopReason`]).
     pub stop_reason: String,
     pub end_ns: u64,
     /// Median and largest spacing between consecutive power readings.

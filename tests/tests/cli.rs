@@ -643,19 +643,10 @@ fn a_trace_written_with_out_is_indexed_absolute_and_kept_by_rm() {
     );
 }
 
-/// GET `path` from 127.0.0.1:`port`: (status line, body).
-fn http_get(port: u16, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-    (
-        head.lines().next().unwrap().to_string(),
-        resp[split + 4..].to_vec(),
-    )
+/// GET `path` from 127.0.0.1:`port`: (status, body).
+fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let r = eprof_tests::http(port, "GET", path, &[], b"");
+    (r.status, r.body)
 }
 
 #[test]
@@ -726,9 +717,9 @@ fn view_writes_one_html_file_and_serves_the_trace() {
     let (missing, _) = http_get(port, "/trace/9/nope.eprof");
     child.kill().unwrap();
     let _ = child.wait();
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("id=\"eprof-wasm\""));
-    assert_eq!(tstatus, "HTTP/1.1 200 OK");
+    assert_eq!(tstatus, 200);
     assert_eq!(tbody, trace);
-    assert_eq!(missing, "HTTP/1.1 404 Not Found");
+    assert_eq!(missing, 404);
 }

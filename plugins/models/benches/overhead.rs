@@ -139,7 +139,7 @@ fn session(
     let mut probes: Vec<Box<dyn eprof_core::Probe>> = reg
         .probes
         .iter()
-        .filter(|p| p.min_depth as u8 <= depth as u8)
+        .filter(|p| p.min_depth <= depth)
         .map(|p| (p.create)(&ProbeOptions::default()))
         .collect();
     if let Some(p) = plugin {

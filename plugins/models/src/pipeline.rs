@@ -6,9 +6,11 @@
 //! Each step (prefill, then each decode) ends at a session boundary, where Counter
 //! sources are read, so per-token energy is a counter difference where possible.
 
+use std::ops::ControlFlow;
+
 use candle_core::Tensor;
 use eprof_core::{LoadedModel, Result, Session};
-use eprof_format::{Phase, Step, Token, TokenPhase};
+use eprof_format::{Phase, Step, StopReason, Token, TokenPhase};
 
 use crate::sampling::{Rng, SamplingConfig, sample};
 
@@ -38,7 +40,32 @@ pub struct Generation {
     pub prompt_ids: Vec<u32>,
     pub ids: Vec<u32>,
     pub text: String,
-    pub stop_reason: String,
+    pub stop_reason: StopReason,
+}
+
+/// Who watches a generation as it goes (a live display, a server's event stream).
+/// Called between steps, right after the session flushed, never inside a forward
+/// pass. `Break` from either method stops the generation at the next step boundary:
+/// post_inference still runs and the stop reason is [`StopReason::Cancelled`].
+pub trait Observer {
+    /// A phase begins at `t_ns`.
+    fn phase_started(&mut self, s: &Session, phase: Phase, t_ns: u64) -> ControlFlow<()>;
+    /// The session flushed ([`Session::last_flush`] holds what it wrote): after
+    /// pre_inference and post_inference with `step = None`, after each step with it.
+    fn flushed(&mut self, s: &Session, step: Option<&StepEvent<'_>>) -> ControlFlow<()>;
+}
+
+/// An observer that only sees steps (tests, benchmarks).
+impl<F: FnMut(&StepEvent<'_>)> Observer for F {
+    fn phase_started(&mut self, _: &Session, _: Phase, _: u64) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+    fn flushed(&mut self, _: &Session, step: Option<&StepEvent<'_>>) -> ControlFlow<()> {
+        if let Some(e) = step {
+            self(e);
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Holds bytes until they form complete UTF-8 characters.
@@ -67,15 +94,17 @@ pub fn generate(
     s: &mut Session,
     prompt: &str,
     opts: &GenerateOptions,
-    on_step: &mut dyn FnMut(&StepEvent<'_>),
+    obs: &mut dyn Observer,
 ) -> Result<Generation> {
     let max_tokens = opts.max_tokens.max(1);
     let tok = &m.tokenizer;
     let dev = m.model.device().clone();
     let clock = s.clock();
+    let mut cancelled = false;
 
     s.set_phase(Phase::PreInference);
     let p0 = s.boundary();
+    cancelled |= obs.phase_started(s, Phase::PreInference, p0).is_break();
     let prompt_text = if opts.chat {
         tok.chat_prompt(prompt)
             .unwrap_or_else(|| prompt.to_string())
@@ -106,25 +135,32 @@ pub fn generate(
             step: None,
         });
     }
+    s.flush()?;
+    cancelled |= obs.flushed(s, None).is_break();
 
     let eos = tok.eos();
     let mut rng = Rng::new(opts.sampling.seed);
     let mut stream = Utf8Stream::default();
     let mut generated: Vec<u32> = Vec::new();
-    let mut stop_reason = "max_tokens".to_string();
     let mut pos = ids.len();
     let mut input = input;
     let mut step_start = p1;
     let mut decode_start = p1;
     let mut decode_steps = 0u32;
 
-    loop {
+    let stop_reason = loop {
+        if cancelled {
+            break StopReason::Cancelled;
+        }
         let step = generated.len() as u32;
         let phase = if step == 0 {
             Phase::Prefill
         } else {
             Phase::Decode
         };
+        if step == 0 {
+            cancelled |= obs.phase_started(s, phase, step_start).is_break();
+        }
         s.set_phase(phase);
         s.set_step(step);
         let logits = m.model.forward(&input, pos - input.dim(1)?, s)?;
@@ -163,7 +199,7 @@ pub fn generate(
             stream.push(&tok.token_bytes(next))
         };
         let decode_ns = end.saturating_sub(decode_start);
-        on_step(&StepEvent {
+        let event = StepEvent {
             step,
             id: next,
             text: &text,
@@ -171,21 +207,31 @@ pub fn generate(
             decode_tokens_per_s: (decode_steps > 0 && decode_ns > 0)
                 .then(|| f64::from(decode_steps) / (decode_ns as f64 * 1e-9)),
             power_w: s.current_power_w(),
-        });
+        };
+        cancelled |= obs.flushed(s, Some(&event)).is_break();
+        if step == 0 {
+            // The decode phase starts where prefill ends, even if no decode step follows.
+            cancelled |= obs.phase_started(s, Phase::Decode, end).is_break();
+        }
         step_start = end;
         if is_eos {
-            stop_reason = "eos".into();
-            break;
+            break StopReason::Eos;
         }
         if generated.len() as u32 >= max_tokens {
-            break;
+            break if cancelled {
+                StopReason::Cancelled
+            } else {
+                StopReason::MaxTokens
+            };
         }
         input = Tensor::new(&[next], &dev)?.unsqueeze(0)?;
         pos += 1;
-    }
+    };
     s.section(Phase::Decode, "decode", None, decode_start, step_start);
 
     s.set_phase(Phase::PostInference);
+    // Cancelling now would change nothing: post_inference is short and always runs.
+    let _ = obs.phase_started(s, Phase::PostInference, step_start);
     let t = clock.now();
     let visible: Vec<u32> = generated
         .iter()
@@ -200,6 +246,7 @@ pub fn generate(
     let p3 = s.boundary();
     s.section(Phase::PostInference, "post_inference", None, step_start, p3);
     s.flush()?;
+    let _ = obs.flushed(s, None);
     Ok(Generation {
         prompt_text,
         prompt_ids: ids,

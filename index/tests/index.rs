@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use eprof_core::Index;
-use eprof_core::index::RunFilter;
+use eprof_index::{Index, RunFilter};
 use eprof_format::synthetic::{self, Shape};
 use eprof_format::{Trace, encode};
 
@@ -64,10 +63,10 @@ fn insert_list_filter_find_remove_rebuild() {
     let before: Vec<_> = idx.list(&RunFilter::default()).unwrap();
     assert!(idx.remove("run0000000000002").unwrap());
     assert_eq!(idx.count().unwrap(), 2);
-    let (n, failed) = idx.rebuild(&traces).unwrap();
+    let (n, failed) = idx.rebuild(&traces, "this-host").unwrap();
     assert_eq!((n, failed.len()), (3, 0));
     let after: Vec<_> = idx.list(&RunFilter::default()).unwrap();
-    let strip = |v: &Vec<eprof_core::index::RunRow>| {
+    let strip = |v: &Vec<eprof_index::RunRow>| {
         let mut v: Vec<_> = v
             .iter()
             .map(|r| {
@@ -84,6 +83,10 @@ fn insert_list_filter_find_remove_rebuild() {
         v
     };
     assert_eq!(strip(&after), strip(&before), "rebuild reproduces the rows");
+    assert!(
+        after.iter().all(|r| r.imported),
+        "traces of another host are imported"
+    );
 }
 
 #[test]
@@ -94,7 +97,7 @@ fn rebuild_reports_unreadable_traces() {
     write_trace(&traces, "good000000000001", "x", "m");
     std::fs::write(traces.join("bad.eprof"), b"not a trace").unwrap();
     let mut idx = Index::open(&dir.path().join("index.sqlite")).unwrap();
-    let (n, failed) = idx.rebuild(&traces).unwrap();
+    let (n, failed) = idx.rebuild(&traces, "this-host").unwrap();
     assert_eq!(n, 1);
     assert_eq!(failed.len(), 1);
     assert!(failed[0].1.contains("not an eprof trace"), "{:?}", failed);

@@ -13,7 +13,39 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+/// What went wrong with the index.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("run index {path}: {message}")]
+    Index { path: PathBuf, message: String },
+    /// No run has this id or id prefix.
+    #[error("{0}")]
+    NotFound(String),
+    /// A prefix matches several runs.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// A request the index cannot answer (an unknown sort key).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Schema migrations; `user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[r#"
@@ -127,7 +159,16 @@ pub struct RunFilter {
     /// `created`, `energy`, `duration`, `j_per_token` (newest/largest first).
     pub sort: Option<String>,
     pub limit: Option<u32>,
+    /// Skip this many matching runs (paging).
+    pub offset: Option<u32>,
 }
+
+/// The filter part of [`Index::list`] and [`Index::count_matching`]: `?1`..`?4` are
+/// model, tag, experiment and prompt text.
+const FILTER: &str = "(?1 IS NULL OR model LIKE '%' || ?1 || '%')
+   AND (?2 IS NULL OR EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = r.id AND t.tag = ?2))
+   AND (?3 IS NULL OR experiment = ?3)
+   AND (?4 IS NULL OR prompt LIKE '%' || ?4 || '%')";
 
 /// An open run index.
 pub struct Index {
@@ -286,18 +327,12 @@ impl Index {
             Some("duration") => "duration_ns DESC",
             Some("j_per_token") => "decode_j_per_token DESC",
             Some(other) => {
-                return Err(Error::Config(format!(
+                return Err(Error::Invalid(format!(
                     "cannot sort by {other:?}: use created, energy, duration or j_per_token"
                 )));
             }
         };
-        let sql = format!(
-            "SELECT id FROM runs r WHERE (?1 IS NULL OR model LIKE '%' || ?1 || '%')
-               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = r.id AND t.tag = ?2))
-               AND (?3 IS NULL OR experiment = ?3)
-               AND (?4 IS NULL OR prompt LIKE '%' || ?4 || '%')
-             ORDER BY {order} LIMIT ?5"
-        );
+        let sql = format!("SELECT id FROM runs r WHERE {FILTER} ORDER BY {order} LIMIT ?5 OFFSET ?6");
         let ids: Vec<String> = (|| {
             let mut stmt = self.conn.prepare(&sql)?;
             let rows = stmt.query_map(
@@ -306,7 +341,8 @@ impl Index {
                     f.tag,
                     f.experiment,
                     f.prompt_contains,
-                    f.limit.map_or(-1, i64::from)
+                    f.limit.map_or(-1, i64::from),
+                    f.offset.map_or(0, i64::from)
                 ],
                 |r| r.get(0),
             )?;
@@ -316,7 +352,7 @@ impl Index {
         ids.iter()
             .map(|id| {
                 self.get(id)?
-                    .ok_or_else(|| Error::Config(format!("run {id} vanished")))
+                    .ok_or_else(|| Error::NotFound(format!("run {id} vanished")))
             })
             .collect()
     }
@@ -337,11 +373,11 @@ impl Index {
         match ids.as_slice() {
             [one] => self
                 .get(one)?
-                .ok_or_else(|| Error::Config(format!("run {one} vanished"))),
-            [] => Err(Error::Config(format!(
+                .ok_or_else(|| Error::NotFound(format!("run {one} vanished"))),
+            [] => Err(Error::NotFound(format!(
                 "no run {id_or_prefix:?} in the index; `eprof ls` lists runs"
             ))),
-            _ => Err(Error::Config(format!(
+            _ => Err(Error::Ambiguous(format!(
                 "{id_or_prefix:?} matches several runs ({}...); give more of the id",
                 ids.join(", ")
             ))),
@@ -407,6 +443,36 @@ impl Index {
         Ok(Some(row))
     }
 
+    /// Remove a run from the index and, when `delete_file` and it lies inside
+    /// `traces_dir` (eprof stored it), its trace file: a trace written elsewhere
+    /// (`record --out`) is the user's and stays. Returns the row and whether the file
+    /// was deleted.
+    pub fn delete_run(
+        &mut self,
+        id_or_prefix: &str,
+        traces_dir: &Path,
+        delete_file: bool,
+    ) -> Result<(RunRow, bool)> {
+        let row = self.find(id_or_prefix)?;
+        self.remove(&row.id)?;
+        let ours = std::fs::canonicalize(traces_dir)
+            .is_ok_and(|t| Path::new(&row.trace_path).starts_with(t));
+        if !(delete_file && ours) {
+            return Ok((row, false));
+        }
+        match std::fs::remove_file(&row.trace_path) {
+            Ok(()) => Ok((row, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((row, true)),
+            Err(e) => Err(Error::Index {
+                path: self.path.clone(),
+                message: format!(
+                    "removed {} from the index, but cannot delete {}: {e}",
+                    row.id, row.trace_path
+                ),
+            }),
+        }
+    }
+
     /// Remove a run's rows (not its trace file).
     pub fn remove(&mut self, id: &str) -> Result<bool> {
         let n = self
@@ -416,6 +482,18 @@ impl Index {
         Ok(n > 0)
     }
 
+    /// How many runs match the filters of `f` (its sort, limit and offset aside).
+    pub fn count_matching(&self, f: &RunFilter) -> Result<u64> {
+        self.conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM runs r WHERE {FILTER}"),
+                params![f.model, f.tag, f.experiment, f.prompt_contains],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn count(&self) -> Result<u64> {
         self.conn
             .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
@@ -423,9 +501,10 @@ impl Index {
             .map_err(|e| self.err(e))
     }
 
-    /// Drop every row and index each `*.eprof` file in `dir` again. Returns the number
-    /// indexed and, per file that could not be read, why.
-    pub fn rebuild(&mut self, dir: &Path) -> Result<(usize, Vec<(PathBuf, String)>)> {
+    /// Drop every row and index each `*.eprof` file in `dir` again; a trace recorded
+    /// on another host than `here` counts as imported. Returns the number indexed and,
+    /// per file that could not be read, why.
+    pub fn rebuild(&mut self, dir: &Path, here: &str) -> Result<(usize, Vec<(PathBuf, String)>)> {
         self.conn
             .execute_batch("DELETE FROM runs")
             .map_err(|e| self.err(e))?;
@@ -438,8 +517,6 @@ impl Index {
             Err(e) => return Err(Error::io(dir, e)),
         };
         files.sort();
-        // A trace recorded elsewhere keeps its own machine; it counts as imported.
-        let here = crate::machine::detect().hostname;
         let mut ok = 0;
         let mut failed = Vec::new();
         for f in files {

@@ -1,0 +1,31 @@
+//! eprof-record: the one recording flow of eprof.
+//!
+//! A [`Profiler`] (registry, plugins, data directory) loads a model
+//! ([`Profiler::load_model`]) and records a [`RecordRequest`] on it
+//! ([`Profiler::record`]), sending [`RunEvent`]s to a [`RunSink`] as the run goes:
+//! the CLI's sink prints tokens and a live status line, the server's sends each event
+//! to its WebSocket clients, a benchmark's may serialize them. Every front end calls
+//! this; none re-implements it.
+
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod event;
+pub mod profiler;
+pub mod request;
+
+pub use error::{ErrorKind, RecordError, Result};
+pub use event::{NoSink, RunEvent, RunSink, SiteFigure};
+pub use profiler::{
+    KnownModel, ModelCatalog, ModelHandle, PowerSourceInfo, Profiler, RecordedRun, is_valid_run_id,
+    new_run_id, open_power, power_sources,
+};
+pub use request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
+
+/// Keep the built-in power sources, model adapters and probes linked into a binary
+/// that uses this crate (their registrations are collected at start-up).
+pub fn link() {
+    eprof_power::link();
+    eprof_models::link();
+    eprof_probes::link();
+}

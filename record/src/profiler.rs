@@ -1,0 +1,663 @@
+//! [`Profiler`]: what `eprof record`, `eprof serve` and the benchmarks call to
+//! record one prompt.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use eprof_core::paths::DataDir;
+use eprof_core::plugin_host::{Plugin, plugin_files};
+use eprof_core::power::{Availability, SourceOptions};
+use eprof_core::probe::ProbeOptions;
+use eprof_core::{Clock, LoadedModel, PowerSource, Probe, Registry, Session, SessionConfig};
+use eprof_format::{Depth, NoteLevel, RunMeta, Settings, StopReason, Summary, Trace};
+use eprof_index::Index;
+use eprof_models::pipeline::{GenerateOptions, generate};
+use eprof_models::sampling::SamplingConfig;
+use serde::Serialize;
+
+use crate::error::{ErrorKind, RecordError, Result};
+use crate::event::{Live, RunEvent, RunSink};
+use crate::request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
+
+/// The registry of built-in parts, the loaded plugins and the data directory: made
+/// once per process, then used for any number of runs.
+pub struct Profiler {
+    data: DataDir,
+    registry: Registry,
+    plugins: Vec<Plugin>,
+    catalog: ModelCatalog,
+    warnings: Vec<String>,
+}
+
+/// The models a profiler can run by id: the data directory's `models/`, the Hugging
+/// Face cache, `$EPROF_MODEL`, models given by path at start, the built-in tiny model.
+/// Cheap to clone; listing reads the folders each time, so a model fetched while a
+/// server runs appears without a restart.
+#[derive(Debug, Clone)]
+pub struct ModelCatalog {
+    data: DataDir,
+    /// Models given by path when the profiler was made (`eprof serve --model`).
+    extra: Vec<PathBuf>,
+}
+
+/// A model the profiler can run by id (`GET /api/models`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnownModel {
+    /// What a request names: the file or folder name, `org/name` for the Hugging Face
+    /// cache, `builtin:tiny-llama`.
+    pub id: String,
+    pub path: PathBuf,
+    /// `data_dir`, `hf_cache`, `env` ($EPROF_MODEL), `given` (at start), `builtin`.
+    pub origin: &'static str,
+    /// The model [`ModelChoice::Default`] picks.
+    pub default: bool,
+}
+
+/// A loaded model, ready for any number of runs.
+pub struct ModelHandle {
+    pub loaded: LoadedModel,
+    pub path: PathBuf,
+    pub device: DeviceSpec,
+    /// How the model was chosen, for the user (empty when given explicitly).
+    pub origin: String,
+}
+
+/// A power source and whether it can be used here (`eprof power list`, `/api/power`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PowerSourceInfo {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub available: bool,
+    /// What it reads, or why it cannot be used and how to fix that.
+    pub detail: String,
+    pub summary: &'static str,
+    /// Whether `auto` considers it.
+    pub auto: bool,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RecordedRun {
+    pub id: String,
+    pub path: PathBuf,
+    pub bytes: usize,
+    pub trace: Trace,
+    pub summary: Summary,
+    pub stop_reason: StopReason,
+}
+
+/// A fresh run id: 16 hex digits from the time and the process id.
+pub fn new_run_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut z = t ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{:016x}", z ^ (z >> 31))
+}
+
+/// Whether `s` can be a run id or id prefix: 1 to 64 ASCII letters, digits, `-`, `_`
+/// (no path separators, no dots).
+pub fn is_valid_run_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Profiler {
+    /// Discover the built-in parts and load the plugins: every path in `plugin_paths`
+    /// (an error if one fails), then `EPROF_PLUGIN_PATH` and the data directory's
+    /// plugins/ (a warning if one fails, so one broken file there does not stop
+    /// every command). Probe names must be unique across built-ins and plugins.
+    pub fn new(data: DataDir, plugin_paths: &[PathBuf]) -> Result<Profiler> {
+        let registry = Registry::discover()?;
+        let mut plugins: Vec<Plugin> = Vec::new();
+        let mut warnings = Vec::new();
+        for path in plugin_files(plugin_paths, &data.plugins()) {
+            match Plugin::load(&path) {
+                Ok(p) => plugins.push(p),
+                Err(e) if plugin_paths.contains(&path) => return Err(e.into()),
+                Err(e) => warnings.push(format!("skipping plugin: {e}")),
+            }
+        }
+        let mut seen: Vec<(String, String)> = registry
+            .probes
+            .iter()
+            .map(|p| (p.name.to_string(), format!("built-in ({})", p.origin)))
+            .collect();
+        for p in &plugins {
+            for probe in &p.probes {
+                if let Some((_, first)) = seen.iter().find(|(n, _)| *n == probe.name) {
+                    return Err(RecordError::bad_request(format!(
+                        "two probes are named {:?}: one from {first}, one from {}; rename one",
+                        probe.name,
+                        p.path.display()
+                    )));
+                }
+                seen.push((probe.name.clone(), p.path.display().to_string()));
+            }
+        }
+        Ok(Profiler {
+            catalog: ModelCatalog {
+                data: data.clone(),
+                extra: Vec::new(),
+            },
+            data,
+            registry,
+            plugins,
+            warnings,
+        })
+    }
+
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    /// Warnings from setting up (plugins skipped), for the front end to show once.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Make a model known by its path (it is then listed and chosen by id).
+    pub fn add_model(&mut self, path: PathBuf) {
+        if !self.catalog.extra.contains(&path) {
+            self.catalog.extra.push(path);
+        }
+    }
+
+    pub fn catalog(&self) -> &ModelCatalog {
+        &self.catalog
+    }
+
+    /// The model [`ModelChoice::Default`] picks, and why (for the user).
+    pub fn default_model(&self) -> (PathBuf, String) {
+        self.catalog.default_model()
+    }
+
+    /// Every name a request may give in [`ProbeSelection::Only`]: built-in and plugin
+    /// probes.
+    pub fn probe_names(&self) -> Vec<String> {
+        let builtin = self.registry.probes.iter().map(|p| p.name.to_string());
+        let plugins = self.plugins.iter().flat_map(|p| p.probes.iter().map(|x| x.name.clone()));
+        builtin.chain(plugins).collect()
+    }
+
+    /// Load a model onto a device.
+    pub fn load_model(&self, choice: &ModelChoice, device: DeviceSpec) -> Result<ModelHandle> {
+        let (path, origin) = self.catalog.resolve_model(choice)?;
+        let src = eprof_models::load::detect(&path)?;
+        let adapter = self.registry.adapter_for(&src)?;
+        let dev = candle_device(device)?;
+        let mut loaded = adapter.load(&src, &dev)?;
+        loaded.identity.file_hash = model_hash(&path)?;
+        Ok(ModelHandle {
+            loaded,
+            path,
+            device,
+            origin,
+        })
+    }
+
+    /// Every power source and whether it can be used here.
+    pub fn power_sources(&self) -> Vec<PowerSourceInfo> {
+        power_sources(&self.registry)
+    }
+
+    /// Open a power source; the second value says what `auto` picked.
+    pub fn open_power(
+        &self,
+        spec: &PowerSpec,
+        clock: Clock,
+        interval: Duration,
+    ) -> Result<(Box<dyn PowerSource>, Option<String>)> {
+        open_power(&self.registry, spec, clock, interval)
+    }
+
+    /// The probes of a request: built-ins by depth and every plugin probe, or the
+    /// ones named.
+    fn probes(&self, req: &RecordRequest) -> Result<Vec<Box<dyn Probe>>> {
+        let opts = ProbeOptions {
+            sparsity_threshold: req.sparsity_threshold,
+        };
+        let plugin_probes: Vec<_> = self.plugins.iter().flat_map(|p| &p.probes).collect();
+        let mut probes: Vec<Box<dyn Probe>> = Vec::new();
+        if req.depth == Depth::Off {
+            return Ok(probes);
+        }
+        match &req.probes {
+            ProbeSelection::None => {}
+            ProbeSelection::Default => {
+                for p in self.registry.probes.iter().filter(|p| p.min_depth <= req.depth) {
+                    probes.push((p.create)(&opts));
+                }
+                for p in &plugin_probes {
+                    probes.push(p.instantiate()?);
+                }
+            }
+            ProbeSelection::Only(names) => {
+                for name in names {
+                    match plugin_probes.iter().find(|p| &p.name == name) {
+                        Some(p) => probes.push(p.instantiate()?),
+                        None => probes.push((self.registry.probe(name)?.create)(&opts)),
+                    }
+                }
+            }
+        }
+        Ok(probes)
+    }
+
+    /// Record one prompt on a loaded model: write the trace, index it (unless the
+    /// request says not to), and send every [`RunEvent`] to `sink`, from
+    /// `run_started` to `inference_complete` (or `error`). `id` is the run's id
+    /// ([`new_run_id`]).
+    pub fn record(
+        &self,
+        model: &mut ModelHandle,
+        req: &RecordRequest,
+        id: &str,
+        sink: &mut dyn RunSink,
+    ) -> Result<RecordedRun> {
+        let r = self.record_inner(model, req, id, sink);
+        if let Err(e) = &r {
+            let _ = sink.event(&RunEvent::Error {
+                run_id: Some(id.to_string()),
+                kind: e.kind,
+                message: e.message.clone(),
+                hint: e.hint.clone(),
+            });
+        }
+        r
+    }
+
+    fn record_inner(
+        &self,
+        model: &mut ModelHandle,
+        req: &RecordRequest,
+        id: &str,
+        sink: &mut dyn RunSink,
+    ) -> Result<RecordedRun> {
+        if !is_valid_run_id(id) {
+            return Err(RecordError::bad_request(format!("invalid run id {id:?}")));
+        }
+        let probes = self.probes(req)?;
+        let probe_names: Vec<String> = probes.iter().map(|p| p.name().to_string()).collect();
+        let clock = Clock::start();
+        let interval = Duration::from_millis(req.power_interval_ms.max(1));
+        let (source, why) = self.open_power(&req.power, clock, interval)?;
+        let notices: Vec<String> = why.into_iter().chain(source.notice()).collect();
+
+        let loaded = &mut model.loaded;
+        let chat = !req.raw && loaded.tokenizer.chat_prompt("").is_some();
+        let out = req.out.clone().unwrap_or_else(|| self.data.trace_path(id));
+        let meta = RunMeta {
+            id: id.to_string(),
+            created_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            prompt: req.prompt.clone(),
+            model: loaded.identity.clone(),
+            settings: Settings {
+                depth: req.depth,
+                max_tokens: req.max_tokens,
+                temperature: req.temperature,
+                top_k: req.top_k,
+                top_p: req.top_p,
+                seed: req.seed,
+                chat_template: chat,
+                device: model.device.to_string(),
+                power_interval_ms: req.power_interval_ms as u32,
+                idle_baseline_ms: req.idle_ms as u32,
+                probes: probe_names,
+                sparsity_threshold: f64::from(req.sparsity_threshold),
+            },
+            machine: eprof_core::machine::detect(),
+            power: source.desc(),
+            software: format!("eprof {}", env!("CARGO_PKG_VERSION")),
+            tags: req.tags.clone(),
+            experiment: req.experiment.clone(),
+        };
+        let mut live = Live::new(sink, meta.power.clone());
+        live.send(RunEvent::RunStarted {
+            run_id: id.to_string(),
+            prompt: meta.prompt.clone(),
+            model: meta.model.clone(),
+            settings: meta.settings.clone(),
+            power: meta.power.clone(),
+            machine: meta.machine.clone(),
+            tags: meta.tags.clone(),
+            experiment: meta.experiment.clone(),
+        });
+        for text in notices {
+            live.send(RunEvent::Note {
+                level: NoteLevel::Info,
+                text,
+            });
+        }
+        let sites = loaded.model.sites().to_vec();
+        let sync_device = model.device != DeviceSpec::Cpu;
+        let mut session = Session::start(
+            SessionConfig {
+                meta,
+                out,
+                clock,
+                interval,
+                idle_baseline: Duration::from_millis(req.idle_ms),
+                boundary_reads: true,
+                sites,
+                probes,
+                sync_device,
+            },
+            source,
+        )?;
+        if req.depth == Depth::Deep {
+            session.note(
+                NoteLevel::Info,
+                "attention dropout is the identity at inference: it is not an operation and has no timing",
+            );
+        }
+        let opts = GenerateOptions {
+            max_tokens: req.max_tokens,
+            sampling: SamplingConfig {
+                temperature: req.temperature,
+                top_k: req.top_k,
+                top_p: req.top_p,
+                seed: req.seed,
+            },
+            chat,
+        };
+        let generation = generate(loaded, &mut session, &req.prompt, &opts, &mut live);
+        let (text, stop_reason, stop_text) = match generation {
+            Ok(g) => (g.text, g.stop_reason, g.stop_reason.as_str().to_string()),
+            Err(e) => {
+                let path = session.finish(String::new(), format!("error: {e}"))?;
+                return Err(RecordError::new(
+                    ErrorKind::Model,
+                    format!(
+                        "generation failed: {e} (the partial trace is at {})",
+                        path.display()
+                    ),
+                ));
+            }
+        };
+        let path = session.finish(text.clone(), stop_text)?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            RecordError::new(ErrorKind::Io, format!("cannot read {}: {e}", path.display()))
+        })?;
+        let trace = eprof_format::decode_complete(&bytes)?;
+        if req.index {
+            let mut idx = Index::open(&self.data.index())?;
+            idx.insert(&trace, &path, false)?;
+        }
+        let en = eprof_format::Energies::compute(&trace);
+        let summary = Summary::compute(&trace, &en);
+        live.send(RunEvent::InferenceComplete {
+            run_id: id.to_string(),
+            trace: path.display().to_string(),
+            stop_reason,
+            generated_text: text,
+            summary: Box::new(summary.clone()),
+        });
+        Ok(RecordedRun {
+            id: id.to_string(),
+            path,
+            bytes: bytes.len(),
+            trace,
+            summary,
+            stop_reason,
+        })
+    }
+}
+
+/// Open a power source of a registry; the second value says what `auto` picked.
+pub fn open_power(
+    reg: &Registry,
+    spec: &PowerSpec,
+    clock: Clock,
+    interval: Duration,
+) -> Result<(Box<dyn PowerSource>, Option<String>)> {
+    let (entry, why) = if spec.name == "auto" {
+        let (e, why) = reg.auto_power()?;
+        (e, Some(format!("power: auto picked {why}")))
+    } else {
+        (reg.power_source(&spec.name)?, None)
+    };
+    let mut opts = SourceOptions::new(clock, interval);
+    opts.args = spec.args.clone();
+    let src = (entry.open)(&opts)?;
+    Ok((src, why))
+}
+
+impl ModelCatalog {
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// Every model this profiler can run by id, the default first.
+    pub fn models(&self) -> Vec<KnownModel> {
+        let mut out: Vec<KnownModel> = Vec::new();
+        let mut add = |path: PathBuf, id: String, origin: &'static str| {
+            if !out.iter().any(|m| m.path == path || m.id == id) {
+                out.push(KnownModel {
+                    id,
+                    path,
+                    origin,
+                    default: false,
+                });
+            }
+        };
+        let name_of = |p: &Path| {
+            p.file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+        };
+        for p in &self.extra {
+            add(p.clone(), name_of(p), "given");
+        }
+        if let Some(p) = env_model() {
+            add(p.clone(), name_of(&p), "env");
+        }
+        for p in models_in(&self.data.models()) {
+            add(p.clone(), name_of(&p), "data_dir");
+        }
+        for (id, p) in hf_cache_models() {
+            add(p, id, "hf_cache");
+        }
+        add(
+            PathBuf::from(eprof_models::load::BUILTIN_TINY),
+            eprof_models::load::BUILTIN_TINY.into(),
+            "builtin",
+        );
+        let (default, _) = self.default_model();
+        if let Some(m) = out.iter_mut().find(|m| m.path == default) {
+            m.default = true;
+        }
+        out
+    }
+
+    /// The model [`ModelChoice::Default`] picks, and why (for the user).
+    pub fn default_model(&self) -> (PathBuf, String) {
+        if let Some(p) = self.extra.first() {
+            return (p.clone(), "given at start".into());
+        }
+        if let Some(p) = env_model() {
+            return (p, "from $EPROF_MODEL".into());
+        }
+        if let Some(p) = models_in(&self.data.models()).into_iter().next() {
+            return (p, format!("from {}", self.data.models().display()));
+        }
+        if let Some((_, p)) = hf_cache_models().into_iter().next() {
+            return (p, "from the Hugging Face cache".into());
+        }
+        (
+            PathBuf::from(eprof_models::load::BUILTIN_TINY),
+            "no model found: using the built-in tiny Llama with random weights (its numbers \
+             are real, its text is noise); run scripts/fetch-model.sh for SmolLM2"
+                .into(),
+        )
+    }
+
+    /// The file or folder a choice names, and how it was chosen.
+    pub fn resolve_model(&self, choice: &ModelChoice) -> Result<(PathBuf, String)> {
+        match choice {
+            ModelChoice::Default => Ok(self.default_model()),
+            ModelChoice::Path(p) => Ok((p.clone(), String::new())),
+            ModelChoice::Id(id) => self
+                .models()
+                .into_iter()
+                .find(|m| &m.id == id)
+                .map(|m| (m.path, String::new()))
+                .ok_or_else(|| {
+                    RecordError::new(ErrorKind::NotFound, format!("no model with id {id:?}"))
+                        .with_hint("GET /api/models (or `eprof model list`) lists the ids")
+                }),
+        }
+    }
+
+}
+
+/// Every power source of a registry and whether it can be used here.
+pub fn power_sources(reg: &Registry) -> Vec<PowerSourceInfo> {
+    reg.power
+        .iter()
+        .map(|p| {
+            let (available, detail) = match (p.availability)() {
+                Availability::Available { detail } => (true, detail),
+                Availability::Unavailable { reason, fix } => (
+                    false,
+                    match fix {
+                        Some(f) => format!("{reason}; fix: {f}"),
+                        None => reason,
+                    },
+                ),
+            };
+            PowerSourceInfo {
+                name: p.name,
+                kind: p.kind.as_str(),
+                available,
+                detail,
+                summary: p.summary,
+                auto: p.auto_rank.is_some(),
+            }
+        })
+        .collect()
+}
+
+fn candle_device(d: DeviceSpec) -> Result<candle_core::Device> {
+    let model_err = |e: candle_core::Error, hint: &str| {
+        RecordError::new(ErrorKind::Model, format!("device {d}: {e}")).with_hint(hint)
+    };
+    match d {
+        DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceSpec::Metal => candle_core::Device::new_metal(0)
+            .map_err(|e| model_err(e, "--device metal needs eprof built with --features metal on a Mac")),
+        DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n).map_err(|e| {
+            model_err(
+                e,
+                "--device cuda needs eprof built with --features cuda and an NVIDIA driver",
+            )
+        }),
+    }
+}
+
+fn env_model() -> Option<PathBuf> {
+    std::env::var_os("EPROF_MODEL")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// GGUF files and Hugging Face folders in `dir`, sorted.
+fn models_in(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf") || p.join("config.json").exists())
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// Models in the Hugging Face cache: (`org/name`, snapshot folder or GGUF file).
+fn hf_cache_models() -> Vec<(String, PathBuf)> {
+    let Some(root) = std::env::var_os("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })
+    else {
+        return Vec::new();
+    };
+    let mut repos: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("models--"))
+        })
+        .collect();
+    repos.sort();
+    let mut out = Vec::new();
+    for r in repos {
+        let id = r
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_start_matches("models--").replace("--", "/"))
+            .unwrap_or_default();
+        let Ok(snaps) = std::fs::read_dir(r.join("snapshots")) else {
+            continue;
+        };
+        for s in snaps.filter_map(|e| e.ok().map(|e| e.path())) {
+            if s.join("config.json").exists() && s.join("tokenizer.json").exists() {
+                out.push((id.clone(), s));
+                break;
+            }
+            if let Some(g) = models_in(&s).into_iter().next() {
+                out.push((id.clone(), g));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// SHA-256 of the model's weight files (one GGUF, or a folder's safetensors).
+fn model_hash(path: &Path) -> Result<String> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| {
+            RecordError::new(ErrorKind::Io, format!("cannot read {}: {e}", p.display()))
+        })
+    };
+    if path.is_file() {
+        return Ok(eprof_index::sha256_hex(&read(path)?));
+    }
+    if !path.is_dir() {
+        return Ok(String::new());
+    }
+    let mut all = String::new();
+    for f in models_in_ext(path, "safetensors") {
+        all.push_str(&eprof_index::sha256_hex(&read(&f)?));
+    }
+    Ok(eprof_index::sha256_hex(all.as_bytes()))
+}
+
+fn models_in_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    files
+}
