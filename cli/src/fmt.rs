@@ -1,29 +1,15 @@
-//! Human-readable numbers and plain-text tables.
+//! Human-readable numbers (eprof-format's `units`, shared with the viewer) and
+//! plain-text tables.
 
 use eprof_format::Energy;
+use eprof_format::units;
 
 pub fn ns(v: u64) -> String {
-    let f = v as f64;
-    if f >= 1e9 {
-        format!("{:.3} s", f / 1e9)
-    } else if f >= 1e6 {
-        format!("{:.2} ms", f / 1e6)
-    } else if f >= 1e3 {
-        format!("{:.1} us", f / 1e3)
-    } else {
-        format!("{v} ns")
-    }
+    units::duration_ns(v as f64)
 }
 
 pub fn joules(j: f64) -> String {
-    let a = j.abs();
-    if a >= 1.0 {
-        format!("{j:.3} J")
-    } else if a >= 1e-3 {
-        format!("{:.3} mJ", j * 1e3)
-    } else {
-        format!("{:.2} uJ", j * 1e6)
-    }
+    units::joules(j)
 }
 
 pub fn opt_j(j: Option<f64>) -> String {
@@ -39,7 +25,7 @@ pub fn label(e: Option<Energy>) -> &'static str {
 }
 
 pub fn watts(w: Option<f64>) -> String {
-    w.map_or_else(|| "-".into(), |w| format!("{w:.2} W"))
+    w.map_or_else(|| "-".into(), units::watts)
 }
 
 /// `YYYY-MM-DD HH:MM` UTC from Unix milliseconds.
@@ -98,7 +84,7 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let n = self.head.len();
         let mut w = vec![0usize; n];
         for r in std::iter::once(&self.head).chain(&self.rows) {
@@ -129,9 +115,9 @@ impl Table {
                     }
                 }
             }
-            out.push_str(line.trim_end());
-            out.push('\n');
+            writeln!(out, "{}", line.trim_end())?;
         }
+        Ok(())
     }
 }
 
@@ -144,6 +130,6 @@ mod tests {
         assert_eq!(date(0), "1970-01-01 00:00");
         assert_eq!(date(1_767_225_600_000), "2026-01-01 00:00");
         assert_eq!(joules(0.0123), "12.300 mJ");
-        assert_eq!(ns(1_500_000), "1.50 ms");
+        assert_eq!(ns(1_500_000), "1.500 ms");
     }
 }

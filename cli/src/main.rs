@@ -278,7 +278,10 @@ fn run() -> anyhow::Result<ExitCode> {
         }
     };
     let data = eprof_core::paths::DataDir::resolve(cli.data_dir.as_deref());
-    let out = &mut String::new();
+    // Commands write straight to stdout: `export` streams, and a reader that goes away
+    // (`eprof ls | head -1`) ends the command with a closed pipe, not a panic.
+    let stdout = std::io::stdout();
+    let out: &mut dyn Write = &mut stdout.lock();
     let code = match cli.command {
         Command::Record(a) => return record::run(&data, &cli.plugins, a),
         Command::Ls(a) => commands::ls(&data, &a, out),
@@ -320,8 +323,6 @@ fn run() -> anyhow::Result<ExitCode> {
                 },
         } => commands::model_tokenize(&path, &text, !no_special, json, out),
     };
-    // Print what was produced even when the command then fails (a truncated trace).
-    std::io::stdout().write_all(out.as_bytes())?;
-    std::io::stdout().flush()?;
+    out.flush()?;
     code.map(|()| ExitCode::SUCCESS)
 }

@@ -5,26 +5,24 @@ use std::path::Path;
 use eprof_core::plugin_host::Plugin;
 
 /// `eprof plugins check PATH`.
-pub fn check(path: &Path, json: bool, out: &mut String) -> anyhow::Result<()> {
+pub fn check(path: &Path, json: bool, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let p = Plugin::load(path)?;
     if json {
-        out.push_str(&serde_json::to_string_pretty(&describe(&p))?);
-        out.push('\n');
+        out.write_all(serde_json::to_string_pretty(&describe(&p))?.as_bytes())?;
+        writeln!(out)?;
         return Ok(());
     }
-    out.push_str(&format!(
-        "ok: {} {} (plugin ABI {}, this eprof speaks ABI {}) from {}\n",
+    writeln!(
+        out,
+        "ok: {} {} (plugin ABI {}, this eprof speaks ABI {}) from {}",
         p.name,
         p.version,
         p.abi_version,
         eprof_core::plugin_api::ABI_VERSION,
         p.path.display()
-    ));
+    )?;
     for probe in &p.probes {
-        out.push_str(&format!(
-            "  probe {:<16} {}\n",
-            probe.name, probe.description
-        ));
+        writeln!(out, "  probe {:<16} {}", probe.name, probe.description)?;
     }
     Ok(())
 }

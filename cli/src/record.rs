@@ -10,8 +10,7 @@ use clap::Args;
 use eprof_core::paths::DataDir;
 use eprof_format::{Depth, NoteLevel};
 use eprof_record::{
-    DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, Profiler, RecordRequest, RunEvent,
-    RunSink,
+    DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, Profiler, RecordRequest, RunEvent, RunSink,
 };
 
 use crate::fmt;

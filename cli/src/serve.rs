@@ -81,7 +81,10 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: &ServeArgs) -> anyhow::R
             eprintln!("warning: {w}");
         }
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "eprof serve: http://{host}/  (API under /api, events on /ws/profiling; Ctrl-C to stop)");
+        let _ = writeln!(
+            out,
+            "eprof serve: http://{host}/  (API under /api, events on /ws/profiling; Ctrl-C to stop)"
+        );
         if let Some(t) = &token {
             let _ = writeln!(out, "token: {t}  (send `Authorization: Bearer {t}`)");
         }

@@ -125,11 +125,12 @@ pub fn run(data: &DataDir, a: &ViewArgs) -> anyhow::Result<()> {
     if let Some(out) = &a.html {
         let page = page_with_traces(html, &traces)?;
         std::fs::write(out, page).with_context(|| format!("cannot write {}", out.display()))?;
-        println!(
+        writeln!(
+            std::io::stdout(),
             "{} ({} trace(s) inside; open it in a browser, no server needed)",
             out.display(),
             traces.len()
-        );
+        )?;
         return Ok(());
     }
     serve(html, traces, a)
@@ -145,8 +146,9 @@ fn serve(html: &'static str, traces: Vec<Loaded>, a: &ViewArgs) -> anyhow::Resul
         .map(|(i, t)| format!("trace=/trace/{i}/{}", url_name(&t.name)))
         .collect();
     let url = format!("http://127.0.0.1:{port}/?{}", query.join("&"));
-    println!("serving the viewer at {url}  (Ctrl-C to stop)");
-    std::io::stdout().flush()?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "serving the viewer at {url}  (Ctrl-C to stop)")?;
+    stdout.flush()?;
     if !a.no_open {
         open_browser(&url);
     }

@@ -468,7 +468,8 @@ impl Session {
         self.notes.clear();
         for (i, m) in self.metrics.iter_mut().enumerate() {
             if last.metrics.len() <= i {
-                last.metrics.push(MetricSeries::new(m.probe.clone(), m.metric.clone()));
+                last.metrics
+                    .push(MetricSeries::new(m.probe.clone(), m.metric.clone()));
             }
             let l = &mut last.metrics[i];
             std::mem::swap(&mut m.step, &mut l.step);

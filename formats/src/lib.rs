@@ -16,6 +16,7 @@ pub mod model;
 pub mod reader;
 pub mod summary;
 pub mod synthetic;
+pub mod units;
 pub mod writer;
 
 pub use attribution::{Attribution, Energy, EnergyLabel};

@@ -332,7 +332,8 @@ impl Index {
                 )));
             }
         };
-        let sql = format!("SELECT id FROM runs r WHERE {FILTER} ORDER BY {order} LIMIT ?5 OFFSET ?6");
+        let sql =
+            format!("SELECT id FROM runs r WHERE {FILTER} ORDER BY {order} LIMIT ?5 OFFSET ?6");
         let ids: Vec<String> = (|| {
             let mut stmt = self.conn.prepare(&sql)?;
             let rows = stmt.query_map(

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use eprof_index::{Index, RunFilter};
 use eprof_format::synthetic::{self, Shape};
 use eprof_format::{Trace, encode};
+use eprof_index::{Index, RunFilter};
 
 fn write_trace(dir: &Path, id: &str, tag: &str, model: &str) -> (Trace, PathBuf) {
     let mut t = synthetic::trace(&Shape::default());

@@ -26,17 +26,7 @@ use crate::error::ErrorKind;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunEvent {
     /// The run is set up: what runs, how, and measured by what.
-    RunStarted {
-        run_id: String,
-        prompt: String,
-        model: ModelIdentity,
-        settings: Settings,
-        /// The power source; `power_sample.watts` follows the order of its channels.
-        power: PowerSourceDesc,
-        machine: Machine,
-        tags: Vec<String>,
-        experiment: Option<String>,
-    },
+    RunStarted(Box<RunStarted>),
     /// One power reading, in watts per channel (a counter's energy difference over the
     /// time since its previous reading).
     PowerSample {
@@ -46,7 +36,11 @@ pub enum RunEvent {
         total_w: Option<f64>,
     },
     /// A phase began (sent as it begins).
-    SectionStart { phase: Phase, name: String, t_ns: u64 },
+    SectionStart {
+        phase: Phase,
+        name: String,
+        t_ns: u64,
+    },
     /// A section finished: a phase, or a section inside a step (embedding, lm_head,
     /// sampling, ...).
     SectionEnd {
@@ -115,7 +109,7 @@ impl RunEvent {
     /// The message type, as it appears in the JSON.
     pub fn kind(&self) -> &'static str {
         match self {
-            RunEvent::RunStarted { .. } => "run_started",
+            RunEvent::RunStarted(_) => "run_started",
             RunEvent::PowerSample { .. } => "power_sample",
             RunEvent::SectionStart { .. } => "section_start",
             RunEvent::SectionEnd { .. } => "section_end",
@@ -128,6 +122,20 @@ impl RunEvent {
             RunEvent::Error { .. } => "error",
         }
     }
+}
+
+/// What `run_started` says (boxed: it is by far the largest event).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStarted {
+    pub run_id: String,
+    pub prompt: String,
+    pub model: ModelIdentity,
+    pub settings: Settings,
+    /// The power source; `power_sample.watts` follows the order of its channels.
+    pub power: PowerSourceDesc,
+    pub machine: Machine,
+    pub tags: Vec<String>,
+    pub experiment: Option<String>,
 }
 
 /// Time, energy and metrics of one site (a layer, a component or an operation) in one

@@ -16,7 +16,7 @@ use eprof_models::sampling::SamplingConfig;
 use serde::Serialize;
 
 use crate::error::{ErrorKind, RecordError, Result};
-use crate::event::{Live, RunEvent, RunSink};
+use crate::event::{Live, RunEvent, RunSink, RunStarted};
 use crate::request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
 
 /// The registry of built-in parts, the loaded plugins and the data directory: made
@@ -189,7 +189,10 @@ impl Profiler {
     /// probes.
     pub fn probe_names(&self) -> Vec<String> {
         let builtin = self.registry.probes.iter().map(|p| p.name.to_string());
-        let plugins = self.plugins.iter().flat_map(|p| p.probes.iter().map(|x| x.name.clone()));
+        let plugins = self
+            .plugins
+            .iter()
+            .flat_map(|p| p.probes.iter().map(|x| x.name.clone()));
         builtin.chain(plugins).collect()
     }
 
@@ -238,7 +241,12 @@ impl Profiler {
         match &req.probes {
             ProbeSelection::None => {}
             ProbeSelection::Default => {
-                for p in self.registry.probes.iter().filter(|p| p.min_depth <= req.depth) {
+                for p in self
+                    .registry
+                    .probes
+                    .iter()
+                    .filter(|p| p.min_depth <= req.depth)
+                {
                     probes.push((p.create)(&opts));
                 }
                 for p in &plugin_probes {
@@ -328,7 +336,7 @@ impl Profiler {
             experiment: req.experiment.clone(),
         };
         let mut live = Live::new(sink, meta.power.clone());
-        live.send(RunEvent::RunStarted {
+        live.send(RunEvent::RunStarted(Box::new(RunStarted {
             run_id: id.to_string(),
             prompt: meta.prompt.clone(),
             model: meta.model.clone(),
@@ -337,7 +345,7 @@ impl Profiler {
             machine: meta.machine.clone(),
             tags: meta.tags.clone(),
             experiment: meta.experiment.clone(),
-        });
+        })));
         for text in notices {
             live.send(RunEvent::Note {
                 level: NoteLevel::Info,
@@ -392,7 +400,10 @@ impl Profiler {
         };
         let path = session.finish(text.clone(), stop_text)?;
         let bytes = std::fs::read(&path).map_err(|e| {
-            RecordError::new(ErrorKind::Io, format!("cannot read {}: {e}", path.display()))
+            RecordError::new(
+                ErrorKind::Io,
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?;
         let trace = eprof_format::decode_complete(&bytes)?;
         if req.index {
@@ -457,8 +468,10 @@ impl ModelCatalog {
             }
         };
         let name_of = |p: &Path| {
-            p.file_name()
-                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
         };
         for p in &self.extra {
             add(p.clone(), name_of(p), "given");
@@ -522,7 +535,6 @@ impl ModelCatalog {
                 }),
         }
     }
-
 }
 
 /// Every power source of a registry and whether it can be used here.
@@ -558,8 +570,12 @@ fn candle_device(d: DeviceSpec) -> Result<candle_core::Device> {
     };
     match d {
         DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
-        DeviceSpec::Metal => candle_core::Device::new_metal(0)
-            .map_err(|e| model_err(e, "--device metal needs eprof built with --features metal on a Mac")),
+        DeviceSpec::Metal => candle_core::Device::new_metal(0).map_err(|e| {
+            model_err(
+                e,
+                "--device metal needs eprof built with --features metal on a Mac",
+            )
+        }),
         DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n).map_err(|e| {
             model_err(
                 e,
@@ -612,7 +628,11 @@ fn hf_cache_models() -> Vec<(String, PathBuf)> {
     for r in repos {
         let id = r
             .file_name()
-            .map(|n| n.to_string_lossy().trim_start_matches("models--").replace("--", "/"))
+            .map(|n| {
+                n.to_string_lossy()
+                    .trim_start_matches("models--")
+                    .replace("--", "/")
+            })
             .unwrap_or_default();
         let Ok(snaps) = std::fs::read_dir(r.join("snapshots")) else {
             continue;

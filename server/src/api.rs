@@ -100,7 +100,10 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("worker failed: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("worker failed: {e}"),
+        )
     })?
 }
 
@@ -163,9 +166,12 @@ async fn page(html: Option<&'static str>) -> Response {
             h,
         )
             .into_response(),
-        None => ApiError::new(StatusCode::NOT_FOUND, "this eprof was built without the viewer")
-            .hint("run `cargo xtask viewer`, then rebuild eprof; the API works without it")
-            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this eprof was built without the viewer",
+        )
+        .hint("run `cargo xtask viewer`, then rebuild eprof; the API works without it")
+        .into_response(),
     }
 }
 
@@ -233,8 +239,11 @@ fn admit(app: &App, mut req: RecordRequest) -> ApiResult<RecordRequest> {
             }
         }
         ModelChoice::Path(_) if !app.opts.allow_model_paths => {
-            return Err(ApiError::bad("this server runs models by id, not by path")
-                .hint("GET /api/models lists the ids; `eprof serve --allow-model-paths` allows paths"));
+            return Err(
+                ApiError::bad("this server runs models by id, not by path").hint(
+                    "GET /api/models lists the ids; `eprof serve --allow-model-paths` allows paths",
+                ),
+            );
         }
         ModelChoice::Path(_) => {}
     }
@@ -249,10 +258,8 @@ async fn generate(
         let status = r.status();
         let msg = r.body_text();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "the request body is too large").hint(format!(
-                "at most {} bytes",
-                app.opts.max_body_bytes
-            ))
+            ApiError::new(status, "the request body is too large")
+                .hint(format!("at most {} bytes", app.opts.max_body_bytes))
         } else {
             // axum answers 422 for JSON of the wrong shape; both are a bad request.
             ApiError::bad(msg).hint("the body is a JSON RecordRequest; see docs/api.md")
@@ -466,8 +473,10 @@ async fn export_run(
                     .map(|(n, _)| n.trim_end_matches(".csv").to_string())
                     .collect();
                 let Some(want) = q.table.as_deref() else {
-                    return Err(ApiError::bad("format=csv needs table=NAME (one file per table)")
-                        .hint(format!("tables: {}", names.join(", "))));
+                    return Err(
+                        ApiError::bad("format=csv needs table=NAME (one file per table)")
+                            .hint(format!("tables: {}", names.join(", "))),
+                    );
                 };
                 let Some((n, text)) = tables
                     .into_iter()
@@ -476,7 +485,11 @@ async fn export_run(
                     return Err(ApiError::bad(format!("no table {want:?}"))
                         .hint(format!("tables: {}", names.join(", "))));
                 };
-                (format!("{}.{n}", row.id), "text/csv; charset=utf-8", text.into_bytes())
+                (
+                    format!("{}.{n}", row.id),
+                    "text/csv; charset=utf-8",
+                    text.into_bytes(),
+                )
             }
             Some(other) => {
                 return Err(ApiError::bad(format!(
@@ -521,7 +534,10 @@ async fn delete_run(State(app): AppState, Path(id): Path<String>) -> ApiResult<R
     blocking(move || {
         let mut idx = Index::open(&app.data.index())?;
         let (row, deleted) = idx.delete_run(&id, &app.data.traces(), true)?;
-        Ok(Json(json!({"id": row.id, "status": "deleted", "trace_deleted": deleted})).into_response())
+        Ok(
+            Json(json!({"id": row.id, "status": "deleted", "trace_deleted": deleted}))
+                .into_response(),
+        )
     })
     .await
 }
@@ -534,7 +550,9 @@ async fn models(State(app): AppState) -> ApiResult<Json<serde_json::Value>> {
 async fn power() -> ApiResult<Json<serde_json::Value>> {
     blocking(|| {
         let reg = eprof_core::Registry::discover().map_err(RecordError::from)?;
-        let auto = reg.auto_power().map(|(p, why)| json!({"source": p.name, "why": why}));
+        let auto = reg
+            .auto_power()
+            .map(|(p, why)| json!({"source": p.name, "why": why}));
         Ok(Json(json!({
             "sources": eprof_record::power_sources(&reg),
             "auto": auto.unwrap_or_else(|e| json!({"error": e.to_string()})),
@@ -583,4 +601,3 @@ async fn client(app: Arc<App>, mut socket: WebSocket) {
     }
     app.hub.leave(&me);
 }
-

@@ -137,7 +137,11 @@ mod tests {
         let p = slow.take();
         assert!(p.dropped > 0, "power samples dropped");
         assert!(p.msgs.iter().map(|m| m.json.len()).sum::<usize>() <= 100);
-        assert_eq!(p.msgs.front().unwrap().json.as_ref(), "hello", "others kept");
+        assert_eq!(
+            p.msgs.front().unwrap().json.as_ref(),
+            "hello",
+            "others kept"
+        );
         assert!(p.msgs.back().is_some_and(|m| !m.droppable));
         assert!(!p.overflowed);
         // Non-droppable messages beyond the hard limit cut the client off.

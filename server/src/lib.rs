@@ -136,7 +136,11 @@ pub fn serve(
             });
             match made {
                 Ok(mut p) => {
-                    let _ = tx.send(Ok((p.catalog().clone(), p.probe_names(), p.take_warnings())));
+                    let _ = tx.send(Ok((
+                        p.catalog().clone(),
+                        p.probe_names(),
+                        p.take_warnings(),
+                    )));
                     worker::run(p, q, h);
                 }
                 Err(e) => {

@@ -82,10 +82,10 @@ impl Security {
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            let query = req.uri().query().and_then(|q| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix("token="))
-            });
+            let query = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
             let given = bearer.or(query).unwrap_or("");
             if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
                 return Err(ApiError::new(

@@ -432,7 +432,7 @@ fn estimate_and_sampler_sources_label_their_figures() {
     );
     let text = e.ok(&["show", &id]);
     assert!(
-        text.contains("power      replay (sampler)") && text.contains("resolution 10.00 ms"),
+        text.contains("power      replay (sampler)") && text.contains("resolution 10.000 ms"),
         "{text}"
     );
 
@@ -722,4 +722,82 @@ fn view_writes_one_html_file_and_serves_the_trace() {
     assert_eq!(tstatus, 200);
     assert_eq!(tbody, trace);
     assert_eq!(missing, 404);
+}
+
+#[test]
+fn every_command_survives_a_closed_stdout() {
+    let e = Env::new();
+    let id = e.record(&[
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "4",
+    ]);
+    let trace = e.data().join(format!("traces/{id}.eprof"));
+    let trace = trace.to_str().unwrap();
+    let html = e.data().join("v.html");
+    let tiny = "builtin:tiny-llama";
+    let record = [
+        "record",
+        "Hello",
+        "--model",
+        tiny,
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "4",
+        "--idle-ms",
+        "0",
+    ];
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["ls"],
+        vec!["ls", "--json"],
+        vec!["show", &id],
+        vec!["show", &id, "--json"],
+        vec!["export", &id],
+        vec!["export", &id, "--format", "chrome"],
+        vec!["compare", &id, trace],
+        vec!["compare", &id, trace, "--json"],
+        vec!["doctor"],
+        vec!["doctor", "--json"],
+        vec!["plugins"],
+        vec!["plugins", "--json"],
+        vec!["power", "list"],
+        vec!["power", "list", "--json"],
+        vec![
+            "power",
+            "read",
+            "--source",
+            "synthetic",
+            "--samples",
+            "2",
+            "--interval-ms",
+            "1",
+        ],
+        vec!["model", "info", tiny],
+        vec!["model", "tokenize", tiny, "hello world"],
+        record.to_vec(),
+        [&record[..], &["--json"]].concat(),
+        vec!["view", &id, "--html", html.to_str().unwrap()],
+        vec!["import", trace],
+        vec!["index", "rebuild"],
+        vec!["rm", &id],
+        vec!["--help"],
+    ];
+    for args in cases {
+        // The reader is gone before eprof writes a byte: every write fails at once.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = e
+            .cmd(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "eprof {args:?} panicked: {err}");
+        assert_eq!(o.status.code(), Some(0), "eprof {args:?}: {err}");
+    }
 }

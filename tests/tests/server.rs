@@ -114,8 +114,8 @@ fn until_complete(ws: &mut Ws, id: &str, limit: usize) -> Vec<Value> {
     let mut out = Vec::new();
     for _ in 0..limit {
         let m = next(ws);
-        let done = matches!(m["type"].as_str(), Some("inference_complete" | "error"))
-            && m["run_id"] == id;
+        let done =
+            matches!(m["type"].as_str(), Some("inference_complete" | "error")) && m["run_id"] == id;
         out.push(m);
         if done {
             return out;
@@ -165,15 +165,33 @@ fn endpoints_answer_with_the_right_codes_and_refuse_hostile_requests() {
         (br#"{"promt":"typo"}"#, "unknown field"),
         (br#"{"prompt":"x","depth":"deeper"}"#, "depth"),
         (br#"{"prompt":"   "}"#, "empty"),
-        (br#"{"prompt":"x","out":"/tmp/x.eprof"}"#, "where the trace is written"),
-        (br#"{"prompt":"x","model":{"path":"/etc/passwd"}}"#, "by id, not by path"),
-        (br#"{"prompt":"x","power":"replay:/etc/passwd"}"#, "name files"),
-        (br#"{"prompt":"x","power":"nvml:lib=/tmp/evil.so"}"#, "name files"),
+        (
+            br#"{"prompt":"x","out":"/tmp/x.eprof"}"#,
+            "where the trace is written",
+        ),
+        (
+            br#"{"prompt":"x","model":{"path":"/etc/passwd"}}"#,
+            "by id, not by path",
+        ),
+        (
+            br#"{"prompt":"x","power":"replay:/etc/passwd"}"#,
+            "name files",
+        ),
+        (
+            br#"{"prompt":"x","power":"nvml:lib=/tmp/evil.so"}"#,
+            "name files",
+        ),
         (br#"{"prompt":"x","probes":["nope"]}"#, "unknown probe"),
         (br#"{"prompt":"x","max_tokens":0}"#, "max_tokens"),
     ] {
         let r = raw(body);
-        assert_eq!(r.status, 400, "{}: {}", String::from_utf8_lossy(body), r.text());
+        assert_eq!(
+            r.status,
+            400,
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            r.text()
+        );
         let j = r.json();
         assert!(
             j["error"].as_str().unwrap().contains(expect),
@@ -195,7 +213,10 @@ fn endpoints_answer_with_the_right_codes_and_refuse_hostile_requests() {
         s.port,
         "POST",
         gen_path,
-        &[("Origin", "http://evil.example"), ("Content-Type", "application/json")],
+        &[
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "application/json"),
+        ],
         body.as_bytes(),
     );
     assert_eq!(r.status, 403, "{}", r.text());
@@ -260,22 +281,35 @@ fn a_live_run_streams_events_that_match_its_trace_and_every_endpoint_serves_it()
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
     assert_eq!(r.json()["queue_position"], 0);
-    assert_eq!(r.header("location"), Some(&*format!("/api/profiling/run/{id}")));
+    assert_eq!(
+        r.header("location"),
+        Some(&*format!("/api/profiling/run/{id}"))
+    );
 
     let msgs = until_complete(&mut ws, &id, 100_000);
     let k = kinds(&msgs);
-    let pos = |t: &str| k.iter().position(|x| *x == t).unwrap_or_else(|| panic!("no {t}: {k:?}"));
+    let pos = |t: &str| {
+        k.iter()
+            .position(|x| *x == t)
+            .unwrap_or_else(|| panic!("no {t}: {k:?}"))
+    };
     assert!(pos("run_started") < pos("section_start"));
     let starts: Vec<&str> = msgs
         .iter()
         .filter(|m| m["type"] == "section_start")
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(starts, ["pre_inference", "prefill", "decode", "post_inference"]);
+    assert_eq!(
+        starts,
+        ["pre_inference", "prefill", "decode", "post_inference"]
+    );
     let done = msgs.last().unwrap();
     assert_eq!(done["type"], "inference_complete");
     assert_eq!(done["stop_reason"], "max_tokens");
-    let tokens: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "token_complete").collect();
+    let tokens: Vec<&Value> = msgs
+        .iter()
+        .filter(|m| m["type"] == "token_complete")
+        .collect();
     assert_eq!(tokens.len(), 12);
     for (i, t) in tokens.iter().enumerate() {
         assert_eq!(t["step"], i as u64, "tokens in order");
@@ -288,7 +322,13 @@ fn a_live_run_streams_events_that_match_its_trace_and_every_endpoint_serves_it()
     // The summary streamed is the one `eprof show --json` prints for the trace.
     let show: Value = serde_json::from_str(&s.cli(&["show", &id, "--json"])).unwrap();
     assert_eq!(done["summary"], show);
-    for (t, row) in tokens.iter().zip(show["tokens"].as_array().unwrap().iter().filter(|r| r["phase"] != "prompt")) {
+    for (t, row) in tokens.iter().zip(
+        show["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["phase"] != "prompt"),
+    ) {
         assert_eq!(t["position"], row["position"]);
         let (a, b) = (
             t["energy"]["joules"].as_f64().unwrap(),
@@ -304,13 +344,25 @@ fn a_live_run_streams_events_that_match_its_trace_and_every_endpoint_serves_it()
     let trace = std::fs::read(done["trace"].as_str().unwrap()).unwrap();
     let bytes = s.get(&format!("/api/profiling/run/{id}"));
     assert_eq!(bytes.status, 200);
-    assert_eq!(bytes.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        bytes.header("content-type"),
+        Some("application/octet-stream")
+    );
     assert_eq!(bytes.body, trace);
-    let full = s.get(&format!("/api/profiling/run/{id}?format=json")).json();
+    let full = s
+        .get(&format!("/api/profiling/run/{id}?format=json"))
+        .json();
     assert_eq!(full["summary"], show);
-    assert_eq!(s.get(&format!("/api/profiling/run/{id}/summary")).json(), show);
+    assert_eq!(
+        s.get(&format!("/api/profiling/run/{id}/summary")).json(),
+        show
+    );
     let prefix = &id[..10];
-    assert_eq!(s.get(&format!("/api/profiling/run/{prefix}/summary")).json(), show);
+    assert_eq!(
+        s.get(&format!("/api/profiling/run/{prefix}/summary"))
+            .json(),
+        show
+    );
     let pipe = s.get(&format!("/api/profiling/run/{id}/pipeline")).json();
     assert_eq!(pipe["phases"], show["phases"]);
     assert!(pipe["sections"].as_array().unwrap().len() >= 4);
@@ -330,8 +382,16 @@ fn a_live_run_streams_events_that_match_its_trace_and_every_endpoint_serves_it()
             assert_eq!(r.body, trace);
         }
     }
-    assert_eq!(s.get(&format!("/api/profiling/export/{id}?format=csv")).status, 400);
-    assert_eq!(s.get(&format!("/api/profiling/export/{id}?format=xml")).status, 400);
+    assert_eq!(
+        s.get(&format!("/api/profiling/export/{id}?format=csv"))
+            .status,
+        400
+    );
+    assert_eq!(
+        s.get(&format!("/api/profiling/export/{id}?format=xml"))
+            .status,
+        400
+    );
 
     // The run list: filters, paging, total.
     let r2 = s.post("/api/profiling/generate", &json!({"prompt": "Other", "max_tokens": 2, "power": "synthetic", "idle_ms": 0, "tags": ["second"]}));
@@ -344,7 +404,10 @@ fn a_live_run_streams_events_that_match_its_trace_and_every_endpoint_serves_it()
     assert_eq!(tagged["total"], 1);
     assert_eq!(tagged["runs"][0]["id"], id);
     let page = s.get("/api/profiling/runs?limit=1&offset=1").json();
-    assert_eq!((page["total"].as_u64(), page["runs"][0]["id"].as_str()), (Some(2), Some(&*id)));
+    assert_eq!(
+        (page["total"].as_u64(), page["runs"][0]["id"].as_str()),
+        (Some(2), Some(&*id))
+    );
     assert_eq!(s.get("/api/profiling/runs?prompt=Other").json()["total"], 1);
 
     // DELETE of a finished run: gone from the API, the index and the disk.
@@ -381,9 +444,7 @@ fn runs_queue_up_and_a_running_run_can_be_cancelled() {
     }
 
     // A long run, cancelled once its tokens flow: the trace ends `cancelled`.
-    let long = s
-        .post("/api/profiling/generate", &tiny_run(5000))
-        .json();
+    let long = s.post("/api/profiling/generate", &tiny_run(5000)).json();
     let id = long["id"].as_str().unwrap().to_string();
     for _ in 0..100_000 {
         if next(&mut ws)["type"] == "token_complete" {
@@ -429,11 +490,8 @@ fn a_client_that_stops_reading_loses_power_samples_not_the_run() {
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
-    let (mut slow, _) = tungstenite::client(
-        format!("ws://127.0.0.1:{}/ws/profiling", s.port),
-        stream,
-    )
-    .unwrap();
+    let (mut slow, _) =
+        tungstenite::client(format!("ws://127.0.0.1:{}/ws/profiling", s.port), stream).unwrap();
     let mut fast = s.ws();
     next(&mut fast);
 
@@ -451,7 +509,10 @@ fn a_client_that_stops_reading_loses_power_samples_not_the_run() {
         !kinds(&msgs).contains(&"dropped"),
         "the reading client loses nothing"
     );
-    let samples = kinds(&msgs).iter().filter(|k| **k == "power_sample").count();
+    let samples = kinds(&msgs)
+        .iter()
+        .filter(|k| **k == "power_sample")
+        .count();
 
     // Now the stalled client reads: told how many samples it lost, then the rest,
     // through the end of the run.
@@ -474,8 +535,15 @@ fn a_client_that_stops_reading_loses_power_samples_not_the_run() {
         "run took {took:?}; {samples} power samples sent; the stalled client got {got_samples} and was told {dropped} were dropped"
     );
     assert!(complete, "the stalled client still gets the end of the run");
-    assert!(dropped > 0, "the stalled client was told of dropped samples");
-    assert_eq!(got_samples as u64 + dropped, samples as u64, "every sample accounted for");
+    assert!(
+        dropped > 0,
+        "the stalled client was told of dropped samples"
+    );
+    assert_eq!(
+        got_samples as u64 + dropped,
+        samples as u64,
+        "every sample accounted for"
+    );
 }
 
 #[test]
@@ -490,7 +558,13 @@ fn beyond_loopback_a_token_is_required() {
     ]);
     let r = s.get("/api/models");
     assert_eq!(r.status, 401, "{}", r.text());
-    let r = http(s.port, "GET", "/api/models", &[("Authorization", "Bearer wrong-token-0000000")], b"");
+    let r = http(
+        s.port,
+        "GET",
+        "/api/models",
+        &[("Authorization", "Bearer wrong-token-0000000")],
+        b"",
+    );
     assert_eq!(r.status, 401);
     let r = http(
         s.port,
@@ -500,7 +574,10 @@ fn beyond_loopback_a_token_is_required() {
         b"",
     );
     assert_eq!(r.status, 200);
-    assert_eq!(s.get("/api/models?token=0123456789abcdef-secret").status, 200);
+    assert_eq!(
+        s.get("/api/models?token=0123456789abcdef-secret").status,
+        200
+    );
     let ws = tungstenite::connect(format!("ws://127.0.0.1:{}/ws/profiling", s.port));
     assert!(ws.is_err(), "the WebSocket needs the token too");
     let ok = tungstenite::connect(format!(
@@ -533,7 +610,9 @@ fn smollm2_deep_every_layer_and_component_of_every_token_arrives() {
     assert_eq!(done["type"], "inference_complete", "{done}");
 
     // What the trace holds per step, site by site.
-    let trace = eprof_format::decode_complete(&std::fs::read(done["trace"].as_str().unwrap()).unwrap()).unwrap();
+    let trace =
+        eprof_format::decode_complete(&std::fs::read(done["trace"].as_str().unwrap()).unwrap())
+            .unwrap();
     let n_steps = done["summary"]["generated_tokens"].as_u64().unwrap() as u32;
     for step in 0..n_steps {
         let mut want: std::collections::BTreeMap<(Option<u64>, String, Option<String>), u64> =
@@ -542,7 +621,11 @@ fn smollm2_deep_every_layer_and_component_of_every_token_arrives() {
             if trace.spans.step[i] == step {
                 let site = &trace.sites[trace.spans.site[i] as usize];
                 *want
-                    .entry((site.layer.map(u64::from), site.component.clone(), site.op.clone()))
+                    .entry((
+                        site.layer.map(u64::from),
+                        site.component.clone(),
+                        site.op.clone(),
+                    ))
                     .or_default() += trace.spans.end_ns[i] - trace.spans.start_ns[i];
             }
         }
@@ -571,7 +654,10 @@ fn smollm2_deep_every_layer_and_component_of_every_token_arrives() {
             }
         }
         assert_eq!(layers, 30, "step {step}: every layer");
-        assert_eq!(got, want, "step {step}: every site with its time, as in the trace");
+        assert_eq!(
+            got, want,
+            "step {step}: every site with its time, as in the trace"
+        );
         assert!(
             got.keys().any(|k| k.2.as_deref() == Some("softmax")),
             "deep depth streams attention operations"

@@ -221,64 +221,14 @@ pub fn fmt_value(v: f64, m: Measure) -> String {
     }
 }
 
-pub fn fmt_joules(j: f64) -> String {
-    let a = j.abs();
-    if a >= 1.0 {
-        format!("{j:.3} J")
-    } else if a >= 1e-3 {
-        format!("{:.3} mJ", j * 1e3)
-    } else if a > 0.0 {
-        format!("{:.3} µJ", j * 1e6)
-    } else {
-        "0 J".into()
-    }
-}
-
-pub fn fmt_ns(ns: f64) -> String {
-    let a = ns.abs();
-    if a >= 1e9 {
-        format!("{:.3} s", ns * 1e-9)
-    } else if a >= 1e6 {
-        format!("{:.3} ms", ns * 1e-6)
-    } else if a >= 1e3 {
-        format!("{:.3} µs", ns * 1e-3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
+pub use eprof_format::units::{duration_ns as fmt_ns, joules as fmt_joules, trim_zeros};
 
 /// An axis tick: `fmt_value` without trailing zeros (`300 mJ`, `2.5 ms`).
 pub fn fmt_tick(v: f64, m: Measure) -> String {
     trim_zeros(&fmt_value(v, m))
 }
 
-/// `300.000 mJ` -> `300 mJ`, `2.500 ms` -> `2.5 ms`.
-pub fn trim_zeros(s: &str) -> String {
-    let (num, unit) = s.split_once(' ').unwrap_or((s, ""));
-    let num = if num.contains('.') && !num.contains('e') {
-        num.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        num
-    };
-    if unit.is_empty() {
-        num.to_string()
-    } else {
-        format!("{num} {unit}")
-    }
-}
-
-/// A plain number, 4 significant digits.
-pub fn fmt_num(v: f64) -> String {
-    let a = v.abs();
-    if v == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e6).contains(&a) {
-        format!("{v:.3e}")
-    } else {
-        let digits = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
-        format!("{v:.digits$}")
-    }
-}
+pub use eprof_format::units::number as fmt_num;
 
 #[cfg(test)]
 pub(crate) mod tests {

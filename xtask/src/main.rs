@@ -47,7 +47,7 @@ fn main() -> ExitCode {
             let mut format = cargo();
             format.args(["bench", "-p", "eprof-format", "--bench", "codec"]);
             let mut overhead = cargo();
-            overhead.args(["bench", "-p", "eprof-models", "--bench", "overhead"]);
+            overhead.args(["bench", "-p", "eprof-record", "--bench", "overhead"]);
             if run(format) && run(overhead) {
                 Ok(())
             } else {

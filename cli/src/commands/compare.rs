@@ -1,0 +1,79 @@
+//! `eprof compare`: runs side by side.
+
+use eprof_core::paths::DataDir;
+use eprof_format::{Energies, Summary, Trace};
+
+use crate::CompareArgs;
+use crate::fmt::{self, Table};
+
+use super::{Out, load};
+
+pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for r in &a.runs {
+        let (t, _, warn) = load(data, r)?;
+        if let Some(w) = warn {
+            eprintln!("warning: {r}: {w}");
+        }
+        let en = Energies::compute(&t);
+        let s = Summary::compute(&t, &en);
+        runs.push((t, s));
+    }
+    if a.json {
+        let v: Vec<_> = runs
+            .iter()
+            .map(|(t, s)| serde_json::json!({"id": t.meta.id, "model": t.meta.model.name, "machine": t.meta.machine, "source": t.meta.power.name, "summary": s}))
+            .collect();
+        out.write_all(serde_json::to_string_pretty(&v)?.as_bytes())?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let mut head = vec!["".to_string()];
+    head.extend(
+        runs.iter()
+            .map(|(t, _)| t.meta.id[..t.meta.id.len().min(10)].to_string()),
+    );
+    let hr: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&hr);
+    let mut line = |name: &str, f: &dyn Fn(&Trace, &Summary) -> String| {
+        let mut cells = vec![name.to_string()];
+        cells.extend(runs.iter().map(|(t, s)| f(t, s)));
+        t.row(cells);
+    };
+    line("model", &|t, _| fmt::clip(&t.meta.model.name, 24));
+    line("machine", &|t, _| fmt::clip(&t.meta.machine.hostname, 24));
+    line("power source", &|t, _| {
+        format!("{} ({})", t.meta.power.name, t.meta.power.kind.as_str())
+    });
+    line("depth", &|t, _| t.meta.settings.depth.as_str().into());
+    line("tokens", &|_, s| {
+        format!("{}+{}", s.prompt_tokens, s.generated_tokens)
+    });
+    line("total", &|_, s| fmt::energy(s.total));
+    line("how", &|_, s| fmt::label(s.total).into());
+    line("duration", &|_, s| fmt::ns(s.duration_ns));
+    line("avg power", &|_, s| fmt::watts(s.avg_power_w));
+    line("decode J/token", &|_, s| fmt::opt_j(s.decode_j_per_token));
+    line("decode tok/s", &|_, s| {
+        s.decode_tokens_per_s
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+    });
+    for p in eprof_format::Phase::ALL {
+        line(p.as_str(), &|_, s| {
+            s.phases
+                .iter()
+                .find(|r| r.name == p.as_str())
+                .map_or_else(|| "-".into(), |r| fmt::energy(r.energy))
+        });
+    }
+    let layers = runs.iter().map(|(_, s)| s.layers.len()).max().unwrap_or(0);
+    for l in 0..layers {
+        line(&format!("L{l}"), &|_, s| {
+            s.layers
+                .get(l)
+                .map_or_else(|| "-".into(), |r| fmt::energy(r.energy))
+        });
+    }
+    t.render(out)?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! `eprof import`, `eprof rm`, `eprof index rebuild`: what the index holds.
+
+use anyhow::Context;
+use eprof_core::paths::DataDir;
+use eprof_index::Index;
+
+use crate::{Exit, ImportArgs, RmArgs};
+
+use super::Out;
+
+pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
+    let mut idx = Index::open(&data.index())?;
+    let here = eprof_core::machine::detect().hostname;
+    std::fs::create_dir_all(data.traces())?;
+    for f in &a.files {
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let d =
+            eprof_format::decode(&bytes).map_err(|e| Exit(3, format!("{}: {e}", f.display())))?;
+        let dest = data.trace_path(&d.trace.meta.id);
+        if std::fs::canonicalize(f).ok() != std::fs::canonicalize(&dest).ok() {
+            std::fs::write(&dest, &bytes)
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+        }
+        let imported = d.trace.meta.machine.hostname != here;
+        idx.insert(&d.trace, &dest, imported)?;
+        writeln!(
+            out,
+            "imported {} ({} on {}{}){}",
+            d.trace.meta.id,
+            d.trace.meta.model.name,
+            d.trace.meta.machine.hostname,
+            if imported { ", another machine" } else { "" },
+            d.truncation
+                .map_or_else(String::new, |t| format!(" WARNING: {t}"))
+        )?;
+    }
+    Ok(())
+}
+
+pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
+    let mut idx = Index::open(&data.index())?;
+    for r in &a.runs {
+        let (row, deleted) = idx.delete_run(r, &data.traces(), !a.keep_files)?;
+        writeln!(out, "removed {}", row.id)?;
+        if !a.keep_files && !deleted {
+            writeln!(
+                out,
+                "  kept {} (written with --out, outside the data directory)",
+                row.trace_path
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn index_rebuild(data: &DataDir, out: Out) -> anyhow::Result<()> {
+    let mut idx = Index::open(&data.index())?;
+    let (n, failed) = idx.rebuild(&data.traces(), &eprof_core::machine::detect().hostname)?;
+    writeln!(out, "indexed {n} traces from {}", data.traces().display())?;
+    for (p, why) in &failed {
+        writeln!(out, "  skipped {}: {why}", p.display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Numbers with their units, one way for every front end (`eprof show`, the live
+//! status line, the viewer): `1.234 J`, `12.500 ms`, `3.20 W`.
+
+/// Joules, scaled to J, mJ or µJ, three decimals.
+pub fn joules(j: f64) -> String {
+    let a = j.abs();
+    if a >= 1.0 {
+        format!("{j:.3} J")
+    } else if a >= 1e-3 {
+        format!("{:.3} mJ", j * 1e3)
+    } else if a > 0.0 {
+        format!("{:.3} µJ", j * 1e6)
+    } else {
+        "0 J".into()
+    }
+}
+
+/// A duration in nanoseconds, scaled to s, ms, µs or ns.
+pub fn duration_ns(ns: f64) -> String {
+    let a = ns.abs();
+    if a >= 1e9 {
+        format!("{:.3} s", ns * 1e-9)
+    } else if a >= 1e6 {
+        format!("{:.3} ms", ns * 1e-6)
+    } else if a >= 1e3 {
+        format!("{:.3} µs", ns * 1e-3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// Watts, two decimals.
+pub fn watts(w: f64) -> String {
+    format!("{w:.2} W")
+}
+
+/// `300.000 mJ` -> `300 mJ`, `2.500 ms` -> `2.5 ms` (axis ticks).
+pub fn trim_zeros(s: &str) -> String {
+    let (num, unit) = s.split_once(' ').unwrap_or((s, ""));
+    let num = if num.contains('.') && !num.contains('e') {
+        num.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        num
+    };
+    if unit.is_empty() {
+        num.to_string()
+    } else {
+        format!("{num} {unit}")
+    }
+}
+
+/// A plain number, 4 significant digits (scientific outside 1e-3..1e6).
+pub fn number(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e6).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let digits = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{v:.digits$}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_scale_and_trim() {
+        assert_eq!(joules(1.5), "1.500 J");
+        assert_eq!(joules(0.0123), "12.300 mJ");
+        assert_eq!(joules(2e-6), "2.000 µJ");
+        assert_eq!(joules(0.0), "0 J");
+        assert_eq!(duration_ns(2.5e9), "2.500 s");
+        assert_eq!(duration_ns(12_500_000.0), "12.500 ms");
+        assert_eq!(duration_ns(1500.0), "1.500 µs");
+        assert_eq!(duration_ns(999.0), "999 ns");
+        assert_eq!(watts(3.2), "3.20 W");
+        assert_eq!(trim_zeros("300.000 mJ"), "300 mJ");
+        assert_eq!(trim_zeros("2.500 ms"), "2.5 ms");
+        assert_eq!(number(1234.6), "1235");
+        assert_eq!(number(0.5), "0.5000");
+        assert_eq!(number(2e7), "2.000e7");
+    }
+}

@@ -1,0 +1,241 @@
+//! Instrumentation overhead on the real SmolLM2-135M Q4_1 GGUF, measured side by side
+//! in one process: candle-transformers' `quantized_llama` (reference, its own decode
+//! loop) and eprof through the recording API every front end uses
+//! ([`Profiler::record`]: session, sampler thread, synthetic counter read at every
+//! step boundary, trace written and flushed after every step) at depth off, module,
+//! module with the example outliers plugin, module with a sink that serializes every
+//! event to JSON (what a connected dashboard costs the run), and deep.
+//!
+//! Rounds are interleaved (ref, off, module, ...) so that machine noise hits all
+//! variants alike; medians are printed, with each row's ratio to `off`.
+//!
+//! `cargo bench -p eprof-record --bench overhead` (EPROF_TEST_MODEL or the data
+//! directory's copy; BENCH_ROUNDS, BENCH_TOKENS override the defaults 5 and 64).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use eprof_core::paths::DataDir;
+use eprof_format::{Depth, Phase};
+use eprof_record::{
+    ModelChoice, ModelHandle, NoSink, PowerSpec, Profiler, RecordRequest, RunEvent, RunSink,
+};
+
+const PROMPT: &str = "Give me three tips for staying healthy.";
+
+fn model_path() -> PathBuf {
+    let p = eprof_models::smollm2_path();
+    assert!(
+        p.exists(),
+        "SmolLM2 is missing at {}: run scripts/fetch-model.sh",
+        p.display()
+    );
+    p
+}
+
+fn argmax(t: &Tensor) -> u32 {
+    eprof_models::decoder::argmax(&t.flatten_all().unwrap()).unwrap()
+}
+
+/// (prefill seconds, decode tokens per second)
+fn run_ref(m: &mut ModelWeights, prompt: &[u32], n: usize) -> (f64, f64) {
+    let x = Tensor::new(prompt, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let t = Instant::now();
+    let mut last = argmax(&m.forward(&x, 0).unwrap());
+    let prefill = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for i in 0..n {
+        let x = Tensor::new(&[last], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        last = argmax(&m.forward(&x, prompt.len() + i).unwrap());
+    }
+    (prefill, n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Serializes every event to JSON, as `eprof serve` does for its WebSocket clients.
+#[derive(Default)]
+struct JsonSink {
+    bytes: usize,
+    events: usize,
+}
+
+impl RunSink for JsonSink {
+    fn event(&mut self, e: &RunEvent) -> ControlFlow<()> {
+        self.bytes += serde_json::to_vec(e).unwrap().len();
+        self.events += 1;
+        ControlFlow::Continue(())
+    }
+}
+
+/// One recording; (prefill seconds, decode tokens per second) from its own summary.
+fn run_ours(
+    p: &Profiler,
+    m: &mut ModelHandle,
+    depth: Depth,
+    n: u32,
+    dir: &Path,
+    sink: &mut dyn RunSink,
+) -> (f64, f64) {
+    let req = RecordRequest {
+        prompt: PROMPT.into(),
+        model: ModelChoice::Path(m.path.clone()),
+        power: "synthetic".parse::<PowerSpec>().unwrap(),
+        idle_ms: 0,
+        depth,
+        max_tokens: n + 1,
+        raw: true,
+        index: false,
+        out: Some(dir.join(format!("{}.eprof", depth.as_str()))),
+        ..RecordRequest::default()
+    };
+    let run = p
+        .record(m, &req, &eprof_record::new_run_id(), sink)
+        .unwrap();
+    let prefill = run
+        .summary
+        .phases
+        .iter()
+        .find(|r| r.name == Phase::Prefill.as_str())
+        .map_or(0, |r| r.duration_ns);
+    (
+        prefill as f64 * 1e-9,
+        run.summary.decode_tokens_per_s.unwrap_or(f64::NAN),
+    )
+}
+
+/// Build the example plugin (release, own target folder); its path.
+fn example_plugin() -> PathBuf {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let target = format!("{root}/target/tmp/bench-plugin");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "eprof-example-outliers",
+            "--target-dir",
+            &target,
+        ])
+        .current_dir(root)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "building the example plugin failed");
+    PathBuf::from(format!(
+        "{target}/release/{}eprof_example_outliers{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    eprof_record::link();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let n: u32 = std::env::var("BENCH_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let path = model_path();
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::at(dir.path().join("data"));
+    let plain = Profiler::new(data.clone(), &[]).unwrap();
+    let with_plugin = Profiler::new(data, &[example_plugin()]).unwrap();
+    let mut ours = plain
+        .load_model(&ModelChoice::Path(path.clone()), Default::default())
+        .unwrap();
+    let (c, mut r) = eprof_models::load::read_gguf(&path).unwrap();
+    let mut reference = ModelWeights::from_gguf(c, &mut r, &Device::Cpu).unwrap();
+    let prompt = ours.loaded.tokenizer.encode(PROMPT, true).unwrap();
+
+    let names = [
+        "reference (quantized_llama)",
+        "eprof off",
+        "eprof module",
+        "eprof module + outliers plugin",
+        "eprof module + JSON event sink",
+        "eprof deep",
+    ];
+    let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut json = JsonSink::default();
+    // One warm-up round, not counted.
+    for round in 0..=rounds {
+        let mut res = Vec::new();
+        reference
+            .forward(
+                &Tensor::new(&[1u32], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+                0,
+            )
+            .unwrap();
+        res.push(run_ref(&mut reference, &prompt, n as usize));
+        let d = dir.path();
+        res.push(run_ours(&plain, &mut ours, Depth::Off, n, d, &mut NoSink));
+        res.push(run_ours(
+            &plain,
+            &mut ours,
+            Depth::Module,
+            n,
+            d,
+            &mut NoSink,
+        ));
+        res.push(run_ours(
+            &with_plugin,
+            &mut ours,
+            Depth::Module,
+            n,
+            d,
+            &mut NoSink,
+        ));
+        res.push(run_ours(&plain, &mut ours, Depth::Module, n, d, &mut json));
+        res.push(run_ours(&plain, &mut ours, Depth::Deep, n, d, &mut NoSink));
+        if round == 0 {
+            continue;
+        }
+        for (i, (p, t)) in res.into_iter().enumerate() {
+            prefill[i].push(p);
+            tps[i].push(t);
+        }
+    }
+    let off = median(tps[1].clone());
+    println!(
+        "SmolLM2-135M-Instruct Q4_1, prompt {} tokens, up to {n} decode tokens, {rounds} interleaved rounds (medians)",
+        prompt.len()
+    );
+    println!(
+        "JSON sink: {} events, {:.1} MB serialized over all its runs",
+        json.events,
+        json.bytes as f64 / 1e6
+    );
+    println!("| variant | decode tok/s | vs off | prefill ms |");
+    println!("|---|---|---|---|");
+    for i in 0..names.len() {
+        let t = median(tps[i].clone());
+        println!(
+            "| {} | {:.1} | {:+.1}% | {:.1} |",
+            names[i],
+            t,
+            (t / off - 1.0) * 100.0,
+            median(prefill[i].clone()) * 1e3
+        );
+    }
+}
