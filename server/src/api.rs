@@ -56,6 +56,9 @@ impl ApiError {
         self.hint = Some(hint.into());
         self
     }
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
     fn bad(error: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error)
     }

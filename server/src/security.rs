@@ -109,3 +109,68 @@ pub async fn guard(State(sec): State<Arc<Security>>, req: Request, next: Next) -
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
+        let mut b = axum::http::Request::builder().method(method).uri(path);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    fn status(s: &Security, r: &Request) -> Option<StatusCode> {
+        s.check(r).err().map(|e| e.status())
+    }
+
+    #[test]
+    fn loopback_checks_host_and_origin() {
+        let s = Security::new("127.0.0.1:7878".parse().unwrap(), None, 0);
+        let ok = req("GET", "/api/models", &[("Host", "127.0.0.1:7878")]);
+        assert_eq!(status(&s, &ok), None);
+        assert_eq!(status(&s, &req("GET", "/", &[("Host", "localhost")])), None);
+        let rebound = req("GET", "/api/models", &[("Host", "attacker.example:7878")]);
+        assert_eq!(status(&s, &rebound), Some(StatusCode::FORBIDDEN));
+        assert_eq!(status(&s, &req("GET", "/", &[])), Some(StatusCode::FORBIDDEN));
+        let foreign = [("Host", "127.0.0.1:7878"), ("Origin", "http://evil.example")];
+        assert_eq!(
+            status(&s, &req("POST", "/api/profiling/generate", &foreign)),
+            Some(StatusCode::FORBIDDEN)
+        );
+        // Reading is not mutating: a foreign page's GET (no CORS headers are sent, so
+        // it cannot read the answer) is not refused here.
+        assert_eq!(status(&s, &req("GET", "/api/models", &foreign)), None);
+        let own = [("Host", "127.0.0.1:7878"), ("Origin", "http://127.0.0.1:7878")];
+        assert_eq!(status(&s, &req("DELETE", "/api/profiling/run/x", &own)), None);
+    }
+
+    #[test]
+    fn beyond_loopback_any_host_but_the_token_is_required() {
+        let s = Security::new(
+            "0.0.0.0:7878".parse().unwrap(),
+            Some("0123456789abcdef".into()),
+            0,
+        );
+        let h = ("Host", "gpu-box.lan:7878");
+        assert_eq!(
+            status(&s, &req("GET", "/api/models", &[h])),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        let bearer = ("Authorization", "Bearer 0123456789abcdef");
+        assert_eq!(status(&s, &req("GET", "/api/models", &[h, bearer])), None);
+        assert_eq!(
+            status(&s, &req("GET", "/ws/profiling?token=0123456789abcdef", &[h])),
+            None
+        );
+        assert_eq!(
+            status(&s, &req("GET", "/ws/profiling?token=0123456789abcdeX", &[h])),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        // The page itself needs no token (it asks for one).
+        assert_eq!(status(&s, &req("GET", "/", &[h])), None);
+    }
+}
