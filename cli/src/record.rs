@@ -170,6 +170,10 @@ impl RunSink for TerminalSink {
         }
         ControlFlow::Continue(())
     }
+
+    fn wants_sites(&self) -> bool {
+        false
+    }
 }
 
 impl TerminalSink {

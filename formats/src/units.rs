@@ -1,17 +1,18 @@
 //! Numbers with their units, one way for every front end (`eprof show`, the live
 //! status line, the viewer): `1.234 J`, `12.500 ms`, `3.20 W`.
 
-/// Joules, scaled to J, mJ or µJ, three decimals.
+/// Joules, scaled to J, mJ or µJ, three decimals; what would print as `0.000 µJ`
+/// (rounding noise of a difference, either sign) is `0 J`.
 pub fn joules(j: f64) -> String {
     let a = j.abs();
-    if a >= 1.0 {
+    if a < 0.5e-9 {
+        "0 J".into()
+    } else if a >= 1.0 {
         format!("{j:.3} J")
     } else if a >= 1e-3 {
         format!("{:.3} mJ", j * 1e3)
-    } else if a > 0.0 {
-        format!("{:.3} µJ", j * 1e6)
     } else {
-        "0 J".into()
+        format!("{:.3} µJ", j * 1e6)
     }
 }
 
@@ -72,6 +73,8 @@ mod tests {
         assert_eq!(joules(0.0123), "12.300 mJ");
         assert_eq!(joules(2e-6), "2.000 µJ");
         assert_eq!(joules(0.0), "0 J");
+        assert_eq!(joules(-1e-16), "0 J");
+        assert_eq!(joules(-2e-6), "-2.000 µJ");
         assert_eq!(duration_ns(2.5e9), "2.500 s");
         assert_eq!(duration_ns(12_500_000.0), "12.500 ms");
         assert_eq!(duration_ns(1500.0), "1.500 µs");

@@ -12,8 +12,8 @@ use std::ops::ControlFlow;
 
 use eprof_core::Session;
 use eprof_format::{
-    Attribution, Energy, Machine, ModelIdentity, NoteLevel, Phase, PowerSample, PowerSourceDesc,
-    Settings, SourceKind, StopReason, Summary, TokenPhase,
+    Attribution, Energy, EnergyLabel, Machine, ModelIdentity, NoteLevel, Phase, PowerSample,
+    PowerSourceDesc, Settings, SourceKind, StopReason, Summary, TokenPhase,
 };
 use eprof_models::pipeline::{Observer, StepEvent};
 use serde::Serialize;
@@ -75,17 +75,11 @@ pub enum RunEvent {
         elapsed_ns: u64,
     },
     /// Per layer of this step: time and energy (module and deep depth).
-    LayerMetrics { step: u32, layers: Vec<SiteFigure> },
+    LayerMetrics { step: u32, layers: SiteColumns },
     /// Per component of this step, with the probes' metrics at that site.
-    ComponentMetrics {
-        step: u32,
-        components: Vec<SiteFigure>,
-    },
+    ComponentMetrics { step: u32, components: SiteColumns },
     /// Per attention operation of this step (deep depth).
-    OperationMetrics {
-        step: u32,
-        operations: Vec<SiteFigure>,
-    },
+    OperationMetrics { step: u32, operations: SiteColumns },
     /// A warning or information: a probe disabled, the power source chosen.
     Note { level: NoteLevel, text: String },
     /// The trace is finished: its summary is what `eprof show --json` prints for it.
@@ -106,6 +100,16 @@ pub enum RunEvent {
 }
 
 impl RunEvent {
+    /// The `error` event of a failed run.
+    pub fn error(run_id: &str, e: &crate::RecordError) -> Self {
+        RunEvent::Error {
+            run_id: Some(run_id.to_string()),
+            kind: e.kind,
+            message: e.message.clone(),
+            hint: e.hint.clone(),
+        }
+    }
+
     /// The message type, as it appears in the JSON.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -138,17 +142,53 @@ pub struct RunStarted {
     pub experiment: Option<String>,
 }
 
-/// Time, energy and metrics of one site (a layer, a component or an operation) in one
-/// step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SiteFigure {
-    pub layer: Option<u16>,
-    pub component: String,
-    pub op: Option<String>,
-    pub duration_ns: u64,
-    pub energy: Option<Energy>,
-    /// `probe/metric` -> value.
-    pub metrics: BTreeMap<String, f32>,
+/// Time, energy and metrics of the sites of one kind (layers, components or
+/// operations) in one step, as columns: row `i` of every column is one site. Columns
+/// keep the messages small (no key repeated per site) and map onto typed arrays.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SiteColumns {
+    pub layer: Vec<Option<u16>>,
+    pub component: Vec<String>,
+    /// Operations only (empty, and left out of the JSON, for layers and components).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub op: Vec<Option<String>>,
+    pub duration_ns: Vec<u64>,
+    pub joules: Vec<Option<f64>>,
+    pub label: Vec<Option<EnergyLabel>>,
+    /// `probe/metric` -> one value per row (`null` where the probe had none).
+    pub metrics: BTreeMap<String, Vec<Option<f32>>>,
+}
+
+impl SiteColumns {
+    pub fn len(&self) -> usize {
+        self.duration_ns.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.duration_ns.is_empty()
+    }
+    /// Add a row for `def`; returns its index.
+    fn push(&mut self, def: &eprof_format::SiteDef) -> usize {
+        self.layer.push(def.layer);
+        self.component.push(def.component.clone());
+        if def.op.is_some() || !self.op.is_empty() {
+            self.op.resize(self.duration_ns.len(), None);
+            self.op.push(def.op.clone());
+        }
+        self.duration_ns.push(0);
+        self.joules.push(None);
+        self.label.push(None);
+        self.duration_ns.len() - 1
+    }
+    fn energy(&self, r: usize) -> Option<Energy> {
+        Some(Energy {
+            joules: self.joules[r]?,
+            label: self.label[r]?,
+        })
+    }
+    fn set_energy(&mut self, r: usize, e: Option<Energy>) {
+        self.joules[r] = e.map(|e| e.joules);
+        self.label[r] = e.map(|e| e.label);
+    }
 }
 
 /// Where a run's events go. `Break` cancels the run: it stops at the next step
@@ -156,6 +196,13 @@ pub struct SiteFigure {
 /// arrive until `inference_complete`.
 pub trait RunSink {
     fn event(&mut self, e: &RunEvent) -> ControlFlow<()>;
+
+    /// Whether this sink wants the per-step `layer_metrics`, `component_metrics` and
+    /// `operation_metrics` (a sink that only streams text says no, and they are not
+    /// built).
+    fn wants_sites(&self) -> bool {
+        true
+    }
 }
 
 /// A sink that drops everything (a run nobody watches).
@@ -165,6 +212,9 @@ pub struct NoSink;
 impl RunSink for NoSink {
     fn event(&mut self, _: &RunEvent) -> ControlFlow<()> {
         ControlFlow::Continue(())
+    }
+    fn wants_sites(&self) -> bool {
+        false
     }
 }
 
@@ -282,7 +332,12 @@ impl Observer for Live<'_> {
             });
         }
         if let Some(ev) = step {
-            for (kind, figures) in site_figures(s, &att, ev.step) {
+            let figures = if self.sink.wants_sites() {
+                site_figures(s, &att, ev.step)
+            } else {
+                Vec::new()
+            };
+            for (kind, figures) in figures {
                 self.send(match kind {
                     SiteKind::Layer => RunEvent::LayerMetrics {
                         step: ev.step,
@@ -333,64 +388,71 @@ enum SiteKind {
     Operation,
 }
 
-/// The last flush's spans and metrics of `step`, per site, grouped by kind of site
-/// (kinds without any figure are left out).
-fn site_figures(s: &Session, att: &Attribution, step: u32) -> Vec<(SiteKind, Vec<SiteFigure>)> {
+fn kind_of(def: &eprof_format::SiteDef) -> SiteKind {
+    if def.is_operation() {
+        SiteKind::Operation
+    } else if def.is_layer() {
+        SiteKind::Layer
+    } else {
+        // Components of layers, and the model's own (embedding, final norm, lm_head).
+        SiteKind::Component
+    }
+}
+
+/// The last flush's spans and metrics of `step`, per site, as one [`SiteColumns`]
+/// per kind of site (kinds without any figure are left out).
+fn site_figures(s: &Session, att: &Attribution, step: u32) -> Vec<(SiteKind, SiteColumns)> {
     let f = s.last_flush();
     let sites = s.sites();
-    let mut by_site: BTreeMap<u32, SiteFigure> = BTreeMap::new();
-    fn figure<'m>(
-        by_site: &'m mut BTreeMap<u32, SiteFigure>,
-        sites: &[eprof_format::SiteDef],
-        site: u32,
-    ) -> Option<&'m mut SiteFigure> {
+    // Per site id (a model has hundreds of sites): (its kind's columns, its row).
+    let mut row: Vec<Option<(usize, usize)>> = vec![None; sites.len()];
+    let mut out: Vec<(SiteKind, SiteColumns)> = Vec::new();
+    let mut place = |site: u32, out: &mut Vec<(SiteKind, SiteColumns)>| -> Option<(usize, usize)> {
         let def = sites.get(site as usize)?;
-        Some(by_site.entry(site).or_insert_with(|| SiteFigure {
-            layer: def.layer,
-            component: def.component.clone(),
-            op: def.op.clone(),
-            duration_ns: 0,
-            energy: None,
-            metrics: BTreeMap::new(),
-        }))
-    }
+        if let Some(r) = row[site as usize] {
+            return Some(r);
+        }
+        let kind = kind_of(def);
+        let k = match out.iter().position(|(x, _)| *x == kind) {
+            Some(k) => k,
+            None => {
+                out.push((kind, SiteColumns::default()));
+                out.len() - 1
+            }
+        };
+        let r = out[k].1.push(def);
+        row[site as usize] = Some((k, r));
+        Some((k, r))
+    };
     let sp = &f.spans;
     for i in (0..sp.len()).filter(|&i| sp.step[i] == step) {
         let (a, b) = (sp.start_ns[i], sp.end_ns[i]);
-        if let Some(fig) = figure(&mut by_site, sites, sp.site[i]) {
-            fig.duration_ns += b.saturating_sub(a);
-            let e = att.energy(a, b);
-            fig.energy = match (fig.energy, e) {
+        if let Some((k, r)) = place(sp.site[i], &mut out) {
+            let c = &mut out[k].1;
+            c.duration_ns[r] += b.saturating_sub(a);
+            let e = match (c.energy(r), att.energy(a, b)) {
                 (Some(x), Some(y)) => Energy::sum([x, y]),
                 (x, y) => x.or(y),
             };
+            c.set_energy(r, e);
         }
     }
     for m in &f.metrics {
         let key = m.key();
         for i in (0..m.len()).filter(|&i| m.step[i] == step) {
-            if let Some(fig) = figure(&mut by_site, sites, m.site[i]) {
-                fig.metrics.insert(key.clone(), m.value[i]);
+            if let Some((k, r)) = place(m.site[i], &mut out) {
+                let c = &mut out[k].1;
+                let n = c.duration_ns.len();
+                let col = c.metrics.entry(key.clone()).or_default();
+                col.resize(n, None);
+                col[r] = Some(m.value[i]);
             }
         }
     }
-    let mut out: Vec<(SiteKind, Vec<SiteFigure>)> = Vec::new();
-    for (site, fig) in by_site {
-        let def = &sites[site as usize];
-        let kind = if def.is_operation() {
-            SiteKind::Operation
-        } else if def.is_layer() {
-            SiteKind::Layer
-        } else if def.is_component() {
-            SiteKind::Component
-        } else {
-            // Sites outside layers (embedding, final norm, lm_head) sit with the
-            // components: they are components of the model.
-            SiteKind::Component
-        };
-        match out.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, v)) => v.push(fig),
-            None => out.push((kind, vec![fig])),
+    for (_, c) in &mut out {
+        let n = c.duration_ns.len();
+        for col in c.metrics.values_mut() {
+            col.resize(n, None);
         }
     }
     out.sort_by_key(|(k, _)| *k as u8);

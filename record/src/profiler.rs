@@ -278,12 +278,7 @@ impl Profiler {
     ) -> Result<RecordedRun> {
         let r = self.record_inner(model, req, id, sink);
         if let Err(e) = &r {
-            let _ = sink.event(&RunEvent::Error {
-                run_id: Some(id.to_string()),
-                kind: e.kind,
-                message: e.message.clone(),
-                hint: e.hint.clone(),
-            });
+            let _ = sink.event(&RunEvent::error(id, e));
         }
         r
     }

@@ -29,6 +29,7 @@ pub struct App {
     pub data: DataDir,
     pub catalog: ModelCatalog,
     pub probe_names: Vec<String>,
+    pub power_names: Vec<&'static str>,
     pub opts: ServeOptions,
     pub queue: Arc<Queue>,
     pub hub: Arc<Hub>,
@@ -219,6 +220,14 @@ fn admit(app: &App, mut req: RecordRequest) -> ApiResult<RecordRequest> {
             files.join(", ")
         ))
         .hint("start `eprof serve` on a machine whose power source works without them"));
+    }
+    if req.power.name != "auto" && !app.power_names.iter().any(|n| *n == req.power.name) {
+        return Err(
+            ApiError::bad(format!("unknown power source {:?}", req.power.name)).hint(format!(
+                "power sources: auto, {} (GET /api/power)",
+                app.power_names.join(", ")
+            )),
+        );
     }
     if let ProbeSelection::Only(names) = &req.probes
         && let Some(bad) = names.iter().find(|n| !app.probe_names.contains(n))

@@ -157,6 +157,9 @@ pub fn serve(
         data: catalog.data().clone(),
         catalog,
         probe_names,
+        power_names: eprof_core::Registry::discover()
+            .map(|r| r.power.iter().map(|p| p.name).collect())
+            .unwrap_or_default(),
         opts,
         queue: Arc::clone(&queue),
         hub,

@@ -135,8 +135,14 @@ mod tests {
         assert_eq!(status(&s, &req("GET", "/", &[("Host", "localhost")])), None);
         let rebound = req("GET", "/api/models", &[("Host", "attacker.example:7878")]);
         assert_eq!(status(&s, &rebound), Some(StatusCode::FORBIDDEN));
-        assert_eq!(status(&s, &req("GET", "/", &[])), Some(StatusCode::FORBIDDEN));
-        let foreign = [("Host", "127.0.0.1:7878"), ("Origin", "http://evil.example")];
+        assert_eq!(
+            status(&s, &req("GET", "/", &[])),
+            Some(StatusCode::FORBIDDEN)
+        );
+        let foreign = [
+            ("Host", "127.0.0.1:7878"),
+            ("Origin", "http://evil.example"),
+        ];
         assert_eq!(
             status(&s, &req("POST", "/api/profiling/generate", &foreign)),
             Some(StatusCode::FORBIDDEN)
@@ -144,8 +150,14 @@ mod tests {
         // Reading is not mutating: a foreign page's GET (no CORS headers are sent, so
         // it cannot read the answer) is not refused here.
         assert_eq!(status(&s, &req("GET", "/api/models", &foreign)), None);
-        let own = [("Host", "127.0.0.1:7878"), ("Origin", "http://127.0.0.1:7878")];
-        assert_eq!(status(&s, &req("DELETE", "/api/profiling/run/x", &own)), None);
+        let own = [
+            ("Host", "127.0.0.1:7878"),
+            ("Origin", "http://127.0.0.1:7878"),
+        ];
+        assert_eq!(
+            status(&s, &req("DELETE", "/api/profiling/run/x", &own)),
+            None
+        );
     }
 
     #[test]
@@ -163,11 +175,17 @@ mod tests {
         let bearer = ("Authorization", "Bearer 0123456789abcdef");
         assert_eq!(status(&s, &req("GET", "/api/models", &[h, bearer])), None);
         assert_eq!(
-            status(&s, &req("GET", "/ws/profiling?token=0123456789abcdef", &[h])),
+            status(
+                &s,
+                &req("GET", "/ws/profiling?token=0123456789abcdef", &[h])
+            ),
             None
         );
         assert_eq!(
-            status(&s, &req("GET", "/ws/profiling?token=0123456789abcdeX", &[h])),
+            status(
+                &s,
+                &req("GET", "/ws/profiling?token=0123456789abcdeX", &[h])
+            ),
             Some(StatusCode::UNAUTHORIZED)
         );
         // The page itself needs no token (it asks for one).

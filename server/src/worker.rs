@@ -200,12 +200,7 @@ pub fn run(profiler: Profiler, queue: Arc<Queue>, hub: Arc<Hub>) {
             match profiler.load_model(&job.req.model, job.req.device) {
                 Ok(h) => cached = Some((job.req.model.clone(), job.req.device, h)),
                 Err(e) => {
-                    let _ = sink.event(&RunEvent::Error {
-                        run_id: Some(job.id.clone()),
-                        kind: e.kind,
-                        message: e.message,
-                        hint: e.hint,
-                    });
+                    let _ = sink.event(&RunEvent::error(&job.id, &e));
                 }
             }
         }

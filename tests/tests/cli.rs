@@ -48,6 +48,18 @@ impl Env {
         serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("eprof {args:?} printed no JSON ({e}):\n{out}"))
     }
+    /// A run of the built-in tiny model on the synthetic source.
+    fn record_tiny(&self, tokens: u32) -> String {
+        let n = tokens.to_string();
+        self.record(&[
+            "--model",
+            "builtin:tiny-llama",
+            "--power",
+            "synthetic",
+            "--max-tokens",
+            &n,
+        ])
+    }
     fn record(&self, extra: &[&str]) -> String {
         let mut args = vec![
             "record",
@@ -654,14 +666,7 @@ fn view_writes_one_html_file_and_serves_the_trace() {
     use base64::Engine as _;
     use std::io::BufRead;
     let e = Env::new();
-    let id = e.record(&[
-        "--model",
-        "builtin:tiny-llama",
-        "--power",
-        "synthetic",
-        "--max-tokens",
-        "4",
-    ]);
+    let id = e.record_tiny(4);
     let trace = std::fs::read(e.data().join(format!("traces/{id}.eprof"))).unwrap();
 
     // --html: the viewer with the trace inside, byte for byte.
@@ -727,14 +732,7 @@ fn view_writes_one_html_file_and_serves_the_trace() {
 #[test]
 fn every_command_survives_a_closed_stdout() {
     let e = Env::new();
-    let id = e.record(&[
-        "--model",
-        "builtin:tiny-llama",
-        "--power",
-        "synthetic",
-        "--max-tokens",
-        "4",
-    ]);
+    let id = e.record_tiny(4);
     let trace = e.data().join(format!("traces/{id}.eprof"));
     let trace = trace.to_str().unwrap();
     let html = e.data().join("v.html");

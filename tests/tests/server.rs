@@ -182,6 +182,10 @@ fn endpoints_answer_with_the_right_codes_and_refuse_hostile_requests() {
             "name files",
         ),
         (br#"{"prompt":"x","probes":["nope"]}"#, "unknown probe"),
+        (
+            br#"{"prompt":"x","power":"wattmeter"}"#,
+            "unknown power source",
+        ),
         (br#"{"prompt":"x","max_tokens":0}"#, "max_tokens"),
     ] {
         let r = raw(body);
@@ -629,8 +633,23 @@ fn smollm2_deep_every_layer_and_component_of_every_token_arrives() {
                     .or_default() += trace.spans.end_ns[i] - trace.spans.start_ns[i];
             }
         }
-        let mut got: std::collections::BTreeMap<(Option<u64>, String, Option<String>), u64> =
-            Default::default();
+        type Key = (Option<u64>, String, Option<String>);
+        let key_of = |site: &eprof_format::SiteDef| -> Key {
+            (
+                site.layer.map(u64::from),
+                site.component.clone(),
+                site.op.clone(),
+            )
+        };
+        let mut want_metrics: std::collections::BTreeMap<(Key, String), f32> = Default::default();
+        for m in &trace.metrics {
+            for i in (0..m.len()).filter(|&i| m.step[i] == step) {
+                let site = &trace.sites[m.site[i] as usize];
+                want_metrics.insert((key_of(site), m.key()), m.value[i]);
+            }
+        }
+        let mut got_metrics: std::collections::BTreeMap<(Key, String), f32> = Default::default();
+        let mut got: std::collections::BTreeMap<Key, u64> = Default::default();
         let mut layers = 0;
         for m in msgs.iter().filter(|m| m["step"] == step) {
             let list = match m["type"].as_str().unwrap() {
@@ -639,20 +658,46 @@ fn smollm2_deep_every_layer_and_component_of_every_token_arrives() {
                 "operation_metrics" => &m["operations"],
                 _ => continue,
             };
-            for f in list.as_array().unwrap() {
+            let n = list["duration_ns"].as_array().unwrap().len();
+            for col in ["layer", "component", "joules", "label"] {
+                assert_eq!(
+                    list[col].as_array().unwrap().len(),
+                    n,
+                    "{col} has a row per site"
+                );
+            }
+            for (name, values) in list["metrics"].as_object().unwrap() {
+                assert_eq!(
+                    values.as_array().unwrap().len(),
+                    n,
+                    "{name} has a row per site"
+                );
+            }
+            for r in 0..n {
                 if m["type"] == "layer_metrics" {
                     layers += 1;
                 }
-                got.insert(
-                    (
-                        f["layer"].as_u64(),
-                        f["component"].as_str().unwrap().to_string(),
-                        f["op"].as_str().map(str::to_string),
-                    ),
-                    f["duration_ns"].as_u64().unwrap(),
+                let key: Key = (
+                    list["layer"][r].as_u64(),
+                    list["component"][r].as_str().unwrap().to_string(),
+                    list["op"][r].as_str().map(str::to_string),
                 );
+                for (name, values) in list["metrics"].as_object().unwrap() {
+                    if let Some(v) = values[r].as_f64() {
+                        got_metrics.insert((key.clone(), name.clone()), v as f32);
+                    }
+                }
+                got.insert(key, list["duration_ns"][r].as_u64().unwrap());
             }
         }
+        assert!(
+            !want_metrics.is_empty(),
+            "probes recorded metrics at step {step}"
+        );
+        assert_eq!(
+            got_metrics, want_metrics,
+            "step {step}: every probe value, as in the trace"
+        );
         assert_eq!(layers, 30, "step {step}: every layer");
         assert_eq!(
             got, want,
