@@ -12,6 +12,7 @@ pub mod codec;
 pub mod error;
 pub mod export;
 pub mod layout;
+pub mod live;
 pub mod model;
 pub mod reader;
 pub mod summary;

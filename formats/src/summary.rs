@@ -50,7 +50,7 @@ impl Energies {
 }
 
 /// One aggregated line: a phase, a section, a layer, a component...
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Row {
     pub name: String,
     /// How many records were added into this row.
@@ -88,7 +88,7 @@ impl Row {
 }
 
 /// One generated token's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TokenRow {
     pub position: u32,
     pub step: u32,
@@ -102,7 +102,7 @@ pub struct TokenRow {
 }
 
 /// Statistics of one probe metric over the whole run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MetricRow {
     pub key: String,
     pub count: u32,
@@ -112,7 +112,7 @@ pub struct MetricRow {
 }
 
 /// The figures `eprof show` prints and the viewer's run summary displays.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub duration_ns: u64,
     pub total: Option<Energy>,

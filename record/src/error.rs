@@ -1,22 +1,7 @@
 //! Typed errors of a recording, so that each front end can map them: the CLI to a
 //! message and an exit code, the server to an HTTP status.
 
-/// What kind of failure, independent of its message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The request itself is wrong (an unknown depth, probe or power source name, a
-    /// path where only ids are allowed, an empty prompt).
-    BadRequest,
-    /// The model, run or file named does not exist.
-    NotFound,
-    /// The power source cannot be used here (permission, hardware, driver).
-    PowerUnavailable,
-    /// The model could not be loaded or run.
-    Model,
-    /// Reading or writing a file, the trace or the index failed.
-    Io,
-}
+pub use eprof_format::live::ErrorKind;
 
 /// A failure of the recording API: its kind, a message naming what failed, and
 /// where there is one, how to fix it.

@@ -1,4 +1,6 @@
-//! The events of a recording as it happens, and the sink they go to.
+//! The events of a recording as it happens ([`RunEvent`], defined in
+//! `eprof_format::live` so the viewer reads the same type), the sink they go to, and
+//! how they are made.
 //!
 //! [`RunEvent`] values serialize (`{"type": "token_complete", ...}`) to exactly the
 //! messages of the server's WebSocket stream; `docs/api.md` shows one of each. They
@@ -7,187 +9,20 @@
 //! attribution as the trace's: figures that later readings can still change are
 //! marked `provisional`.
 
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use eprof_core::Session;
-use eprof_format::{
-    Attribution, Energy, EnergyLabel, Machine, ModelIdentity, NoteLevel, Phase, PowerSample,
-    PowerSourceDesc, Settings, SourceKind, StopReason, Summary, TokenPhase,
-};
+use eprof_format::live::{RunEvent, SiteColumns};
+use eprof_format::{Attribution, Energy, Phase, PowerSample, PowerSourceDesc, SourceKind};
 use eprof_models::pipeline::{Observer, StepEvent};
-use serde::Serialize;
 
-use crate::error::ErrorKind;
-
-/// One thing that happened in a run. Per step, the layers, components and operations
-/// arrive as one message each (a batch), never one message per span.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RunEvent {
-    /// The run is set up: what runs, how, and measured by what.
-    RunStarted(Box<RunStarted>),
-    /// One power reading, in watts per channel (a counter's energy difference over the
-    /// time since its previous reading).
-    PowerSample {
-        t_ns: u64,
-        window_ns: u64,
-        watts: Vec<Option<f64>>,
-        total_w: Option<f64>,
-    },
-    /// A phase began (sent as it begins).
-    SectionStart {
-        phase: Phase,
-        name: String,
-        t_ns: u64,
-    },
-    /// A section finished: a phase, or a section inside a step (embedding, lm_head,
-    /// sampling, ...).
-    SectionEnd {
-        phase: Phase,
-        name: String,
-        step: Option<u32>,
-        start_ns: u64,
-        end_ns: u64,
-        energy: Option<Energy>,
-        provisional: bool,
-    },
-    /// A generated token and the step that produced it.
-    TokenComplete {
-        position: u32,
-        step: u32,
-        id: u32,
-        /// Text that this token completes (empty for an end-of-sequence token; a token
-        /// that ends inside a UTF-8 character passes it on to the next).
-        text: String,
-        /// The token's own bytes as text (lossy).
-        token_text: String,
-        phase: TokenPhase,
-        start_ns: u64,
-        duration_ns: u64,
-        energy: Option<Energy>,
-        provisional: bool,
-        /// Average power over the step, watts.
-        power_w: Option<f64>,
-        /// Decode tokens per second so far.
-        decode_tokens_per_s: Option<f64>,
-        /// Time since the run's first phase began.
-        elapsed_ns: u64,
-    },
-    /// Per layer of this step: time and energy (module and deep depth).
-    LayerMetrics { step: u32, layers: SiteColumns },
-    /// Per component of this step, with the probes' metrics at that site.
-    ComponentMetrics { step: u32, components: SiteColumns },
-    /// Per attention operation of this step (deep depth).
-    OperationMetrics { step: u32, operations: SiteColumns },
-    /// A warning or information: a probe disabled, the power source chosen.
-    Note { level: NoteLevel, text: String },
-    /// The trace is finished: its summary is what `eprof show --json` prints for it.
-    InferenceComplete {
-        run_id: String,
-        trace: String,
-        stop_reason: StopReason,
-        generated_text: String,
-        summary: Box<Summary>,
-    },
-    /// The run failed (a partial trace may exist, see `message`).
-    Error {
-        run_id: Option<String>,
-        kind: ErrorKind,
-        message: String,
-        hint: Option<String>,
-    },
-}
-
-impl RunEvent {
-    /// The `error` event of a failed run.
-    pub fn error(run_id: &str, e: &crate::RecordError) -> Self {
-        RunEvent::Error {
-            run_id: Some(run_id.to_string()),
-            kind: e.kind,
-            message: e.message.clone(),
-            hint: e.hint.clone(),
-        }
-    }
-
-    /// The message type, as it appears in the JSON.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RunEvent::RunStarted(_) => "run_started",
-            RunEvent::PowerSample { .. } => "power_sample",
-            RunEvent::SectionStart { .. } => "section_start",
-            RunEvent::SectionEnd { .. } => "section_end",
-            RunEvent::TokenComplete { .. } => "token_complete",
-            RunEvent::LayerMetrics { .. } => "layer_metrics",
-            RunEvent::ComponentMetrics { .. } => "component_metrics",
-            RunEvent::OperationMetrics { .. } => "operation_metrics",
-            RunEvent::Note { .. } => "note",
-            RunEvent::InferenceComplete { .. } => "inference_complete",
-            RunEvent::Error { .. } => "error",
-        }
-    }
-}
-
-/// What `run_started` says (boxed: it is by far the largest event).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunStarted {
-    pub run_id: String,
-    pub prompt: String,
-    pub model: ModelIdentity,
-    pub settings: Settings,
-    /// The power source; `power_sample.watts` follows the order of its channels.
-    pub power: PowerSourceDesc,
-    pub machine: Machine,
-    pub tags: Vec<String>,
-    pub experiment: Option<String>,
-}
-
-/// Time, energy and metrics of the sites of one kind (layers, components or
-/// operations) in one step, as columns: row `i` of every column is one site. Columns
-/// keep the messages small (no key repeated per site) and map onto typed arrays.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SiteColumns {
-    pub layer: Vec<Option<u16>>,
-    pub component: Vec<String>,
-    /// Operations only (empty, and left out of the JSON, for layers and components).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub op: Vec<Option<String>>,
-    pub duration_ns: Vec<u64>,
-    pub joules: Vec<Option<f64>>,
-    pub label: Vec<Option<EnergyLabel>>,
-    /// `probe/metric` -> one value per row (`null` where the probe had none).
-    pub metrics: BTreeMap<String, Vec<Option<f32>>>,
-}
-
-impl SiteColumns {
-    pub fn len(&self) -> usize {
-        self.duration_ns.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.duration_ns.is_empty()
-    }
-    /// Add a row for `def`; returns its index.
-    fn push(&mut self, def: &eprof_format::SiteDef) -> usize {
-        self.layer.push(def.layer);
-        self.component.push(def.component.clone());
-        if def.op.is_some() || !self.op.is_empty() {
-            self.op.resize(self.duration_ns.len(), None);
-            self.op.push(def.op.clone());
-        }
-        self.duration_ns.push(0);
-        self.joules.push(None);
-        self.label.push(None);
-        self.duration_ns.len() - 1
-    }
-    fn energy(&self, r: usize) -> Option<Energy> {
-        Some(Energy {
-            joules: self.joules[r]?,
-            label: self.label[r]?,
-        })
-    }
-    fn set_energy(&mut self, r: usize, e: Option<Energy>) {
-        self.joules[r] = e.map(|e| e.joules);
-        self.label[r] = e.map(|e| e.label);
+/// The `error` event of a failed run.
+pub fn error_event(run_id: &str, e: &crate::RecordError) -> RunEvent {
+    RunEvent::Error {
+        run_id: Some(run_id.to_string()),
+        kind: e.kind,
+        message: e.message.clone(),
+        hint: e.hint.clone(),
     }
 }
 

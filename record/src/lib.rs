@@ -15,7 +15,8 @@ pub mod profiler;
 pub mod request;
 
 pub use error::{ErrorKind, RecordError, Result};
-pub use event::{NoSink, RunEvent, RunSink, RunStarted, SiteColumns};
+pub use eprof_format::live::{RunEvent, RunStarted, SiteColumns};
+pub use event::{NoSink, RunSink, error_event};
 pub use profiler::{
     KnownModel, ModelCatalog, ModelHandle, PowerSourceInfo, Profiler, RecordedRun, is_valid_run_id,
     new_run_id, open_power, power_sources,

@@ -16,7 +16,8 @@ use eprof_models::sampling::SamplingConfig;
 use serde::Serialize;
 
 use crate::error::{ErrorKind, RecordError, Result};
-use crate::event::{Live, RunEvent, RunSink, RunStarted};
+use crate::event::{Live, RunSink, error_event};
+use eprof_format::live::{RunEvent, RunStarted};
 use crate::request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
 
 /// The registry of built-in parts, the loaded plugins and the data directory: made
@@ -278,7 +279,7 @@ impl Profiler {
     ) -> Result<RecordedRun> {
         let r = self.record_inner(model, req, id, sink);
         if let Err(e) = &r {
-            let _ = sink.event(&RunEvent::error(id, e));
+            let _ = sink.event(&error_event(id, e));
         }
         r
     }

@@ -200,7 +200,7 @@ pub fn run(profiler: Profiler, queue: Arc<Queue>, hub: Arc<Hub>) {
             match profiler.load_model(&job.req.model, job.req.device) {
                 Ok(h) => cached = Some((job.req.model.clone(), job.req.device, h)),
                 Err(e) => {
-                    let _ = sink.event(&RunEvent::error(&job.id, &e));
+                    let _ = sink.event(&eprof_record::error_event(&job.id, &e));
                 }
             }
         }
