@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what it needs, idempotently: the wasm32 target, the real model, Debian's
-# chromium and firefox-esr, and the browser test's npm packages. Fails, never skips, when a required
+# chromium and firefox-esr, and the browser tests' npm packages. Fails, never skips, when a required
 # part cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +50,9 @@ cargo test --workspace --locked
 
 step "viewer in a real browser (and its load benchmark)"
 EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/viewer.test.mjs
+
+step "live dashboard and run history on eprof serve, in a real browser"
+EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/live.test.mjs
 
 step "viewer in firefox"
 node --experimental-websocket --no-warnings tests/e2e/firefox.test.mjs

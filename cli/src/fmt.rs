@@ -51,20 +51,7 @@ pub fn date(ms: i64) -> String {
     )
 }
 
-/// Shorten to `n` characters, on one line.
-pub fn clip(s: &str, n: usize) -> String {
-    let one: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one.chars().count() <= n {
-        one
-    } else {
-        let mut t: String = one.chars().take(n.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
+pub use eprof_format::units::clip;
 
 /// A plain-text table with right-aligned numbers.
 pub struct Table {

@@ -12,15 +12,14 @@ use base64::Engine as _;
 use clap::Args;
 use eprof_core::paths::DataDir;
 
+use eprof_server::TRACE_SLOT;
+
 use crate::Exit;
 use crate::commands::{decode_file, resolve};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/viewer.rs"));
 }
-
-/// Where `eprof view --html` puts the traces in the viewer's page.
-const TRACE_SLOT: &str = "<!--EPROF-TRACES-->";
 
 #[derive(Args)]
 pub struct ViewArgs {

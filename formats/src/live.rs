@@ -193,7 +193,6 @@ impl SiteColumns {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +208,9 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
             let kind = v["type"].as_str().unwrap_or("").to_string();
             // Server-only messages, and the example whose summary is cut short.
-            if kind.is_empty() || ["queue", "dropped", "inference_complete"].contains(&kind.as_str()) {
+            if kind.is_empty()
+                || ["queue", "dropped", "inference_complete"].contains(&kind.as_str())
+            {
                 continue;
             }
             let e: RunEvent = serde_json::from_value(v.clone())

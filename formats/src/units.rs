@@ -1,5 +1,6 @@
 //! Numbers with their units, one way for every front end (`eprof show`, the live
-//! status line, the viewer): `1.234 J`, `12.500 ms`, `3.20 W`.
+//! status line, the viewer): `1.234 J`, `12.500 ms`, `3.20 W`; and text clipped to
+//! one short line.
 
 /// Joules, scaled to J, mJ or µJ, three decimals; what would print as `0.000 µJ`
 /// (rounding noise of a difference, either sign) is `0 J`.
@@ -60,6 +61,21 @@ pub fn number(v: f64) -> String {
     } else {
         let digits = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
         format!("{v:.digits$}")
+    }
+}
+
+/// Shorten to `n` characters, on one line.
+pub fn clip(s: &str, n: usize) -> String {
+    let one: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one.chars().count() <= n {
+        one
+    } else {
+        let mut t: String = one.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
     }
 }
 

@@ -48,7 +48,8 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Schema migrations; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     created_at_ms INTEGER NOT NULL,
@@ -114,7 +115,12 @@ CREATE TABLE tokens (
     label TEXT
 );
 CREATE INDEX tokens_run ON tokens(run_id);
-"#];
+"#,
+    r#"
+ALTER TABLE runs ADD COLUMN stop_reason TEXT;
+ALTER TABLE runs ADD COLUMN label_mix TEXT;
+"#,
+];
 
 /// One run as the index lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -147,6 +153,11 @@ pub struct RunRow {
     pub imported: bool,
     pub trace_path: String,
     pub trace_sha256: String,
+    /// `eos`, `max_tokens`, `cancelled`, `error: ...`; none for an unfinished trace
+    /// (and for rows indexed before this column existed, until `index rebuild`).
+    pub stop_reason: Option<String>,
+    /// How the run's figures were obtained: `measured 26 · attributed 13023`.
+    pub label_mix: Option<String>,
 }
 
 /// Filters and order of `eprof ls`.
@@ -223,12 +234,18 @@ impl Index {
             .unwrap_or_else(|_| trace_path.to_path_buf())
             .to_string_lossy()
             .into_owned();
+        let label_mix = s
+            .labels
+            .iter()
+            .map(|(l, n)| format!("{} {n}", l.as_str()))
+            .collect::<Vec<_>>()
+            .join(" · ");
         let conn = &mut self.conn;
         let res = retry_busy(|| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM runs WHERE id = ?1", params![m.id])?;
             tx.execute(
-                "INSERT INTO runs VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33)",
+                "INSERT INTO runs VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33,?34,?35)",
                 params![
                     m.id,
                     m.created_at_ms,
@@ -263,6 +280,8 @@ impl Index {
                     path_str,
                     sha,
                     now_ms,
+                    trace.end.as_ref().map(|e| e.stop_reason.clone()),
+                    label_mix,
                 ],
             )?;
             for t in &m.tags {
@@ -392,7 +411,8 @@ impl Index {
                 "SELECT id, created_at_ms, prompt, generated_text, model, architecture, dtype, depth, device,
                         hostname, cpu, source, source_kind, duration_ns, prompt_tokens, generated_tokens,
                         total_j, dynamic_j, avg_power_w, decode_j_per_token, decode_tokens_per_s,
-                        energy_label, experiment, complete, imported, trace_path, trace_sha256
+                        energy_label, experiment, complete, imported, trace_path, trace_sha256,
+                        stop_reason, label_mix
                  FROM runs WHERE id = ?1",
                 params![id],
                 |r| {
@@ -425,6 +445,8 @@ impl Index {
                         imported: r.get(24)?,
                         trace_path: r.get(25)?,
                         trace_sha256: r.get(26)?,
+                        stop_reason: r.get(27)?,
+                        label_mix: r.get(28)?,
                     })
                 },
             )

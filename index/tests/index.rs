@@ -33,6 +33,15 @@ fn insert_list_filter_find_remove_rebuild() {
         idx.insert(&t, &p, false).unwrap();
     }
     assert_eq!(idx.count().unwrap(), 3);
+    let one = idx.find("run0000000000001").unwrap();
+    assert_eq!(one.stop_reason.as_deref(), Some("max_tokens"));
+    assert!(
+        one.label_mix
+            .as_deref()
+            .is_some_and(|m| m.contains("measured")),
+        "{:?}",
+        one.label_mix
+    );
     let tagged = idx
         .list(&RunFilter {
             tag: Some("a".into()),

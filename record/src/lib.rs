@@ -14,8 +14,8 @@ pub mod event;
 pub mod profiler;
 pub mod request;
 
-pub use error::{ErrorKind, RecordError, Result};
 pub use eprof_format::live::{RunEvent, RunStarted, SiteColumns};
+pub use error::{ErrorKind, RecordError, Result};
 pub use event::{NoSink, RunSink, error_event};
 pub use profiler::{
     KnownModel, ModelCatalog, ModelHandle, PowerSourceInfo, Profiler, RecordedRun, is_valid_run_id,

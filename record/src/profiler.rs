@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use crate::error::{ErrorKind, RecordError, Result};
 use crate::event::{Live, RunSink, error_event};
-use eprof_format::live::{RunEvent, RunStarted};
 use crate::request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
+use eprof_format::live::{RunEvent, RunStarted};
 
 /// The registry of built-in parts, the loaded plugins and the data directory: made
 /// once per process, then used for any number of runs.

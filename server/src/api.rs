@@ -113,9 +113,18 @@ async fn blocking<T: Send + 'static>(
 
 pub fn router(app: Arc<App>, security: Arc<Security>) -> Router {
     let limit = security.max_body_bytes;
-    let html = app.opts.viewer_html;
+    // The page learns it is served by `eprof serve` (and shows the live dashboard and
+    // the run history) from this marker, put where `eprof view --html` puts traces.
+    let html: Option<Arc<str>> = app.opts.viewer_html.map(|h| {
+        h.replacen(
+            TRACE_SLOT,
+            "<script>window.eprofServer = {api: \"/api\", ws: \"/ws/profiling\"};</script>",
+            1,
+        )
+        .into()
+    });
     Router::new()
-        .route("/", get(move || page(html)))
+        .route("/", get(move || page(html.clone())))
         .route("/api/profiling/generate", axum::routing::post(generate))
         .route("/api/profiling/runs", get(runs))
         .route("/api/profiling/run/{id}", get(run_trace).delete(delete_run))
@@ -138,7 +147,7 @@ pub fn view_router(
 ) -> Router {
     let traces = Arc::new(traces);
     Router::new()
-        .route("/", get(move || page(Some(html))))
+        .route("/", get(move || page(Some(html.into()))))
         .route(
             "/trace/{i}/{name}",
             get(move |Path((i, _name)): Path<(usize, String)>| {
@@ -160,14 +169,18 @@ async fn not_found() -> ApiError {
         .hint("the API is under /api/profiling/ and /api/models, /api/power; see docs/api.md")
 }
 
-async fn page(html: Option<&'static str>) -> Response {
+/// Where the viewer page takes what the server adds (`eprof view --html` puts traces
+/// there).
+pub const TRACE_SLOT: &str = "<!--EPROF-TRACES-->";
+
+async fn page(html: Option<Arc<str>>) -> Response {
     match html {
         Some(h) => (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-store"),
             ],
-            h,
+            h.to_string(),
         )
             .into_response(),
         None => ApiError::new(

@@ -22,6 +22,7 @@ use axum::Router;
 use eprof_core::paths::DataDir;
 use eprof_record::{ErrorKind, Profiler, RecordError};
 
+pub use api::TRACE_SLOT;
 pub use security::Security;
 
 /// How `eprof serve` runs.

@@ -16,6 +16,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
+import { expectedCounts } from "./views.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const out = join(root, "target/e2e");
@@ -57,11 +58,7 @@ const phasesWithEnergy = s.phases.filter((p) => (p.energy?.joules ?? 0) > 0).len
 console.log(`trace: ${layers} layers, ${comps} components, ${generated} generated tokens, ${s.phases.length} phases`);
 check(layers > 0 && comps > 0 && generated > 1, "the recorded trace has layers, components and tokens");
 // What each view must draw for this trace (firefox.test.mjs checks the same).
-const expected = {
-  "tl-phase": s.phases.length, "tl-sec": s.sections.length, "pw-band": s.phases.length,
-  "hm-cell": s.layer_components.length, "tm-node": phasesWithEnergy,
-  "sk-node[data-col='2'][data-layer]": layers, "sk-node[data-col='4']": comps, "wf-tok": generated,
-};
+const expected = expectedCounts(s);
 writeFileSync(join(out, "expected.json"), JSON.stringify(expected, null, 1));
 
 // A cut-short copy and one that claims a newer format.

@@ -28,7 +28,7 @@ pub fn start() {
     mount_to_body(App);
 }
 
-fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     window().performance().map_or(0.0, |p| p.now())
 }
 
@@ -58,16 +58,19 @@ fn report_rendered(started: f64, decode_ms: f64, loaded: usize) {
     }
 }
 
+/// What every part of the page shares: the open traces, which one is shown, the
+/// selected token (a step index; `None` is the whole run), errors.
 #[derive(Clone, Copy)]
-struct Ctx {
-    traces: RwSignal<Vec<Arc<TraceView>>>,
-    active: RwSignal<usize>,
-    errors: RwSignal<Vec<String>>,
+pub(crate) struct Ctx {
+    pub traces: RwSignal<Vec<Arc<TraceView>>>,
+    pub active: RwSignal<usize>,
+    pub step: RwSignal<Option<u32>>,
+    pub errors: RwSignal<Vec<String>>,
 }
 
 impl Ctx {
     /// Decode and add traces; errors are shown, never swallowed.
-    fn add(&self, files: Vec<(String, Vec<u8>)>, started: f64) {
+    pub fn add(&self, files: Vec<(String, Vec<u8>)>, started: f64) {
         let t0 = now_ms();
         let mut added = Vec::new();
         let mut errors = Vec::new();
@@ -83,6 +86,7 @@ impl Ctx {
             return;
         }
         let first = self.traces.with_untracked(Vec::len);
+        self.step.set(None);
         self.traces.update(|t| t.extend(added));
         self.active.set(first);
         mark_rendered(started, decode_ms, self.traces.with_untracked(Vec::len));
@@ -185,7 +189,7 @@ fn load_initial(ctx: Ctx) {
 }
 
 /// The `data-*` attribute of the nearest element under the event target that has it.
-fn data_of(ev: &web_sys::Event, attr: &str) -> Option<String> {
+pub(crate) fn data_of(ev: &web_sys::Event, attr: &str) -> Option<String> {
     let el: web_sys::Element = ev.target()?.dyn_into().ok()?;
     let hit = el.closest(&format!("[data-{attr}]")).ok()??;
     hit.get_attribute(&format!("data-{attr}"))
@@ -196,9 +200,11 @@ fn App() -> impl IntoView {
     let ctx = Ctx {
         traces: RwSignal::new(Vec::new()),
         active: RwSignal::new(0),
+        step: RwSignal::new(None),
         errors: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);
+    let server = crate::server::is_server();
 
     // Drag and drop anywhere on the page.
     let over = window_event_listener(leptos::ev::dragover, |ev| ev.prevent_default());
@@ -247,7 +253,9 @@ fn App() -> impl IntoView {
                     .collect_view()
             }}
         </div>
+        {server.then(|| view! { <crate::server::ServerPanel/> })}
         {move || match current.get() {
+            None if server => view! { <span></span> }.into_any(),
             None => {
                 view! {
                     <section class="welcome">
@@ -323,8 +331,8 @@ fn TraceChooser() -> impl IntoView {
 fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
     let measure = RwSignal::new(v.default_measure());
     // The selected token (a step index) shared by the heatmap, the slider, the
-    // waterfall and the drilldown; `None` is the whole run.
-    let step: RwSignal<Option<u32>> = RwSignal::new(None);
+    // waterfall, the drilldown and the page's URL; `None` is the whole run.
+    let step = expect_context::<Ctx>().step;
     let drill = RwSignal::new((0usize, "attention".to_string()));
     let stack = RwSignal::new(Stack::Component);
     let tm_path: RwSignal<Vec<usize>> = RwSignal::new(Vec::new());

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use eprof_format::layout::{Measure, Node, tree};
-use eprof_format::model::{ATTENTION_COMPONENTS, TokenPhase, Trace};
+use std::fmt::Write as _;
+
+use eprof_format::model::{ATTENTION_COMPONENTS, ChannelKind, TokenPhase, Trace};
 use eprof_format::summary::component_order;
 use eprof_format::{Decoded, Energies, Summary, Truncation};
-
-use crate::charts::PowerSeries;
 
 /// A decoded trace and its derived figures.
 #[derive(Debug)]
@@ -229,6 +229,127 @@ pub fn fmt_tick(v: f64, m: Measure) -> String {
 }
 
 pub use eprof_format::units::number as fmt_num;
+
+/// Average power per channel over equal time buckets of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PowerSeries {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub bucket_ns: f64,
+    /// Channel name, kind, and watts per bucket.
+    pub channels: Vec<(String, Option<ChannelKind>, Vec<Option<f64>>)>,
+}
+
+impl PowerSeries {
+    pub fn new(v: &TraceView) -> Option<PowerSeries> {
+        let (start, end) = v.trace.pipeline_bounds()?;
+        if end <= start || !v.has_energy {
+            return None;
+        }
+        let readings = v
+            .trace
+            .samples
+            .iter()
+            .filter(|s| s.t1_ns >= start && s.t0_ns <= end)
+            .count();
+        let n = readings.clamp(2, 400);
+        let bucket = (end - start) as f64 / n as f64;
+        let a = &v.energies.attribution;
+        let desc = &v.trace.meta.power;
+        let mut per: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); desc.channels.len()];
+        let mut total = Vec::with_capacity(n);
+        for b in 0..n {
+            let t0 = start + (b as f64 * bucket) as u64;
+            let t1 = start + ((b + 1) as f64 * bucket) as u64;
+            let p = a.power_w(t0, t1);
+            total.push(desc.total_of(&p));
+            for (c, w) in p.into_iter().enumerate() {
+                per[c].push(w);
+            }
+        }
+        let mut channels: Vec<(String, Option<ChannelKind>, Vec<Option<f64>>)> = desc
+            .channels
+            .iter()
+            .zip(per)
+            .filter(|(_, w)| w.iter().any(Option::is_some))
+            .map(|(c, w)| (c.name.clone(), Some(c.kind), w))
+            .collect();
+        if channels.len() != 1 || !desc.channels.iter().all(|c| c.in_total) {
+            channels.push(("total".into(), None, total));
+        }
+        Some(PowerSeries {
+            start_ns: start,
+            end_ns: end,
+            bucket_ns: bucket,
+            channels,
+        })
+    }
+
+    /// Power from readings at times `t` (watts per channel, in `channels`' order),
+    /// averaged into equal buckets over `[start, end]` (the live dashboard's series).
+    pub fn from_points(
+        start: u64,
+        end: u64,
+        channels: &[(String, Option<ChannelKind>)],
+        points: &[(u64, Vec<Option<f64>>)],
+    ) -> PowerSeries {
+        let n = points.len().clamp(2, 400);
+        let bucket = (end.saturating_sub(start)).max(1) as f64 / n as f64;
+        let mut sum = vec![vec![(0.0f64, 0u32); n]; channels.len()];
+        for (t, w) in points {
+            let b = ((t.saturating_sub(start)) as f64 / bucket) as usize;
+            let b = b.min(n - 1);
+            for (c, v) in w.iter().enumerate().take(channels.len()) {
+                if let Some(v) = v {
+                    sum[c][b].0 += v;
+                    sum[c][b].1 += 1;
+                }
+            }
+        }
+        PowerSeries {
+            start_ns: start,
+            end_ns: end,
+            bucket_ns: bucket,
+            channels: channels
+                .iter()
+                .zip(sum)
+                .map(|((name, kind), s)| {
+                    let w = s
+                        .into_iter()
+                        .map(|(x, k)| (k > 0).then(|| x / f64::from(k)))
+                        .collect();
+                    (name.clone(), *kind, w)
+                })
+                .collect(),
+        }
+    }
+
+    pub fn buckets(&self) -> usize {
+        self.channels.first().map_or(0, |c| c.2.len())
+    }
+
+    pub fn max_w(&self) -> f64 {
+        self.channels
+            .iter()
+            .flat_map(|c| c.2.iter().flatten())
+            .fold(0.0f64, |a, &b| a.max(b))
+    }
+
+    /// The bucket under a horizontal position in [0, 1] of the plot, and its readout.
+    pub fn readout(&self, frac: f64) -> (usize, String) {
+        let n = self.buckets();
+        let i = ((frac.clamp(0.0, 1.0) * n as f64) as usize).min(n.saturating_sub(1));
+        let t = (i as f64 + 0.5) * self.bucket_ns;
+        let mut s = format!("t = {}", fmt_ns(t));
+        for (name, _, w) in &self.channels {
+            let _ = match w.get(i).copied().flatten() {
+                Some(w) => write!(s, " · {name} {w:.2} W"),
+                None => write!(s, " · {name} -"),
+            };
+        }
+        (i, s)
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -1,13 +1,17 @@
 //! eprof-viewer: opens `.eprof` traces in the browser, offline.
 //!
-//! `data` indexes a decoded trace for the views and `charts` draws every chart as one
-//! SVG/HTML string; both are plain Rust, tested natively. `app` (wasm32 only) is the
+//! `data` indexes a decoded trace for the views, `live` holds a run's state while its
+//! events arrive from `eprof serve`, and `charts` draws every chart as one SVG/HTML
+//! string; all three are plain Rust, tested natively. `app` (wasm32 only) is the
 //! Leptos shell: loading, controls, selection, and where each chart goes.
 
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 
 pub mod charts;
 pub mod data;
+pub mod live;
 
 #[cfg(target_arch = "wasm32")]
 mod app;
+#[cfg(target_arch = "wasm32")]
+mod server;

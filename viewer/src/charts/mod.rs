@@ -1,0 +1,283 @@
+//! Every chart of the viewer as one SVG (or HTML) string, in plain Rust: one module
+//! per chart, the SVG helpers they share here.
+//!
+//! Large grids and long series are written as one string and inserted once, not built
+//! as thousands of reactive nodes. Elements carry `class` and `data-*` attributes
+//! that the app uses for clicks (event delegation) and the browser test uses to count
+//! what was drawn. Natively unit-tested: `cargo test -p eprof-viewer`.
+
+use std::fmt::Write;
+
+use eprof_format::layout::{Measure, Node, Rect, nice_ticks, sankey_column, squarify, viridis};
+use eprof_format::summary::{Grid, short_component};
+
+use crate::data::{
+    PowerSeries, TraceView, fmt_joules, fmt_ns, fmt_num, fmt_tick, fmt_value, is_attention_side,
+    trim_zeros,
+};
+
+/// Okabe-Ito: a categorical palette distinguishable with the common colour-vision
+/// deficiencies.
+pub const PALETTE: [&str; 8] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999",
+];
+const OTHER: &str = "#bbbbbb";
+
+/// Escape text for HTML/SVG content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => o.push('\u{FFFD}'),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn hex((r, g, b): (u8, u8, u8)) -> String {
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// Dark text on light fills, light text on dark ones.
+fn ink((r, g, b): (u8, u8, u8)) -> &'static str {
+    let l = 0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b);
+    if l > 140.0 { "#111" } else { "#fff" }
+}
+
+fn svg_open(o: &mut String, class: &str, w: f64, h: f64) {
+    let _ = write!(
+        o,
+        r#"<svg class="{class}" viewBox="0 0 {w} {h}" width="100%" preserveAspectRatio="xMinYMin meet" role="img" aria-label="{label}" xmlns="http://www.w3.org/2000/svg" font-family="system-ui,sans-serif" font-size="11">"#,
+        label = class.trim_start_matches("chart ")
+    );
+}
+
+fn measure_name(m: Measure) -> &'static str {
+    match m {
+        Measure::EnergyJ => "energy",
+        Measure::TimeNs => "time",
+    }
+}
+
+fn pct(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.1}%", part / whole * 100.0)
+    } else {
+        "-".into()
+    }
+}
+
+/// A horizontal axis from 0 to `max` at height `y`.
+fn axis_x(o: &mut String, left: f64, plot: f64, y: f64, max: f64, fmt: impl Fn(f64) -> String) {
+    let _ = write!(
+        o,
+        r##"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" stroke="#888"/>"##,
+        x2 = left + plot
+    );
+    for t in nice_ticks(0.0, max, 6) {
+        let x = left + t / max * plot;
+        let _ = write!(
+            o,
+            r##"<line x1="{x:.2}" y1="{y}" x2="{x:.2}" y2="{y2}" stroke="#888"/><text x="{x:.2}" y="{ty}" text-anchor="middle" fill="#444">{l}</text>"##,
+            y2 = y + 4.0,
+            ty = y + 16.0,
+            l = esc(&trim_zeros(&fmt(t)))
+        );
+    }
+}
+
+fn cell(o: &mut String, s: &str) {
+    let _ = write!(o, "<td>{}</td>", esc(s));
+}
+
+fn dl_row(o: &mut String, k: &str, v: &str) {
+    let _ = write!(o, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or("-".into(), f)
+}
+
+mod compare;
+mod drilldown;
+mod heatmap;
+mod power;
+mod sankey;
+mod summary;
+mod timeline;
+mod treemap;
+mod waterfall;
+
+pub use compare::*;
+pub use drilldown::*;
+pub use heatmap::*;
+pub use power::*;
+pub use sankey::*;
+pub use summary::*;
+pub use timeline::*;
+pub use treemap::*;
+pub use waterfall::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::tests::view;
+    use eprof_format::Depth;
+    use eprof_format::summary::{GridMetric, grid};
+
+    fn count(s: &str, class: &str) -> usize {
+        s.matches(&format!(r#"class="{class}""#)).count()
+            + s.matches(&format!(r#"class="{class} "#)).count()
+    }
+
+    #[test]
+    fn every_chart_draws_what_the_trace_holds() {
+        let v = view(7, 5, Depth::Deep);
+        let m = Measure::EnergyJ;
+
+        let tl = timeline(&v, m);
+        assert_eq!(count(&tl, "tl-phase"), v.summary.phases.len());
+        assert_eq!(count(&tl, "tl-sec"), v.summary.sections.len());
+
+        let ps = v.power.as_ref().expect("synthetic trace has power");
+        let pw = power(&v, Some(ps), Some(1));
+        assert_eq!(count(&pw, "pw-line"), 1);
+        assert_eq!(count(&pw, "pw-band"), v.summary.phases.len());
+        assert_eq!(count(&pw, "pw-hover"), 1);
+        let (_, readout) = ps.readout(0.5);
+        assert!(readout.contains("10.00 W"), "{readout}");
+
+        let g = grid(&v.trace, &v.energies, &GridMetric::EnergyJ, None);
+        let lin = ColourScale::Linear { zero_based: true };
+        let hm = heatmap(&g, "energy", &fmt_joules, lin);
+        assert_eq!(count(&hm, "hm-cell") + count(&hm, "hm-empty"), 5 * 12);
+        let g1 = grid(&v.trace, &v.energies, &GridMetric::EnergyJ, Some(2));
+        assert_ne!(heatmap(&g1, "energy", &fmt_joules, lin), hm);
+        assert!(heatmap(&g, "energy", &fmt_joules, ColourScale::Log).contains("(log scale)"));
+
+        let tm = treemap(v.tree(m), &[], m);
+        let phases_with_energy = v
+            .tree(Measure::EnergyJ)
+            .children
+            .iter()
+            .filter(|c| c.value > 0.0)
+            .count();
+        assert_eq!(count(&tm, "tm-node"), phases_with_energy);
+        let decode = v
+            .tree(Measure::EnergyJ)
+            .children
+            .iter()
+            .position(|c| c.name == "decode")
+            .unwrap();
+        let zoomed = treemap(v.tree(m), &[decode], m);
+        assert_eq!(zoomed.matches(r#"data-name="L"#).count(), 5);
+        assert_eq!(path_names(v.tree(m), &[decode]), vec!["run", "decode"]);
+
+        let sk = sankey(&v, m);
+        assert_eq!(sk.matches(r#"data-col="2" data-name="L"#).count(), 5);
+        assert_eq!(sk.matches(r#"data-col="4""#).count(), 12);
+        assert!(count(&sk, "sk-link") > 5 * 2);
+
+        let wf = waterfall(&v, m, Stack::Component, Some(3), false);
+        assert_eq!(count(&wf, "wf-cut"), 0);
+        assert_eq!(count(&wf, "wf-tok"), 7);
+        assert_eq!(wf.matches(r#"class="wf-tok sel" data-step="3""#).count(), 1);
+        let wf2 = waterfall(&v, m, Stack::LayerGroup, None, true);
+        assert_eq!(count(&wf2, "wf-tok"), 7);
+
+        let d = drilldown(&v, 1, "attention", None);
+        // The component and its five deep operations.
+        assert_eq!(count(&d, "drill-op"), 6, "{d}");
+
+        let s = summary(&v);
+        assert!(s.contains("Give me three tips"));
+        assert!(s.contains("synthetic (counter)"));
+
+        let other = view(3, 2, Depth::Module);
+        let ct = compare_table(&[&v, &other]);
+        assert_eq!(count(&ct, "cmp-row"), 11 + v.summary.phases.len());
+        let cl = compare_layers(&[&v, &other]);
+        assert_eq!(count(&cl, "cmp-bar"), 5 + 2);
+    }
+
+    #[test]
+    fn a_forged_trace_with_huge_indices_draws_without_blowing_up() {
+        use eprof_format::model::{SiteDef, Step};
+        let mut t = eprof_format::synthetic::trace(&eprof_format::synthetic::Shape::default());
+        // A site in layer 60,000 with one span, and a token claiming step 4e9.
+        t.sites.push(SiteDef {
+            layer: Some(60_000),
+            component: "q_proj".into(),
+            op: None,
+        });
+        let site = (t.sites.len() - 1) as u32;
+        let (a, b) = (t.spans.start_ns[0], t.spans.end_ns[0]);
+        t.spans.push(0, site, a, b);
+        let last = t.tokens.len() - 1;
+        t.tokens[last].step = Some(Step {
+            index: 4_000_000_000,
+            ..t.tokens[last].step.unwrap()
+        });
+        let bytes = eprof_format::encode(&t);
+        let v = TraceView::new("forged.eprof", eprof_format::decode(&bytes).unwrap());
+        assert_eq!(v.layers, 60_001);
+        let m = Measure::TimeNs;
+        let g = grid(&v.trace, &v.energies, &GridMetric::TimeNs, None);
+        let hm = heatmap(
+            &g,
+            "time",
+            &fmt_ns,
+            ColourScale::Linear { zero_based: true },
+        );
+        // The four real layers and the forged one, not 60,001 rows.
+        assert_eq!(count(&hm, "hm-cell") + count(&hm, "hm-empty"), 5 * 12);
+        assert!(sankey(&v, m).len() < 200_000);
+        for stack in [Stack::Component, Stack::LayerGroup] {
+            assert_eq!(
+                count(&waterfall(&v, m, stack, None, true), "wf-tok"),
+                v.steps.len()
+            );
+        }
+        treemap(v.tree(m), &[1, 0], m);
+        timeline(&v, m);
+        drilldown(&v, 60_000, "q_proj", Some(4_000_000_000));
+        summary(&v);
+    }
+
+    #[test]
+    fn sankey_flows_are_conserved() {
+        let v = view(5, 4, Depth::Module);
+        let g = SankeyGraph::build(v.tree(Measure::EnergyJ), v.layers);
+        for (i, n) in g.nodes.iter().enumerate() {
+            let inflow: f64 = g.links.iter().filter(|l| l.1 == i).map(|l| l.2).sum();
+            if n.col > 0 {
+                assert!(
+                    (inflow - n.value).abs() <= 1e-9 * n.value.max(1e-12),
+                    "{n:?}"
+                );
+            }
+            let outflow: f64 = g.links.iter().filter(|l| l.0 == i).map(|l| l.2).sum();
+            assert!(outflow <= n.value * (1.0 + 1e-9), "{n:?} sends {outflow}");
+        }
+        let sides: f64 = g.nodes.iter().filter(|n| n.col == 3).map(|n| n.value).sum();
+        let comps: f64 = g.nodes.iter().filter(|n| n.col == 4).map(|n| n.value).sum();
+        assert!((sides - comps).abs() < 1e-9 * comps);
+    }
+
+    #[test]
+    fn text_from_the_trace_is_escaped() {
+        assert_eq!(esc(r#"<b a="x">&'"#), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(esc("a\u{0}b"), "a\u{FFFD}b");
+        assert_eq!(
+            layer_groups(30),
+            vec![(0, 4), (5, 9), (10, 14), (15, 19), (20, 24), (25, 29)]
+        );
+        assert_eq!(layer_groups(4), vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
+    }
+}
