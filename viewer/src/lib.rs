@@ -2,8 +2,10 @@
 //!
 //! `data` indexes a decoded trace for the views, `live` holds a run's state while its
 //! events arrive from `eprof serve`, and `charts` draws every chart as one SVG/HTML
-//! string; all three are plain Rust, tested natively. `app` (wasm32 only) is the
-//! Leptos shell: loading, controls, selection, and where each chart goes.
+//! string; all three are plain Rust, tested natively. The Leptos app (wasm32 only):
+//! `app` is the shell (loading, the open traces, Compare), `views` one component per
+//! section of a trace's views, `server` the live dashboard and history that appear
+//! when `eprof serve` serves the page.
 
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 
@@ -15,3 +17,5 @@ pub mod live;
 mod app;
 #[cfg(target_arch = "wasm32")]
 mod server;
+#[cfg(target_arch = "wasm32")]
+mod views;

@@ -1,0 +1,452 @@
+//! The views of one trace, one component per section: summary, timeline, power,
+//! heatmap, treemap, Sankey, waterfall, drilldown. They share a [`Selection`] (what
+//! the charts are sized by, the selected token, the drilled-into site, the heatmap
+//! metric) through the context; each keeps its own controls' state.
+
+use std::sync::Arc;
+
+use eprof_format::layout::Measure;
+use eprof_format::summary::{GridMetric, grid};
+use leptos::prelude::*;
+
+use crate::app::{Ctx, data_of};
+use crate::charts::{self, ColourScale, Stack};
+use crate::data::TraceView;
+
+/// What the sections of one trace's views share.
+#[derive(Clone, Copy)]
+struct Selection {
+    /// Energy or time: what the timeline, treemap, Sankey and waterfall are sized by.
+    measure: RwSignal<Measure>,
+    /// The selected token (a step index; `None` is the whole run), shared with the
+    /// page (its URL) through [`Ctx`].
+    step: RwSignal<Option<u32>>,
+    /// The layer and component the drilldown shows.
+    drill: RwSignal<(usize, String)>,
+    /// The treemap's zoom path (reset when the measure changes).
+    tm_path: RwSignal<Vec<usize>>,
+}
+
+fn sel() -> Selection {
+    expect_context()
+}
+
+#[component]
+pub fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
+    let s = Selection {
+        measure: RwSignal::new(v.default_measure()),
+        step: expect_context::<Ctx>().step,
+        drill: RwSignal::new((0usize, "attention".to_string())),
+        tm_path: RwSignal::new(Vec::new()),
+    };
+    provide_context(s);
+    let has_energy = v.has_energy;
+    view! {
+        <nav class="sections">
+            <a href="#summary">"Summary"</a>
+            <a href="#timeline">"Timeline"</a>
+            <a href="#power">"Power"</a>
+            <a href="#heatmap">"Heatmap"</a>
+            <a href="#treemap">"Treemap"</a>
+            <a href="#sankey">"Sankey"</a>
+            <a href="#waterfall">"Tokens"</a>
+            <a href="#drilldown">"Drilldown"</a>
+            <label class="measure">
+                "Size by "
+                <select
+                    id="measure"
+                    on:change=move |ev| {
+                        s.measure.set(if event_target_value(&ev) == "time" { Measure::TimeNs } else { Measure::EnergyJ });
+                        s.tm_path.set(Vec::new());
+                    }
+                    prop:value=move || if s.measure.get() == Measure::TimeNs { "time" } else { "energy" }
+                >
+                    <option value="energy" disabled=!has_energy>"energy"</option>
+                    <option value="time">"duration"</option>
+                </select>
+            </label>
+        </nav>
+        <SummarySection v=v.clone()/>
+        <TimelineSection v=v.clone()/>
+        <PowerSection v=v.clone()/>
+        <HeatmapSection v=v.clone()/>
+        <TreemapSection v=v.clone()/>
+        <SankeySection v=v.clone()/>
+        <WaterfallSection v=v.clone()/>
+        <DrilldownSection v=v/>
+    }
+}
+
+#[component]
+fn SummarySection(v: Arc<TraceView>) -> impl IntoView {
+    let summary = charts::summary(&v);
+    view! {
+        <section id="summary">
+            <h2>"Run summary"</h2>
+            <div inner_html=summary></div>
+        </section>
+    }
+}
+
+#[component]
+fn TimelineSection(v: Arc<TraceView>) -> impl IntoView {
+    let s = sel();
+    let timeline = Memo::new(move |_| charts::timeline(&v, s.measure.get()));
+    view! {
+        <section id="timeline">
+            <h2>"Pipeline timeline"</h2>
+            <div class="chart-box" inner_html=move || timeline.get()></div>
+        </section>
+    }
+}
+
+#[component]
+fn PowerSection(v: Arc<TraceView>) -> impl IntoView {
+    let hover: RwSignal<Option<usize>> = RwSignal::new(None);
+    let readout = RwSignal::new(String::new());
+    let vv = v.clone();
+    let power = Memo::new(move |_| charts::power(&vv, vv.power.as_ref(), hover.get()));
+    view! {
+        <section id="power">
+            <h2>"Power over time"</h2>
+            <p class="readout" aria-live="polite">{move || readout.get()}</p>
+            <div
+                class="chart-box"
+                inner_html=move || power.get()
+                on:mousemove=move |ev: web_sys::MouseEvent| {
+                    let Some(ps) = v.power.as_ref() else { return };
+                    let el: web_sys::Element = event_target::<web_sys::Element>(&ev);
+                    let Some(svg) = el.closest("svg").ok().flatten() else { return };
+                    let r = svg.get_bounding_client_rect();
+                    if r.width() <= 0.0 {
+                        return;
+                    }
+                    let x = (f64::from(ev.client_x()) - r.left()) / r.width() * 1000.0;
+                    let frac = (x - charts::POWER_LEFT) / charts::POWER_PLOT;
+                    let (i, text) = ps.readout(frac);
+                    hover.set(Some(i));
+                    readout.set(text);
+                }
+                on:mouseleave=move |_| hover.set(None)
+            ></div>
+        </section>
+    }
+}
+
+#[component]
+fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
+    let s = sel();
+    let default_metric = if v.has_energy { "energy" } else { "time" };
+    let metric = RwSignal::new(default_metric.to_string());
+    let log_scale = RwSignal::new(false);
+    let vv = v.clone();
+    let heat = Memo::new(move |_| {
+        let key = metric.get();
+        let gm = match key.as_str() {
+            "time" => GridMetric::TimeNs,
+            "energy" => GridMetric::EnergyJ,
+            k => {
+                let (p, m) = k.split_once('/').unwrap_or((k, ""));
+                GridMetric::Probe {
+                    probe: p.into(),
+                    metric: m.into(),
+                }
+            }
+        };
+        let step = s.step.get();
+        let g = grid(&vv.trace, &vv.energies, &gm, step);
+        let title = match step {
+            Some(st) => format!("{key}, token {st}"),
+            None => format!("{key}, whole run"),
+        };
+        let scale = if log_scale.get() {
+            ColourScale::Log
+        } else {
+            ColourScale::Linear {
+                zero_based: key == "time" || key == "energy",
+            }
+        };
+        charts::heatmap(&g, &title, &charts::metric_fmt(&key), scale)
+    });
+    let steps: Vec<u32> = v.steps.iter().map(|st| st.step).collect();
+    let max_idx = steps.len().saturating_sub(1);
+    let steps_for_slider = steps.clone();
+    let slider_value = move || {
+        s.step
+            .get()
+            .and_then(|st| steps_for_slider.iter().position(|&x| x == st))
+            .unwrap_or(0)
+            .to_string()
+    };
+    let vv = v.clone();
+    let token_text = move || match s.step.get() {
+        None => "whole run".to_string(),
+        Some(st) => {
+            let t = vv.steps.iter().find(|x| x.step == st);
+            format!(
+                "token {st}{}: {:?}",
+                if t.is_some_and(|t| t.prefill) {
+                    " (prefill)"
+                } else {
+                    ""
+                },
+                t.map_or("", |t| t.text.as_str())
+            )
+        }
+    };
+    let mut metrics = vec!["time".to_string()];
+    if v.has_energy {
+        metrics.push("energy".into());
+    }
+    metrics.extend(v.metric_keys().into_iter().filter(|k| k != "model/flops"));
+    view! {
+        <section id="heatmap">
+            <h2>"Layer × component"</h2>
+            <div class="controls">
+                <label>
+                    "Metric "
+                    <select id="metric" on:change=move |ev| metric.set(event_target_value(&ev)) prop:value=move || metric.get()>
+                        {metrics
+                            .iter()
+                            .map(|m| view! { <option value=m.clone()>{m.clone()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <label>
+                    "Token "
+                    <input
+                        id="token-slider"
+                        type="range"
+                        min="0"
+                        max=max_idx.to_string()
+                        prop:value=slider_value
+                        on:input=move |ev| {
+                            if let Ok(i) = event_target_value(&ev).parse::<usize>() {
+                                s.step.set(steps.get(i).copied());
+                            }
+                        }
+                    />
+                </label>
+                <button id="whole-run" on:click=move |_| s.step.set(None)>"Whole run"</button>
+                <label>
+                    <input
+                        id="log-scale"
+                        type="checkbox"
+                        prop:checked=move || log_scale.get()
+                        on:change=move |ev| log_scale.set(event_target_checked(&ev))
+                    />
+                    " log colour scale"
+                </label>
+                <span id="token-label">{token_text}</span>
+            </div>
+            <div
+                class="chart-box"
+                inner_html=move || heat.get()
+                on:click=move |ev| {
+                    if let (Some(l), Some(c)) = (data_of(&ev, "layer"), data_of(&ev, "comp"))
+                        && let Ok(l) = l.parse()
+                    {
+                        s.drill.set((l, c));
+                    }
+                }
+            ></div>
+            <p class="hint">"Click a cell to see its operations and tensor metrics in the drilldown."</p>
+        </section>
+    }
+}
+
+#[component]
+fn TreemapSection(v: Arc<TraceView>) -> impl IntoView {
+    let s = sel();
+    let vv = v.clone();
+    let treemap = Memo::new(move |_| {
+        charts::treemap(vv.tree(s.measure.get()), &s.tm_path.get(), s.measure.get())
+    });
+    let vv = v.clone();
+    let crumbs = Memo::new(move |_| charts::path_names(vv.tree(s.measure.get()), &s.tm_path.get()));
+    let zoomable = Memo::new(move |_| {
+        let node = charts::node_at(v.tree(s.measure.get()), &s.tm_path.get());
+        node.children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.children.is_empty())
+            .map(|(i, c)| (i, c.name.clone()))
+            .collect::<Vec<_>>()
+    });
+    view! {
+        <section id="treemap">
+            <h2>"Treemap"</h2>
+            <div class="controls">
+                <span class="crumbs">
+                    {move || {
+                        crumbs
+                            .get()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(depth, name)| {
+                                view! {
+                                    <button class="crumb" on:click=move |_| s.tm_path.update(|p| p.truncate(depth))>
+                                        {name}
+                                    </button>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </span>
+                <label>
+                    "Zoom into "
+                    <select
+                        id="tm-zoom"
+                        prop:value=move || {
+                            s.tm_path.track();
+                            String::new()
+                        }
+                        on:change=move |ev| {
+                            if let Ok(i) = event_target_value(&ev).parse::<usize>() {
+                                s.tm_path.update(|p| p.push(i));
+                            }
+                        }
+                    >
+                        <option value="">"—"</option>
+                        {move || {
+                            zoomable
+                                .get()
+                                .into_iter()
+                                .map(|(i, n)| view! { <option value=i.to_string()>{n}</option> })
+                                .collect_view()
+                        }}
+                    </select>
+                </label>
+            </div>
+            <div
+                class="chart-box"
+                inner_html=move || treemap.get()
+                on:click=move |ev| {
+                    if let Some(i) = data_of(&ev, "idx").and_then(|i| i.parse::<usize>().ok())
+                        && zoomable.with_untracked(|z| z.iter().any(|(j, _)| *j == i))
+                    {
+                        s.tm_path.update(|p| p.push(i));
+                    }
+                }
+            ></div>
+        </section>
+    }
+}
+
+#[component]
+fn SankeySection(v: Arc<TraceView>) -> impl IntoView {
+    let s = sel();
+    let sankey = Memo::new(move |_| charts::sankey(&v, s.measure.get()));
+    view! {
+        <section id="sankey">
+            <h2>"Energy flow"</h2>
+            <div class="chart-box" inner_html=move || sankey.get()></div>
+        </section>
+    }
+}
+
+#[component]
+fn WaterfallSection(v: Arc<TraceView>) -> impl IntoView {
+    let s = sel();
+    let stack = RwSignal::new(Stack::Component);
+    let fit_decode = RwSignal::new(true);
+    let waterfall = Memo::new(move |_| {
+        charts::waterfall(
+            &v,
+            s.measure.get(),
+            stack.get(),
+            s.step.get(),
+            fit_decode.get(),
+        )
+    });
+    view! {
+        <section id="waterfall">
+            <h2>"Per-token waterfall"</h2>
+            <div class="controls">
+                <label>
+                    "Stack by "
+                    <select
+                        id="stack"
+                        on:change=move |ev| {
+                            stack.set(if event_target_value(&ev) == "layers" { Stack::LayerGroup } else { Stack::Component });
+                        }
+                    >
+                        <option value="components">"component"</option>
+                        <option value="layers">"layer group"</option>
+                    </select>
+                </label>
+                <label>
+                    <input
+                        id="fit-decode"
+                        type="checkbox"
+                        prop:checked=move || fit_decode.get()
+                        on:change=move |ev| fit_decode.set(event_target_checked(&ev))
+                    />
+                    " scale to decode tokens (cut the prefill bar)"
+                </label>
+                <span class="hint">"Click a token to select it everywhere."</span>
+            </div>
+            <div
+                class="chart-box"
+                inner_html=move || waterfall.get()
+                on:click=move |ev| {
+                    if let Some(st) = data_of(&ev, "step").and_then(|st| st.parse::<u32>().ok()) {
+                        s.step.set(Some(st));
+                    }
+                }
+            ></div>
+        </section>
+    }
+}
+
+#[component]
+fn DrilldownSection(v: Arc<TraceView>) -> impl IntoView {
+    let s = sel();
+    let layers = v.present_layers();
+    let components = v.components.clone();
+    let drilldown = Memo::new(move |_| {
+        let (l, c) = s.drill.get();
+        charts::drilldown(&v, l, &c, s.step.get())
+    });
+    view! {
+        <section id="drilldown">
+            <h2>"Drilldown"</h2>
+            <div class="controls">
+                <label>
+                    "Layer "
+                    <select
+                        id="drill-layer"
+                        prop:value=move || s.drill.get().0.to_string()
+                        on:change=move |ev| {
+                            if let Ok(l) = event_target_value(&ev).parse() {
+                                s.drill.update(|d| d.0 = l);
+                            }
+                        }
+                    >
+                        {layers
+                            .iter()
+                            .map(|l| view! { <option value=l.to_string()>{format!("L{l}")}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <label>
+                    "Component "
+                    <select
+                        id="drill-comp"
+                        prop:value=move || s.drill.get().1
+                        on:change=move |ev| {
+                            let c = event_target_value(&ev);
+                            s.drill.update(|d| d.1 = c);
+                        }
+                    >
+                        {components
+                            .iter()
+                            .map(|c| view! { <option value=c.clone()>{c.clone()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+            </div>
+            <div class="drill" inner_html=move || drilldown.get()></div>
+        </section>
+    }
+}
