@@ -179,7 +179,7 @@ fn setup_commands_work_on_a_fresh_data_dir() {
     // A saved powermetrics capture (real M2 Ultra output) reads without a Mac.
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/powermetrics/pumas-powermetrics-output-m2ultra.xml"
+        "/fixtures/powermetrics/pumas-powermetrics-output-m2ultra.xml"
     );
     let r = e.json(&[
         "power",

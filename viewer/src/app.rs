@@ -64,6 +64,9 @@ pub(crate) struct Ctx {
     pub traces: RwSignal<Vec<Arc<TraceView>>>,
     pub active: RwSignal<usize>,
     pub step: RwSignal<Option<u32>>,
+    /// The heatmap's metric (`energy`, `time`, `probe/metric`); `None` is the
+    /// trace's default.
+    pub metric: RwSignal<Option<String>>,
     pub errors: RwSignal<Vec<String>>,
 }
 
@@ -86,6 +89,7 @@ impl Ctx {
         }
         let first = self.traces.with_untracked(Vec::len);
         self.step.set(None);
+        self.metric.set(None);
         self.traces.update(|t| t.extend(added));
         self.active.set(first);
         mark_rendered(started, decode_ms, self.traces.with_untracked(Vec::len));
@@ -123,8 +127,19 @@ fn load_files(ctx: Ctx, list: Option<web_sys::FileList>) {
     });
 }
 
-async fn fetch_bytes(url: String) -> Result<(String, Vec<u8>), String> {
-    let resp = JsFuture::from(window().fetch_with_str(&url))
+/// GET `url` (with `Authorization: Bearer` when a token is given): the last part of
+/// its path, and its bytes.
+pub(crate) async fn fetch_bytes(
+    url: String,
+    token: Option<String>,
+) -> Result<(String, Vec<u8>), String> {
+    let init = web_sys::RequestInit::new();
+    let req = web_sys::Request::new_with_str_and_init(&url, &init)
+        .map_err(|e| format!("{url}: {e:?}"))?;
+    if let Some(t) = token {
+        let _ = req.headers().set("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = JsFuture::from(window().fetch_with_request(&req))
         .await
         .map_err(|e| format!("{url}: cannot fetch ({e:?})"))?;
     let resp: web_sys::Response = resp.unchecked_into();
@@ -175,7 +190,7 @@ fn load_initial(ctx: Ctx) {
         let mut ok = Vec::new();
         let mut errors = Vec::new();
         for u in urls {
-            match fetch_bytes(u).await {
+            match fetch_bytes(u, None).await {
                 Ok(x) => ok.push(x),
                 Err(e) => errors.push(e),
             }
@@ -200,6 +215,7 @@ fn App() -> impl IntoView {
         traces: RwSignal::new(Vec::new()),
         active: RwSignal::new(0),
         step: RwSignal::new(None),
+        metric: RwSignal::new(None),
         errors: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);

@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::app::{Ctx, data_of, now_ms};
+use crate::app::{Ctx, data_of, fetch_bytes, now_ms};
 use crate::charts::{self, ColourScale, esc};
 use crate::data::fmt_joules;
 use crate::live::LiveRun;
@@ -56,13 +56,21 @@ fn auth() -> Option<String> {
 }
 
 /// Rewrite the fragment (without a history entry or a scroll).
-pub fn set_hash(runs: &[String], token: Option<u32>) {
+pub fn set_hash(runs: &[String], token: Option<u32>, metric: Option<&str>) {
     let mut parts = Vec::new();
     if !runs.is_empty() {
         parts.push(format!("run={}", runs.join(",")));
     }
     if let Some(t) = token {
         parts.push(format!("token={t}"));
+    }
+    if let Some(m) = metric {
+        parts.push(format!(
+            "metric={}",
+            js_sys::encode_uri_component(m)
+                .as_string()
+                .unwrap_or_default()
+        ));
     }
     if let Some(a) = auth() {
         parts.push(format!("auth={a}"));
@@ -116,34 +124,20 @@ fn error_text(v: &Value) -> String {
     }
 }
 
-/// A run's trace from the server.
+/// A run's trace from the server, named `ID.eprof`.
 async fn fetch_run(id: &str) -> Result<(String, Vec<u8>), String> {
-    let path = format!("/api/profiling/run/{id}");
-    let init = web_sys::RequestInit::new();
-    let req = web_sys::Request::new_with_str_and_init(&path, &init)
-        .map_err(|e| format!("{path}: {e:?}"))?;
-    if let Some(t) = auth() {
-        let _ = req.headers().set("Authorization", &format!("Bearer {t}"));
-    }
-    let resp = JsFuture::from(window().fetch_with_request(&req))
-        .await
-        .map_err(|e| format!("{path}: {e:?}"))?;
-    let resp: web_sys::Response = resp.unchecked_into();
-    if !resp.ok() {
-        return Err(format!("run {id}: the server answered {}", resp.status()));
-    }
-    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    Ok((
-        format!("{id}.eprof"),
-        js_sys::Uint8Array::new(&buf).to_vec(),
-    ))
+    let (_, bytes) = fetch_bytes(format!("/api/profiling/run/{id}"), auth()).await?;
+    Ok((format!("{id}.eprof"), bytes))
 }
 
 /// Open runs from the server in the views (replacing what is open), then select a
 /// token.
 pub fn open_runs(ctx: Ctx, ids: Vec<String>, token: Option<u32>) {
+    open_runs_at(ctx, ids, token, None);
+}
+
+/// [`open_runs`], and show a heatmap metric.
+fn open_runs_at(ctx: Ctx, ids: Vec<String>, token: Option<u32>, metric: Option<String>) {
     let started = now_ms();
     spawn_local(async move {
         let mut ok = Vec::new();
@@ -158,6 +152,9 @@ pub fn open_runs(ctx: Ctx, ids: Vec<String>, token: Option<u32>) {
         ctx.add(ok, started);
         if token.is_some() {
             ctx.step.set(token);
+        }
+        if metric.is_some() {
+            ctx.metric.set(metric);
         }
         if !errors.is_empty() {
             ctx.errors.update(|e| e.extend(errors));
@@ -187,9 +184,18 @@ struct Inbox {
     run: LiveRun,
     /// Per-frame work (parse, apply, redraw), for the page's benchmark.
     handle_ms: f64,
+    /// The part of it spent parsing and applying events (the rest is redrawing).
+    apply_ms: f64,
     frames: u32,
     events: u32,
+    /// When the heatmap was last redrawn, and whether newer sites wait for it.
+    heat_drawn_ms: f64,
+    heat_pending: bool,
 }
+
+/// The heatmap (hundreds of cells) redraws at most this often; it still takes in
+/// every token, the text and the figures update every frame.
+const HEATMAP_EVERY_MS: f64 = 200.0;
 
 /// What changed in a frame, so each live view redraws only when its data did.
 #[derive(Clone, Copy)]
@@ -215,6 +221,7 @@ fn report(inbox: &Inbox) {
         let _ = js_sys::Reflect::set(&o, &k.into(), &v.into());
     };
     set("handle_ms", inbox.handle_ms);
+    set("apply_ms", inbox.apply_ms);
     set("frames", f64::from(inbox.frames));
     set("events", f64::from(inbox.events));
     set("tokens", inbox.run.tokens.len() as f64);
@@ -247,9 +254,14 @@ fn frame(inbox: Shared, live: Live, ctx: Ctx) {
                         RunEvent::LayerMetrics { .. } | RunEvent::ComponentMetrics { .. } => {
                             sites = true;
                         }
-                        RunEvent::PowerSample { .. }
-                        | RunEvent::SectionStart { .. }
-                        | RunEvent::SectionEnd { .. } => power = true,
+                        // The power chart changes with readings and phase bands, not
+                        // with the sections inside each step.
+                        RunEvent::PowerSample { .. } | RunEvent::SectionStart { .. } => {
+                            power = true;
+                        }
+                        RunEvent::SectionEnd { phase, name, .. } if name == phase.as_str() => {
+                            power = true;
+                        }
                         RunEvent::RunStarted(_) => (tokens, sites, power) = (true, true, true),
                         _ => {}
                     }
@@ -273,6 +285,18 @@ fn frame(inbox: Shared, live: Live, ctx: Ctx) {
                         _ => {}
                     }
                 }
+            }
+        }
+    }
+    {
+        let mut ib = inbox.lock_();
+        ib.apply_ms += now_ms() - t0;
+        if sites || ib.heat_pending {
+            let due = t0 - ib.heat_drawn_ms >= HEATMAP_EVERY_MS || finished.is_some();
+            ib.heat_pending = !due;
+            sites = due;
+            if due {
+                ib.heat_drawn_ms = t0;
             }
         }
     }
@@ -371,7 +395,7 @@ pub fn ServerPanel() -> impl IntoView {
             .collect();
         let token = hash_param("token").and_then(|t| t.parse().ok());
         if !ids.is_empty() {
-            open_runs(ctx, ids, token);
+            open_runs_at(ctx, ids, token, hash_param("metric"));
         }
     }
     // And the URL follows what is open.
@@ -381,7 +405,8 @@ pub fn ServerPanel() -> impl IntoView {
                 .map(|v| v.name.trim_end_matches(".eprof").to_string())
                 .collect()
         });
-        set_hash(&ids, ctx.step.get());
+        ctx.metric
+            .with(|m| set_hash(&ids, ctx.step.get(), m.as_deref()));
     });
 
     view! {

@@ -137,7 +137,9 @@ fn PowerSection(v: Arc<TraceView>) -> impl IntoView {
 fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
     let s = sel();
     let default_metric = if v.has_energy { "energy" } else { "time" };
-    let metric = RwSignal::new(default_metric.to_string());
+    // Shared with the page's URL (a deep link may choose it).
+    let chosen = expect_context::<Ctx>().metric;
+    let metric = Memo::new(move |_| chosen.get().unwrap_or_else(|| default_metric.to_string()));
     let log_scale = RwSignal::new(false);
     let vv = v.clone();
     let heat = Memo::new(move |_| {
@@ -205,7 +207,7 @@ fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
             <div class="controls">
                 <label>
                     "Metric "
-                    <select id="metric" on:change=move |ev| metric.set(event_target_value(&ev)) prop:value=move || metric.get()>
+                    <select id="metric" on:change=move |ev| chosen.set(Some(event_target_value(&ev))) prop:value=move || metric.get()>
                         {metrics
                             .iter()
                             .map(|m| view! { <option value=m.clone()>{m.clone()}</option> })

@@ -25,10 +25,10 @@ fn reference() -> ModelWeights {
 fn fixture() -> serde_json::Value {
     let p = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/smollm2-llamacpp-reference.json"
+        "/../../tests/fixtures/smollm2-llamacpp-reference.json"
     );
     serde_json::from_str(
-        &std::fs::read_to_string(p).expect("shared/fixtures must sit beside the repository"),
+        &std::fs::read_to_string(p).expect("tests/fixtures is part of the repository"),
     )
     .unwrap()
 }

@@ -1,15 +1,15 @@
-//! powermetrics parsing on real M1 and M2 Ultra output (../shared/fixtures), and on a
+//! powermetrics parsing on real M1 and M2 Ultra output (tests/fixtures), and on a
 //! NUL-separated stream assembled from it, delivered in arbitrary chunks.
 
 use eprof_power::powermetrics::{Stream, Window, parse_capture, parse_document};
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = format!(
-        "{}/../../../shared/fixtures/powermetrics/{name}",
+        "{}/../../tests/fixtures/powermetrics/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&p)
-        .unwrap_or_else(|e| panic!("{p}: {e} (shared/fixtures must sit beside the repository)"))
+        .unwrap_or_else(|e| panic!("{p}: {e} (tests/fixtures is part of the repository)"))
 }
 
 fn close(a: Option<f64>, b: f64) {
