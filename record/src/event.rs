@@ -91,8 +91,8 @@ impl<'a> Live<'a> {
         }
     }
 
-    /// New power readings as events; returns the attribution over all so far.
-    fn take_samples(&mut self, s: &Session) -> Attribution {
+    /// New power readings as events.
+    fn take_samples(&mut self, s: &Session) {
         let new = s.samples_since(self.samples.len());
         for smp in new {
             let prev = self.samples.last();
@@ -126,7 +126,6 @@ impl<'a> Live<'a> {
                 self.send(e);
             }
         }
-        Attribution::from_samples(&self.desc, &self.samples)
     }
 
     fn last_reading_ns(&self) -> u64 {
@@ -146,7 +145,8 @@ impl Observer for Live<'_> {
     }
 
     fn flushed(&mut self, s: &Session, step: Option<&StepEvent<'_>>) -> ControlFlow<()> {
-        let att = self.take_samples(s);
+        self.take_samples(s);
+        let att = Attribution::from_samples(&self.desc, &self.samples);
         let last = self.last_reading_ns();
         let f = s.last_flush();
         for n in &f.notes {

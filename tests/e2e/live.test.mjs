@@ -18,8 +18,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { expectedCounts } from "./views.mjs";
+import { expectedCounts, launchChromium } from "./views.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const out = join(root, "target/e2e");
@@ -58,18 +57,7 @@ const url = await new Promise((ok, fail) => {
 });
 console.log("eprof serve at", url);
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
-const consoleErrors = [];
-async function newPage(label) {
-  const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
-  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(`${label}: ${m.text()}`); });
-  page.on("pageerror", (e) => consoleErrors.push(`${label}: ${e.message}`));
-  return page;
-}
+const { browser, consoleErrors, newPage } = await launchChromium(chromiumPath);
 
 try {
   const page = await newPage("live");

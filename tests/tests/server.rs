@@ -469,21 +469,33 @@ fn runs_queue_up_and_a_running_run_can_be_cancelled() {
     let show: Value = serde_json::from_str(&s.cli(&["show", &id, "--json"])).unwrap();
     assert_eq!(show["complete"], true);
 
-    // A queued run is removed by DELETE before it starts.
+    // A queued run is removed by DELETE before it starts (queued behind one that has
+    // started: the worker may still be closing the previous run when a POST arrives).
     let first = s.post("/api/profiling/generate", &tiny_run(3000)).json();
+    let fid = first["id"].as_str().unwrap().to_string();
+    for _ in 0..1_000_000 {
+        let m = next(&mut ws);
+        if m["type"] == "run_started" && m["run_id"] == fid {
+            break;
+        }
+    }
     let queued = s.post("/api/profiling/generate", &tiny_run(2)).json();
     let qid = queued["id"].as_str().unwrap();
     let d = s.delete(&format!("/api/profiling/run/{qid}"));
     assert_eq!(d.json()["status"], "dequeued", "{}", d.text());
-    let fid = first["id"].as_str().unwrap();
-    s.delete(&format!("/api/profiling/run/{fid}"));
-    until_complete(&mut ws, fid, 1_000_000);
+    let d = s.delete(&format!("/api/profiling/run/{fid}"));
+    assert_eq!(d.json()["status"], "cancelling", "{}", d.text());
+    let msgs = until_complete(&mut ws, &fid, 1_000_000);
+    assert!(
+        !msgs.iter().any(|m| m["run_id"] == qid),
+        "the dequeued run never started"
+    );
     assert_eq!(s.get(&format!("/api/profiling/run/{qid}")).status, 404);
 }
 
 #[test]
 fn a_client_that_stops_reading_loses_power_samples_not_the_run() {
-    let s = Server::start(&["--model", "builtin:tiny-llama", "--ws-buffer", "16384"]);
+    let s = Server::start(&["--model", "builtin:tiny-llama", "--ws-buffer", "65536"]);
     // The stalled client: a small receive buffer, so the server's own bounded queue
     // (not the kernel's) holds what it does not read.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -509,14 +521,27 @@ fn a_client_that_stops_reading_loses_power_samples_not_the_run() {
     let msgs = until_complete(&mut fast, &id, 10_000_000);
     let took = started.elapsed();
     assert_eq!(msgs.last().unwrap()["type"], "inference_complete");
-    assert!(
-        !kinds(&msgs).contains(&"dropped"),
-        "the reading client loses nothing"
+    // The reading client gets every token; it may lose power samples only if this
+    // test's own thread falls 64 KiB behind (a loaded CI machine), and then it is told.
+    let tokens = kinds(&msgs)
+        .iter()
+        .filter(|k| **k == "token_complete")
+        .count();
+    let done = msgs.last().unwrap();
+    assert_eq!(
+        tokens as u64,
+        done["summary"]["generated_tokens"].as_u64().unwrap()
     );
+    let fast_dropped: u64 = msgs
+        .iter()
+        .filter(|m| m["type"] == "dropped")
+        .map(|m| m["power_samples"].as_u64().unwrap())
+        .sum();
     let samples = kinds(&msgs)
         .iter()
         .filter(|k| **k == "power_sample")
-        .count();
+        .count()
+        + fast_dropped as usize;
 
     // Now the stalled client reads: told how many samples it lost, then the rest,
     // through the end of the run.
@@ -536,7 +561,8 @@ fn a_client_that_stops_reading_loses_power_samples_not_the_run() {
         }
     }
     println!(
-        "run took {took:?}; {samples} power samples sent; the stalled client got {got_samples} and was told {dropped} were dropped"
+        "run took {took:?}; {samples} power samples sent; the reading client was told of {fast_dropped} dropped; \
+         the stalled client got {got_samples} and was told {dropped} were dropped"
     );
     assert!(complete, "the stalled client still gets the end of the run");
     assert!(
