@@ -135,3 +135,36 @@ fn concurrent_writers_lose_no_run() {
     }
     assert_eq!(Index::open(&db).unwrap().count().unwrap(), 50);
 }
+
+/// An index written before migration 2 (no stop reason, no label mix) opens, migrates
+/// in place, keeps its rows, and `rebuild` fills the new columns.
+#[test]
+fn a_version_1_index_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let traces = dir.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    let db = dir.path().join("index.sqlite");
+    let (t, p) = write_trace(&traces, "old0000000000001", "a", "smol");
+    Index::open(&db).unwrap().insert(&t, &p, false).unwrap();
+    // Make it what an older eprof left: schema version 1.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE runs DROP COLUMN stop_reason;
+         ALTER TABLE runs DROP COLUMN label_mix;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let mut idx = Index::open(&db).unwrap();
+    let row = idx.find("old0000000000001").unwrap();
+    assert_eq!(row.prompt, t.meta.prompt, "rows survive the migration");
+    assert_eq!(
+        (row.stop_reason.as_deref(), row.label_mix.as_deref()),
+        (None, None)
+    );
+    idx.rebuild(&traces, "this-host").unwrap();
+    let row = idx.find("old0000000000001").unwrap();
+    assert_eq!(row.stop_reason.as_deref(), Some("max_tokens"));
+    assert!(row.label_mix.is_some());
+}
