@@ -30,3 +30,4 @@ echo "viewer:       $out/demo.html (open it in a browser; or: $eprof view $out/d
 echo "full summary: $out/show.txt"
 echo "timeline:     $out/demo.chrome.json (Perfetto or chrome://tracing)"
 echo "history:      $eprof ls"
+echo "live:         $eprof serve  (start runs from the browser and watch them happen; run history)"
