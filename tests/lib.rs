@@ -105,3 +105,24 @@ pub fn http(
         body: resp[split + 4..].to_vec(),
     }
 }
+
+/// The address a server child (`eprof serve`, `eprof view`) prints on its first line
+/// of stdout: the whole `http://127.0.0.1:PORT/...` URL and the port.
+pub fn served_url(child: &mut std::process::Child) -> (String, u16) {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .expect("the server prints its address");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let port = url["http://127.0.0.1:".len()..]
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url:?}"));
+    (url, port)
+}

@@ -664,7 +664,6 @@ fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
 #[test]
 fn view_writes_one_html_file_and_serves_the_trace() {
     use base64::Engine as _;
-    use std::io::BufRead;
     let e = Env::new();
     let id = e.record_tiny(4);
     let trace = std::fs::read(e.data().join(format!("traces/{id}.eprof"))).unwrap();
@@ -705,17 +704,7 @@ fn view_writes_one_html_file_and_serves_the_trace() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    let rest = url.trim_start_matches("http://127.0.0.1:");
-    let port: u16 = rest[..rest.find('/').unwrap()].parse().unwrap();
+    let (url, port) = eprof_tests::served_url(&mut child);
     let trace_path = url.split("?trace=").nth(1).unwrap().to_string();
     let (status, body) = http_get(port, "/");
     let (tstatus, tbody) = http_get(port, &trace_path);

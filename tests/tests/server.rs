@@ -2,13 +2,12 @@
 //! WebSocket stream, with the built-in tiny model and a synthetic power source (and
 //! the real SmolLM2 at deep depth). Every loop here is bounded and stops by itself.
 
-use std::io::BufRead;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use eprof_tests::{HttpResponse, eprof_bin, http};
+use eprof_tests::{HttpResponse, eprof_bin, http, served_url};
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
@@ -32,17 +31,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split(['/', ' ']).next())
-            .and_then(|hp| hp.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (_, port) = served_url(&mut child);
         Server { dir, child, port }
     }
     fn data(&self) -> &Path {
