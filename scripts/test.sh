@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what it needs, idempotently: the wasm32 target, the real model, Debian's
-# chromium and firefox-esr, and the browser tests' npm packages. Fails, never skips, when a required
+# chromium and firefox-esr, the browser tests' npm packages, and a Python virtual
+# environment with DuckDB and prometheus_client. Fails, never skips, when a required
 # part cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,10 @@ firefox-esr --version
 command -v node >/dev/null || { echo "node is required for the browser test (Debian: apt-get install nodejs npm)" >&2; exit 1; }
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 
+step "python: DuckDB and prometheus_client (the dataset and /metrics tests' readers)"
+PY="$(scripts/py-env.sh)"
+"$PY" -c 'import duckdb, prometheus_client; print("duckdb", duckdb.__version__)'
+
 step "format"
 cargo fmt --all -- --check
 
@@ -56,3 +61,7 @@ EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/live
 
 step "viewer in firefox"
 node --experimental-websocket --no-warnings tests/e2e/firefox.test.mjs
+
+step "Parquet dataset read by DuckDB; /metrics parsed by prometheus_client"
+EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" "$PY" tests/py/test_dataset.py
+EPROF_BIN=target/debug/eprof "$PY" tests/py/test_metrics.py

@@ -97,8 +97,9 @@ struct JsonFlag {
     json: bool,
 }
 
+/// Which runs of the index: shared by `ls` and `export --format parquet`.
 #[derive(Args)]
-struct LsArgs {
+struct RunFilterArgs {
     /// Only runs whose model name contains this
     #[arg(long)]
     model: Option<String>,
@@ -111,6 +112,32 @@ struct LsArgs {
     /// Only runs whose prompt contains this
     #[arg(long)]
     prompt: Option<String>,
+}
+
+impl RunFilterArgs {
+    fn is_set(&self) -> bool {
+        self.model.is_some()
+            || self.tag.is_some()
+            || self.experiment.is_some()
+            || self.prompt.is_some()
+    }
+
+    /// The index filter, unsorted and unpaged.
+    fn filter(&self) -> eprof_index::RunFilter {
+        eprof_index::RunFilter {
+            model: self.model.clone(),
+            tag: self.tag.clone(),
+            experiment: self.experiment.clone(),
+            prompt_contains: self.prompt.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct LsArgs {
+    #[command(flatten)]
+    filter: RunFilterArgs,
     /// Sort by created, energy, duration or j_per_token (largest first)
     #[arg(long, default_value = "created")]
     sort: String,
@@ -134,14 +161,20 @@ struct ShowArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Run id (or unique prefix) or a path to a .eprof file
-    run: String,
-    /// json (full), csv (a folder of tables), chrome (Perfetto / chrome://tracing), eprof
+    /// Run id (or unique prefix) or a path to a .eprof file; parquet takes several
+    runs: Vec<String>,
+    /// json (full), csv (a folder of tables), chrome (Perfetto / chrome://tracing),
+    /// eprof (a copy), parquet (a dataset folder for DuckDB, Polars, Spark: docs/dataset.md)
     #[arg(long, default_value = "json")]
     format: String,
-    /// Output file (a folder for csv) [default: stdout for json/chrome]
+    /// Output file (a folder for csv and parquet) [default: stdout for json/chrome]
     #[arg(long, short = 'o')]
     out: Option<PathBuf>,
+    /// parquet: every run in the index (or every one matching the filters)
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    filter: RunFilterArgs,
 }
 
 #[derive(Args)]

@@ -200,11 +200,7 @@ pub fn to_csv(trace: &Trace, en: &Energies) -> Vec<(String, String)> {
     for r in token_rows(trace, en) {
         let _ = write!(tokens, "{},{},", r.position, r.id);
         csv_field(&mut tokens, r.text);
-        let phase = match r.phase {
-            TokenPhase::Prompt => "prompt",
-            TokenPhase::Prefill => "prefill",
-            TokenPhase::Decode => "decode",
-        };
+        let phase = r.phase.as_str();
         let _ = writeln!(
             tokens,
             ",{phase},{},{},{},{}",

@@ -191,6 +191,20 @@ pub enum ChannelKind {
     Other,
 }
 
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Cpu => "cpu",
+            ChannelKind::Gpu => "gpu",
+            ChannelKind::Ane => "ane",
+            ChannelKind::Dram => "dram",
+            ChannelKind::Package => "package",
+            ChannelKind::System => "system",
+            ChannelKind::Other => "other",
+        }
+    }
+}
+
 /// One power channel of a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub struct Channel {
@@ -241,6 +255,35 @@ pub struct PowerSample {
     pub t0_ns: u64,
     pub t1_ns: u64,
     pub values: Vec<Option<f64>>,
+}
+
+impl PowerSample {
+    /// Average watts per channel over this reading's window, and that window in ns.
+    /// A sampler's (or estimate's) values are watts over `[t0_ns, t1_ns]` already; a
+    /// counter's are the energy difference to `prev` over the time between the two
+    /// readings (`None` per channel without a previous reading, window 0).
+    pub fn watts(&self, kind: SourceKind, prev: Option<&PowerSample>) -> (Vec<Option<f64>>, u64) {
+        match kind {
+            SourceKind::Counter => {
+                let window_ns = prev.map_or(0, |p| self.t0_ns.saturating_sub(p.t0_ns));
+                let dt = window_ns as f64 * 1e-9;
+                let watts = self
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(c, v)| {
+                        let p = prev?.values.get(c).copied().flatten()?;
+                        let v = (*v)?;
+                        (dt > 0.0).then(|| (v - p) / dt)
+                    })
+                    .collect();
+                (watts, window_ns)
+            }
+            SourceKind::Sampler | SourceKind::Estimate => {
+                (self.values.clone(), self.t1_ns.saturating_sub(self.t0_ns))
+            }
+        }
+    }
 }
 
 /// Idle power measured before the run, so that above-idle (dynamic) energy can be
@@ -319,6 +362,16 @@ pub enum TokenPhase {
     Prefill,
     /// A token produced by a decode step.
     Decode,
+}
+
+impl TokenPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPhase::Prompt => "prompt",
+            TokenPhase::Prefill => "prefill",
+            TokenPhase::Decode => "decode",
+        }
+    }
 }
 
 /// One token of the sequence. Generated tokens carry the step (forward pass plus

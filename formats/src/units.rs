@@ -51,6 +51,21 @@ pub fn trim_zeros(s: &str) -> String {
     }
 }
 
+/// A size in bytes: `812 B`, `41.3 kB`, `12.8 MB` (decimal units, like the sizes the
+/// README reports).
+pub fn bytes(n: u64) -> String {
+    let v = n as f64;
+    if v < 1e3 {
+        format!("{n} B")
+    } else if v < 1e6 {
+        format!("{} kB", trim_zeros(&format!("{:.1}", v / 1e3)))
+    } else if v < 1e9 {
+        format!("{} MB", trim_zeros(&format!("{:.1}", v / 1e6)))
+    } else {
+        format!("{} GB", trim_zeros(&format!("{:.2}", v / 1e9)))
+    }
+}
+
 /// A plain number, 4 significant digits (scientific outside 1e-3..1e6).
 pub fn number(v: f64) -> String {
     let a = v.abs();
@@ -101,5 +116,9 @@ mod tests {
         assert_eq!(number(1234.6), "1235");
         assert_eq!(number(0.5), "0.5000");
         assert_eq!(number(2e7), "2.000e7");
+        assert_eq!(bytes(812), "812 B");
+        assert_eq!(bytes(41_300), "41.3 kB");
+        assert_eq!(bytes(12_000_000), "12 MB");
+        assert_eq!(bytes(2_500_000_000), "2.5 GB");
     }
 }

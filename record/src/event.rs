@@ -96,25 +96,7 @@ impl<'a> Live<'a> {
         let new = s.samples_since(self.samples.len());
         for smp in new {
             let prev = self.samples.last();
-            let watts: Vec<Option<f64>> = match self.desc.kind {
-                SourceKind::Counter => {
-                    let dt = prev.map_or(0.0, |p| smp.t0_ns.saturating_sub(p.t0_ns) as f64 * 1e-9);
-                    smp.values
-                        .iter()
-                        .enumerate()
-                        .map(|(c, v)| {
-                            let p = prev?.values.get(c).copied().flatten()?;
-                            let v = (*v)?;
-                            (dt > 0.0).then(|| (v - p) / dt)
-                        })
-                        .collect()
-                }
-                SourceKind::Sampler | SourceKind::Estimate => smp.values.clone(),
-            };
-            let window_ns = match self.desc.kind {
-                SourceKind::Counter => prev.map_or(0, |p| smp.t0_ns.saturating_sub(p.t0_ns)),
-                _ => smp.t1_ns.saturating_sub(smp.t0_ns),
-            };
+            let (watts, window_ns) = smp.watts(self.desc.kind, prev);
             let e = RunEvent::PowerSample {
                 t_ns: smp.t1_ns,
                 window_ns,

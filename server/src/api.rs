@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::ServeOptions;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::security::{Security, guard};
 use crate::worker::{Cancel, Job, Queue, queue_message};
 
@@ -33,6 +34,7 @@ pub struct App {
     pub opts: ServeOptions,
     pub queue: Arc<Queue>,
     pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
 }
 
 type AppState = State<Arc<App>>;
@@ -134,6 +136,7 @@ pub fn router(app: Arc<App>, security: Arc<Security>) -> Router {
         .route("/api/models", get(models))
         .route("/api/power", get(power))
         .route("/ws/profiling", get(ws))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(app)
         .layer(DefaultBodyLimit::max(limit))
@@ -584,6 +587,16 @@ async fn power() -> ApiResult<Json<serde_json::Value>> {
         })))
     })
     .await
+}
+
+/// Prometheus scrapes: OpenMetrics when the scraper accepts it, else text 0.0.4.
+async fn metrics(State(app): AppState, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let (body, content_type) = app.metrics.render(openmetrics);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn ws(State(app): AppState, upgrade: WebSocketUpgrade) -> Response {

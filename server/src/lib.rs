@@ -11,6 +11,7 @@
 
 mod api;
 pub mod hub;
+pub mod metrics;
 pub mod security;
 pub mod worker;
 
@@ -125,7 +126,8 @@ pub fn serve(
     let queue = Arc::new(worker::Queue::new(opts.max_queue));
     let hub = Arc::new(hub::Hub::new(opts.ws_buffer_bytes, opts.ws_limit_bytes));
     let (tx, rx) = std::sync::mpsc::channel();
-    let (q, h) = (Arc::clone(&queue), Arc::clone(&hub));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (q, h, m) = (Arc::clone(&queue), Arc::clone(&hub), Arc::clone(&metrics));
     let worker = std::thread::Builder::new()
         .name("eprof-recorder".into())
         .spawn(move || {
@@ -142,7 +144,7 @@ pub fn serve(
                         p.probe_names(),
                         p.take_warnings(),
                     )));
-                    worker::run(p, q, h);
+                    worker::run(p, q, h, m);
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -164,6 +166,7 @@ pub fn serve(
         opts,
         queue: Arc::clone(&queue),
         hub,
+        metrics,
     });
     let r = run(listener, api::router(app, security));
     queue.shutdown();

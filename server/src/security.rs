@@ -76,7 +76,7 @@ impl Security {
                 .hint("only pages served by this eprof may start, stop or delete runs"));
             }
         }
-        let guarded = path.starts_with("/api/") || path.starts_with("/ws/");
+        let guarded = path.starts_with("/api/") || path.starts_with("/ws/") || path == "/metrics";
         if let (true, Some(token)) = (guarded, &self.token) {
             let bearer = h
                 .get(header::AUTHORIZATION)
@@ -188,6 +188,13 @@ mod tests {
             ),
             Some(StatusCode::UNAUTHORIZED)
         );
+        // Prometheus sends the token as a bearer credential (`authorization:` in the
+        // scrape config).
+        assert_eq!(
+            status(&s, &req("GET", "/metrics", &[h])),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(status(&s, &req("GET", "/metrics", &[h, bearer])), None);
         // The page itself needs no token (it asks for one).
         assert_eq!(status(&s, &req("GET", "/", &[h])), None);
     }

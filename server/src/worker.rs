@@ -13,6 +13,7 @@ use eprof_record::{
 use serde::Serialize;
 
 use crate::hub::{Hub, Msg};
+use crate::metrics::Metrics;
 
 pub struct Job {
     pub id: String,
@@ -167,11 +168,13 @@ pub fn queue_message(q: &QueueView) -> Msg {
 /// Sends each event to the hub; `Break` once the run is cancelled.
 struct HubSink<'a> {
     hub: &'a Hub,
+    metrics: &'a Metrics,
     cancel: &'a AtomicBool,
 }
 
 impl RunSink for HubSink<'_> {
     fn event(&mut self, e: &RunEvent) -> ControlFlow<()> {
+        self.metrics.observe(e);
         self.hub
             .publish(message(e, matches!(e, RunEvent::PowerSample { .. })));
         if self.cancel.load(Ordering::Acquire) {
@@ -184,12 +187,13 @@ impl RunSink for HubSink<'_> {
 
 /// The recording thread's loop: runs jobs until shutdown. The last model stays
 /// loaded for the next run that asks for the same one.
-pub fn run(profiler: Profiler, queue: Arc<Queue>, hub: Arc<Hub>) {
+pub fn run(profiler: Profiler, queue: Arc<Queue>, hub: Arc<Hub>, metrics: Arc<Metrics>) {
     let mut cached: Option<(ModelChoice, DeviceSpec, ModelHandle)> = None;
     while let Some((job, cancel)) = queue.next() {
         hub.publish(queue_message(&queue.view()));
         let mut sink = HubSink {
             hub: &hub,
+            metrics: &metrics,
             cancel: &cancel,
         };
         let same = cached
@@ -208,6 +212,7 @@ pub fn run(profiler: Profiler, queue: Arc<Queue>, hub: Arc<Hub>) {
             // Failures reach the clients as an `error` event from `record` itself.
             let _ = profiler.record(model, &job.req, &job.id, &mut sink);
         }
+        metrics.job_done();
         queue.done();
         hub.publish(queue_message(&queue.view()));
     }

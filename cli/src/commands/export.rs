@@ -1,15 +1,34 @@
-//! `eprof export`: JSON, CSV tables, Chrome trace events, or a copy of the trace.
+//! `eprof export`: JSON, CSV tables, Chrome trace events, a copy of the trace, or rows
+//! appended to a Parquet dataset.
+
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use eprof_core::paths::DataDir;
-use eprof_format::{Energies, Summary, export};
+use eprof_dataset::{Dataset, TABLES};
+use eprof_format::{Energies, Summary, export, units};
+use eprof_index::Index;
 
-use crate::ExportArgs;
+use crate::{Exit, ExportArgs};
 
-use super::{Out, finish_truncated, load};
+use super::{Out, decode_file, finish_truncated, load, resolve};
 
 pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
-    let (trace, path, warn) = load(data, &a.run)?;
+    if a.format == "parquet" {
+        return parquet(data, a, out);
+    }
+    if a.all || a.filter.is_set() {
+        bail!("--all and the run filters select runs for --format parquet only");
+    }
+    let run = match &a.runs[..] {
+        [run] => run,
+        [] => bail!("which run? give a run id (or prefix) or a .eprof path"),
+        _ => bail!(
+            "--format {} exports one run; --format parquet takes several",
+            a.format
+        ),
+    };
+    let (trace, path, warn) = load(data, run)?;
     let en = Energies::compute(&trace);
     // To the file, or streamed to stdout (never held twice).
     let write = |bytes: &[u8], out: Out| -> anyhow::Result<()> {
@@ -48,10 +67,109 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", p.display()))?;
             }
         }
-        other => bail!("unknown export format {other:?}: use json, csv, chrome or eprof"),
+        other => bail!("unknown export format {other:?}: use json, csv, chrome, eprof or parquet"),
     }
     if let Some(p) = &a.out {
         eprintln!("wrote {}", p.display());
     }
     finish_truncated(warn)
+}
+
+/// `--format parquet`: append runs to a dataset folder (docs/dataset.md). Runs come
+/// from the command line, or from the index (`--all`, filters). One trace is in memory
+/// at a time. A trace that cannot be read is reported and skipped, the others are
+/// exported, and the exit code is 3.
+fn parquet(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
+    let Some(dir) = &a.out else {
+        bail!("--format parquet needs --out DIR (the dataset folder; created, or appended to)")
+    };
+    let from_index = a.all || a.filter.is_set();
+    let paths: Vec<PathBuf> = match (from_index, a.runs.is_empty()) {
+        (true, false) => bail!("give run ids or --all / filters, not both"),
+        (false, true) => {
+            bail!("which runs? give run ids (or prefixes, or .eprof paths), or --all")
+        }
+        (false, false) => a
+            .runs
+            .iter()
+            .map(|r| resolve(data, r))
+            .collect::<anyhow::Result<_>>()?,
+        (true, true) => Index::open(&data.index())?
+            .list(&a.filter.filter())?
+            .into_iter()
+            .map(|r| PathBuf::from(r.trace_path))
+            .collect(),
+    };
+    let mut ds = Dataset::open(dir).with_context(|| format!("dataset {}", dir.display()))?;
+    for p in &ds.removed {
+        eprintln!(
+            "note: removed {} (left by an interrupted export)",
+            p.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut batch = ds.batch()?;
+    let (mut already, mut failed) = (0usize, 0usize);
+    for p in &paths {
+        let read = std::fs::read(p)
+            .with_context(|| format!("cannot read {}", p.display()))
+            .and_then(|bytes| decode_file(p, &bytes));
+        match read {
+            Ok((trace, warn)) => {
+                if let Some(w) = warn {
+                    eprintln!("warning: {}: {w} (exported as incomplete)", p.display());
+                }
+                if !batch.add(&trace)? {
+                    already += 1;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e:#} (skipped)");
+                failed += 1;
+            }
+        }
+    }
+    let added = batch.commit()?;
+    if added.runs.is_empty() {
+        writeln!(
+            out,
+            "{}: nothing new ({already} run{} already in the dataset)",
+            dir.display(),
+            if already == 1 { "" } else { "s" }
+        )?;
+        return exit_if_failed(failed);
+    }
+    let rows: Vec<String> = TABLES
+        .iter()
+        .zip(added.rows)
+        .map(|((t, _), n)| format!("{t} {n}"))
+        .collect();
+    writeln!(
+        out,
+        "{}: added {} run{} ({} rows: {}; {} in {:.2} s){}",
+        dir.display(),
+        added.runs.len(),
+        if added.runs.len() == 1 { "" } else { "s" },
+        added.rows.iter().sum::<u64>(),
+        rows.join(", "),
+        units::bytes(added.bytes),
+        started.elapsed().as_secs_f64(),
+        if already > 0 {
+            format!("; {already} already in the dataset")
+        } else {
+            String::new()
+        }
+    )?;
+    exit_if_failed(failed)
+}
+
+fn exit_if_failed(failed: usize) -> anyhow::Result<()> {
+    if failed > 0 {
+        return Err(Exit(
+            3,
+            format!("{failed} trace(s) could not be read and were not exported"),
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -11,13 +11,10 @@ use super::Out;
 pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
     let idx = Index::open(&data.index())?;
     let rows = idx.list(&RunFilter {
-        model: a.model.clone(),
-        tag: a.tag.clone(),
-        experiment: a.experiment.clone(),
-        prompt_contains: a.prompt.clone(),
         sort: Some(a.sort.clone()),
         limit: a.limit,
         offset: a.offset,
+        ..a.filter.filter()
     })?;
     if a.json {
         out.write_all(serde_json::to_string_pretty(&rows)?.as_bytes())?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use eprof_core::paths::DataDir;
-use eprof_format::{Energies, GridMetric, Summary, TokenPhase, Trace, summary};
+use eprof_format::{Energies, GridMetric, Summary, Trace, summary};
 
 use crate::ShowArgs;
 use crate::fmt::{self, Table};
@@ -165,12 +165,7 @@ fn render_show(
             r.position.to_string(),
             r.id.to_string(),
             format!("{:?}", fmt::clip(&r.text, 16)),
-            match r.phase {
-                TokenPhase::Prefill => "prefill",
-                TokenPhase::Decode => "decode",
-                TokenPhase::Prompt => "prompt",
-            }
-            .into(),
+            r.phase.as_str().into(),
             fmt::ns(r.duration_ns),
             fmt::energy(r.energy),
             fmt::watts(total_w),
