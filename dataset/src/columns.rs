@@ -133,6 +133,9 @@ impl Values {
 /// A value for one cell. `None` is null (only in a nullable column).
 pub enum V<'a> {
     Str(Option<&'a str>),
+    /// Text already made into a Parquet value: repeated texts (run id, site names,
+    /// labels) are built once per run and shared (a reference count, not a copy).
+    Text(Option<&'a ByteArray>),
     I32(Option<i32>),
     I64(Option<i64>),
     U64(Option<u64>),
@@ -319,6 +322,11 @@ impl Column {
             (V::Str(x), Values::Bytes(out)) if col.ty == Ty::Str => {
                 if present(x.is_some()) {
                     out.push(ByteArray::from(x.unwrap_or_default().as_bytes().to_vec()));
+                }
+            }
+            (V::Text(x), Values::Bytes(out)) if col.ty == Ty::Str => {
+                if present(x.is_some()) {
+                    out.push(x.cloned().unwrap_or_default());
                 }
             }
             (V::List(items), Values::Bytes(out)) if col.ty == Ty::StrList => {

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use eprof_format::{Energies, Energy, Phase, Summary, Trace};
+use eprof_format::{Energies, Energy, EnergyLabel, Phase, Summary, Trace};
+use parquet::data_type::ByteArray;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -160,6 +161,44 @@ fn label(e: Option<Energy>) -> V<'static> {
     V::Str(e.map(|e| e.label.as_str()))
 }
 
+/// Texts repeated on many rows, made into Parquet values once per run.
+struct Interned {
+    id: ByteArray,
+    labels: Vec<(EnergyLabel, ByteArray)>,
+    phases: Vec<(Phase, ByteArray)>,
+}
+
+impl Interned {
+    fn new(id: &str) -> Self {
+        Interned {
+            id: ByteArray::from(id),
+            labels: [
+                EnergyLabel::Measured,
+                EnergyLabel::Interpolated,
+                EnergyLabel::Attributed,
+                EnergyLabel::Estimated,
+            ]
+            .map(|l| (l, ByteArray::from(l.as_str())))
+            .into(),
+            phases: Phase::ALL.map(|p| (p, ByteArray::from(p.as_str()))).into(),
+        }
+    }
+    fn id(&self) -> V<'_> {
+        V::Text(Some(&self.id))
+    }
+    fn label(&self, e: Option<Energy>) -> V<'_> {
+        V::Text(e.and_then(|e| {
+            self.labels
+                .iter()
+                .find(|(l, _)| *l == e.label)
+                .map(|(_, b)| b)
+        }))
+    }
+    fn phase(&self, p: Phase) -> V<'_> {
+        V::Text(self.phases.iter().find(|(q, _)| *q == p).map(|(_, b)| b))
+    }
+}
+
 /// SHA-256 of the prompt text, hex: runs of one prompt group by it without
 /// comparing long texts.
 pub fn prompt_hash(prompt: &str) -> String {
@@ -180,6 +219,7 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
     // `created_at`.
     let at_us = |t_ns: u64| m.created_at_ms.saturating_mul(1000) + i64_of(t_ns / 1000);
 
+    let text = Interned::new(id);
     let [runs, tokens, spans, metrics, power] = w;
     let end = trace.end.as_ref();
     runs.row(&[
@@ -250,7 +290,7 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
                 .total_of(&en.attribution.power_w(st.start_ns, st.end_ns))
         });
         tokens.row(&[
-            V::Str(Some(id)),
+            text.id(),
             V::I32(Some(i32_of(t.position))),
             V::I32(Some(i32_of(t.id))),
             V::Str(Some(&t.text)),
@@ -260,7 +300,7 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
             V::I64(step.map(|s| i64_of(s.start_ns))),
             V::I64(step.map(|s| i64_of(s.end_ns.saturating_sub(s.start_ns)))),
             joules(*e),
-            label(*e),
+            text.label(*e),
             V::F64(power_w),
         ])?;
     }
@@ -291,8 +331,8 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
                 .collect()
         })
         .unwrap_or_default();
-    // Per site, decided once: kind and label.
-    let sites: Vec<(&str, String)> = trace
+    // Per site, decided once: kind, name, component and operation as values.
+    let sites: Vec<[Option<ByteArray>; 4]> = trace
         .sites
         .iter()
         .map(|s| {
@@ -305,14 +345,19 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
             } else {
                 "model"
             };
-            (kind, s.label())
+            [
+                Some(ByteArray::from(kind)),
+                Some(ByteArray::from(s.label().as_str())),
+                (!s.is_layer()).then(|| ByteArray::from(s.component.as_str())),
+                s.op.as_deref().map(ByteArray::from),
+            ]
         })
         .collect();
     let sp = &trace.spans;
     for i in 0..sp.len() {
         let (step, site) = (sp.step[i], sp.site[i]);
         let def = &trace.sites[site as usize];
-        let (kind, name) = &sites[site as usize];
+        let [kind, name, component, operation] = &sites[site as usize];
         // Step 0 is the prefill forward pass; every later step decodes one token.
         let phase = if step == 0 {
             Phase::Prefill
@@ -320,34 +365,49 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
             Phase::Decode
         };
         spans.row(&[
-            V::Str(Some(id)),
-            V::Str(Some(kind)),
-            V::Str(Some(phase.as_str())),
-            V::Str(Some(name)),
+            text.id(),
+            V::Text(kind.as_ref()),
+            text.phase(phase),
+            V::Text(name.as_ref()),
             V::I32(Some(i32_of(step))),
             V::I32(def.layer.map(i32::from)),
-            V::Str(Some(def.component.as_str()).filter(|_| *kind != "layer")),
-            V::Str(def.op.as_deref()),
+            V::Text(component.as_ref()),
+            V::Text(operation.as_ref()),
             V::I64(Some(at_us(sp.start_ns[i]))),
             V::I64(Some(i64_of(sp.start_ns[i]))),
             V::I64(Some(i64_of(sp.duration_ns(i)))),
             joules(en.spans[i]),
-            label(en.spans[i]),
+            text.label(en.spans[i]),
             V::F64(flops.get(&(step, site)).map(|&f| f64::from(f))),
         ])?;
     }
 
+    let site_parts: Vec<(Option<i32>, ByteArray, Option<ByteArray>)> = trace
+        .sites
+        .iter()
+        .map(|d| {
+            (
+                d.layer.map(i32::from),
+                ByteArray::from(d.component.as_str()),
+                d.op.as_deref().map(ByteArray::from),
+            )
+        })
+        .collect();
     for series in &trace.metrics {
+        let (probe, metric) = (
+            ByteArray::from(series.probe.as_str()),
+            ByteArray::from(series.metric.as_str()),
+        );
         for i in 0..series.len() {
-            let def = &trace.sites[series.site[i] as usize];
+            let (layer, component, operation) = &site_parts[series.site[i] as usize];
             metrics.row(&[
-                V::Str(Some(id)),
-                V::Str(Some(&series.probe)),
-                V::Str(Some(&series.metric)),
+                text.id(),
+                V::Text(Some(&probe)),
+                V::Text(Some(&metric)),
                 V::I32(Some(i32_of(series.step[i]))),
-                V::I32(def.layer.map(i32::from)),
-                V::Str(Some(&def.component)),
-                V::Str(def.op.as_deref()),
+                V::I32(*layer),
+                V::Text(Some(component)),
+                V::Text(operation.as_ref()),
                 V::F32(Some(series.value[i])),
             ])?;
         }

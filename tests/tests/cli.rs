@@ -525,6 +525,76 @@ fn bad_input_gives_clear_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an eprof trace"));
 }
 
+/// `export --format parquet`: runs by id, by filter or all; a trace that cannot be
+/// read is named and skipped while the others are exported (exit 3); run selection
+/// mistakes are clear errors. (DuckDB reads the result in tests/py/test_dataset.py.)
+#[test]
+fn parquet_export_selects_runs_and_skips_a_broken_trace() {
+    let e = Env::new();
+    let a = e.record(&[
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "4",
+        "--tag",
+        "keep",
+    ]);
+    let b = e.record_tiny(3);
+    let ds = e.data().join("ds");
+    let ds = ds.to_str().unwrap();
+
+    let err = |args: &[&str]| {
+        let o = e.run(args);
+        assert_ne!(o.status.code(), Some(0), "eprof {args:?} should fail");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    assert!(err(&["export", "--format", "parquet", "--all"]).contains("needs --out DIR"));
+    assert!(err(&["export", "--format", "parquet", "--out", ds]).contains("which runs?"));
+    assert!(err(&["export", &a, "--format", "parquet", "--out", ds, "--all"]).contains("not both"));
+    assert!(err(&["export", &a, &b]).contains("exports one run"));
+    assert!(err(&["export", "--all"]).contains("for --format parquet only"));
+
+    // By filter: the tagged run only.
+    let out = e.ok(&[
+        "export", "--format", "parquet", "--out", ds, "--tag", "keep",
+    ]);
+    assert!(
+        out.contains("added 1 run (") && out.contains("runs 1,"),
+        "{out}"
+    );
+    // By id: one already there, one new.
+    let out = e.ok(&["export", &a, &b, "--format", "parquet", "--out", ds]);
+    assert!(
+        out.contains("added 1 run (") && out.contains("1 already in the dataset"),
+        "{out}"
+    );
+
+    // A third run whose trace is then broken: named, skipped, exit 3; the good one is
+    // still exported.
+    let c = e.record_tiny(3);
+    e.record_tiny(3);
+    let broken = e.data().join(format!("traces/{c}.eprof"));
+    std::fs::write(&broken, b"not a trace at all").unwrap();
+    let o = e.run(&["export", "--format", "parquet", "--out", ds, "--all"]);
+    assert_eq!(o.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!("{c}.eprof")) && stderr.contains("skipped"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("added 1 run (") && stdout.contains("2 already"),
+        "{stdout}"
+    );
+    let runs = std::fs::read_dir(Path::new(ds).join("runs"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 3, "one file per export that added runs");
+}
+
 #[test]
 fn two_processes_importing_at_once_lose_no_run() {
     let e = Env::new();
@@ -725,6 +795,7 @@ fn every_command_survives_a_closed_stdout() {
     let trace = e.data().join(format!("traces/{id}.eprof"));
     let trace = trace.to_str().unwrap();
     let html = e.data().join("v.html");
+    let dataset = e.data().join("dataset").to_str().unwrap().to_string();
     let tiny = "builtin:tiny-llama";
     let record = [
         "record",
@@ -745,6 +816,7 @@ fn every_command_survives_a_closed_stdout() {
         vec!["show", &id, "--json"],
         vec!["export", &id],
         vec!["export", &id, "--format", "chrome"],
+        vec!["export", "--all", "--format", "parquet", "--out", &dataset],
         vec!["compare", &id, trace],
         vec!["compare", &id, trace, "--json"],
         vec!["doctor"],
