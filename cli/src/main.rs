@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod commands;
 mod fmt;
 mod plugins;
@@ -22,7 +23,8 @@ const EXIT_CODES: &str = "Exit codes:
   0  success
   1  error (the message says what failed and how to fix it)
   2  invalid command line
-  3  the trace is truncated or corrupted (what could be read was still shown)";
+  3  the trace is truncated or corrupted (what could be read was still shown)
+  4  --fail-if-higher: a figure rose beyond the allowed percentage";
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +50,9 @@ struct Cli {
 enum Command {
     /// Profile one prompt: run the model, record energy and time, write a trace
     Record(record::RecordArgs),
+    /// Run one prompt N times (several configurations interleaved) and report each
+    /// figure with its 95% interval, and whether configurations differ beyond the noise
+    Bench(bench::BenchArgs),
     /// List recorded runs
     Ls(LsArgs),
     /// Summarise one run: phases, tokens, layers, components, operations, metrics
@@ -112,6 +117,9 @@ struct RunFilterArgs {
     /// Only runs whose prompt contains this
     #[arg(long)]
     prompt: Option<String>,
+    /// Only the runs of this group (`eprof bench`)
+    #[arg(long)]
+    group: Option<String>,
 }
 
 impl RunFilterArgs {
@@ -120,6 +128,7 @@ impl RunFilterArgs {
             || self.tag.is_some()
             || self.experiment.is_some()
             || self.prompt.is_some()
+            || self.group.is_some()
     }
 
     /// The index filter, unsorted and unpaged.
@@ -129,6 +138,7 @@ impl RunFilterArgs {
             tag: self.tag.clone(),
             experiment: self.experiment.clone(),
             prompt_contains: self.prompt.clone(),
+            group: self.group.clone(),
             ..Default::default()
         }
     }
@@ -138,6 +148,9 @@ impl RunFilterArgs {
 struct LsArgs {
     #[command(flatten)]
     filter: RunFilterArgs,
+    /// List groups of repeated runs (`eprof bench`) instead of runs
+    #[arg(long)]
+    groups: bool,
     /// Sort by created, energy, duration or j_per_token (largest first)
     #[arg(long, default_value = "created")]
     sort: String,
@@ -186,7 +199,7 @@ struct ImportArgs {
 
 #[derive(Args)]
 struct RmArgs {
-    /// Run ids (or unique prefixes)
+    /// Run ids (or unique prefixes), or group ids (all their runs)
     #[arg(required = true)]
     runs: Vec<String>,
     /// Keep the trace files, remove only the index rows
@@ -212,11 +225,17 @@ enum IndexCommand {
 
 #[derive(Args)]
 struct CompareArgs {
-    /// Two or more run ids, prefixes or trace paths
-    #[arg(num_args = 2.., required = true)]
+    /// Two or more run ids, prefixes or trace paths; or groups of repeated runs
+    /// (`eprof bench`): GROUP (its configurations against the first), GROUP/CONFIG
+    /// (a configuration by label or index), several groups
+    #[arg(num_args = 1.., required = true)]
     runs: Vec<String>,
     #[arg(long)]
     json: bool,
+    /// Groups: exit 4 when energy or J per generated token is significantly higher
+    /// than the first group's by more than PCT percent (a CI gate)
+    #[arg(long, value_name = "PCT")]
+    fail_if_higher: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -317,6 +336,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let out: &mut dyn Write = &mut stdout.lock();
     let code = match cli.command {
         Command::Record(a) => return record::run(&data, &cli.plugins, a),
+        Command::Bench(a) => return bench::run(&data, &cli.plugins, a),
         Command::Ls(a) => commands::ls(&data, &a, out),
         Command::Show(a) => commands::show(&data, &a, out),
         Command::View(a) => view::run(&data, &a),

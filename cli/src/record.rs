@@ -23,7 +23,32 @@ pub struct RecordArgs {
     /// directory's models/, then the Hugging Face cache, then the built-in tiny model]
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
-    /// Power source: auto, estimate, synthetic[:w=10,mode=sampler,...], ...
+    /// off: phases and tokens; module: + layers and components; deep: + attention ops
+    #[arg(long, default_value = "module")]
+    pub depth: Depth,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
+    #[command(flatten)]
+    pub settings: RunSettings,
+    /// Write the trace here [default: the data directory's traces/]
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Do not add the run to the index
+    #[arg(long)]
+    pub no_index: bool,
+    /// Print the run's summary as JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Do not stream tokens to the terminal
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// The settings `record` and `bench` share (bench varies model, depth and token
+/// limit across configurations; these are the same for all of them).
+#[derive(Args)]
+pub struct RunSettings {
+    /// Power source: auto, estimate, synthetic[:w=10,mode=sampler,noise=2], ...
     #[arg(long, default_value = "auto")]
     pub power: PowerSpec,
     /// Milliseconds between power readings
@@ -32,11 +57,6 @@ pub struct RecordArgs {
     /// Milliseconds of idle measurement before the run (0 disables the baseline)
     #[arg(long, default_value_t = 500)]
     pub idle_ms: u64,
-    /// off: phases and tokens; module: + layers and components; deep: + attention ops
-    #[arg(long, default_value = "module")]
-    pub depth: Depth,
-    #[arg(long, default_value_t = 64)]
-    pub max_tokens: u32,
     /// 0 is greedy
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
@@ -63,38 +83,29 @@ pub struct RecordArgs {
     pub tags: Vec<String>,
     #[arg(long)]
     pub experiment: Option<String>,
-    /// Write the trace here [default: the data directory's traces/]
-    #[arg(long, short = 'o')]
-    pub out: Option<PathBuf>,
-    /// Do not add the run to the index
-    #[arg(long)]
-    pub no_index: bool,
-    /// Print the run's summary as JSON instead of text
-    #[arg(long)]
-    pub json: bool,
-    /// Do not stream tokens to the terminal
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
     /// cpu, cuda[:N] or metal (GPU devices need eprof built with --features cuda or
     /// metal; spans then synchronize the device, which --depth off avoids)
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
 
-impl RecordArgs {
-    /// The typed request these flags describe.
-    pub fn request(&self) -> RecordRequest {
+impl RunSettings {
+    /// The typed request of these settings with one model, depth and token limit.
+    pub fn request(
+        &self,
+        prompt: &str,
+        model: Option<PathBuf>,
+        depth: Depth,
+        max_tokens: u32,
+    ) -> RecordRequest {
         RecordRequest {
-            prompt: self.prompt.clone(),
-            model: self
-                .model
-                .clone()
-                .map_or(ModelChoice::Default, ModelChoice::Path),
+            prompt: prompt.to_string(),
+            model: model.map_or(ModelChoice::Default, ModelChoice::Path),
             device: self.device,
             power: self.power.clone(),
             power_interval_ms: self.power_interval,
             idle_ms: self.idle_ms,
-            depth: self.depth,
+            depth,
             probes: if self.no_probes {
                 ProbeSelection::None
             } else if self.probes.is_empty() {
@@ -103,7 +114,7 @@ impl RecordArgs {
                 ProbeSelection::Only(self.probes.clone())
             },
             sparsity_threshold: self.sparsity_threshold,
-            max_tokens: self.max_tokens,
+            max_tokens,
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -111,8 +122,25 @@ impl RecordArgs {
             raw: self.raw,
             tags: self.tags.clone(),
             experiment: self.experiment.clone(),
+            out: None,
+            index: true,
+            group: None,
+        }
+    }
+}
+
+impl RecordArgs {
+    /// The typed request these flags describe.
+    pub fn request(&self) -> RecordRequest {
+        RecordRequest {
             out: self.out.clone(),
             index: !self.no_index,
+            ..self.settings.request(
+                &self.prompt,
+                self.model.clone(),
+                self.depth,
+                self.max_tokens,
+            )
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use candle_core::Tensor;
 use eprof_format::{
-    Attribution, Depth, IdleBaseline, MetricSeries, Note, NoteLevel, Phase, PowerSample,
+    Attribution, Depth, GroupRef, IdleBaseline, MetricSeries, Note, NoteLevel, Phase, PowerSample,
     PowerSourceDesc, RunEnd, RunMeta, Section, SiteDef, SourceKind, SpanTable, Token, TraceWriter,
 };
 
@@ -44,6 +44,8 @@ pub struct SessionConfig {
     /// around each span so that a span times the kernels, not their launch.
     pub sync_device: bool,
     pub probes: Vec<Box<dyn Probe>>,
+    /// Written into the trace when the run is one of a group (`eprof bench`).
+    pub group: Option<GroupRef>,
 }
 
 struct SamplerState {
@@ -222,6 +224,7 @@ impl Session {
             sites,
             probes,
             sync_device,
+            group,
         } = cfg;
         let desc = source.desc();
         meta.power = desc.clone();
@@ -231,6 +234,9 @@ impl Session {
         let file = File::create(&out).map_err(|e| Error::io(&out, e))?;
         let mut writer =
             TraceWriter::new(BufWriter::new(file), &meta).map_err(|e| trace_err(&out, e))?;
+        if let Some(g) = &group {
+            writer.group(g).map_err(|e| trace_err(&out, e))?;
+        }
         writer.sites(&sites).map_err(|e| trace_err(&out, e))?;
 
         let shared = Arc::new(Shared {

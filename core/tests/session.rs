@@ -93,6 +93,7 @@ fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
             sites,
             probes: vec![],
             sync_device: false,
+            group: None,
         },
         Box::new(src),
     )

@@ -53,6 +53,8 @@ pub mod tag {
     pub const METRICS: [u8; 4] = *b"METR";
     pub const NOTES: [u8; 4] = *b"NOTE";
     pub const END: [u8; 4] = *b"END_";
+    /// Optional: the run's [`crate::GroupRef`].
+    pub const GROUP: [u8; 4] = *b"grup";
 }
 
 pub fn tag_name(tag: [u8; 4]) -> String {

@@ -604,10 +604,29 @@ pub struct RunEnd {
     pub stale_reads: u32,
 }
 
+/// A run's place in a group of repeated runs (`eprof bench`): which configuration it
+/// ran and its repeat. Stored in the optional `grup` chunk (formats/SPEC.md).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+pub struct GroupRef {
+    /// The group's id (`g` + 12 hex digits), shared by all its runs.
+    pub id: String,
+    /// Index of this run's configuration among the group's (0-based).
+    pub config: u32,
+    /// The configuration in words: what differs between the group's configurations,
+    /// e.g. `depth=off` or `model=qwen,max_tokens=64`; `all` when there is one.
+    pub config_label: String,
+    /// Repeat index within the configuration (0-based; warm-ups are not recorded).
+    pub repeat: u32,
+    /// Position in the order the group's runs were made (drift is checked over it).
+    pub order: u32,
+}
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     pub meta: RunMeta,
+    /// Set when the run is one of a group of repeated runs.
+    pub group: Option<GroupRef>,
     pub baseline: Option<IdleBaseline>,
     pub sites: Vec<SiteDef>,
     pub samples: Vec<PowerSample>,
@@ -623,6 +642,7 @@ impl Trace {
     pub fn new(meta: RunMeta) -> Self {
         Trace {
             meta,
+            group: None,
             baseline: None,
             sites: Vec::new(),
             samples: Vec::new(),

@@ -124,6 +124,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
         truncation = Some("the recording did not finish (no end marker)".into());
     }
     let mut trace = Trace::new(meta);
+    trace.group = state.group;
     trace.baseline = state.baseline;
     trace.sites = state.sites;
     trace.samples = state.samples;
@@ -158,6 +159,7 @@ pub fn decode_complete(bytes: &[u8]) -> Result<Trace, FormatError> {
 #[derive(Default)]
 struct State {
     meta: Option<RunMeta>,
+    group: Option<crate::model::GroupRef>,
     baseline: Option<IdleBaseline>,
     sites: Vec<crate::model::SiteDef>,
     samples: Vec<PowerSample>,
@@ -282,6 +284,12 @@ impl State {
                 self.notes.extend(n);
             }
             tag::END => self.end = Some(payload(bytes)?),
+            tag::GROUP => {
+                if self.group.is_some() {
+                    return Err("a second group chunk".into());
+                }
+                self.group = Some(payload(bytes)?);
+            }
             other if other[0].is_ascii_uppercase() => {
                 return Err(format!(
                     "unknown required chunk {:?}: it was written by a newer eprof",

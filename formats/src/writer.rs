@@ -71,6 +71,11 @@ impl<W: Write> TraceWriter<W> {
         Ok(())
     }
 
+    /// The run's place in a group of repeated runs (at most once, after the metadata).
+    pub fn group(&mut self, g: &crate::model::GroupRef) -> Result<(), FormatError> {
+        self.chunk(tag::GROUP, g)
+    }
+
     pub fn baseline(&mut self, b: &IdleBaseline) -> Result<(), FormatError> {
         self.chunk(tag::BASELINE, b)
     }
@@ -190,6 +195,9 @@ pub fn encode(trace: &Trace) -> Vec<u8> {
 
 fn encode_into(trace: &Trace, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
     let mut w = TraceWriter::new(out, &trace.meta)?;
+    if let Some(g) = &trace.group {
+        w.group(g)?;
+    }
     if let Some(b) = &trace.baseline {
         w.baseline(b)?;
     }

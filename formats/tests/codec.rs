@@ -27,6 +27,23 @@ fn round_trips_exactly_at_every_depth() {
     }
 }
 
+/// A run of a group (`eprof bench`) keeps its group in the optional `grup` chunk; a
+/// reader that does not know the chunk skips it (the next test forges one).
+#[test]
+fn group_round_trips() {
+    let mut t = small(Depth::Module);
+    t.group = Some(eprof_format::GroupRef {
+        id: "g0123456789ab".into(),
+        config: 1,
+        config_label: "depth=module".into(),
+        repeat: 3,
+        order: 7,
+    });
+    let back = decode_complete(&encode(&t)).unwrap();
+    assert_eq!(back.group, t.group);
+    assert_eq!(back, t);
+}
+
 #[test]
 fn big_tables_split_into_chunks_and_round_trip() {
     let t = synthetic::trace(&Shape {

@@ -120,6 +120,14 @@ CREATE INDEX tokens_run ON tokens(run_id);
 ALTER TABLE runs ADD COLUMN stop_reason TEXT;
 ALTER TABLE runs ADD COLUMN label_mix TEXT;
 "#,
+    r#"
+ALTER TABLE runs ADD COLUMN group_id TEXT;
+ALTER TABLE runs ADD COLUMN config INTEGER;
+ALTER TABLE runs ADD COLUMN config_label TEXT;
+ALTER TABLE runs ADD COLUMN repeat INTEGER;
+ALTER TABLE runs ADD COLUMN run_order INTEGER;
+CREATE INDEX runs_group ON runs(group_id);
+"#,
 ];
 
 /// One run as the index lists it.
@@ -158,6 +166,27 @@ pub struct RunRow {
     pub stop_reason: Option<String>,
     /// How the run's figures were obtained: `measured 26 · attributed 13023`.
     pub label_mix: Option<String>,
+    /// The group of repeated runs (`eprof bench`) it belongs to, if any.
+    pub group_id: Option<String>,
+    /// Its configuration in that group: index and label (`depth=off`).
+    pub config: Option<u32>,
+    pub config_label: Option<String>,
+    /// Its repeat within the configuration, and its place in the group's run order.
+    pub repeat: Option<u32>,
+    pub run_order: Option<u32>,
+}
+
+/// A group of repeated runs, as `eprof ls --groups` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupRow {
+    pub id: String,
+    pub created_at_ms: i64,
+    pub prompt: String,
+    pub runs: u32,
+    /// `(index, label, runs)` per configuration, in index order.
+    pub configs: Vec<(u32, String, u32)>,
+    /// Distinct model names.
+    pub models: Vec<String>,
 }
 
 /// Filters and order of `eprof ls`.
@@ -167,6 +196,8 @@ pub struct RunFilter {
     pub tag: Option<String>,
     pub experiment: Option<String>,
     pub prompt_contains: Option<String>,
+    /// Only the runs of this group.
+    pub group: Option<String>,
     /// `created`, `energy`, `duration`, `j_per_token` (newest/largest first).
     pub sort: Option<String>,
     pub limit: Option<u32>,
@@ -174,12 +205,13 @@ pub struct RunFilter {
     pub offset: Option<u32>,
 }
 
-/// The filter part of [`Index::list`] and [`Index::count_matching`]: `?1`..`?4` are
-/// model, tag, experiment and prompt text.
+/// The filter part of [`Index::list`] and [`Index::count_matching`]: `?1`..`?5` are
+/// model, tag, experiment, prompt text and group.
 const FILTER: &str = "(?1 IS NULL OR model LIKE '%' || ?1 || '%')
    AND (?2 IS NULL OR EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = r.id AND t.tag = ?2))
    AND (?3 IS NULL OR experiment = ?3)
-   AND (?4 IS NULL OR prompt LIKE '%' || ?4 || '%')";
+   AND (?4 IS NULL OR prompt LIKE '%' || ?4 || '%')
+   AND (?5 IS NULL OR group_id = ?5)";
 
 /// An open run index.
 pub struct Index {
@@ -240,12 +272,13 @@ impl Index {
             .map(|(l, n)| format!("{} {n}", l.as_str()))
             .collect::<Vec<_>>()
             .join(" · ");
+        let g = trace.group.as_ref();
         let conn = &mut self.conn;
         let res = retry_busy(|| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM runs WHERE id = ?1", params![m.id])?;
             tx.execute(
-                "INSERT INTO runs VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33,?34,?35)",
+                "INSERT INTO runs VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32,?33,?34,?35,?36,?37,?38,?39,?40)",
                 params![
                     m.id,
                     m.created_at_ms,
@@ -282,6 +315,11 @@ impl Index {
                     now_ms,
                     trace.end.as_ref().map(|e| e.stop_reason.clone()),
                     label_mix,
+                    g.map(|g| g.id.as_str()),
+                    g.map(|g| g.config),
+                    g.map(|g| g.config_label.as_str()),
+                    g.map(|g| g.repeat),
+                    g.map(|g| g.order),
                 ],
             )?;
             for t in &m.tags {
@@ -352,7 +390,7 @@ impl Index {
             }
         };
         let sql =
-            format!("SELECT id FROM runs r WHERE {FILTER} ORDER BY {order} LIMIT ?5 OFFSET ?6");
+            format!("SELECT id FROM runs r WHERE {FILTER} ORDER BY {order} LIMIT ?6 OFFSET ?7");
         let ids: Vec<String> = (|| {
             let mut stmt = self.conn.prepare(&sql)?;
             let rows = stmt.query_map(
@@ -361,6 +399,7 @@ impl Index {
                     f.tag,
                     f.experiment,
                     f.prompt_contains,
+                    f.group,
                     f.limit.map_or(-1, i64::from),
                     f.offset.map_or(0, i64::from)
                 ],
@@ -412,7 +451,7 @@ impl Index {
                         hostname, cpu, source, source_kind, duration_ns, prompt_tokens, generated_tokens,
                         total_j, dynamic_j, avg_power_w, decode_j_per_token, decode_tokens_per_s,
                         energy_label, experiment, complete, imported, trace_path, trace_sha256,
-                        stop_reason, label_mix
+                        stop_reason, label_mix, group_id, config, config_label, repeat, run_order
                  FROM runs WHERE id = ?1",
                 params![id],
                 |r| {
@@ -447,6 +486,11 @@ impl Index {
                         trace_sha256: r.get(26)?,
                         stop_reason: r.get(27)?,
                         label_mix: r.get(28)?,
+                        group_id: r.get(29)?,
+                        config: r.get(30)?,
+                        config_label: r.get(31)?,
+                        repeat: r.get(32)?,
+                        run_order: r.get(33)?,
                     })
                 },
             )
@@ -510,11 +554,61 @@ impl Index {
         self.conn
             .query_row(
                 &format!("SELECT COUNT(*) FROM runs r WHERE {FILTER}"),
-                params![f.model, f.tag, f.experiment, f.prompt_contains],
+                params![f.model, f.tag, f.experiment, f.prompt_contains, f.group],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
+    }
+
+    /// Groups of repeated runs, newest first.
+    pub fn groups(&self) -> Result<Vec<GroupRow>> {
+        let res = (|| -> rusqlite::Result<Vec<GroupRow>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT group_id, MIN(created_at_ms), MIN(prompt), COUNT(*) FROM runs
+                 WHERE group_id IS NOT NULL GROUP BY group_id ORDER BY MIN(created_at_ms) DESC",
+            )?;
+            let mut groups: Vec<GroupRow> = stmt
+                .query_map([], |r| {
+                    Ok(GroupRow {
+                        id: r.get(0)?,
+                        created_at_ms: r.get(1)?,
+                        prompt: r.get(2)?,
+                        runs: r.get(3)?,
+                        configs: Vec::new(),
+                        models: Vec::new(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut configs = self.conn.prepare(
+                "SELECT config, MIN(config_label), COUNT(*) FROM runs WHERE group_id = ?1
+                 GROUP BY config ORDER BY config",
+            )?;
+            let mut models = self
+                .conn
+                .prepare("SELECT DISTINCT model FROM runs WHERE group_id = ?1 ORDER BY model")?;
+            for g in &mut groups {
+                g.configs = configs
+                    .query_map(params![g.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                g.models = models
+                    .query_map(params![g.id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+            }
+            Ok(groups)
+        })();
+        res.map_err(|e| self.err(e))
+    }
+
+    /// The ids of a group's runs, in run order (empty when there is no such group).
+    pub fn group_runs(&self, group: &str) -> Result<Vec<String>> {
+        let res = (|| -> rusqlite::Result<Vec<String>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT id FROM runs WHERE group_id = ?1 ORDER BY run_order, created_at_ms",
+            )?;
+            stmt.query_map(params![group], |r| r.get(0))?.collect()
+        })();
+        res.map_err(|e| self.err(e))
     }
 
     pub fn count(&self) -> Result<u64> {

@@ -361,6 +361,7 @@ impl Profiler {
                 sites,
                 probes,
                 sync_device,
+                group: req.group.clone(),
             },
             source,
         )?;

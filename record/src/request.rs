@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use eprof_core::power::SourceOptions;
-use eprof_format::Depth;
+use eprof_format::{Depth, GroupRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{RecordError, Result};
@@ -45,6 +45,10 @@ pub struct RecordRequest {
     pub out: Option<PathBuf>,
     /// Add the run to the index.
     pub index: bool,
+    /// The run's place in a group of repeated runs (`eprof bench`; not settable over
+    /// HTTP).
+    #[serde(skip)]
+    pub group: Option<GroupRef>,
 }
 
 impl Default for RecordRequest {
@@ -69,6 +73,7 @@ impl Default for RecordRequest {
             experiment: None,
             out: None,
             index: true,
+            group: None,
         }
     }
 }

@@ -595,6 +595,214 @@ fn parquet_export_selects_runs_and_skips_a_broken_trace() {
     assert_eq!(runs, 3, "one file per export that added runs");
 }
 
+/// `eprof bench` with two configurations on the built-in model and a synthetic
+/// source with seeded noise: ten interleaved runs in one group, each an ordinary trace;
+/// `eprof compare` of the two configurations prints intervals and verdicts whose
+/// numbers equal a recomputation from the runs' own `show --json`; groups list, gate
+/// and delete as a whole.
+#[test]
+fn bench_groups_interleaved_runs_and_compare_recomputes_from_the_traces() {
+    let e = Env::new();
+    let o = e.run(&[
+        "bench",
+        "Give me three tips.",
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic:noise=2,seed=7",
+        "--depth",
+        "off",
+        "--depth",
+        "module",
+        "--repeat",
+        "5",
+        "--max-tokens",
+        "16",
+        "--idle-ms",
+        "20",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let group = report["configurations"][0]["group"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no group id in {report}"))
+        .to_string();
+    assert!(stderr.contains(&format!("bench {group}:")), "{stderr}");
+
+    // Ten runs in one group, alternating configurations, repeats 0..5 each.
+    let runs = e.json(&["ls", "--group", &group, "--json"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 10);
+    let mut by_order: Vec<&serde_json::Value> = runs.iter().collect();
+    by_order.sort_by_key(|r| r["run_order"].as_u64());
+    for (i, r) in by_order.iter().enumerate() {
+        assert_eq!(r["run_order"].as_u64(), Some(i as u64));
+        assert_eq!(r["config"].as_u64(), Some(i as u64 % 2), "interleaved");
+        assert_eq!(r["repeat"].as_u64(), Some(i as u64 / 2));
+        let label = if i % 2 == 0 {
+            "depth=off"
+        } else {
+            "depth=module"
+        };
+        assert_eq!(r["config_label"], label);
+        assert_eq!(r["depth"], label.trim_start_matches("depth="));
+    }
+    let groups = e.json(&["ls", "--groups", "--json"]);
+    assert_eq!(groups[0]["id"], group.as_str());
+    assert_eq!(groups[0]["runs"], 10);
+
+    // Recompute J per generated token and decode tok/s from each run's show --json.
+    let values = |config: u64, key: &str| -> Vec<f64> {
+        by_order
+            .iter()
+            .filter(|r| r["config"].as_u64() == Some(config))
+            .map(|r| {
+                let s = e.json(&["show", r["id"].as_str().unwrap(), "--json"]);
+                s[key].as_f64().unwrap()
+            })
+            .collect()
+    };
+    let cmp = e.json(&[
+        "compare",
+        &format!("{group}/depth=off"),
+        &format!("{group}/1"),
+        "--json",
+    ]);
+    assert_eq!(cmp, report, "compare reports what bench reported");
+    for key in ["j_per_generated_token", "decode_tokens_per_s"] {
+        let (a, b) = (values(0, key), values(1, key));
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let var = |v: &[f64]| {
+            let m = mean(v);
+            v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+        };
+        let (va, vb) = (var(&a) / 5.0, var(&b) / 5.0);
+        let df = (va + vb).powi(2) / (va * va / 4.0 + vb * vb / 4.0);
+        let half = eprof_format::stats::t_quantile(0.975, df) * (va + vb).sqrt();
+        let diff = mean(&b) - mean(&a);
+        let fig = cmp["comparisons"][0]["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .unwrap();
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs());
+        assert!(
+            close(fig["mean_a"].as_f64().unwrap(), mean(&a)),
+            "{key} {fig}"
+        );
+        assert!(
+            close(fig["mean_b"].as_f64().unwrap(), mean(&b)),
+            "{key} {fig}"
+        );
+        assert!(close(fig["diff"].as_f64().unwrap(), diff), "{key} {fig}");
+        assert!(
+            close(fig["ci_low"].as_f64().unwrap(), diff - half),
+            "{key} {fig}"
+        );
+        assert!(
+            close(fig["ci_high"].as_f64().unwrap(), diff + half),
+            "{key} {fig}"
+        );
+        let conf = &report["configurations"][0]["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .unwrap()["stats"];
+        let t4 = eprof_format::stats::t_quantile(0.975, 4.0);
+        assert!(
+            close(conf["sd"].as_f64().unwrap(), var(&a).sqrt()),
+            "{conf}"
+        );
+        if conf["method"] == "student_t" {
+            assert!(close(
+                conf["ci_high"].as_f64().unwrap(),
+                mean(&a) + t4 * (var(&a) / 5.0).sqrt()
+            ));
+        }
+        // The text report says the same thing in words.
+        let verdict = fig["verdict"].as_str().unwrap().replace('_', " ");
+        let text = e.ok(&["compare", &group]);
+        assert!(text.contains(&verdict), "{text}");
+    }
+    // A verdict is what its interval says: a headline figure differs exactly when the
+    // interval of the difference excludes zero.
+    for f in cmp["comparisons"][0]["figures"].as_array().unwrap() {
+        if f["family"] != "run" {
+            continue;
+        }
+        let (lo, hi) = (
+            f["ci_low"].as_f64().unwrap(),
+            f["ci_high"].as_f64().unwrap(),
+        );
+        let excludes_zero = lo > 0.0 || hi < 0.0;
+        assert_eq!(
+            f["verdict"] != "no_detectable_difference",
+            excludes_zero,
+            "{f}"
+        );
+    }
+
+    // A regression gate, on a difference no noise hides: 48 tokens cost more than 4.
+    let o = e.run(&[
+        "bench",
+        "Give me three tips.",
+        "--model",
+        "builtin:tiny-llama",
+        "--power",
+        "synthetic:noise=2",
+        "--depth",
+        "off",
+        "--max-tokens",
+        "4",
+        "--max-tokens",
+        "48",
+        "--repeat",
+        "3",
+        "--warmup",
+        "0",
+        "--idle-ms",
+        "0",
+        "--fail-if-higher",
+        "50",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("over the 50% allowed"));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("max_tokens=48 vs") && text.contains("higher"),
+        "{text}"
+    );
+    let gated = e.json(&["ls", "--groups", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(gated, group);
+    let o = e.run(&["compare", &gated, "--fail-if-higher", "100000"]);
+    assert_eq!(o.status.code(), Some(0));
+    e.ok(&["rm", &gated]);
+
+    // Mistakes are clear errors.
+    let err = |args: &[&str]| String::from_utf8_lossy(&e.run(args).stderr).to_string();
+    assert!(err(&["compare", &format!("{group}/nope"), &group]).contains("has no configuration"));
+    assert!(err(&["compare", &format!("{group}/0")]).contains("is one configuration"));
+    assert!(err(&["compare", "gffffffffffff"]).contains("no group"));
+    assert!(err(&["bench", "x", "--repeat", "1"]).contains("2 or more"));
+
+    // rm of a group removes its runs and their traces.
+    let out = e.ok(&["rm", &group]);
+    assert!(out.contains("group") && out.contains("10 runs"), "{out}");
+    assert_eq!(e.json(&["ls", "--json"]).as_array().unwrap().len(), 0);
+}
+
 #[test]
 fn two_processes_importing_at_once_lose_no_run() {
     let e = Env::new();

@@ -1,14 +1,49 @@
-//! `eprof compare`: runs side by side.
+//! `eprof compare`: runs side by side, or groups of repeated runs with intervals and
+//! verdicts (groups.rs).
 
+use anyhow::bail;
 use eprof_core::paths::DataDir;
 use eprof_format::{Energies, Summary, Trace};
 
 use crate::CompareArgs;
 use crate::fmt::{self, Table};
 
-use super::{Out, load};
+use super::{Out, groups, load};
 
 pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> {
+    if a.runs.iter().any(|r| groups::is_group_ref(r)) {
+        if !a.runs.iter().all(|r| groups::is_group_ref(r)) {
+            bail!("compare groups with groups and runs with runs (a run has no interval)");
+        }
+        let samples = if let [one] = &a.runs[..] {
+            if one.contains('/') {
+                bail!(
+                    "{one} is one configuration: compare it with another (GROUP/0 GROUP/1), or give the group alone"
+                );
+            }
+            let s = groups::configurations(data, one)?;
+            if s.len() < 2 {
+                bail!(
+                    "group {one} has one configuration: name two groups, or two configurations (GROUP/0 GROUP/1)"
+                );
+            }
+            s
+        } else {
+            a.runs
+                .iter()
+                .map(|r| groups::resolve(data, r))
+                .collect::<anyhow::Result<_>>()?
+        };
+        return groups::report(&samples, a.json, a.fail_if_higher, out);
+    }
+    if a.runs.len() < 2 {
+        bail!("compare needs two or more runs, or groups of repeated runs (`eprof ls --groups`)");
+    }
+    if a.fail_if_higher.is_some() {
+        bail!(
+            "--fail-if-higher needs groups of repeated runs (`eprof bench`): one run has no interval to test against"
+        );
+    }
     let mut runs = Vec::new();
     for r in &a.runs {
         let (t, _, warn) = load(data, r)?;

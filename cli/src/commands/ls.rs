@@ -10,6 +10,9 @@ use super::Out;
 
 pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
     let idx = Index::open(&data.index())?;
+    if a.groups {
+        return groups(&idx, a.json, out);
+    }
     let rows = idx.list(&RunFilter {
         sort: Some(a.sort.clone()),
         limit: a.limit,
@@ -22,6 +25,10 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
         return Ok(());
     }
     if rows.is_empty() {
+        if a.filter.is_set() {
+            out.write_all("no runs match\n".as_bytes())?;
+            return Ok(());
+        }
         out.write_all("no runs yet: `eprof record \"your prompt\"` makes one\n".as_bytes())?;
         return Ok(());
     }
@@ -36,6 +43,7 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
         "J/token",
         "tok/s",
         "how",
+        "group",
         "tags",
         "prompt",
     ]);
@@ -56,8 +64,50 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
             r.decode_tokens_per_s
                 .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
             r.energy_label.unwrap_or_else(|| "-".into()),
+            match (&r.group_id, &r.config_label, r.repeat) {
+                (Some(g), Some(c), Some(i)) => format!("{g} {c} #{i}"),
+                _ => String::new(),
+            },
             r.tags.join(","),
             fmt::clip(&r.prompt, 40),
+        ]);
+    }
+    t.render(out)?;
+    Ok(())
+}
+
+/// `eprof ls --groups`: groups of repeated runs (`eprof bench`).
+fn groups(idx: &Index, json: bool, out: Out) -> anyhow::Result<()> {
+    let groups = idx.groups()?;
+    if json {
+        out.write_all(serde_json::to_string_pretty(&groups)?.as_bytes())?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if groups.is_empty() {
+        out.write_all("no groups yet: `eprof bench \"your prompt\"` makes one\n".as_bytes())?;
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "group",
+        "created (UTC)",
+        "runs",
+        "configurations",
+        "models",
+        "prompt",
+    ]);
+    for g in groups {
+        t.row(vec![
+            g.id,
+            fmt::date(g.created_at_ms),
+            g.runs.to_string(),
+            g.configs
+                .iter()
+                .map(|(_, l, n)| format!("{l} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fmt::clip(&g.models.join(", "), 40),
+            fmt::clip(&g.prompt, 40),
         ]);
     }
     t.render(out)?;

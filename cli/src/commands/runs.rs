@@ -39,7 +39,23 @@ pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
 
 pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
     let mut idx = Index::open(&data.index())?;
+    // A group (`eprof bench`) stands for all its runs.
+    let mut ids = Vec::new();
     for r in &a.runs {
+        if super::groups::is_group_ref(r) && !r.contains('/') {
+            let runs = idx.group_runs(r)?;
+            if runs.is_empty() {
+                anyhow::bail!(
+                    "no group {r:?} in the index (`eprof ls --groups` lists them; give the whole id)"
+                );
+            }
+            writeln!(out, "group {r}: {} runs", runs.len())?;
+            ids.extend(runs);
+        } else {
+            ids.push(r.clone());
+        }
+    }
+    for r in &ids {
         let (row, deleted) = idx.delete_run(r, &data.traces(), !a.keep_files)?;
         writeln!(out, "removed {}", row.id)?;
         if !a.keep_files && !deleted {

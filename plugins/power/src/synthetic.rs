@@ -1,10 +1,16 @@
 //! A deterministic power source: a waveform on the session clock.
 //!
 //! `--power synthetic[:w=10][,step=10/30@0.5][,ramp=5/50@2][,mode=counter|sampler]
-//! [,wrap=J][,res_ms=1]`: constant `w` watts, or a step from 10 W to 30 W at 0.5 s,
-//! or a ramp from 5 W to 50 W over 2 s (time since the source opened); read as an
-//! energy counter (default) or as power windows; a counter that wraps at `wrap`
-//! joules; a nominal resolution of `res_ms`.
+//! [,wrap=J][,res_ms=1][,noise=PCT[,seed=S]]`: constant `w` watts, or a step from
+//! 10 W to 30 W at 0.5 s, or a ramp from 5 W to 50 W over 2 s (time since the source
+//! opened); read as an energy counter (default) or as power windows; a counter that
+//! wraps at `wrap` joules; a nominal resolution of `res_ms`.
+//!
+//! `noise=PCT` makes runs differ the way real ones do, reproducibly: each opening of
+//! the source draws a power level (normal, PCT% standard deviation around 1) and each
+//! reading's interval its own factor (PCT% too), from `seed` (default 1) and the
+//! number of times the source was opened before in this process. Repeated runs
+//! (`eprof bench`) thus get different but reproducible energies.
 
 use eprof_core::power::{Availability, PowerSource, Reading, SourceOptions};
 use eprof_core::{Clock, Error, PowerSourceRegistration, Result};
@@ -73,6 +79,37 @@ pub struct Synthetic {
     wrap_j: Option<f64>,
     resolution_ns: u64,
     last_ns: u64,
+    noise: Option<Noise>,
+}
+
+/// Seeded multiplicative noise: a level per opening, a factor per reading.
+struct Noise {
+    sd: f64,
+    rng: u64,
+    level: f64,
+    /// Noisy joules since the origin (the counter's value before wrapping).
+    energy_j: f64,
+}
+
+/// Openings of the source in this process: varies the noise from run to run.
+static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Noise {
+    fn uniform(&mut self) -> f64 {
+        // SplitMix64.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// 1 + sd x a standard normal draw (Box-Muller), never below 0.
+    fn factor(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        (1.0 + self.sd * z).max(0.0)
+    }
 }
 
 fn num(args: &SourceOptions, key: &str) -> Result<Option<f64>> {
@@ -129,8 +166,30 @@ impl Synthetic {
                 ));
             }
         };
+        let noise = match num(opts, "noise")? {
+            Some(pct) if pct < 0.0 || !pct.is_finite() => {
+                return Err(Error::power(
+                    "synthetic",
+                    format!("noise={pct}: a percentage, 0 or more"),
+                ));
+            }
+            Some(pct) => {
+                let seed = num(opts, "seed")?.unwrap_or(1.0) as u64;
+                let opened = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut n = Noise {
+                    sd: pct / 100.0,
+                    rng: seed ^ opened.wrapping_mul(0xD1B5_4A32_D192_ED03),
+                    level: 1.0,
+                    energy_j: 0.0,
+                };
+                n.level = n.factor();
+                Some(n)
+            }
+            None => None,
+        };
         let now = opts.clock.now();
         Ok(Synthetic {
+            noise,
             clock: opts.clock,
             origin_ns: now,
             wave,
@@ -163,15 +222,56 @@ impl PowerSource for Synthetic {
                 in_total: true,
             }],
             nominal_resolution_ns: self.resolution_ns,
-            details: vec![
-                ("waveform".into(), self.wave.describe()),
-                ("origin_ns".into(), self.origin_ns.to_string()),
-            ],
+            details: {
+                let mut d = vec![
+                    ("waveform".into(), self.wave.describe()),
+                    ("origin_ns".into(), self.origin_ns.to_string()),
+                ];
+                if let Some(n) = &self.noise {
+                    d.push((
+                        "noise".into(),
+                        format!("{}% (this run's level {:.4})", n.sd * 100.0, n.level),
+                    ));
+                }
+                d
+            },
         }
     }
 
     fn read(&mut self) -> Result<Reading> {
         let t = self.clock.now();
+        if let Some(n) = self.noise.as_mut() {
+            let f = n.level * n.factor();
+            let de = self
+                .wave
+                .energy(t.saturating_sub(self.origin_ns) as f64 * 1e-9)
+                - self
+                    .wave
+                    .energy(self.last_ns.saturating_sub(self.origin_ns) as f64 * 1e-9);
+            n.energy_j += de * f;
+            let dt = t.saturating_sub(self.last_ns);
+            let mut r = match self.kind {
+                SourceKind::Counter => {
+                    let raw = self.wrap_j.map_or(n.energy_j, |w| n.energy_j % w);
+                    let mut r = Reading::new(vec![Some(raw)]);
+                    r.wrap_j = vec![self.wrap_j];
+                    r
+                }
+                _ => {
+                    let w = if dt == 0 {
+                        0.0
+                    } else {
+                        de * f / (dt as f64 * 1e-9)
+                    };
+                    let mut r = Reading::new(vec![Some(w)]);
+                    r.window_ns = Some(dt);
+                    r
+                }
+            };
+            r.t_ns = Some(t);
+            self.last_ns = t;
+            return Ok(r);
+        }
         let mut r = match self.kind {
             SourceKind::Counter => {
                 let e = self.energy_at(t);
@@ -225,6 +325,29 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noise_varies_runs_reproducibly_around_the_waveform() {
+        let opts = |noise: &str| {
+            let mut o = SourceOptions::new(Clock::start(), std::time::Duration::from_millis(100));
+            o.args.insert("noise".into(), noise.into());
+            o
+        };
+        let levels: Vec<f64> = (0..200)
+            .map(|_| Synthetic::new(&opts("2")).unwrap().noise.unwrap().level)
+            .collect();
+        let mean = levels.iter().sum::<f64>() / levels.len() as f64;
+        let sd = (levels.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / 199.0).sqrt();
+        assert!(
+            (mean - 1.0).abs() < 0.005 && (sd - 0.02).abs() < 0.005,
+            "{mean} {sd}"
+        );
+        assert!(
+            levels.windows(2).all(|w| w[0] != w[1]),
+            "each opening differs"
+        );
+        assert!(Synthetic::new(&opts("-1")).is_err());
+    }
 
     #[test]
     fn waveforms_integrate_exactly() {

@@ -1,0 +1,371 @@
+//! Groups of repeated runs, for `eprof bench` and `eprof compare`: resolving a group
+//! reference (`g0123456789ab`, `g0123456789ab/depth=off`, `g0123456789ab/1`), and the
+//! report: each configuration's figures with their 95% intervals, drift, and each
+//! configuration against the first with a verdict. The numbers come from
+//! `eprof_format::group`, which the viewer uses too.
+
+use anyhow::{Context, bail};
+use eprof_core::paths::DataDir;
+use eprof_format::group::{self, Family, FigureDiff, FigureStats, Unit};
+use eprof_format::stats::{ALPHA, Verdict};
+use eprof_format::{Energies, Summary, units};
+use eprof_index::{Index, RunFilter};
+
+use crate::Exit;
+use crate::fmt::Table;
+
+use super::Out;
+
+/// Runs of one configuration (or one whole group), in run order.
+pub struct Sample {
+    /// The group it comes from.
+    pub group: String,
+    /// `GROUP/CONFIG`.
+    pub label: String,
+    pub run_ids: Vec<String>,
+    pub summaries: Vec<Summary>,
+}
+
+/// Whether `arg` names a group (`g` + hex digits, optionally `/CONFIG`); run ids are
+/// hex only, so they never do.
+pub fn is_group_ref(arg: &str) -> bool {
+    let id = arg.split('/').next().unwrap_or_default();
+    id.len() > 1 && id.starts_with('g') && id[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The runs a group reference names, summarised. Cancelled and failed runs are left
+/// out (they did not run to their end), said on stderr.
+pub fn resolve(data: &DataDir, arg: &str) -> anyhow::Result<Sample> {
+    let (id, config) = match arg.split_once('/') {
+        Some((g, c)) => (g, Some(c)),
+        None => (arg, None),
+    };
+    let idx = Index::open(&data.index())?;
+    let groups = idx.groups()?;
+    let matches: Vec<_> = groups.iter().filter(|g| g.id.starts_with(id)).collect();
+    let g = match matches.as_slice() {
+        [one] => *one,
+        [] => bail!("no group {id:?} in the index; `eprof ls --groups` lists them"),
+        _ => bail!("{id:?} matches several groups; give more of the id"),
+    };
+    let rows = idx.list(&RunFilter {
+        group: Some(g.id.clone()),
+        ..Default::default()
+    })?;
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| match config {
+            None => true,
+            Some(c) => {
+                r.config_label.as_deref() == Some(c)
+                    || c.parse::<u32>().ok().is_some_and(|i| r.config == Some(i))
+            }
+        })
+        .collect();
+    if rows.is_empty() {
+        let known: Vec<String> = g
+            .configs
+            .iter()
+            .map(|(i, l, _)| format!("{i} ({l})"))
+            .collect();
+        bail!(
+            "group {} has no configuration {:?}; it has {}",
+            g.id,
+            config.unwrap_or_default(),
+            known.join(", ")
+        );
+    }
+    rows.sort_by_key(|r| (r.run_order, r.created_at_ms));
+    let label = match config {
+        Some(_) => rows[0].config_label.clone().unwrap_or_default(),
+        None if g.configs.len() == 1 => g.configs[0].1.clone(),
+        None => "all configurations".into(),
+    };
+    let mut sample = Sample {
+        group: g.id.clone(),
+        label: format!("{}/{label}", g.id),
+        run_ids: Vec::new(),
+        summaries: Vec::new(),
+    };
+    for r in rows {
+        if matches!(r.stop_reason.as_deref(), Some("cancelled")) || !r.complete {
+            eprintln!(
+                "note: {} left out ({})",
+                r.id,
+                r.stop_reason.as_deref().unwrap_or("unfinished")
+            );
+            continue;
+        }
+        let bytes = std::fs::read(&r.trace_path)
+            .with_context(|| format!("cannot read the trace of run {}", r.id))?;
+        let d = eprof_format::decode(&bytes).with_context(|| format!("run {}", r.id))?;
+        let en = Energies::compute(&d.trace);
+        sample.summaries.push(Summary::compute(&d.trace, &en));
+        sample.run_ids.push(r.id);
+    }
+    Ok(sample)
+}
+
+/// A group's configurations as samples (for `eprof compare GROUP` and the end of
+/// `eprof bench`).
+pub fn configurations(data: &DataDir, group: &str) -> anyhow::Result<Vec<Sample>> {
+    let idx = Index::open(&data.index())?;
+    let g = idx
+        .groups()?
+        .into_iter()
+        .find(|g| g.id.starts_with(group.split('/').next().unwrap_or(group)))
+        .with_context(|| format!("no group {group:?} in the index"))?;
+    g.configs
+        .iter()
+        .map(|(i, _, _)| resolve(data, &format!("{}/{i}", g.id)))
+        .collect()
+}
+
+fn value(unit: Unit, v: f64) -> String {
+    match unit {
+        Unit::Joules => units::joules(v),
+        Unit::Seconds => units::duration_ns(v * 1e9),
+        Unit::TokensPerSecond => format!("{v:.1} tok/s"),
+    }
+}
+
+fn signed(unit: Unit, v: f64) -> String {
+    let s = value(unit, v.abs());
+    if v < 0.0 {
+        format!("-{s}")
+    } else {
+        format!("+{s}")
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:+.2}%", v * 100.0)
+    } else {
+        "-".into()
+    }
+}
+
+/// The JSON of a report: what `--json` prints.
+pub fn report_json(samples: &[Sample]) -> serde_json::Value {
+    let configs: Vec<_> = samples
+        .iter()
+        .map(|s| {
+            let refs: Vec<&Summary> = s.summaries.iter().collect();
+            serde_json::json!({
+                "group": s.group,
+                "label": s.label,
+                "runs": s.run_ids,
+                "figures": group::describe_group(&refs),
+            })
+        })
+        .collect();
+    let comparisons: Vec<_> = samples
+        .iter()
+        .skip(1)
+        .map(|b| {
+            let a = &samples[0];
+            let (ra, rb): (Vec<&Summary>, Vec<&Summary>) =
+                (a.summaries.iter().collect(), b.summaries.iter().collect());
+            serde_json::json!({
+                "a": a.label,
+                "b": b.label,
+                "alpha": ALPHA,
+                "figures": group::compare_groups(&ra, &rb),
+            })
+        })
+        .collect();
+    serde_json::json!({"configurations": configs, "comparisons": comparisons})
+}
+
+/// Print the report; with `fail_if_higher`, a significant rise of energy or J per
+/// generated token by more than that many percent is an error (exit 4).
+pub fn report(
+    samples: &[Sample],
+    json: bool,
+    fail_if_higher: Option<f64>,
+    out: Out,
+) -> anyhow::Result<()> {
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report_json(samples))?
+        )?;
+    } else {
+        for s in samples {
+            describe_text(s, out)?;
+        }
+        for b in samples.iter().skip(1) {
+            compare_text(&samples[0], b, out)?;
+        }
+    }
+    if let Some(limit) = fail_if_higher {
+        for b in samples.iter().skip(1) {
+            let (ra, rb): (Vec<&Summary>, Vec<&Summary>) = (
+                samples[0].summaries.iter().collect(),
+                b.summaries.iter().collect(),
+            );
+            for d in group::compare_groups(&ra, &rb) {
+                if matches!(d.key.as_str(), "total_energy" | "j_per_generated_token")
+                    && d.diff.verdict == Verdict::Higher
+                    && d.diff.relative * 100.0 > limit
+                {
+                    return Err(Exit(
+                        4,
+                        format!(
+                            "{} of {} is {} higher than {} (95% CI of the difference {} .. {}), over the {limit}% allowed",
+                            group::display_name(&d.key),
+                            b.label,
+                            pct(d.diff.relative),
+                            samples[0].label,
+                            signed(d.unit, d.diff.ci_low),
+                            signed(d.unit, d.diff.ci_high),
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_text(s: &Sample, out: Out) -> anyhow::Result<()> {
+    let refs: Vec<&Summary> = s.summaries.iter().collect();
+    let figs = group::describe_group(&refs);
+    writeln!(out, "\n{} ({} runs)", s.label, s.summaries.len())?;
+    let mut t = Table::new(&["figure", "mean", "95% interval", "sd", "cv", "n", "how"]);
+    let headline = figs.iter().filter(|f| f.family == Family::Run);
+    let phases = figs
+        .iter()
+        .filter(|f| f.family == Family::Phase && f.unit == Unit::Joules);
+    for f in headline.chain(phases) {
+        t.row(vec![
+            group::display_name(&f.key),
+            value(f.unit, f.stats.mean),
+            format!(
+                "{} .. {}{}",
+                value(f.unit, f.stats.ci_low),
+                value(f.unit, f.stats.ci_high),
+                if f.stats.method == eprof_format::stats::IntervalMethod::Bootstrap {
+                    " (bootstrap)"
+                } else {
+                    ""
+                }
+            ),
+            value(f.unit, f.stats.sd),
+            pct(f.stats.cv).trim_start_matches('+').to_string(),
+            f.stats.n.to_string(),
+            f.stats.label.map_or("", |l| l.as_str()).to_string(),
+        ]);
+    }
+    t.render(out)?;
+    let drifting: Vec<&FigureStats> = figs
+        .iter()
+        .filter(|f| f.family == Family::Run && f.drift.as_ref().is_some_and(|d| d.drifting))
+        .collect();
+    for f in drifting {
+        let d = f.drift.as_ref().map_or(0.0, |d| d.slope_per_run);
+        writeln!(
+            out,
+            "drift: {} moves {} per run over the run order (p = {:.3}); interleave configurations, add --warmup or --cooldown",
+            group::display_name(&f.key),
+            pct(d),
+            f.drift.as_ref().map_or(1.0, |d| d.p_value)
+        )?;
+    }
+    Ok(())
+}
+
+fn compare_text(a: &Sample, b: &Sample, out: Out) -> anyhow::Result<()> {
+    let (ra, rb): (Vec<&Summary>, Vec<&Summary>) =
+        (a.summaries.iter().collect(), b.summaries.iter().collect());
+    let diffs = group::compare_groups(&ra, &rb);
+    writeln!(out, "\n{} vs {}", b.label, a.label)?;
+    let mut t = Table::new(&[
+        "figure",
+        "A",
+        "B",
+        "B - A (95% interval)",
+        "change",
+        "verdict",
+        "detectable",
+    ]);
+    let row = |t: &mut Table, d: &FigureDiff| {
+        t.row(vec![
+            group::display_name(&d.key),
+            value(d.unit, d.diff.mean_a),
+            value(d.unit, d.diff.mean_b),
+            format!(
+                "{} ({} .. {})",
+                signed(d.unit, d.diff.diff),
+                signed(d.unit, d.diff.ci_low),
+                signed(d.unit, d.diff.ci_high)
+            ),
+            pct(d.diff.relative),
+            d.diff.verdict.as_str().to_string(),
+            format!(
+                "{} ({})",
+                value(d.unit, d.diff.detectable),
+                pct(d.diff.detectable / d.diff.mean_a.abs()).trim_start_matches('+')
+            ),
+        ]);
+    };
+    for d in diffs.iter().filter(|d| d.family == Family::Run) {
+        row(&mut t, d);
+    }
+    for d in diffs
+        .iter()
+        .filter(|d| d.family == Family::Phase && d.unit == Unit::Joules)
+    {
+        row(&mut t, d);
+    }
+    t.render(out)?;
+    for (family, name) in [
+        (Family::Layer, "layers"),
+        (Family::Component, "components"),
+        (Family::Cell, "layer x component cells"),
+    ] {
+        for unit in [Unit::Joules, Unit::Seconds] {
+            let fam: Vec<&FigureDiff> = diffs
+                .iter()
+                .filter(|d| d.family == family && d.unit == unit)
+                .collect();
+            if fam.is_empty() {
+                continue;
+            }
+            let differ: Vec<String> = fam
+                .iter()
+                .filter(|d| d.diff.verdict != Verdict::NoDetectableDifference)
+                .map(|d| {
+                    format!(
+                        "{} {}",
+                        d.key.split('.').nth(1).unwrap_or_default(),
+                        pct(d.diff.relative)
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "{name} ({}): {} of {} differ (false discovery rate held at 5%, Benjamini-Hochberg){}{}",
+                if unit == Unit::Joules {
+                    "energy"
+                } else {
+                    "time"
+                },
+                differ.len(),
+                fam.len(),
+                if differ.is_empty() { "" } else { ": " },
+                differ
+                    .iter()
+                    .take(12)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if differ.len() > 12 { ", ..." } else { "" }
+            )?;
+        }
+    }
+    Ok(())
+}
