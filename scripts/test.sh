@@ -59,6 +59,9 @@ EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/view
 step "live dashboard and run history on eprof serve, in a real browser"
 EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/live.test.mjs
 
+step "groups of repeated runs (eprof bench) in the viewer: intervals, error bars, verdicts"
+EPROF_BIN=target/debug/eprof node tests/e2e/groups.test.mjs
+
 step "viewer in firefox"
 node --experimental-websocket --no-warnings tests/e2e/firefox.test.mjs
 

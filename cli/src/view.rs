@@ -24,7 +24,8 @@ mod embedded {
 #[derive(Args)]
 pub struct ViewArgs {
     /// Run ids (or unique prefixes) or paths to .eprof files; several open side by side
-    /// (the viewer's Compare section)
+    /// (the viewer's Compare section); a group id (`eprof bench`) opens all its runs
+    /// (the Repeated runs section)
     #[arg(required = true)]
     runs: Vec<String>,
     /// Write one self-contained HTML file (viewer and traces) instead of serving
@@ -59,8 +60,22 @@ struct Loaded {
 
 fn load_all(data: &DataDir, runs: &[String]) -> anyhow::Result<Vec<Loaded>> {
     let mut out = Vec::new();
+    let mut paths = Vec::new();
     for run in runs {
-        let path = resolve(data, run)?;
+        if crate::commands::groups::is_group_ref(run) && !run.contains('/') {
+            let idx = eprof_index::Index::open(&data.index())?;
+            let ids = idx.group_runs(run)?;
+            if ids.is_empty() {
+                anyhow::bail!("no group {run:?} in the index (`eprof ls --groups` lists them)");
+            }
+            for id in ids {
+                paths.push((id.clone(), resolve(data, &id)?));
+            }
+        } else {
+            paths.push((run.clone(), resolve(data, run)?));
+        }
+    }
+    for (run, path) in paths {
         let bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         // Check it here so a broken file is reported in the terminal too; a truncated

@@ -41,6 +41,11 @@ pub const RUNS: &[Col] = &[
     req("software", Ty::Str),
     opt("experiment", Ty::Str),
     req("tags", Ty::StrList),
+    opt("group_id", Ty::Str),
+    opt("config", Ty::I32),
+    opt("config_label", Ty::Str),
+    opt("repeat", Ty::I32),
+    opt("run_order", Ty::I32),
     req("depth", Ty::Str),
     req("device", Ty::Str),
     req("max_tokens", Ty::I32),
@@ -222,6 +227,7 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
     let text = Interned::new(id);
     let [runs, tokens, spans, metrics, power] = w;
     let end = trace.end.as_ref();
+    let g = trace.group.as_ref();
     runs.row(&[
         V::Str(Some(id)),
         V::I64(Some(m.created_at_ms)),
@@ -252,6 +258,11 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
         V::Str(Some(&m.software)),
         V::Str(m.experiment.as_deref()),
         V::List(&m.tags),
+        V::Str(g.map(|g| g.id.as_str())),
+        V::I32(g.map(|g| i32_of(g.config))),
+        V::Str(g.map(|g| g.config_label.as_str())),
+        V::I32(g.map(|g| i32_of(g.repeat))),
+        V::I32(g.map(|g| i32_of(g.order))),
         V::Str(Some(m.settings.depth.as_str())),
         V::Str(Some(&m.settings.device)),
         V::I32(Some(i32_of(m.settings.max_tokens))),

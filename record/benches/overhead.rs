@@ -7,7 +7,10 @@
 //! event to JSON (what a connected dashboard costs the run), and deep.
 //!
 //! Rounds are interleaved (ref, off, module, ...) so that machine noise hits all
-//! variants alike; medians are printed, with each row's ratio to `off`.
+//! variants alike; medians are printed, and each row against `off` as the mean of the
+//! per-round differences with its 95% interval and verdict (a paired t-test,
+//! `eprof_format::stats::compare_paired`): on a shared machine a bare median moves by
+//! several percent between runs, the interval says what the rounds can tell.
 //!
 //! `cargo bench -p eprof-record --bench overhead` (EPROF_TEST_MODEL or the data
 //! directory's copy; BENCH_ROUNDS, BENCH_TOKENS override the defaults 5 and 64).
@@ -19,7 +22,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use eprof_core::paths::DataDir;
-use eprof_format::{Depth, Phase};
+use eprof_format::{Depth, Phase, stats};
 use eprof_record::{
     ModelChoice, ModelHandle, NoSink, PowerSpec, Profiler, RecordRequest, RunEvent, RunSink,
 };
@@ -216,25 +219,45 @@ fn main() {
             tps[i].push(t);
         }
     }
-    let off = median(tps[1].clone());
     println!(
-        "SmolLM2-135M-Instruct Q4_1, prompt {} tokens, up to {n} decode tokens, {rounds} interleaved rounds (medians)",
+        "SmolLM2-135M-Instruct Q4_1, prompt {} tokens, up to {n} decode tokens, {rounds} interleaved rounds",
         prompt.len()
+    );
+    println!(
+        "(medians; vs off: mean of the per-round differences with its 95% interval, paired t-test)"
     );
     println!(
         "JSON sink: {} events, {:.1} MB serialized over all its runs",
         json.events,
         json.bytes as f64 / 1e6
     );
-    println!("| variant | decode tok/s | vs off | prefill ms |");
-    println!("|---|---|---|---|");
+    println!("| variant | decode tok/s | vs off (95% interval) | verdict | prefill ms |");
+    println!("|---|---|---|---|---|");
     for i in 0..names.len() {
         let t = median(tps[i].clone());
+        let (vs, verdict) = if i == 1 {
+            ("-".to_string(), "-")
+        } else {
+            match stats::compare_paired(&tps[1], &tps[i]) {
+                Some(d) => {
+                    let pct = |v: f64| v / d.mean_a * 100.0;
+                    (
+                        format!(
+                            "{:+.1}% ({:+.1}% .. {:+.1}%)",
+                            pct(d.diff),
+                            pct(d.ci_low),
+                            pct(d.ci_high)
+                        ),
+                        d.verdict.as_str(),
+                    )
+                }
+                None => ("-".to_string(), "-"),
+            }
+        };
         println!(
-            "| {} | {:.1} | {:+.1}% | {:.1} |",
+            "| {} | {:.1} | {vs} | {verdict} | {:.1} |",
             names[i],
             t,
-            (t / off - 1.0) * 100.0,
             median(prefill[i].clone()) * 1e3
         );
     }

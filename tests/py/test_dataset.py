@@ -187,6 +187,15 @@ def main() -> None:
         check("nothing new" in out, out)
         check(files_of(ds) == now_files, "a no-op export writes nothing")
 
+        # A group of repeated runs keeps its group, configuration and repeats.
+        e.run("bench", "Give me three tips.", *tiny, "--depth", "off", "--max-tokens", "8",
+              "--repeat", "2", "--warmup", "0", "--idle-ms", "0")
+        e.run("export", "--format", "parquet", "--out", str(ds), "--all")
+        grouped = q("SELECT group_id, config_label, repeat, run_order FROM runs"
+                    " WHERE group_id IS NOT NULL ORDER BY run_order")
+        check(len(grouped) == 2 and grouped[0][0] == grouped[1][0]
+              and [r[1:] for r in grouped] == [("all", 0, 0), ("all", 1, 1)], f"group rows {grouped}")
+
         # The README's queries, as written, from the folder holding dataset/.
         queries = readme_queries()
         check(len(queries) == 3, f"{len(queries)} queries in README")

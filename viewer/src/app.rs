@@ -286,6 +286,31 @@ fn App() -> impl IntoView {
             Some(TraceRef(v)) => view! { <crate::views::TraceViews v=v/> }.into_any(),
         }}
         <Compare/>
+        <Groups/>
+    }
+}
+
+/// Groups of repeated runs among the open traces (`eprof bench`): intervals, error
+/// bars and verdicts.
+#[component]
+fn Groups() -> impl IntoView {
+    let ctx: Ctx = expect_context();
+    let html = Memo::new(move |_| {
+        ctx.traces.with(|t| {
+            let vs: Vec<&TraceView> = t.iter().map(|v| v.as_ref()).collect();
+            charts::groups_html(&vs)
+        })
+    });
+    view! {
+        <Show when=move || html.with(|h| !h.is_empty())>
+            <section id="groups">
+                <h2>"Repeated runs"</h2>
+                <p class="hint">
+                    "Means with their 95% interval (runs as dots); each configuration against the first: the difference, its interval and a verdict."
+                </p>
+                <div inner_html=move || html.get()></div>
+            </section>
+        </Show>
     }
 }
 

@@ -106,6 +106,7 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 
 mod compare;
 mod drilldown;
+mod group;
 mod heatmap;
 mod power;
 mod sankey;
@@ -116,6 +117,7 @@ mod waterfall;
 
 pub use compare::*;
 pub use drilldown::*;
+pub use group::groups_html;
 pub use heatmap::*;
 pub use power::*;
 pub use sankey::*;
