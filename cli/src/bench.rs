@@ -19,7 +19,7 @@ use eprof_format::{Depth, GroupRef, NoteLevel, units};
 use eprof_record::{ModelChoice, Profiler, RunEvent, RunSink};
 
 use crate::commands::groups::{self, Sample};
-use crate::record::RunSettings;
+use crate::record::{RunSettings, interrupt_flag};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -150,19 +150,6 @@ impl RunSink for BenchSink {
     fn wants_sites(&self) -> bool {
         false
     }
-}
-
-/// Ctrl-C sets the flag (the run in progress ends `cancelled`); a second one exits.
-pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    // Registration fails only for forbidden signals; SIGINT is not one.
-    let _ = signal_hook::flag::register_conditional_shutdown(
-        signal_hook::consts::SIGINT,
-        130,
-        Arc::clone(&flag),
-    );
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag));
-    flag
 }
 
 fn sleep_unless(stop: &AtomicBool, seconds: f64) {

@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use eprof_core::paths::DataDir;
@@ -145,6 +147,19 @@ impl RecordArgs {
     }
 }
 
+/// Ctrl-C sets the flag (the run in progress ends `cancelled`); a second one exits.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    // Registration fails only for forbidden signals; SIGINT is not one.
+    let _ = signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        Arc::clone(&flag),
+    );
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag));
+    flag
+}
+
 /// Streams the generated text to stdout and a status line to a terminal's stderr;
 /// notes (warnings, what `auto` picked) go to stderr. A closed stdout stops the
 /// streaming, not the run.
@@ -152,6 +167,8 @@ struct TerminalSink {
     stream: bool,
     live: bool,
     stdout: std::io::Stdout,
+    /// Set by Ctrl-C: the run stops at the next token, its trace ends `cancelled`.
+    stop: Arc<AtomicBool>,
 }
 
 impl RunSink for TerminalSink {
@@ -196,7 +213,11 @@ impl RunSink for TerminalSink {
             }
             _ => {}
         }
-        ControlFlow::Continue(())
+        if self.stop.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     }
 
     fn wants_sites(&self) -> bool {
@@ -226,16 +247,27 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
         stream: !a.quiet && !a.json,
         live: !a.quiet && std::io::stderr().is_terminal(),
         stdout: std::io::stdout(),
+        stop: interrupt_flag(),
     };
     let id = eprof_record::new_run_id();
     let run = profiler.record(&mut model, &req, &id, &mut sink)?;
     let s = &run.summary;
+    // Ctrl-C: the trace is finished (`cancelled`) and indexed; the shell sees 130.
+    let code = if run.stop_reason == eprof_format::StopReason::Cancelled {
+        eprintln!(
+            "interrupted: run {id} stopped after {} tokens; its trace ends `cancelled`",
+            s.generated_tokens
+        );
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    };
     if a.json {
         let v = serde_json::json!({"id": id, "trace": run.path, "summary": s});
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)?;
         stdout.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let mut out = String::new();
     out.push_str(&format!(
@@ -257,5 +289,5 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
     ));
     out.push_str(&format!("details: eprof show {id}\n"));
     eprint!("{out}");
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

@@ -136,8 +136,9 @@ fn concurrent_writers_lose_no_run() {
     assert_eq!(Index::open(&db).unwrap().count().unwrap(), 50);
 }
 
-/// An index written before migration 2 (no stop reason, no label mix) opens, migrates
-/// in place, keeps its rows, and `rebuild` fills the new columns.
+/// An index written before migrations 2 and 3 (no stop reason, no label mix, no
+/// groups) opens, migrates in place, keeps its rows, and `rebuild` fills the new
+/// columns (and indexes new runs, with groups, in the migrated table).
 #[test]
 fn a_version_1_index_migrates() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +150,13 @@ fn a_version_1_index_migrates() {
     // Make it what an older eprof left: schema version 1.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
-        "ALTER TABLE runs DROP COLUMN stop_reason;
+        "DROP INDEX runs_group;
+         ALTER TABLE runs DROP COLUMN group_id;
+         ALTER TABLE runs DROP COLUMN config;
+         ALTER TABLE runs DROP COLUMN config_label;
+         ALTER TABLE runs DROP COLUMN repeat;
+         ALTER TABLE runs DROP COLUMN run_order;
+         ALTER TABLE runs DROP COLUMN stop_reason;
          ALTER TABLE runs DROP COLUMN label_mix;
          PRAGMA user_version = 1;",
     )
@@ -167,4 +174,23 @@ fn a_version_1_index_migrates() {
     let row = idx.find("old0000000000001").unwrap();
     assert_eq!(row.stop_reason.as_deref(), Some("max_tokens"));
     assert!(row.label_mix.is_some());
+    assert_eq!(row.group_id, None);
+    let (mut t2, p2) = write_trace(&traces, "new0000000000002", "b", "smol");
+    t2.group = Some(eprof_format::GroupRef {
+        id: "g0123456789ab".into(),
+        config: 0,
+        config_label: "all".into(),
+        repeat: 1,
+        order: 1,
+    });
+    idx.insert(&t2, &p2, false).unwrap();
+    let row = idx.find("new0000000000002").unwrap();
+    assert_eq!(
+        (row.group_id.as_deref(), row.repeat),
+        (Some("g0123456789ab"), Some(1))
+    );
+    assert_eq!(
+        idx.group_runs("g0123456789ab").unwrap(),
+        ["new0000000000002"]
+    );
 }

@@ -803,6 +803,116 @@ fn bench_groups_interleaved_runs_and_compare_recomputes_from_the_traces() {
     assert_eq!(e.json(&["ls", "--json"]).as_array().unwrap().len(), 0);
 }
 
+/// Ctrl-C (SIGINT) during `eprof bench` stops after the current run, which ends
+/// `cancelled` and is left out; the finished runs stay in the index and are reported.
+/// During `eprof record` the run stops at the next token, is finished and indexed, and
+/// the exit status is 130.
+#[test]
+fn ctrl_c_keeps_finished_runs_and_finishes_the_trace() {
+    use std::io::{BufRead, BufReader};
+    let e = Env::new();
+    let interrupt = |child: &std::process::Child| {
+        let ok = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let mut child = e
+        .cmd(&[
+            "bench",
+            "Give me three tips.",
+            "--model",
+            "builtin:tiny-llama",
+            "--power",
+            "synthetic",
+            "--max-tokens",
+            "300",
+            "--repeat",
+            "50",
+            "--warmup",
+            "0",
+            "--idle-ms",
+            "0",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Bounded: at most 200 lines (50 runs print 52).
+    for _ in 0..200 {
+        let Some(Ok(l)) = lines.next() else { break };
+        let third = l.contains("[3/50]");
+        seen.push(l);
+        if third {
+            interrupt(&child);
+            break;
+        }
+    }
+    // Drain stderr on its own thread while the report is read from stdout (a full
+    // pipe on either side would stall the other).
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let out = child.wait_with_output().unwrap();
+    let stderr = format!("{}\n{}", seen.join("\n"), rest.join().unwrap().join("\n"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("interrupted: "), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let group = report["configurations"][0]["group"].as_str().unwrap();
+    let finished = report["configurations"][0]["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!((3..50).contains(&finished), "{finished} runs reported");
+    let rows = e.json(&["ls", "--group", group, "--json"]);
+    let rows = rows.as_array().unwrap();
+    let cancelled = rows
+        .iter()
+        .filter(|r| r["stop_reason"] == "cancelled")
+        .count();
+    assert!(cancelled <= 1, "{rows:?}");
+    assert_eq!(rows.len(), finished + cancelled, "every finished run kept");
+
+    // record: stops at the next token, trace finished and indexed, exit 130.
+    let mut child = e
+        .cmd(&[
+            "record",
+            "Give me three tips.",
+            "--model",
+            "builtin:tiny-llama",
+            "--power",
+            "synthetic",
+            "--max-tokens",
+            "8000",
+            "--idle-ms",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first streamed bytes mean generation has started.
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("ends `cancelled`"), "{stderr}");
+    let runs = e.json(&["ls", "--json"]);
+    let last = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group_id"].is_null())
+        .unwrap();
+    assert_eq!(last["stop_reason"], "cancelled");
+    assert_eq!(last["complete"], true, "the trace was finished, not cut");
+    assert!(last["generated_tokens"].as_u64().unwrap() < 8000);
+}
+
 #[test]
 fn two_processes_importing_at_once_lose_no_run() {
     let e = Env::new();
