@@ -9,8 +9,15 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "toolchain: wasm32 target"
-rustup target add wasm32-unknown-unknown >/dev/null
+step "toolchain: wasm32 target; aarch64 target, cross linker and qemu for the NEON kernels"
+rustup target add wasm32-unknown-unknown aarch64-unknown-linux-gnu >/dev/null
+if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null
+fi
+qemu-aarch64 --version | head -1
 
 step "real model (SmolLM2-135M-Instruct Q4_1)"
 EPROF_TEST_MODEL="$(scripts/fetch-model.sh)"
@@ -52,6 +59,15 @@ step "tests"
 # built above).
 cargo build --locked -p eprof
 cargo test --workspace --locked
+
+step "CPU kernels on aarch64 (NEON), under qemu"
+# A generic CPU for the cross build: .cargo/config.toml's target-cpu=native names this
+# machine's x86 CPU.
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+RUSTFLAGS="-C target-cpu=generic" \
+  cargo test --locked -p eprof-kernels --target aarch64-unknown-linux-gnu -- --nocapture 2>&1 \
+  | tee /dev/stderr | grep "best implementation: neon" >/dev/null
 
 step "viewer in a real browser (and its load benchmark)"
 EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/viewer.test.mjs

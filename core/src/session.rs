@@ -46,6 +46,8 @@ pub struct SessionConfig {
     pub probes: Vec<Box<dyn Probe>>,
     /// Written into the trace when the run is one of a group (`eprof bench`).
     pub group: Option<GroupRef>,
+    /// Threads and kernels, written into the trace.
+    pub execution: Option<eprof_format::Execution>,
 }
 
 struct SamplerState {
@@ -225,6 +227,7 @@ impl Session {
             probes,
             sync_device,
             group,
+            execution,
         } = cfg;
         let desc = source.desc();
         meta.power = desc.clone();
@@ -234,6 +237,9 @@ impl Session {
         let file = File::create(&out).map_err(|e| Error::io(&out, e))?;
         let mut writer =
             TraceWriter::new(BufWriter::new(file), &meta).map_err(|e| trace_err(&out, e))?;
+        if let Some(e) = &execution {
+            writer.execution(e).map_err(|e| trace_err(&out, e))?;
+        }
         if let Some(g) = &group {
             writer.group(g).map_err(|e| trace_err(&out, e))?;
         }

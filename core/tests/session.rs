@@ -94,6 +94,7 @@ fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
             probes: vec![],
             sync_device: false,
             group: None,
+            execution: None,
         },
         Box::new(src),
     )

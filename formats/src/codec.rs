@@ -55,6 +55,8 @@ pub mod tag {
     pub const END: [u8; 4] = *b"END_";
     /// Optional: the run's [`crate::GroupRef`].
     pub const GROUP: [u8; 4] = *b"grup";
+    /// Optional: the run's [`crate::Execution`].
+    pub const EXECUTION: [u8; 4] = *b"exec";
 }
 
 pub fn tag_name(tag: [u8; 4]) -> String {

@@ -621,10 +621,24 @@ pub struct GroupRef {
     pub order: u32,
 }
 
+/// How the run was executed, beyond its settings: the CPU threads and which kernels
+/// ran the quantized projections. Stored in the optional `exec` chunk (formats/SPEC.md),
+/// so traces without it still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct Execution {
+    /// Threads of the CPU pool the matmuls ran on.
+    pub threads: u32,
+    /// `eprof avx2`, `eprof neon`, `eprof scalar` (eprof's kernels for Q4_1, Q5_0 and
+    /// Q5_1, candle's for the other types), or `candle`.
+    pub kernels: String,
+}
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     pub meta: RunMeta,
+    /// Threads and kernels, when the recorder says (eprof 0.1 since the CPU kernels).
+    pub execution: Option<Execution>,
     /// Set when the run is one of a group of repeated runs.
     pub group: Option<GroupRef>,
     pub baseline: Option<IdleBaseline>,
@@ -642,6 +656,7 @@ impl Trace {
     pub fn new(meta: RunMeta) -> Self {
         Trace {
             meta,
+            execution: None,
             group: None,
             baseline: None,
             sites: Vec::new(),

@@ -125,6 +125,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
     }
     let mut trace = Trace::new(meta);
     trace.group = state.group;
+    trace.execution = state.execution;
     trace.baseline = state.baseline;
     trace.sites = state.sites;
     trace.samples = state.samples;
@@ -160,6 +161,7 @@ pub fn decode_complete(bytes: &[u8]) -> Result<Trace, FormatError> {
 struct State {
     meta: Option<RunMeta>,
     group: Option<crate::model::GroupRef>,
+    execution: Option<crate::model::Execution>,
     baseline: Option<IdleBaseline>,
     sites: Vec<crate::model::SiteDef>,
     samples: Vec<PowerSample>,
@@ -284,6 +286,12 @@ impl State {
                 self.notes.extend(n);
             }
             tag::END => self.end = Some(payload(bytes)?),
+            tag::EXECUTION => {
+                if self.execution.is_some() {
+                    return Err("a second exec chunk".into());
+                }
+                self.execution = Some(payload(bytes)?);
+            }
             tag::GROUP => {
                 if self.group.is_some() {
                     return Err("a second group chunk".into());

@@ -71,6 +71,11 @@ impl<W: Write> TraceWriter<W> {
         Ok(())
     }
 
+    /// How the run was executed (threads, kernels), after the metadata.
+    pub fn execution(&mut self, e: &crate::model::Execution) -> Result<(), FormatError> {
+        self.chunk(tag::EXECUTION, e)
+    }
+
     /// The run's place in a group of repeated runs (at most once, after the metadata).
     pub fn group(&mut self, g: &crate::model::GroupRef) -> Result<(), FormatError> {
         self.chunk(tag::GROUP, g)
@@ -195,6 +200,9 @@ pub fn encode(trace: &Trace) -> Vec<u8> {
 
 fn encode_into(trace: &Trace, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
     let mut w = TraceWriter::new(out, &trace.meta)?;
+    if let Some(e) = &trace.execution {
+        w.execution(e)?;
+    }
     if let Some(g) = &trace.group {
         w.group(g)?;
     }

@@ -39,8 +39,13 @@ fn group_round_trips() {
         repeat: 3,
         order: 7,
     });
+    t.execution = Some(eprof_format::Execution {
+        threads: 2,
+        kernels: "eprof avx2".into(),
+    });
     let back = decode_complete(&encode(&t)).unwrap();
     assert_eq!(back.group, t.group);
+    assert_eq!(back.execution, t.execution);
     assert_eq!(back, t);
 }
 

@@ -44,13 +44,13 @@ fn argmax(t: &Tensor) -> u32 {
 }
 
 /// (prefill seconds, decode tokens per second)
-fn run_ref(m: &mut ModelWeights, prompt: &[u32], n: usize) -> (f64, f64) {
+fn run_ref(m: &mut Reference, prompt: &[u32], n: usize) -> (f64, f64) {
     let x = Tensor::new(prompt, &Device::Cpu)
         .unwrap()
         .unsqueeze(0)
         .unwrap();
     let t = Instant::now();
-    let mut last = argmax(&m.forward(&x, 0).unwrap());
+    let mut last = argmax(&m.forward(&x, 0));
     let prefill = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for i in 0..n {
@@ -58,7 +58,7 @@ fn run_ref(m: &mut ModelWeights, prompt: &[u32], n: usize) -> (f64, f64) {
             .unwrap()
             .unsqueeze(0)
             .unwrap();
-        last = argmax(&m.forward(&x, prompt.len() + i).unwrap());
+        last = argmax(&m.forward(&x, prompt.len() + i));
     }
     (prefill, n as f64 / t.elapsed().as_secs_f64())
 }
@@ -145,6 +145,55 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// candle-transformers' own model of the file's architecture: the reference.
+enum Reference {
+    Llama(ModelWeights),
+    Qwen2(candle_transformers::models::quantized_qwen2::ModelWeights),
+}
+
+impl Reference {
+    fn load(path: &Path) -> (Reference, String) {
+        let (c, mut r) = eprof_models::load::read_gguf(path).unwrap();
+        let arch = c
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok().cloned())
+            .unwrap_or_default();
+        let m = match arch.as_str() {
+            "qwen2" => Reference::Qwen2(
+                candle_transformers::models::quantized_qwen2::ModelWeights::from_gguf(
+                    c,
+                    &mut r,
+                    &Device::Cpu,
+                )
+                .unwrap(),
+            ),
+            _ => Reference::Llama(ModelWeights::from_gguf(c, &mut r, &Device::Cpu).unwrap()),
+        };
+        (m, arch)
+    }
+    fn forward(&mut self, x: &Tensor, pos: usize) -> Tensor {
+        match self {
+            Reference::Llama(m) => m.forward(x, pos).unwrap(),
+            Reference::Qwen2(m) => m.forward(x, pos).unwrap(),
+        }
+    }
+}
+
+/// llama.cpp's rounds from scripts/bench-engine.sh (BENCH_LLAMA_CPP): JSON lines.
+fn llama_cpp_rounds() -> Option<(Vec<f64>, Vec<f64>, String)> {
+    let path = std::env::var("BENCH_LLAMA_CPP").ok()?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let (mut tps, mut prefill, mut version) = (Vec::new(), Vec::new(), String::new());
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        tps.push(v["decode_tok_s"].as_f64()?);
+        prefill.push(v["prefill_ms"].as_f64()? * 1e-3);
+        version = v["version"].as_str().unwrap_or_default().to_string();
+    }
+    (!tps.is_empty()).then_some((tps, prefill, version))
+}
+
 fn main() {
     eprof_record::link();
     let rounds: usize = std::env::var("BENCH_ROUNDS")
@@ -155,43 +204,61 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let path = model_path();
+    let path = std::env::var("EPROF_TEST_MODEL")
+        .map(PathBuf::from)
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(model_path);
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::at(dir.path().join("data"));
     let plain = Profiler::new(data.clone(), &[]).unwrap();
     let with_plugin = Profiler::new(data, &[example_plugin()]).unwrap();
+    // The same file loaded twice: through candle's quantized matmul, and through
+    // eprof's own kernels for the types candle runs in scalar code.
+    eprof_models::decoder::set_own_kernels(false);
+    let mut candle_kernels = plain
+        .load_model(&ModelChoice::Path(path.clone()), Default::default())
+        .unwrap();
+    eprof_models::decoder::set_own_kernels(true);
     let mut ours = plain
         .load_model(&ModelChoice::Path(path.clone()), Default::default())
         .unwrap();
-    let (c, mut r) = eprof_models::load::read_gguf(&path).unwrap();
-    let mut reference = ModelWeights::from_gguf(c, &mut r, &Device::Cpu).unwrap();
+    let (mut reference, arch) = Reference::load(&path);
     let prompt = ours.loaded.tokenizer.encode(PROMPT, true).unwrap();
 
     let names = [
-        "reference (quantized_llama)",
-        "eprof off",
-        "eprof module",
-        "eprof module + outliers plugin",
-        "eprof module + JSON event sink",
-        "eprof deep",
+        format!("reference (candle-transformers quantized_{arch})"),
+        "eprof off, candle's kernels".to_string(),
+        "eprof off".to_string(),
+        "eprof module".to_string(),
+        "eprof module + outliers plugin".to_string(),
+        "eprof module + JSON event sink".to_string(),
+        "eprof deep".to_string(),
     ];
+    const OFF: usize = 2;
     let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut json = JsonSink::default();
     // One warm-up round, not counted.
     for round in 0..=rounds {
         let mut res = Vec::new();
-        reference
-            .forward(
-                &Tensor::new(&[1u32], &Device::Cpu)
-                    .unwrap()
-                    .unsqueeze(0)
-                    .unwrap(),
-                0,
-            )
-            .unwrap();
+        reference.forward(
+            &Tensor::new(&[1u32], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            0,
+        );
         res.push(run_ref(&mut reference, &prompt, n as usize));
         let d = dir.path();
+        res.push(run_ours(
+            &plain,
+            &mut candle_kernels,
+            Depth::Off,
+            n,
+            d,
+            &mut NoSink,
+        ));
         res.push(run_ours(&plain, &mut ours, Depth::Off, n, d, &mut NoSink));
         res.push(run_ours(
             &plain,
@@ -219,9 +286,13 @@ fn main() {
             tps[i].push(t);
         }
     }
+    let threads = rayon_threads();
     println!(
-        "SmolLM2-135M-Instruct Q4_1, prompt {} tokens, up to {n} decode tokens, {rounds} interleaved rounds",
-        prompt.len()
+        "{}, prompt {} tokens, up to {n} decode tokens, {rounds} interleaved rounds, {threads} threads, eprof kernels: {}",
+        path.file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+        prompt.len(),
+        eprof_kernels::best().name()
     );
     println!(
         "(medians; vs off: mean of the per-round differences with its 95% interval, paired t-test)"
@@ -231,14 +302,25 @@ fn main() {
         json.events,
         json.bytes as f64 / 1e6
     );
-    println!("| variant | decode tok/s | vs off (95% interval) | verdict | prefill ms |");
-    println!("|---|---|---|---|---|");
+    let llama = llama_cpp_rounds();
+    let llama_tps = llama.as_ref().map(|(t, _, _)| median(t.clone()));
+    println!(
+        "| variant | decode tok/s | vs off (95% interval) | verdict | prefill ms | vs llama.cpp |"
+    );
+    println!("|---|---|---|---|---|---|");
+    if let Some((t, p, version)) = &llama {
+        println!(
+            "| llama.cpp (llama-cpp-python {version}) | {:.1} | | | {:.1} | 1.00x |",
+            median(t.clone()),
+            median(p.clone()) * 1e3
+        );
+    }
     for i in 0..names.len() {
         let t = median(tps[i].clone());
-        let (vs, verdict) = if i == 1 {
+        let (vs, verdict) = if i == OFF {
             ("-".to_string(), "-")
         } else {
-            match stats::compare_paired(&tps[1], &tps[i]) {
+            match stats::compare_paired(&tps[OFF], &tps[i]) {
                 Some(d) => {
                     let pct = |v: f64| v / d.mean_a * 100.0;
                     (
@@ -255,10 +337,16 @@ fn main() {
             }
         };
         println!(
-            "| {} | {:.1} | {vs} | {verdict} | {:.1} |",
+            "| {} | {:.1} | {vs} | {verdict} | {:.1} | {} |",
             names[i],
             t,
-            median(prefill[i].clone()) * 1e3
+            median(prefill[i].clone()) * 1e3,
+            llama_tps.map_or_else(|| "-".into(), |l| format!("{:.2}x", t / l))
         );
     }
+}
+
+/// Threads rayon runs on (candle's matmuls and eprof's kernels share its pool).
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -362,6 +362,7 @@ impl Profiler {
                 probes,
                 sync_device,
                 group: req.group.clone(),
+                execution: Some(eprof_models::execution(model.device != DeviceSpec::Cpu)),
             },
             source,
         )?;

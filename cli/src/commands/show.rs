@@ -59,6 +59,25 @@ fn render_show(
         },
         m.settings.probes.join(", ")
     )?;
+    if let Some(e) = &trace.execution {
+        writeln!(
+            out,
+            "execution  {} thread{}, kernels {}",
+            e.threads,
+            if e.threads == 1 { "" } else { "s" },
+            e.kernels
+        )?;
+    }
+    if let Some(g) = &trace.group {
+        writeln!(
+            out,
+            "group      {} ({}, repeat {}, run {} of the group)",
+            g.id,
+            g.config_label,
+            g.repeat,
+            g.order + 1
+        )?;
+    }
     if !m.tags.is_empty() || m.experiment.is_some() {
         writeln!(
             out,

@@ -89,25 +89,152 @@ pub fn sites(layers: usize) -> Vec<SiteDef> {
     v
 }
 
-/// A projection: dense (safetensors) or quantized (GGUF), with an optional bias.
+/// A projection: dense (safetensors), quantized through candle (GGUF), or quantized
+/// through eprof's own CPU kernels (GGUF Q4_1 / Q5_0 / Q5_1 on the CPU, which candle
+/// runs in scalar code), with an optional bias.
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
     Quant(QMatMul, Option<Tensor>),
+    Blocks(BlockLinear, Option<Tensor>),
 }
 
 impl Linear {
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Linear::Dense(l) => l.forward(x),
-            Linear::Quant(m, b) => {
-                let y = m.forward(x)?;
-                match b {
-                    Some(b) => y.broadcast_add(b),
-                    None => Ok(y),
-                }
-            }
+    /// A GGUF weight on `dev`: through eprof's kernels where they apply (and
+    /// [`own_kernels`] is on), else candle's.
+    pub fn quantized(
+        w: std::sync::Arc<candle_core::quantized::QTensor>,
+        bias: Option<Tensor>,
+        dev: &Device,
+    ) -> candle_core::Result<Linear> {
+        if own_kernels()
+            && dev.is_cpu()
+            && let Some(b) = BlockLinear::from_qtensor(&w)?
+        {
+            return Ok(Linear::Blocks(b, bias));
         }
+        Ok(Linear::Quant(QMatMul::from_arc(w)?, bias))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (y, b) = match self {
+            Linear::Dense(l) => return l.forward(x),
+            Linear::Quant(m, b) => (m.forward(x)?, b),
+            Linear::Blocks(m, b) => (m.forward(x)?, b),
+        };
+        match b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// 0: not decided yet (read `EPROF_CPU_KERNELS`), 1: eprof's, 2: candle's.
+static OWN_KERNELS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Whether models loaded from now on use eprof's CPU kernels for Q4_1, Q5_0 and Q5_1
+/// weights or candle's (the benchmark compares both in one process).
+pub fn set_own_kernels(on: bool) {
+    OWN_KERNELS.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// eprof's kernels unless `EPROF_CPU_KERNELS=candle` (or [`set_own_kernels`]).
+pub fn own_kernels() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match OWN_KERNELS.load(Relaxed) {
+        0 => {
+            let on = std::env::var("EPROF_CPU_KERNELS").map_or(true, |v| v != "candle");
+            OWN_KERNELS.store(if on { 1 } else { 2 }, Relaxed);
+            on
+        }
+        v => v == 1,
+    }
+}
+
+/// A `out x in` weight matrix of GGUF blocks, multiplied by eprof-kernels: each input
+/// row quantized to Q8 once, output rows split across rayon's threads.
+#[derive(Debug, Clone)]
+pub struct BlockLinear {
+    wt: eprof_kernels::WeightType,
+    out_features: usize,
+    in_features: usize,
+    data: std::sync::Arc<[u8]>,
+}
+
+/// Output rows per task at decode (one input row): small enough to share the work
+/// evenly, large enough that scheduling is noise.
+const ROWS_PER_TASK: usize = 64;
+
+impl BlockLinear {
+    /// `None` for a type or shape these kernels do not handle.
+    pub fn from_qtensor(
+        q: &candle_core::quantized::QTensor,
+    ) -> candle_core::Result<Option<BlockLinear>> {
+        use candle_core::quantized::GgmlDType;
+        use eprof_kernels::WeightType;
+        let wt = match q.dtype() {
+            GgmlDType::Q4_1 => WeightType::Q4_1,
+            GgmlDType::Q5_0 => WeightType::Q5_0,
+            GgmlDType::Q5_1 => WeightType::Q5_1,
+            _ => return Ok(None),
+        };
+        let (out_features, in_features) = match q.shape().dims() {
+            [o, i] => (*o, *i),
+            _ => return Ok(None),
+        };
+        if !in_features.is_multiple_of(eprof_kernels::BLOCK) {
+            return Ok(None);
+        }
+        let data = q.data()?;
+        if data.len() != out_features * in_features / eprof_kernels::BLOCK * wt.block_bytes() {
+            return Ok(None);
+        }
+        Ok(Some(BlockLinear {
+            wt,
+            out_features,
+            in_features,
+            data: data.into_owned().into(),
+        }))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        use rayon::prelude::*;
+        let dims = x.dims().to_vec();
+        let k = *dims.last().unwrap_or(&0);
+        if k != self.in_features {
+            candle_core::bail!(
+                "projection expects {} inputs, got shape {:?}",
+                self.in_features,
+                dims
+            );
+        }
+        let m = x.elem_count() / k.max(1);
+        let xs: Vec<f32> = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+        let at = self.wt.activation();
+        let act_row = k / eprof_kernels::BLOCK * at.block_bytes();
+        let mut act = Vec::with_capacity(m * act_row);
+        for row in xs.chunks_exact(k) {
+            eprof_kernels::quantize_activations(row, at, &mut act);
+        }
+        let n = self.out_features;
+        let mut out = vec![0f32; m * n];
+        let (wt, data) = (self.wt, &self.data[..]);
+        if m == 1 {
+            out.par_chunks_mut(ROWS_PER_TASK)
+                .enumerate()
+                .for_each(|(c, o)| {
+                    eprof_kernels::matvec_rows(wt, data, k, c * ROWS_PER_TASK, &act, o)
+                });
+        } else {
+            out.par_chunks_mut(n).enumerate().for_each(|(i, o)| {
+                eprof_kernels::matvec_rows(wt, data, k, 0, &act[i * act_row..(i + 1) * act_row], o)
+            });
+        }
+        let mut shape = dims;
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        Tensor::from_vec(out, shape, x.device())
     }
 }
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::{QMatMul, gguf_file};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use eprof_core::model::{ModelLayout, ModelSource};
 use eprof_core::{Error, LoadedModel, Result};
@@ -161,7 +161,7 @@ pub fn load_gguf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
             } else {
                 None
             };
-            Ok(Linear::Quant(QMatMul::from_qtensor(w)?, b))
+            Ok(Linear::quantized(std::sync::Arc::new(w), b, dev)?)
         };
         layers.push(LayerWeights {
             q: lin("attn_q", cfg.qkv_bias)?,
@@ -179,7 +179,7 @@ pub fn load_gguf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
         embedding,
         layers,
         final_norm,
-        lm_head: Linear::Quant(QMatMul::from_qtensor(lm_head)?, None),
+        lm_head: Linear::quantized(std::sync::Arc::new(lm_head), None, dev)?,
     };
     let tokenizer = BpeTokenizer::from_gguf(&content)
         .map_err(|e| merr(path, format!("tokenizer in GGUF metadata: {e}")))?;

@@ -1,0 +1,119 @@
+//! Weight bytes streamed per second by each kernel, against this machine's memory
+//! bandwidth measured in the same run (a plain streaming read), one and all threads.
+//! Decode is a matrix-vector product per projection: every weight byte is read once
+//! per token, so decode speed is bounded by how close these come to the memory.
+//!
+//! `cargo bench -p eprof-kernels --bench kernels`; measured here, never asserted.
+
+use std::time::Instant;
+
+use eprof_kernels::{BLOCK, Isa, WeightType, best, dot_with, half, quantize_activations};
+
+const WEIGHT_BYTES: usize = 96 << 20; // well past the caches
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Run `f(first_row, rows)` over `rows` split across `n` threads; seconds.
+fn timed(rows: usize, n: usize, f: &(dyn Fn(usize, usize) -> f32 + Sync)) -> f64 {
+    let t = Instant::now();
+    let per = rows.div_ceil(n);
+    let sink: f32 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| s.spawn(move || f(i * per, per.min(rows.saturating_sub(i * per)))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    std::hint::black_box(sink);
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let cols = 2048usize;
+    let n_threads = threads();
+    // Memory bandwidth: sum of u64 words over a large buffer.
+    let words: Vec<u64> = (0..WEIGHT_BYTES / 8).map(|i| i as u64).collect();
+    let mut bw = Vec::new();
+    for &n in &[1, n_threads] {
+        let per_thread = words.len().div_ceil(n);
+        let secs = median(
+            (0..5)
+                .map(|_| {
+                    timed(n, n, &|first, _| {
+                        let c =
+                            &words[first * per_thread..((first + 1) * per_thread).min(words.len())];
+                        c.iter().fold(0u64, |a, w| a.wrapping_add(*w)) as f32
+                    })
+                })
+                .collect(),
+        );
+        bw.push((n, WEIGHT_BYTES as f64 / secs / 1e9));
+    }
+    drop(words);
+    println!("memory: streaming read {} MB", WEIGHT_BYTES >> 20);
+    for (n, gbs) in &bw {
+        println!("  {n} thread(s): {gbs:.2} GB/s");
+    }
+    println!("\n| type | implementation | threads | GB/s of weights | vs streaming read |");
+    println!("|---|---|---|---|---|");
+    for t in [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1] {
+        let row_bytes = cols / BLOCK * t.block_bytes();
+        let rows = WEIGHT_BYTES / row_bytes;
+        // Random-looking blocks with a sane scale.
+        let mut weights = vec![0u8; rows * row_bytes];
+        let mut s = 7u32;
+        for b in &mut weights {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            *b = s as u8;
+        }
+        for blk in weights.chunks_exact_mut(t.block_bytes()) {
+            blk[..2].copy_from_slice(&half::f32_to_f16(0.01).to_le_bytes());
+        }
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let mut act = Vec::new();
+        quantize_activations(&x, t.activation(), &mut act);
+        let mut isas = vec![Isa::Scalar];
+        if best() != Isa::Scalar {
+            isas.push(best());
+        }
+        for isa in isas {
+            for &(n, mem) in &bw {
+                let secs = median(
+                    (0..3)
+                        .map(|_| {
+                            timed(rows, n, &|first, count| {
+                                let mut acc = 0f32;
+                                for r in first..first + count {
+                                    acc += dot_with(
+                                        isa,
+                                        t,
+                                        &weights[r * row_bytes..(r + 1) * row_bytes],
+                                        &act,
+                                    );
+                                }
+                                acc
+                            })
+                        })
+                        .collect(),
+                );
+                let gbs = (rows * row_bytes) as f64 / secs / 1e9;
+                println!(
+                    "| {} | {} | {n} | {gbs:.2} | {:.0}% |",
+                    t.name(),
+                    isa.name(),
+                    gbs / mem * 100.0
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Dot products of the quantized weight types real GGUF files use and candle's CPU
+//! backend runs through scalar code: Q4_1, Q5_0 and Q5_1, against activations
+//! quantized to Q8_1 / Q8_0, as llama.cpp's CPU backend computes them. x86-64 AVX2
+//! (+FMA) and aarch64 NEON versions, chosen at run time on x86 (so one binary runs on
+//! an older CPU too), and a portable scalar version that is also the tests' reference.
+//!
+//! No dependencies: block layouts, half-precision conversion, activation quantization
+//! and dot products only, so the crate builds and tests quickly for other targets
+//! (the NEON code is tested under `qemu-aarch64`). `unsafe` is confined to the SIMD
+//! modules; each block says why it is sound.
+//!
+//! Block layouts (32 values each, little-endian, as in GGUF):
+//!
+//! | type | bytes | layout | value |
+//! |---|---|---|---|
+//! | Q4_1 | 20 | `d: f16, m: f16, qs: [u8; 16]` | `d * q + m`, q in 0..16 |
+//! | Q5_0 | 22 | `d: f16, qh: u32, qs: [u8; 16]` | `d * (q - 16)`, q in 0..32 |
+//! | Q5_1 | 24 | `d: f16, m: f16, qh: u32, qs: [u8; 16]` | `d * q + m`, q in 0..32 |
+//! | Q8_0 | 34 | `d: f16, qs: [i8; 32]` | `d * q` |
+//! | Q8_1 | 36 | `d: f16, s: f16, qs: [i8; 32]` | `d * q`; `s = d * sum(q)` |
+//!
+//! Element `j < 16` is the low nibble of `qs[j]`, element `j + 16` its high nibble;
+//! the fifth bit of element `j` is bit `j` of `qh`.
+
+#![allow(unsafe_code)]
+
+pub mod half;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Values per block, for every type here.
+pub const BLOCK: usize = 32;
+
+/// A weight type these kernels handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightType {
+    Q4_1,
+    Q5_0,
+    Q5_1,
+}
+
+/// How activations are quantized for a weight type's dot product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActType {
+    /// `d: f16, qs: [i8; 32]`.
+    Q8_0,
+    /// `d: f16, s: f16, qs: [i8; 32]`: also carries `d * sum(q)`, which a weight
+    /// type with an offset (`m`) needs.
+    Q8_1,
+}
+
+impl WeightType {
+    pub fn block_bytes(self) -> usize {
+        match self {
+            WeightType::Q4_1 => 20,
+            WeightType::Q5_0 => 22,
+            WeightType::Q5_1 => 24,
+        }
+    }
+
+    pub fn activation(self) -> ActType {
+        match self {
+            WeightType::Q5_0 => ActType::Q8_0,
+            WeightType::Q4_1 | WeightType::Q5_1 => ActType::Q8_1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightType::Q4_1 => "q4_1",
+            WeightType::Q5_0 => "q5_0",
+            WeightType::Q5_1 => "q5_1",
+        }
+    }
+}
+
+impl ActType {
+    pub fn block_bytes(self) -> usize {
+        match self {
+            ActType::Q8_0 => 34,
+            ActType::Q8_1 => 36,
+        }
+    }
+}
+
+/// Which implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    /// x86-64 AVX2 with FMA and F16C.
+    Avx2,
+    /// aarch64 Advanced SIMD (baseline on every aarch64 CPU).
+    Neon,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+/// The best implementation this CPU runs (decided once).
+pub fn best() -> Isa {
+    static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| {
+        if Isa::Avx2.available() {
+            Isa::Avx2
+        } else if Isa::Neon.available() {
+            Isa::Neon
+        } else {
+            Isa::Scalar
+        }
+    })
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    half::f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// Quantize `x` (a multiple of 32 values) to Q8_0 or Q8_1 blocks, appended to `out`,
+/// rounding as llama.cpp's reference does (`d = max|x| / 127`, `q = round(x / d)`).
+pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
+    assert!(
+        x.len().is_multiple_of(BLOCK),
+        "{} values is not a whole number of 32-value blocks",
+        x.len()
+    );
+    out.reserve(x.len() / BLOCK * act.block_bytes());
+    for chunk in x.chunks_exact(BLOCK) {
+        let amax = chunk.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut qs = [0i8; BLOCK];
+        let mut sum = 0i32;
+        for (q, v) in qs.iter_mut().zip(chunk) {
+            // |v * id| <= 127 by construction; round half away from zero, like roundf.
+            *q = (v * id).round() as i8;
+            sum += i32::from(*q);
+        }
+        out.extend_from_slice(&half::f32_to_f16(d).to_le_bytes());
+        if act == ActType::Q8_1 {
+            out.extend_from_slice(&half::f32_to_f16(sum as f32 * d).to_le_bytes());
+        }
+        out.extend(qs.iter().map(|q| *q as u8));
+    }
+}
+
+/// The 32 quant values of block `b` of a weight row (before scale and offset), and the
+/// block's scale and offset: `value = d * q + m` (Q5_0: `m = -16 d`).
+pub fn unpack_block(t: WeightType, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
+    let mut q = [0u8; BLOCK];
+    let d = f16_at(b, 0);
+    let (m, qh, qs) = match t {
+        WeightType::Q4_1 => (f16_at(b, 2), 0u32, &b[4..20]),
+        WeightType::Q5_0 => (
+            -16.0 * d,
+            u32::from_le_bytes([b[2], b[3], b[4], b[5]]),
+            &b[6..22],
+        ),
+        WeightType::Q5_1 => (
+            f16_at(b, 2),
+            u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            &b[8..24],
+        ),
+    };
+    for j in 0..16 {
+        let hi = |k: usize| -> u8 {
+            if t == WeightType::Q4_1 {
+                0
+            } else {
+                (((qh >> k) & 1) as u8) << 4
+            }
+        };
+        q[j] = (qs[j] & 0x0F) | hi(j);
+        q[j + 16] = (qs[j] >> 4) | hi(j + 16);
+    }
+    (q, d, m)
+}
+
+/// Dequantize a weight row (a whole number of blocks) to f32: the reference the
+/// kernels are tested against.
+pub fn dequantize_row(t: WeightType, row: &[u8], out: &mut [f32]) {
+    for (b, o) in row
+        .chunks_exact(t.block_bytes())
+        .zip(out.chunks_exact_mut(BLOCK))
+    {
+        let (q, d, m) = unpack_block(t, b);
+        for (v, q) in o.iter_mut().zip(q) {
+            *v = d * f32::from(q) + m;
+        }
+    }
+}
+
+/// The dot product of one weight row with quantized activations, in portable code
+/// (llama.cpp's generic `ggml_vec_dot_*`).
+pub fn dot_scalar(t: WeightType, row: &[u8], act: &[u8]) -> f32 {
+    let (wb, ab) = (t.block_bytes(), t.activation().block_bytes());
+    let mut sum = 0.0f32;
+    for (w, a) in row.chunks_exact(wb).zip(act.chunks_exact(ab)) {
+        let (q, d, m) = unpack_block(t, w);
+        let dy = f16_at(a, 0);
+        let qy = &a[ab - BLOCK..];
+        let sumi: i32 = match t {
+            WeightType::Q5_0 => q
+                .iter()
+                .zip(qy)
+                .map(|(&x, &y)| (i32::from(x) - 16) * i32::from(y as i8))
+                .sum(),
+            _ => q
+                .iter()
+                .zip(qy)
+                .map(|(&x, &y)| i32::from(x) * i32::from(y as i8))
+                .sum(),
+        };
+        sum += match t {
+            WeightType::Q5_0 => d * dy * sumi as f32,
+            // The offset times the sum of the activations: Q8_1 carries it as `s`.
+            _ => d * dy * sumi as f32 + m * f16_at(a, 2),
+        };
+    }
+    sum
+}
+
+/// The dot product with a given implementation (which must be available; tests and
+/// benchmarks compare them). Falls back to scalar for one this CPU lacks.
+pub fn dot_with(isa: Isa, t: WeightType, row: &[u8], act: &[u8]) -> f32 {
+    let blocks = row.len() / t.block_bytes();
+    assert!(
+        row.len() == blocks * t.block_bytes() && act.len() >= blocks * t.activation().block_bytes(),
+        "row of {} bytes is not whole {} blocks, or activations are short",
+        row.len(),
+        t.name()
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if x86::available() => x86::dot(t, row, act, blocks),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::dot(t, row, act, blocks),
+        _ => dot_scalar(t, row, act),
+    }
+}
+
+/// The dot product with the best implementation this CPU runs.
+pub fn dot(t: WeightType, row: &[u8], act: &[u8]) -> f32 {
+    dot_with(best(), t, row, act)
+}
+
+/// `out[r] = row r of weights . activations` for the rows `first..first + out.len()`
+/// of a `rows x cols` weight matrix stored as consecutive rows of blocks. Callers
+/// split the rows across threads.
+pub fn matvec_rows(
+    t: WeightType,
+    weights: &[u8],
+    cols: usize,
+    first: usize,
+    act: &[u8],
+    out: &mut [f32],
+) {
+    let row_bytes = cols / BLOCK * t.block_bytes();
+    let isa = best();
+    for (i, o) in out.iter_mut().enumerate() {
+        let r = first + i;
+        *o = dot_with(isa, t, &weights[r * row_bytes..(r + 1) * row_bytes], act);
+    }
+}

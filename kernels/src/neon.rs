@@ -1,0 +1,116 @@
+//! aarch64 NEON dot products (Advanced SIMD is baseline on aarch64, so no run-time
+//! check), after llama.cpp's ARM kernels without the optional `dotprod` extension:
+//! 16 x 16 signed byte products widened with `vmull_s8` and pairwise-added to i32.
+
+use std::arch::aarch64::*;
+
+use crate::WeightType;
+use crate::half::f16_to_f32;
+
+pub fn dot(t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
+    debug_assert!(row.len() >= blocks * t.block_bytes());
+    debug_assert!(act.len() >= blocks * t.activation().block_bytes());
+    // SAFETY: NEON is part of the aarch64 baseline; the slices hold `blocks` whole
+    // blocks of each kind (asserted by `dot_with`), which is all the kernels read.
+    unsafe {
+        match t {
+            WeightType::Q4_1 => q4_1(row.as_ptr(), act.as_ptr(), blocks),
+            WeightType::Q5_0 => q5_0(row.as_ptr(), act.as_ptr(), blocks),
+            WeightType::Q5_1 => q5_1(row.as_ptr(), act.as_ptr(), blocks),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn half(p: *const u8) -> f32 {
+    // SAFETY: `p` points at two readable bytes inside a block.
+    unsafe { f16_to_f32(std::ptr::read_unaligned(p as *const u16)) }
+}
+
+/// Sum of 16 x 16 signed byte products.
+#[inline(always)]
+unsafe fn dot16(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: register-only NEON arithmetic; each product fits i16 (|a| < 32, |b| <= 128).
+    unsafe {
+        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let hi = vmull_high_s8(a, b);
+        vaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi))
+    }
+}
+
+/// The 32 weights of a block as two vectors (elements 0..16, 16..32): nibbles, plus
+/// the fifth bit from `qh` (as 16) when `qh` is given.
+#[inline(always)]
+unsafe fn weights(qs: *const u8, qh: Option<*const u8>) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: `qs` points at 16 bytes, `qh` at 4, inside one block.
+    unsafe {
+        let v = vld1q_u8(qs);
+        let m4 = vdupq_n_u8(0x0F);
+        let (mut lo, mut hi) = (vandq_u8(v, m4), vshrq_n_u8(v, 4));
+        if let Some(qh) = qh {
+            const BITS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+            let bits = vld1q_u8(BITS.as_ptr());
+            let b = std::ptr::read_unaligned(qh as *const [u8; 4]);
+            let sixteen = vdupq_n_u8(0x10);
+            let set_lo = vtstq_u8(vcombine_u8(vdup_n_u8(b[0]), vdup_n_u8(b[1])), bits);
+            let set_hi = vtstq_u8(vcombine_u8(vdup_n_u8(b[2]), vdup_n_u8(b[3])), bits);
+            lo = vorrq_u8(lo, vandq_u8(set_lo, sixteen));
+            hi = vorrq_u8(hi, vandq_u8(set_hi, sixteen));
+        }
+        (lo, hi)
+    }
+}
+
+unsafe fn q4_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+    // SAFETY: block i of x is bytes [20 i, 20 i + 20), of y [36 i, 36 i + 36).
+    unsafe {
+        let mut sum = 0.0f32;
+        for i in 0..blocks {
+            let (bx, by) = (x.add(i * 20), y.add(i * 36));
+            let (lo, hi) = weights(bx.add(4), None);
+            let p = vaddq_s32(
+                dot16(vreinterpretq_s8_u8(lo), vld1q_s8(by.add(4) as *const i8)),
+                dot16(vreinterpretq_s8_u8(hi), vld1q_s8(by.add(20) as *const i8)),
+            );
+            sum += half(bx) * half(by) * vaddvq_s32(p) as f32 + half(bx.add(2)) * half(by.add(2));
+        }
+        sum
+    }
+}
+
+unsafe fn q5_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+    // SAFETY: block i of x is bytes [22 i, 22 i + 22), of y [34 i, 34 i + 34).
+    unsafe {
+        let mut sum = 0.0f32;
+        let sixteen = vdupq_n_s8(16);
+        for i in 0..blocks {
+            let (bx, by) = (x.add(i * 22), y.add(i * 34));
+            let (lo, hi) = weights(bx.add(6), Some(bx.add(2)));
+            let lo = vsubq_s8(vreinterpretq_s8_u8(lo), sixteen);
+            let hi = vsubq_s8(vreinterpretq_s8_u8(hi), sixteen);
+            let p = vaddq_s32(
+                dot16(lo, vld1q_s8(by.add(2) as *const i8)),
+                dot16(hi, vld1q_s8(by.add(18) as *const i8)),
+            );
+            sum += half(bx) * half(by) * vaddvq_s32(p) as f32;
+        }
+        sum
+    }
+}
+
+unsafe fn q5_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+    // SAFETY: block i of x is bytes [24 i, 24 i + 24), of y [36 i, 36 i + 36).
+    unsafe {
+        let mut sum = 0.0f32;
+        for i in 0..blocks {
+            let (bx, by) = (x.add(i * 24), y.add(i * 36));
+            let (lo, hi) = weights(bx.add(8), Some(bx.add(4)));
+            let p = vaddq_s32(
+                dot16(vreinterpretq_s8_u8(lo), vld1q_s8(by.add(4) as *const i8)),
+                dot16(vreinterpretq_s8_u8(hi), vld1q_s8(by.add(20) as *const i8)),
+            );
+            sum += half(bx) * half(by) * vaddvq_s32(p) as f32 + half(bx.add(2)) * half(by.add(2));
+        }
+        sum
+    }
+}

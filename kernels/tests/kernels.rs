@@ -1,0 +1,205 @@
+//! Every kernel against the reference: weights dequantized to f32 and dotted in f64
+//! with the unquantized activations. The kernels quantize activations to 8 bits
+//! (`d = max|x| / 127` per block of 32, rounding to nearest), so each activation is
+//! off by at most `d / 2`, and the block scales are stored as f16 (relative error up
+//! to 2^-11). The bound asserted per row is exactly that:
+//!
+//!   sum over blocks of ( sum_j |w_j| x d_y / 2 + |block dot| x 2^-9 + |m| |s| 2^-9 )
+//!
+//! (2^-9 leaves room for the f16 rounding of `d_y`, of `s` and of their products
+//! in f32). Implementations are also compared with each other: they add the same
+//! integer sums and differ only in the order of the f32 additions.
+
+use eprof_kernels::{
+    ActType, BLOCK, Isa, WeightType, best, dequantize_row, dot_scalar, dot_with, half,
+    quantize_activations,
+};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+const TYPES: [WeightType; 3] = [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1];
+
+/// Kinds of weight blocks: random, and the edges.
+#[derive(Clone, Copy, Debug)]
+enum Fill {
+    Random,
+    ZeroScale,
+    AllMin,
+    AllMax,
+}
+
+fn weight_row(t: WeightType, blocks: usize, fill: Fill, rng: &mut Rng) -> Vec<u8> {
+    let mut row = Vec::new();
+    for _ in 0..blocks {
+        let d = match fill {
+            Fill::ZeroScale => 0.0,
+            _ => rng.f().abs() * 0.05 + 1e-4,
+        };
+        let m = rng.f() * 0.2;
+        let mut b = half::f32_to_f16(d).to_le_bytes().to_vec();
+        let byte = |rng: &mut Rng| -> u8 {
+            match fill {
+                Fill::AllMin => 0,
+                Fill::AllMax => 0xFF,
+                _ => rng.next() as u8,
+            }
+        };
+        match t {
+            WeightType::Q4_1 => b.extend(half::f32_to_f16(m).to_le_bytes()),
+            WeightType::Q5_0 => {}
+            WeightType::Q5_1 => b.extend(half::f32_to_f16(m).to_le_bytes()),
+        }
+        if t != WeightType::Q4_1 {
+            for _ in 0..4 {
+                b.push(byte(rng));
+            }
+        }
+        for _ in 0..16 {
+            b.push(byte(rng));
+        }
+        assert_eq!(b.len(), t.block_bytes());
+        row.extend(b);
+    }
+    row
+}
+
+fn activations(n: usize, zero: bool, rng: &mut Rng) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            if zero {
+                0.0
+            } else {
+                rng.f() * if i % 7 == 0 { 4.0 } else { 1.0 }
+            }
+        })
+        .collect()
+}
+
+/// The exact dot and the error bound of the module doc.
+fn reference(t: WeightType, row: &[u8], x: &[f32], act: &[u8]) -> (f64, f64) {
+    let mut w = vec![0f32; x.len()];
+    dequantize_row(t, row, &mut w);
+    let ab = t.activation().block_bytes();
+    let mut exact = 0f64;
+    let mut bound = 0f64;
+    for (b, (wc, xc)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).enumerate() {
+        let a = &act[b * ab..(b + 1) * ab];
+        let dy = f64::from(half::f16_to_f32(u16::from_le_bytes([a[0], a[1]])));
+        let dot: f64 = wc
+            .iter()
+            .zip(xc)
+            .map(|(&w, &x)| f64::from(w) * f64::from(x))
+            .sum();
+        let abs_w: f64 = wc.iter().map(|w| f64::from(w.abs())).sum();
+        let (m, s) = match t {
+            WeightType::Q5_0 => (0.0, 0.0),
+            _ => {
+                let wb = &row[b * t.block_bytes()..];
+                (
+                    f64::from(half::f16_to_f32(u16::from_le_bytes([wb[2], wb[3]]))),
+                    f64::from(half::f16_to_f32(u16::from_le_bytes([a[2], a[3]]))),
+                )
+            }
+        };
+        exact += dot;
+        bound += abs_w * dy / 2.0 + dot.abs() / 512.0 + m.abs() * s.abs() / 512.0;
+    }
+    (exact, bound + 1e-6)
+}
+
+#[test]
+fn every_kernel_matches_the_reference_within_the_quantization_bound() {
+    let isas: Vec<Isa> = [Isa::Scalar, Isa::Avx2, Isa::Neon]
+        .into_iter()
+        .filter(|i| i.available())
+        .collect();
+    eprintln!("implementations here: {:?} (best: {})", isas, best().name());
+    let mut rng = Rng(42);
+    let mut cases = 0;
+    let mut worst = 0f64;
+    for t in TYPES {
+        for blocks in [1usize, 2, 3, 7, 18, 48] {
+            for fill in [Fill::Random, Fill::ZeroScale, Fill::AllMin, Fill::AllMax] {
+                for zero_x in [false, true] {
+                    let row = weight_row(t, blocks, fill, &mut rng);
+                    let x = activations(blocks * BLOCK, zero_x, &mut rng);
+                    let mut act = Vec::new();
+                    quantize_activations(&x, t.activation(), &mut act);
+                    assert_eq!(act.len(), blocks * t.activation().block_bytes());
+                    let (exact, bound) = reference(t, &row, &x, &act);
+                    let scalar = dot_scalar(t, &row, &act);
+                    for &isa in &isas {
+                        let got = dot_with(isa, t, &row, &act);
+                        let err = (f64::from(got) - exact).abs();
+                        assert!(
+                            err <= bound,
+                            "{} {} blocks={blocks} {fill:?} zero_x={zero_x}: {got} vs exact {exact}, error {err} > bound {bound}",
+                            t.name(),
+                            isa.name()
+                        );
+                        worst = worst.max(err / bound);
+                        // Same integer sums, other f32 addition order.
+                        let tol = 1e-5 * (f64::from(scalar.abs()) + bound) + 1e-6;
+                        assert!(
+                            (f64::from(got) - f64::from(scalar)).abs() <= tol,
+                            "{} {} vs scalar: {got} vs {scalar}",
+                            t.name(),
+                            isa.name()
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{cases} cases; the largest error used {:.0}% of its bound",
+        worst * 100.0
+    );
+}
+
+#[test]
+fn activations_quantize_like_llama_cpp() {
+    // One block: max |x| = 2.54 -> d = 0.02, q = round(x / d).
+    let mut x = [0f32; 32];
+    x[0] = 2.54;
+    x[1] = -1.0;
+    x[2] = 0.011;
+    let mut out = Vec::new();
+    quantize_activations(&x, ActType::Q8_1, &mut out);
+    let d = half::f16_to_f32(u16::from_le_bytes([out[0], out[1]]));
+    assert!((d - 0.02).abs() < 1e-5, "{d}");
+    let qs: Vec<i8> = out[4..].iter().map(|&b| b as i8).collect();
+    assert_eq!(&qs[..3], &[127, -50, 1]);
+    let s = half::f16_to_f32(u16::from_le_bytes([out[2], out[3]]));
+    assert!((s - 0.02 * 78.0).abs() < 1e-3, "{s}");
+    let mut zero = Vec::new();
+    quantize_activations(&[0.0; 32], ActType::Q8_0, &mut zero);
+    assert_eq!(zero.len(), 34);
+    assert!(zero.iter().all(|&b| b == 0));
+}
+
+/// Which implementation the build chose, so a run on aarch64 (under qemu in CI) shows
+/// it tested NEON, not the scalar fallback.
+#[test]
+fn the_target_uses_its_simd_kernels() {
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(best(), Isa::Neon);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        assert_eq!(best(), Isa::Avx2);
+    }
+    eprintln!("best implementation: {}", best().name());
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The CPU engine against llama.cpp, side by side in one run (issue: CPU engine):
+# llama.cpp through llama-cpp-python (pinned, built once into a cached virtual
+# environment; not part of CI), then eprof's overhead benchmark on the same file with
+# the same thread count: candle-transformers' reference, eprof with candle's kernels
+# and with its own, at depth off / module / deep. Prints decode tok/s, prefill ms and
+# each ratio to llama.cpp.
+#
+#   scripts/bench-engine.sh [MODEL.gguf] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="${1:-$(scripts/fetch-model.sh)}"
+rounds="${2:-5}"
+threads="$(nproc)"
+tokens=64
+prompt="Give me three tips for staying healthy."
+venv="${EPROF_LLAMA_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/eprof/llama-cpp-venv}"
+pin="llama-cpp-python==0.3.16"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pin" 2>/dev/null)" != "$pin" ]; then
+  echo "building $pin into $venv (once; several minutes on 2 cores)..." >&2
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  CMAKE_ARGS="-DGGML_NATIVE=ON" "$venv/bin/pip" install --quiet --disable-pip-version-check "$pin" >&2
+  echo "$pin" > "$venv/.pin"
+fi
+out="$(mktemp)"
+echo "llama.cpp ($pin), $threads threads, $rounds rounds..." >&2
+"$venv/bin/python" scripts/bench/llama_bench.py "$model" "$threads" "$tokens" "$rounds" "$prompt" > "$out"
+echo "eprof, $threads threads, $rounds rounds..." >&2
+BENCH_ROUNDS="$rounds" BENCH_TOKENS="$tokens" EPROF_TEST_MODEL="$model" BENCH_LLAMA_CPP="$out" \
+  cargo bench -p eprof-record --bench overhead
+rm -f "$out"
