@@ -27,6 +27,8 @@ out="$(mktemp)"
 echo "llama.cpp ($pin), $threads threads, $rounds rounds..." >&2
 "$venv/bin/python" scripts/bench/llama_bench.py "$model" "$threads" "$tokens" "$rounds" "$prompt" > "$out"
 echo "eprof, $threads threads, $rounds rounds..." >&2
+# The same thread count for candle's pools and eprof's kernels (they share them).
+RAYON_NUM_THREADS="$threads" CANDLE_NUM_THREADS="$threads" \
 BENCH_ROUNDS="$rounds" BENCH_TOKENS="$tokens" EPROF_TEST_MODEL="$model" BENCH_LLAMA_CPP="$out" \
   cargo bench -p eprof-record --bench overhead
 rm -f "$out"

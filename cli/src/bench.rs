@@ -164,7 +164,6 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
         bail!("--repeat must be 2 or more: one run has no interval (use `eprof record`)");
     }
     let configs = configurations(&a);
-    a.settings.apply_threads()?;
     let mut profiler = Profiler::new(data.clone(), plugin_paths)?;
     for w in profiler.take_warnings() {
         eprintln!("warning: {w}");

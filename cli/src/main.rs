@@ -329,6 +329,14 @@ fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
+    let threads = match &cli.command {
+        Command::Record(a) => a.settings.threads,
+        Command::Bench(a) => a.settings.threads,
+        _ => None,
+    };
+    if let Some(code) = threads.and_then(with_threads) {
+        return code;
+    }
     let data = eprof_core::paths::DataDir::resolve(cli.data_dir.as_deref());
     // Commands write straight to stdout: `export` streams, and a reader that goes away
     // (`eprof ls | head -1`) ends the command with a closed pipe, not a panic.
@@ -378,4 +386,34 @@ fn run() -> anyhow::Result<ExitCode> {
     };
     out.flush()?;
     code.map(|()| ExitCode::SUCCESS)
+}
+
+/// `--threads N`: candle sizes its CPU thread pools (which eprof's kernels share) from
+/// `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` when they first start, and changing the
+/// environment of a running process is not sound in safe Rust. So unless they already
+/// say N, eprof runs itself again with them set and passes on its exit status
+/// (`None`: this process is that run). Ctrl-C reaches both; this one waits.
+fn with_threads(n: u16) -> Option<anyhow::Result<ExitCode>> {
+    let n = n.to_string();
+    let set = |var: &str| std::env::var(var).is_ok_and(|v| v == n);
+    if set("CANDLE_NUM_THREADS") && set("RAYON_NUM_THREADS") {
+        return None;
+    }
+    // Ignore Ctrl-C here (the child stops its run and exits; this process follows).
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGINT,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let run = || -> anyhow::Result<ExitCode> {
+        let exe = std::env::current_exe()?;
+        let status = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("CANDLE_NUM_THREADS", &n)
+            .env("RAYON_NUM_THREADS", &n)
+            .status()?;
+        Ok(ExitCode::from(
+            status.code().map_or(130, |c| u8::try_from(c).unwrap_or(1)),
+        ))
+    };
+    Some(run())
 }

@@ -89,19 +89,10 @@ pub struct RunSettings {
     /// metal; spans then synchronize the device, which --depth off avoids)
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// CPU threads for the matmuls [default: one per core]; the trace records it
+    /// CPU threads for the matmuls [default: one per core, or $CANDLE_NUM_THREADS];
+    /// the trace records it
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
-}
-
-impl RunSettings {
-    /// Apply `--threads` (before any model runs).
-    pub fn apply_threads(&self) -> anyhow::Result<()> {
-        if let Some(n) = self.threads {
-            eprof_models::set_threads(usize::from(n)).map_err(anyhow::Error::msg)?;
-        }
-        Ok(())
-    }
 }
 
 impl RunSettings {
@@ -247,7 +238,6 @@ impl TerminalSink {
 }
 
 pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::Result<ExitCode> {
-    a.settings.apply_threads()?;
     let mut profiler = Profiler::new(data.clone(), plugin_paths)?;
     for w in profiler.take_warnings() {
         eprintln!("warning: {w}");

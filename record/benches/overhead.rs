@@ -346,7 +346,7 @@ fn main() {
     }
 }
 
-/// Threads rayon runs on (candle's matmuls and eprof's kernels share its pool).
+/// Threads of candle's CPU pools (eprof's kernels share them).
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    candle_core::utils::get_num_threads()
 }

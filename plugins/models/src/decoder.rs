@@ -152,7 +152,7 @@ pub fn own_kernels() -> bool {
 }
 
 /// A `out x in` weight matrix of GGUF blocks, multiplied by eprof-kernels: each input
-/// row quantized to Q8 once, output rows split across rayon's threads.
+/// row quantized to Q8 once, output rows split across candle's CPU threads.
 #[derive(Debug, Clone)]
 pub struct BlockLinear {
     wt: eprof_kernels::WeightType,
@@ -160,10 +160,6 @@ pub struct BlockLinear {
     in_features: usize,
     data: std::sync::Arc<[u8]>,
 }
-
-/// Output rows per task at decode (one input row): small enough to share the work
-/// evenly, large enough that scheduling is noise.
-const ROWS_PER_TASK: usize = 64;
 
 impl BlockLinear {
     /// `None` for a type or shape these kernels do not handle.
@@ -198,7 +194,6 @@ impl BlockLinear {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        use rayon::prelude::*;
         let dims = x.dims().to_vec();
         let k = *dims.last().unwrap_or(&0);
         if k != self.in_features {
@@ -217,18 +212,29 @@ impl BlockLinear {
             eprof_kernels::quantize_activations(row, at, &mut act);
         }
         let n = self.out_features;
-        let mut out = vec![0f32; m * n];
         let (wt, data) = (self.wt, &self.data[..]);
-        if m == 1 {
-            out.par_chunks_mut(ROWS_PER_TASK)
-                .enumerate()
-                .for_each(|(c, o)| {
-                    eprof_kernels::matvec_rows(wt, data, k, c * ROWS_PER_TASK, &act, o)
-                });
-        } else {
-            out.par_chunks_mut(n).enumerate().for_each(|(i, o)| {
-                eprof_kernels::matvec_rows(wt, data, k, 0, &act[i * act_row..(i + 1) * act_row], o)
-            });
+        // Output rows are shared out by candle's own CPU pool (a spinning barrier pool
+        // with a shared cursor, the one its quantized matmuls use), so the threads are
+        // awake between projections. Each range of weight rows runs every input row
+        // through it: a weight row is read from memory once per call, also in prefill.
+        // Results are stored as f32 bits in atomics (disjoint, relaxed: plain stores).
+        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+        let out_t: Vec<AtomicU32> = (0..n * m).map(|_| AtomicU32::new(0)).collect();
+        candle_core::utils::barrier_pool().execute_chunked(n, |rows| {
+            let mut col = vec![0f32; rows.len()];
+            for i in 0..m {
+                let a = &act[i * act_row..(i + 1) * act_row];
+                eprof_kernels::matvec_rows(wt, data, k, rows.start, a, &mut col);
+                for (r, v) in rows.clone().zip(&col) {
+                    out_t[r * m + i].store(v.to_bits(), Relaxed);
+                }
+            }
+        });
+        let mut out = vec![0f32; m * n];
+        for (j, row) in out_t.chunks_exact(m).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                out[i * n + j] = f32::from_bits(v.load(Relaxed));
+            }
         }
         let mut shape = dims;
         if let Some(last) = shape.last_mut() {

@@ -71,20 +71,11 @@ pub fn smollm2_path() -> std::path::PathBuf {
 /// Threads and kernels the next run's matmuls use (what its trace records).
 pub fn execution(gpu: bool) -> eprof_format::Execution {
     eprof_format::Execution {
-        threads: rayon::current_num_threads() as u32,
+        threads: candle_core::utils::get_num_threads() as u32,
         kernels: if gpu || !decoder::own_kernels() {
             "candle".into()
         } else {
             format!("eprof {}", eprof_kernels::best().name())
         },
     }
-}
-
-/// Run the CPU matmuls (candle's and eprof's) on `n` threads. Once per process, before
-/// any model runs; an error after that (rayon's pool is built once).
-pub fn set_threads(n: usize) -> Result<(), String> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .map_err(|e| format!("cannot set {n} threads: {e}"))
 }
