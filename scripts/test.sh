@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Installs what it needs, idempotently: the wasm32 target, the real model, Debian's
+# Installs what it needs, idempotently: the wasm32 and aarch64 targets (with qemu for
+# the NEON kernels' tests), the real models, Debian's
 # chromium and firefox-esr, the browser tests' npm packages, and a Python virtual
 # environment with DuckDB and prometheus_client. Fails, never skips, when a required
 # part cannot run.
@@ -19,10 +20,12 @@ if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/
 fi
 qemu-aarch64 --version | head -1
 
-step "real model (SmolLM2-135M-Instruct Q4_1)"
+step "real models (SmolLM2-135M-Instruct Q4_1; Qwen2.5-Coder-0.5B-Instruct, mostly Q5_0)"
 EPROF_TEST_MODEL="$(scripts/fetch-model.sh)"
-export EPROF_TEST_MODEL
+EPROF_TEST_QWEN2="$(scripts/fetch-model.sh qwen2.5-coder-0.5b)"
+export EPROF_TEST_MODEL EPROF_TEST_QWEN2
 echo "$EPROF_TEST_MODEL"
+echo "$EPROF_TEST_QWEN2"
 
 step "browsers: chromium, firefox-esr, playwright-core"
 missing=""
