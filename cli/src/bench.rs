@@ -15,11 +15,12 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use eprof_core::paths::DataDir;
+use eprof_format::stats::SplitMix;
 use eprof_format::{Depth, GroupRef, NoteLevel, units};
 use eprof_record::{ModelChoice, Profiler, RunEvent, RunSink};
 
 use crate::commands::groups::{self, Sample};
-use crate::record::{RunSettings, interrupt_flag};
+use crate::record::{RunSettings, interrupt_flag, stop_flow};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -106,21 +107,14 @@ fn configurations(a: &BenchArgs) -> Vec<Config> {
     out
 }
 
-/// The order of one round's configurations: as given, or shuffled (Fisher-Yates on
-/// SplitMix64) from the seed and the round.
+/// The order of one round's configurations: as given, or shuffled (Fisher-Yates) from
+/// the seed and the round.
 fn round_order(n: usize, shuffle: Option<u64>, round: u32) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     if let Some(seed) = shuffle {
-        let mut s = seed ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut next = || {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut rng = SplitMix(seed ^ u64::from(round).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         for i in (1..n).rev() {
-            order.swap(i, (next() % (i as u64 + 1)) as usize);
+            order.swap(i, rng.below(i + 1));
         }
     }
     order
@@ -140,11 +134,7 @@ impl RunSink for BenchSink {
         {
             eprintln!("warning: {text}");
         }
-        if self.stop.load(Ordering::Relaxed) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        stop_flow(&self.stop)
     }
 
     fn wants_sites(&self) -> bool {

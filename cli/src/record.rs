@@ -217,15 +217,20 @@ impl RunSink for TerminalSink {
             }
             _ => {}
         }
-        if self.stop.load(Ordering::Relaxed) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        stop_flow(&self.stop)
     }
 
     fn wants_sites(&self) -> bool {
         false
+    }
+}
+
+/// `Break` once Ctrl-C was pressed: the run stops at the next token.
+pub fn stop_flow(stop: &AtomicBool) -> ControlFlow<()> {
+    if stop.load(Ordering::Relaxed) {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
     }
 }
 

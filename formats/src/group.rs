@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::attribution::{Energy, EnergyLabel};
 use crate::stats::{self, Describe, Difference, Drift};
 use crate::summary::{Row, Summary};
+use crate::units;
 
 /// Which figures are tested together: the run's headline figures are each tested
 /// alone; phases, layers, components and layer x component cells are families whose
@@ -29,6 +30,36 @@ pub enum Unit {
     Joules,
     Seconds,
     TokensPerSecond,
+}
+
+impl Unit {
+    /// A value of this unit for people: `12.300 mJ`, `2.500 ms`, `71.8 tok/s`.
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::Joules => units::joules(v),
+            Unit::Seconds => units::duration_ns(v * 1e9),
+            Unit::TokensPerSecond => format!("{v:.1} tok/s"),
+        }
+    }
+
+    /// A difference: `+12.300 mJ`, `-2.500 ms`.
+    pub fn format_signed(self, v: f64) -> String {
+        let s = self.format(v.abs());
+        if v < 0.0 {
+            format!("-{s}")
+        } else {
+            format!("+{s}")
+        }
+    }
+}
+
+/// A relative change: `+1.10%` (`-` where it is not a number).
+pub fn percent(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:+.2}%", v * 100.0)
+    } else {
+        "-".into()
+    }
 }
 
 /// One figure of one run.

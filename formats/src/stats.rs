@@ -101,20 +101,33 @@ pub fn skewed(v: &[f64]) -> bool {
     g1.abs() > 2.0 * ses
 }
 
-/// A small deterministic generator for the bootstrap (SplitMix64): the same data give
-/// the same interval on every machine and in the viewer.
-struct SplitMix(u64);
+/// A small deterministic generator (SplitMix64): the bootstrap (the same data give the
+/// same interval on every machine and in the viewer), `bench --shuffle`, the synthetic
+/// source's noise and the simulations that test these statistics.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Normal with this mean and standard deviation (Box-Muller).
+    pub fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        mean + sd * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 }
 

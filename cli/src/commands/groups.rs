@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use eprof_core::paths::DataDir;
 use eprof_format::group::{self, Family, FigureDiff, FigureStats, Unit};
 use eprof_format::stats::{ALPHA, Verdict};
-use eprof_format::{Energies, Summary, units};
+use eprof_format::{Energies, Summary};
 use eprof_index::{Index, RunFilter};
 
 use crate::Exit;
@@ -121,31 +121,6 @@ pub fn configurations(data: &DataDir, group: &str) -> anyhow::Result<Vec<Sample>
         .collect()
 }
 
-fn value(unit: Unit, v: f64) -> String {
-    match unit {
-        Unit::Joules => units::joules(v),
-        Unit::Seconds => units::duration_ns(v * 1e9),
-        Unit::TokensPerSecond => format!("{v:.1} tok/s"),
-    }
-}
-
-fn signed(unit: Unit, v: f64) -> String {
-    let s = value(unit, v.abs());
-    if v < 0.0 {
-        format!("-{s}")
-    } else {
-        format!("+{s}")
-    }
-}
-
-fn pct(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:+.2}%", v * 100.0)
-    } else {
-        "-".into()
-    }
-}
-
 /// The JSON of a report: what `--json` prints.
 pub fn report_json(samples: &[Sample]) -> serde_json::Value {
     let configs: Vec<_> = samples
@@ -217,10 +192,10 @@ pub fn report(
                             "{} of {} is {} higher than {} (95% CI of the difference {} .. {}), over the {limit}% allowed",
                             group::display_name(&d.key),
                             b.label,
-                            pct(d.diff.relative),
+                            group::percent(d.diff.relative),
                             samples[0].label,
-                            signed(d.unit, d.diff.ci_low),
-                            signed(d.unit, d.diff.ci_high),
+                            d.unit.format_signed(d.diff.ci_low),
+                            d.unit.format_signed(d.diff.ci_high),
                         ),
                     )
                     .into());
@@ -243,19 +218,21 @@ fn describe_text(s: &Sample, out: Out) -> anyhow::Result<()> {
     for f in headline.chain(phases) {
         t.row(vec![
             group::display_name(&f.key),
-            value(f.unit, f.stats.mean),
+            f.unit.format(f.stats.mean),
             format!(
                 "{} .. {}{}",
-                value(f.unit, f.stats.ci_low),
-                value(f.unit, f.stats.ci_high),
+                f.unit.format(f.stats.ci_low),
+                f.unit.format(f.stats.ci_high),
                 if f.stats.method == eprof_format::stats::IntervalMethod::Bootstrap {
                     " (bootstrap)"
                 } else {
                     ""
                 }
             ),
-            value(f.unit, f.stats.sd),
-            pct(f.stats.cv).trim_start_matches('+').to_string(),
+            f.unit.format(f.stats.sd),
+            group::percent(f.stats.cv)
+                .trim_start_matches('+')
+                .to_string(),
             f.stats.n.to_string(),
             f.stats.label.map_or("", |l| l.as_str()).to_string(),
         ]);
@@ -271,7 +248,7 @@ fn describe_text(s: &Sample, out: Out) -> anyhow::Result<()> {
             out,
             "drift: {} moves {} per run over the run order (p = {:.3}); interleave configurations, add --warmup or --cooldown",
             group::display_name(&f.key),
-            pct(d),
+            group::percent(d),
             f.drift.as_ref().map_or(1.0, |d| d.p_value)
         )?;
     }
@@ -295,20 +272,20 @@ fn compare_text(a: &Sample, b: &Sample, out: Out) -> anyhow::Result<()> {
     let row = |t: &mut Table, d: &FigureDiff| {
         t.row(vec![
             group::display_name(&d.key),
-            value(d.unit, d.diff.mean_a),
-            value(d.unit, d.diff.mean_b),
+            d.unit.format(d.diff.mean_a),
+            d.unit.format(d.diff.mean_b),
             format!(
                 "{} ({} .. {})",
-                signed(d.unit, d.diff.diff),
-                signed(d.unit, d.diff.ci_low),
-                signed(d.unit, d.diff.ci_high)
+                d.unit.format_signed(d.diff.diff),
+                d.unit.format_signed(d.diff.ci_low),
+                d.unit.format_signed(d.diff.ci_high)
             ),
-            pct(d.diff.relative),
+            group::percent(d.diff.relative),
             d.diff.verdict.as_str().to_string(),
             format!(
                 "{} ({})",
-                value(d.unit, d.diff.detectable),
-                pct(d.diff.detectable / d.diff.mean_a.abs()).trim_start_matches('+')
+                d.unit.format(d.diff.detectable),
+                group::percent(d.diff.detectable / d.diff.mean_a.abs()).trim_start_matches('+')
             ),
         ]);
     };
@@ -342,7 +319,7 @@ fn compare_text(a: &Sample, b: &Sample, out: Out) -> anyhow::Result<()> {
                     format!(
                         "{} {}",
                         d.key.split('.').nth(1).unwrap_or_default(),
-                        pct(d.diff.relative)
+                        group::percent(d.diff.relative)
                     )
                 })
                 .collect();

@@ -139,7 +139,7 @@ pub fn generate(
     cancelled |= obs.flushed(s, None).is_break();
 
     let eos = tok.eos();
-    let mut rng = Rng::new(opts.sampling.seed);
+    let mut rng = Rng(opts.sampling.seed);
     let mut stream = Utf8Stream::default();
     let mut generated: Vec<u32> = Vec::new();
     let mut pos = ids.len();

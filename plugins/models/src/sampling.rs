@@ -10,26 +10,8 @@ pub struct SamplingConfig {
     pub seed: u64,
 }
 
-/// splitmix64: small, fast, and the same on every platform.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// splitmix64: small, fast, and the same on every platform (shared with the statistics).
+pub use eprof_format::stats::SplitMix as Rng;
 
 /// Pick the next token from `logits`.
 pub fn sample(logits: &[f32], cfg: &SamplingConfig, rng: &mut Rng) -> u32 {
@@ -83,7 +65,7 @@ pub fn sample(logits: &[f32], cfg: &SamplingConfig, rng: &mut Rng) -> u32 {
             c.1 /= s;
         }
     }
-    let mut r = rng.next_f64();
+    let mut r = rng.uniform();
     for c in &cand {
         if r < c.1 {
             return c.0;
@@ -106,7 +88,7 @@ mod tests {
             top_p: None,
             seed: 1,
         };
-        assert_eq!(sample(&logits, &greedy, &mut Rng::new(1)), 1);
+        assert_eq!(sample(&logits, &greedy, &mut Rng(1)), 1);
         let hot = SamplingConfig {
             temperature: 1.0,
             top_k: Some(2),
@@ -114,11 +96,11 @@ mod tests {
             seed: 1,
         };
         let a: Vec<u32> = {
-            let mut r = Rng::new(9);
+            let mut r = Rng(9);
             (0..50).map(|_| sample(&logits, &hot, &mut r)).collect()
         };
         let b: Vec<u32> = {
-            let mut r = Rng::new(9);
+            let mut r = Rng(9);
             (0..50).map(|_| sample(&logits, &hot, &mut r)).collect()
         };
         assert_eq!(a, b, "same seed, same tokens");

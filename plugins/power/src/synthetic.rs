@@ -14,6 +14,7 @@
 
 use eprof_core::power::{Availability, PowerSource, Reading, SourceOptions};
 use eprof_core::{Clock, Error, PowerSourceRegistration, Result};
+use eprof_format::stats::SplitMix;
 use eprof_format::{Channel, ChannelKind, PowerSourceDesc, SourceKind};
 
 /// Power over time.
@@ -85,7 +86,7 @@ pub struct Synthetic {
 /// Seeded multiplicative noise: a level per opening, a factor per reading.
 struct Noise {
     sd: f64,
-    rng: u64,
+    rng: SplitMix,
     level: f64,
     /// Noisy joules since the origin (the counter's value before wrapping).
     energy_j: f64,
@@ -95,20 +96,9 @@ struct Noise {
 static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Noise {
-    fn uniform(&mut self) -> f64 {
-        // SplitMix64.
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// 1 + sd x a standard normal draw (Box-Muller), never below 0.
+    /// 1 + sd x a standard normal draw, never below 0.
     fn factor(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        (1.0 + self.sd * z).max(0.0)
+        (1.0 + self.rng.normal(0.0, self.sd)).max(0.0)
     }
 }
 
@@ -178,7 +168,7 @@ impl Synthetic {
                 let opened = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut n = Noise {
                     sd: pct / 100.0,
-                    rng: seed ^ opened.wrapping_mul(0xD1B5_4A32_D192_ED03),
+                    rng: SplitMix(seed ^ opened.wrapping_mul(0xD1B5_4A32_D192_ED03)),
                     level: 1.0,
                     energy_j: 0.0,
                 };

@@ -106,17 +106,7 @@ pub fn compare_layers(vs: &[&TraceView]) -> String {
     }
     let gw = plot / layers as f64;
     let bw = gw * 0.85 / vs.len() as f64;
-    for t in nice_ticks(0.0, max, 4) {
-        let y = top + ph - t / max * ph;
-        let _ = write!(
-            o,
-            r##"<line x1="{left}" y1="{y:.2}" x2="{x2}" y2="{y:.2}" stroke="#eee"/><text x="{tx}" y="{ty:.2}" text-anchor="end" fill="#444">{l}</text>"##,
-            x2 = left + plot,
-            tx = left - 4.0,
-            ty = y + 4.0,
-            l = esc(&fmt_tick(t, Measure::EnergyJ))
-        );
-    }
+    energy_grid(&mut o, left, plot, top, ph, max);
     for l in 0..layers {
         let gx = left + l as f64 * gw;
         for (i, v) in vs.iter().enumerate() {

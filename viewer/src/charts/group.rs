@@ -63,31 +63,6 @@ pub fn samples<'a>(vs: &[&'a TraceView]) -> Vec<Sample<'a>> {
     out
 }
 
-fn value(unit: Unit, v: f64) -> String {
-    match unit {
-        Unit::Joules => fmt_joules(v),
-        Unit::Seconds => fmt_ns(v * 1e9),
-        Unit::TokensPerSecond => format!("{v:.1} tok/s"),
-    }
-}
-
-fn signed(unit: Unit, v: f64) -> String {
-    let s = value(unit, v.abs());
-    if v < 0.0 {
-        format!("−{s}")
-    } else {
-        format!("+{s}")
-    }
-}
-
-fn pct_of(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:+.2}%", v * 100.0)
-    } else {
-        "-".into()
-    }
-}
-
 const HEADLINE: [&str; 5] = [
     "total_energy",
     "j_per_generated_token",
@@ -142,9 +117,9 @@ fn forest(key: &str, per: &[(String, Option<&FigureStats>)]) -> String {
             x1 = x(s.ci_low),
             x2 = x(s.ci_high),
             n = esc(name),
-            m = value(unit, s.mean),
-            l = value(unit, s.ci_low),
-            u = value(unit, s.ci_high),
+            m = unit.format(s.mean),
+            l = unit.format(s.ci_low),
+            u = unit.format(s.ci_high),
             c = s.n
         );
         let _ = write!(
@@ -160,7 +135,7 @@ fn forest(key: &str, per: &[(String, Option<&FigureStats>)]) -> String {
                 r##"<circle class="run-dot" cx="{cx:.2}" cy="{cy:.1}" r="2.5" fill="#fff" stroke="{color}"><title>{t}</title></circle>"##,
                 cx = x(*v),
                 cy = y - 9.0,
-                t = value(unit, *v)
+                t = unit.format(*v)
             );
         }
     }
@@ -169,8 +144,8 @@ fn forest(key: &str, per: &[(String, Option<&FigureStats>)]) -> String {
         r##"<text x="{left}" y="{y:.1}" font-size="10" fill="#666">{l}</text><text x="{r:.1}" y="{y:.1}" font-size="10" text-anchor="end" fill="#666">{u}</text></svg>"##,
         y = h - 2.0,
         r = w - right,
-        l = esc(&value(unit, lo)),
-        u = esc(&value(unit, hi))
+        l = esc(&unit.format(lo)),
+        u = esc(&unit.format(hi))
     );
     o
 }
@@ -213,17 +188,7 @@ fn bars(
         o.push_str(r#"<text x="10" y="40">no energies to show</text></svg>"#);
         return o;
     }
-    for t in nice_ticks(0.0, max, 4) {
-        let y = top + ph - t / max * ph;
-        let _ = write!(
-            o,
-            r##"<line x1="{left}" y1="{y:.2}" x2="{x2}" y2="{y:.2}" stroke="#eee"/><text x="{tx}" y="{ty:.2}" text-anchor="end" fill="#444">{l}</text>"##,
-            x2 = left + plot,
-            tx = left - 4.0,
-            ty = y + 4.0,
-            l = esc(&fmt_tick(t, Measure::EnergyJ))
-        );
-    }
+    energy_grid(&mut o, left, plot, top, ph, max);
     let gw = plot / names.len() as f64;
     let bw = gw * 0.85 / per.len().max(1) as f64;
     for (k, n) in names.iter().enumerate() {
@@ -306,9 +271,9 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
                     let _ = write!(
                         o,
                         r#"<td class="mean-ci">{} <small>({} .. {}; cv {:.1}%{})</small></td>"#,
-                        value(f.unit, s.mean),
-                        value(f.unit, s.ci_low),
-                        value(f.unit, s.ci_high),
+                        f.unit.format(s.mean),
+                        f.unit.format(s.ci_low),
+                        f.unit.format(s.ci_high),
                         s.cv * 100.0,
                         s.label
                             .map_or(String::new(), |l| format!("; {}", l.as_str()))
@@ -339,7 +304,7 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
                     r#"<p class="drift">{}: {} drifts {} per run over the run order (p = {:.3})</p>"#,
                     esc(&s.name()),
                     esc(&group::display_name(&f.key)),
-                    pct_of(dr.slope_per_run),
+                    group::percent(dr.slope_per_run),
                     dr.p_value
                 );
             }
@@ -370,14 +335,14 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
                 o,
                 r#"<tr><th>{}</th><td>{}</td><td>{}</td><td>{} ({} .. {})</td><td>{}</td><td class="verdict {cls}">{}</td><td>{}</td></tr>"#,
                 esc(&group::display_name(&d.key)),
-                value(d.unit, d.diff.mean_a),
-                value(d.unit, d.diff.mean_b),
-                signed(d.unit, d.diff.diff),
-                signed(d.unit, d.diff.ci_low),
-                signed(d.unit, d.diff.ci_high),
-                pct_of(d.diff.relative),
+                d.unit.format(d.diff.mean_a),
+                d.unit.format(d.diff.mean_b),
+                d.unit.format_signed(d.diff.diff),
+                d.unit.format_signed(d.diff.ci_low),
+                d.unit.format_signed(d.diff.ci_high),
+                group::percent(d.diff.relative),
                 d.diff.verdict.as_str(),
-                value(d.unit, d.diff.detectable)
+                d.unit.format(d.diff.detectable)
             );
         }
         o.push_str("</tbody></table>");
@@ -411,7 +376,7 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
                     format!(
                         r#"<span class="differs">{} {}</span>"#,
                         esc(d.key.split('.').nth(1).unwrap_or_default()),
-                        pct_of(d.diff.relative)
+                        group::percent(d.diff.relative)
                     )
                 })
                 .collect();

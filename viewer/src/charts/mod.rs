@@ -92,6 +92,22 @@ fn axis_x(o: &mut String, left: f64, plot: f64, y: f64, max: f64, fmt: impl Fn(f
     }
 }
 
+/// Horizontal grid lines with their energy labels, for a bar chart whose plot starts at
+/// `(left, top)`, is `plot` wide and `ph` high, and whose axis runs from 0 to `max`.
+fn energy_grid(o: &mut String, left: f64, plot: f64, top: f64, ph: f64, max: f64) {
+    for t in nice_ticks(0.0, max, 4) {
+        let y = top + ph - t / max * ph;
+        let _ = write!(
+            o,
+            r##"<line x1="{left}" y1="{y:.2}" x2="{x2}" y2="{y:.2}" stroke="#eee"/><text x="{tx}" y="{ty:.2}" text-anchor="end" fill="#444">{l}</text>"##,
+            x2 = left + plot,
+            tx = left - 4.0,
+            ty = y + 4.0,
+            l = esc(&fmt_tick(t, Measure::EnergyJ))
+        );
+    }
+}
+
 fn cell(o: &mut String, s: &str) {
     let _ = write!(o, "<td>{}</td>", esc(s));
 }
