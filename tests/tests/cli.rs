@@ -948,6 +948,34 @@ fn two_processes_importing_at_once_lose_no_run() {
 fn smollm2_deep_module_and_off_end_to_end() {
     let model = smollm2();
     let e = Env::new();
+    // The mix of weight types, by share of parameters, and which kernels run them.
+    let info = e.ok(&["model", "info", &model]);
+    assert!(
+        info.contains("weights       q4_1 78.9%, q8_0 21.0%, f32 <0.1%"),
+        "{info}"
+    );
+    assert!(info.contains("cpu kernels   eprof "), "{info}");
+    e.ok(&[
+        "record",
+        "Hi",
+        "--model",
+        &model,
+        "--power",
+        "synthetic",
+        "--max-tokens",
+        "2",
+        "--idle-ms",
+        "0",
+        "--quiet",
+        "--threads",
+        "1",
+    ]);
+    let rows = e.json(&["ls", "--json"]);
+    let shown = e.ok(&["show", rows[0]["id"].as_str().unwrap()]);
+    assert!(
+        shown.contains("execution  1 thread, kernels eprof "),
+        "--threads reaches the trace: {shown}"
+    );
     let id = e.record(&[
         "--model",
         &model,

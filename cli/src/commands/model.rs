@@ -12,8 +12,18 @@ pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
     let adapter = reg.adapter_for(&src)?;
     let m = adapter.load(&src, &candle_core::Device::Cpu)?;
     let id = &m.identity;
+    // Parameters per storage type (GGUF files; a Hugging Face folder has one dtype).
+    let mix: Vec<(String, u64)> = match src.layout {
+        eprof_core::model::ModelLayout::Gguf => {
+            let (c, _) = eprof_models::load::read_gguf(path)?;
+            eprof_models::load::weight_mix(&c)
+        }
+        _ => vec![(id.dtype.clone(), id.parameters)],
+    };
+    let total: u64 = mix.iter().map(|(_, n)| n).sum::<u64>().max(1);
+    let kernels = eprof_models::execution(false).kernels;
     if json {
-        let v = serde_json::json!({"identity": id, "adapter": adapter.name(), "layout": format!("{:?}", src.layout), "tokenizer": m.tokenizer.describe(), "sites": m.model.sites().len()});
+        let v = serde_json::json!({"identity": id, "adapter": adapter.name(), "layout": format!("{:?}", src.layout), "tokenizer": m.tokenizer.describe(), "sites": m.model.sites().len(), "weight_mix": mix, "cpu_kernels": kernels});
         out.write_all(serde_json::to_string_pretty(&v)?.as_bytes())?;
         writeln!(out)?;
         return Ok(());
@@ -29,12 +39,22 @@ pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
         id.kv_heads,
         id.vocab_size,
         id.parameters,
-        id.dtype,
+        mix.iter()
+            .map(|(t, n)| match *n as f64 / total as f64 * 100.0 {
+                p if p < 0.05 => format!("{t} <0.1%"),
+                p => format!("{t} {p:.1}%"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         if id.random_weights {
             " (random, built-in)"
         } else {
             ""
         }
+    )?;
+    writeln!(
+        out,
+        "cpu kernels   {kernels} for q4_1, q5_0, q5_1; candle's for the other types"
     )?;
     writeln!(out, "tokenizer     {}", m.tokenizer.describe())?;
     writeln!(

@@ -192,18 +192,26 @@ pub fn load_gguf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
     })
 }
 
-/// The storage type holding most of the parameters (a "Q4_1" file keeps some tensors
-/// in other types, e.g. embeddings in q8_0 and norms in f32).
-fn main_dtype(c: &gguf_file::Content) -> String {
-    let mut by_type: HashMap<String, usize> = HashMap::new();
+/// Parameters per storage type of a GGUF file, largest first: a "Q4_1" file keeps
+/// some tensors in other types (embeddings in q8_0, norms in f32), and a "Q5_0" one
+/// mixes in Q4_K, Q6_K and Q8_0.
+pub fn weight_mix(c: &gguf_file::Content) -> Vec<(String, u64)> {
+    let mut by_type: HashMap<String, u64> = HashMap::new();
     for t in c.tensor_infos.values() {
         *by_type
             .entry(format!("{:?}", t.ggml_dtype).to_lowercase())
-            .or_default() += t.shape.elem_count();
+            .or_default() += t.shape.elem_count() as u64;
     }
-    by_type
+    let mut mix: Vec<(String, u64)> = by_type.into_iter().collect();
+    mix.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    mix
+}
+
+/// The storage type holding most of the parameters.
+fn main_dtype(c: &gguf_file::Content) -> String {
+    weight_mix(c)
         .into_iter()
-        .max_by_key(|(_, n)| *n)
+        .next()
         .map(|(t, _)| t)
         .unwrap_or_default()
 }
