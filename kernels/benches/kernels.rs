@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use eprof_kernels::{BLOCK, Isa, WeightType, best, dot_with, half, quantize_activations};
+use eprof_kernels::{BLOCK, Isa, WeightType, best, half, matvec_rows_with, quantize_activations};
 
 const WEIGHT_BYTES: usize = 96 << 20; // well past the caches
 
@@ -92,16 +92,9 @@ fn main() {
                     (0..3)
                         .map(|_| {
                             timed(rows, n, &|first, count| {
-                                let mut acc = 0f32;
-                                for r in first..first + count {
-                                    acc += dot_with(
-                                        isa,
-                                        t,
-                                        &weights[r * row_bytes..(r + 1) * row_bytes],
-                                        &act,
-                                    );
-                                }
-                                acc
+                                let mut out = vec![0f32; count];
+                                matvec_rows_with(isa, t, &weights, cols, first, &act, &mut out);
+                                out.iter().sum()
                             })
                         })
                         .collect(),

@@ -12,7 +12,7 @@
 
 use eprof_kernels::{
     ActType, BLOCK, Isa, WeightType, best, dequantize_row, dot_scalar, dot_with, half,
-    quantize_activations,
+    matvec_rows_with, quantize_activations,
 };
 
 struct Rng(u64);
@@ -202,4 +202,41 @@ fn the_target_uses_its_simd_kernels() {
         assert_eq!(best(), Isa::Avx2);
     }
     eprintln!("best implementation: {}", best().name());
+}
+
+/// Whole matrices (1, 4, 7 and 13 rows: the four-row path and its tail) against
+/// row-by-row scalar dot products.
+#[test]
+fn matrix_rows_match_row_by_row() {
+    let mut rng = Rng(7);
+    for t in TYPES {
+        for rows in [2usize, 5, 8, 14] {
+            let blocks = 9;
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|_| weight_row(t, blocks, Fill::Random, &mut rng))
+                .collect();
+            let x = activations(blocks * BLOCK, false, &mut rng);
+            let mut act = Vec::new();
+            quantize_activations(&x, t.activation(), &mut act);
+            let rb = blocks * t.block_bytes();
+            for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon]
+                .into_iter()
+                .filter(|i| i.available())
+            {
+                // From row 1: a first row that is not a multiple of four.
+                let mut out = vec![0f32; rows - 1];
+                matvec_rows_with(isa, t, &w, blocks * BLOCK, 1, &act, &mut out);
+                for (i, got) in out.iter().enumerate() {
+                    let want = dot_scalar(t, &w[(i + 1) * rb..(i + 2) * rb], &act);
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (want.abs() + 1.0),
+                        "{} {} rows={rows} row {}: {got} vs {want}",
+                        t.name(),
+                        isa.name(),
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
 }
