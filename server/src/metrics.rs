@@ -135,7 +135,9 @@ impl Metrics {
                 });
             }
             RunEvent::PowerSample { watts, .. } => {
-                let Some(c) = cur.as_ref() else { return };
+                let Some(c) = cur.as_ref().filter(|c| !c.completed) else {
+                    return;
+                };
                 for ((name, in_total), w) in c.channels.iter().zip(watts) {
                     if let Some(w) = w {
                         self.power
@@ -148,7 +150,7 @@ impl Metrics {
                 decode_tokens_per_s: Some(r),
                 ..
             } => {
-                if let Some(c) = cur.as_ref() {
+                if let Some(c) = cur.as_ref().filter(|c| !c.completed) {
                     self.decode_rate.get_or_create(&model_labels(c)).set(*r);
                 }
             }
@@ -179,6 +181,9 @@ impl Metrics {
                 if let Some(j) = summary.j_per_generated_token {
                     self.j_per_token.get_or_create(&model_labels(c)).observe(j);
                 }
+                // The run is over: its live gauges go with the event that counts it
+                // (under the lock `render` takes too).
+                self.clear_gauges(c);
             }
             _ => {}
         }
@@ -195,15 +200,22 @@ impl Metrics {
             runs.push(("stop_reason", "error".to_string()));
             self.runs.get_or_create(&runs).inc();
         }
+        self.clear_gauges(&c);
+    }
+
+    fn clear_gauges(&self, c: &Current) {
         for (name, in_total) in &c.channels {
-            self.power.remove(&power_labels(&c, name, *in_total));
+            self.power.remove(&power_labels(c, name, *in_total));
         }
-        self.decode_rate.remove(&model_labels(&c));
+        self.decode_rate.remove(&model_labels(c));
     }
 
     /// The exposition: OpenMetrics when `openmetrics`, else Prometheus text 0.0.4.
     /// Returns the body and its content type.
     pub fn render(&self, openmetrics: bool) -> (String, &'static str) {
+        // Held while encoding: `observe` updates under the same lock, so a scrape sees
+        // an event's changes all or none (a finished run counted and its gauges gone).
+        let _consistent = self.current();
         let mut s = String::new();
         // Writing to a String does not fail.
         if openmetrics {
