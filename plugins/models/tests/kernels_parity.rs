@@ -5,10 +5,12 @@
 //! same integer products; Q5_0 agrees to f32 rounding. For Q4_1 and Q5_1 they differ
 //! in the block sum `s` of the Q8_1 input: eprof stores `f16(d * sum)` as llama.cpp
 //! does, candle `f16(sum) * f16(d)` (rounded twice, and `sum` above 2048 loses bits in
-//! f16); eprof's error against the exact product is the smaller one here.
+//! f16); against the exact product their errors are of one size (within 4% of each
+//! other here, either one the smaller).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
+use eprof_format::stats::SplitMix;
 use eprof_models::decoder::BlockLinear;
 
 #[test]
@@ -17,14 +19,19 @@ fn block_linear_matches_candle_qmatmul() {
     for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1] {
         for m in [1usize, 7] {
             let (n, k) = (96usize, 256usize);
-            let w = Tensor::randn(0f32, 0.05, (n, k), &dev).unwrap();
+            // Seeded: the same matrices on every run.
+            let mut rng = SplitMix(0x5eed ^ (n * k * m) as u64);
+            let mut draws = |count: usize, sd: f64| -> Vec<f32> {
+                (0..count).map(|_| rng.normal(0.0, sd) as f32).collect()
+            };
+            let w = Tensor::from_vec(draws(n * k, 0.05), (n, k), &dev).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let q_dequant = q.dequantize(&dev).unwrap();
             let ours = BlockLinear::from_qtensor(&q)
                 .unwrap()
                 .expect("a supported type");
             let theirs = QMatMul::from_qtensor(q).unwrap();
-            let x = Tensor::randn(0f32, 1.0, (1, m, k), &dev).unwrap();
+            let x = Tensor::from_vec(draws(m * k, 1.0), (1, m, k), &dev).unwrap();
             let a = ours.forward(&x).unwrap();
             let b = theirs.forward(&x).unwrap();
             assert_eq!(a.dims(), b.dims());
@@ -45,15 +52,12 @@ fn block_linear_matches_candle_qmatmul() {
             println!(
                 "{dtype:?} m={m}: max |y| {mag:.3}; max error vs exact f32: eprof {ours_err:.3e}, candle {candle_err:.3e}; eprof vs candle {between:.3e}"
             );
-            // Q8 activations: each input is off by up to max|x|/254 per block, so the
-            // error is a few 1e-3 of |y| here; both stay well inside 1%.
+            // Both quantize the inputs to 8 bits the same way, so their errors are of
+            // one size (the bound itself is tested in eprof-kernels): eprof's may not be
+            // more than 10% larger than candle's.
             assert!(
-                ours_err <= 0.01 * mag,
-                "{dtype:?} m={m}: eprof error {ours_err}"
-            );
-            assert!(
-                candle_err <= 0.01 * mag,
-                "{dtype:?} m={m}: candle error {candle_err}"
+                ours_err <= 1.1 * candle_err + 1e-4 * mag,
+                "{dtype:?} m={m}: eprof error {ours_err}, candle {candle_err}"
             );
         }
     }
