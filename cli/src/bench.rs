@@ -232,6 +232,10 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
                 eprintln!("  warm-up  {:<24} done", c.label);
                 continue;
             }
+            if r.stop_reason == eprof_format::StopReason::Cancelled {
+                eprintln!("  cancelled {:<23} {id} (left out)", c.label);
+                continue;
+            }
             order += 1;
             let s = &r.summary;
             eprintln!(
