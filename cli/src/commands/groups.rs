@@ -121,8 +121,16 @@ pub fn configurations(data: &DataDir, group: &str) -> anyhow::Result<Vec<Sample>
         .collect()
 }
 
-/// The JSON of a report: what `--json` prints.
-pub fn report_json(samples: &[Sample]) -> serde_json::Value {
+/// Every figure of `b` against `a`.
+fn compare(a: &Sample, b: &Sample) -> Vec<FigureDiff> {
+    let (ra, rb): (Vec<&Summary>, Vec<&Summary>) =
+        (a.summaries.iter().collect(), b.summaries.iter().collect());
+    group::compare_groups(&ra, &rb)
+}
+
+/// The JSON of a report: what `--json` prints. `diffs[i]` is sample `i + 1` against
+/// the first.
+fn report_json(samples: &[Sample], diffs: &[Vec<FigureDiff>]) -> serde_json::Value {
     let configs: Vec<_> = samples
         .iter()
         .map(|s| {
@@ -138,15 +146,13 @@ pub fn report_json(samples: &[Sample]) -> serde_json::Value {
     let comparisons: Vec<_> = samples
         .iter()
         .skip(1)
-        .map(|b| {
-            let a = &samples[0];
-            let (ra, rb): (Vec<&Summary>, Vec<&Summary>) =
-                (a.summaries.iter().collect(), b.summaries.iter().collect());
+        .zip(diffs)
+        .map(|(b, figures)| {
             serde_json::json!({
-                "a": a.label,
+                "a": samples[0].label,
                 "b": b.label,
                 "alpha": ALPHA,
-                "figures": group::compare_groups(&ra, &rb),
+                "figures": figures,
             })
         })
         .collect();
@@ -161,27 +167,29 @@ pub fn report(
     fail_if_higher: Option<f64>,
     out: Out,
 ) -> anyhow::Result<()> {
+    // Each configuration against the first, computed once for the report and the gate.
+    let diffs: Vec<Vec<FigureDiff>> = samples
+        .iter()
+        .skip(1)
+        .map(|b| compare(&samples[0], b))
+        .collect();
     if json {
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&report_json(samples))?
+            serde_json::to_string_pretty(&report_json(samples, &diffs))?
         )?;
     } else {
         for s in samples {
             describe_text(s, out)?;
         }
-        for b in samples.iter().skip(1) {
-            compare_text(&samples[0], b, out)?;
+        for (b, d) in samples.iter().skip(1).zip(&diffs) {
+            compare_text(&samples[0], b, d, out)?;
         }
     }
     if let Some(limit) = fail_if_higher {
-        for b in samples.iter().skip(1) {
-            let (ra, rb): (Vec<&Summary>, Vec<&Summary>) = (
-                samples[0].summaries.iter().collect(),
-                b.summaries.iter().collect(),
-            );
-            for d in group::compare_groups(&ra, &rb) {
+        for (b, bd) in samples.iter().skip(1).zip(&diffs) {
+            for d in bd {
                 if matches!(d.key.as_str(), "total_energy" | "j_per_generated_token")
                     && d.diff.verdict == Verdict::Higher
                     && d.diff.relative * 100.0 > limit
@@ -255,10 +263,7 @@ fn describe_text(s: &Sample, out: Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn compare_text(a: &Sample, b: &Sample, out: Out) -> anyhow::Result<()> {
-    let (ra, rb): (Vec<&Summary>, Vec<&Summary>) =
-        (a.summaries.iter().collect(), b.summaries.iter().collect());
-    let diffs = group::compare_groups(&ra, &rb);
+fn compare_text(a: &Sample, b: &Sample, diffs: &[FigureDiff], out: Out) -> anyhow::Result<()> {
     writeln!(out, "\n{} vs {}", b.label, a.label)?;
     let mut t = Table::new(&[
         "figure",
