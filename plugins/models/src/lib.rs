@@ -71,11 +71,22 @@ pub fn smollm2_path() -> std::path::PathBuf {
 /// Threads and kernels the next run's matmuls use (what its trace records).
 pub fn execution(gpu: bool) -> eprof_format::Execution {
     eprof_format::Execution {
-        threads: candle_core::utils::get_num_threads() as u32,
+        threads: pool_threads() as u32,
         kernels: if gpu || !decoder::own_kernels() {
             "candle".into()
         } else {
             format!("eprof {}", eprof_kernels::best().name())
         },
     }
+}
+
+/// Threads of candle's CPU pool, which its quantized matmuls and eprof's kernels run
+/// on: `CANDLE_NUM_THREADS` when set (what candle's pool reads first), else rayon's
+/// count (`RAYON_NUM_THREADS` or the cores), as candle decides it.
+fn pool_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(candle_core::utils::get_num_threads)
 }
