@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use eprof_kernels::{BLOCK, Isa, WeightType, best, half, matvec_rows_with, quantize_activations};
+use eprof_kernels::{
+    BLOCK, Isa, Packed, WeightType, best, half, matvec_rows_with, quantize_activations,
+};
 
 const WEIGHT_BYTES: usize = 96 << 20; // well past the caches
 
@@ -82,30 +84,55 @@ fn main() {
             .collect();
         let mut act = Vec::new();
         quantize_activations(&x, t.activation(), &mut act);
+        // Scalar, AVX2 without VNNI where the best has it (what VNNI adds), the best.
         let mut isas = vec![Isa::Scalar];
+        if best() == Isa::AvxVnni {
+            isas.push(Isa::Avx2);
+        }
         if best() != Isa::Scalar {
             isas.push(best());
         }
         for isa in isas {
-            for &(n, mem) in &bw {
-                let secs = median(
-                    (0..3)
-                        .map(|_| {
-                            timed(rows, n, &|first, count| {
-                                let mut out = vec![0f32; count];
-                                matvec_rows_with(isa, t, &weights, cols, first, &act, &mut out);
-                                out.iter().sum()
+            // Row by row, then (where it differs) packed in groups of four rows.
+            let packed = Packed::with(isa, t, &weights, rows, cols);
+            let layouts: &[(&str, bool)] = if packed.is_grouped() {
+                &[("rows", false), ("packed x4", true)]
+            } else {
+                &[("rows", false)]
+            };
+            for &(layout, grouped) in layouts {
+                for &(n, mem) in &bw {
+                    let secs = median(
+                        (0..3)
+                            .map(|_| {
+                                if grouped {
+                                    timed(packed.units(), n, &|first, count| {
+                                        let units = first..first + count;
+                                        let rows_in = (4 * units.end).min(rows) - 4 * first;
+                                        let mut out = vec![0f32; rows_in];
+                                        packed.matvec_units(units, &act, &mut out);
+                                        out.iter().sum()
+                                    })
+                                } else {
+                                    timed(rows, n, &|first, count| {
+                                        let mut out = vec![0f32; count];
+                                        matvec_rows_with(
+                                            isa, t, &weights, cols, first, &act, &mut out,
+                                        );
+                                        out.iter().sum()
+                                    })
+                                }
                             })
-                        })
-                        .collect(),
-                );
-                let gbs = (rows * row_bytes) as f64 / secs / 1e9;
-                println!(
-                    "| {} | {} | {n} | {gbs:.2} | {:.0}% |",
-                    t.name(),
-                    isa.name(),
-                    gbs / mem * 100.0
-                );
+                            .collect(),
+                    );
+                    let gbs = (rows * row_bytes) as f64 / secs / 1e9;
+                    println!(
+                        "| {} | {} {layout} | {n} | {gbs:.2} | {:.0}% |",
+                        t.name(),
+                        isa.name(),
+                        gbs / mem * 100.0
+                    );
+                }
             }
         }
     }

@@ -92,6 +92,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 with FMA and F16C.
     Avx2,
+    /// The same with VNNI byte dot products (AVX-VNNI, or AVX-512 VNNI + VL).
+    AvxVnni,
     /// aarch64 Advanced SIMD (baseline on every aarch64 CPU).
     Neon,
 }
@@ -101,6 +103,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx2-vnni",
             Isa::Neon => "neon",
         }
     }
@@ -110,7 +113,7 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::available(),
+            Isa::Avx2 | Isa::AvxVnni => self.flavor().is_some(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => true,
             #[allow(unreachable_patterns)]
@@ -119,11 +122,25 @@ impl Isa {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Isa {
+    /// The x86 copy of the kernels this runs, if this CPU has it.
+    fn flavor(self) -> Option<x86::Flavor> {
+        match self {
+            Isa::Avx2 => Some(x86::Flavor::Avx2).filter(|f| f.available()),
+            Isa::AvxVnni => x86::Flavor::vnni(),
+            _ => None,
+        }
+    }
+}
+
 /// The best implementation this CPU runs (decided once).
 pub fn best() -> Isa {
     static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| {
-        if Isa::Avx2.available() {
+        if Isa::AvxVnni.available() {
+            Isa::AvxVnni
+        } else if Isa::Avx2.available() {
             Isa::Avx2
         } else if Isa::Neon.available() {
             Isa::Neon
@@ -251,9 +268,11 @@ pub fn dot_with(isa: Isa, t: WeightType, row: &[u8], act: &[u8]) -> f32 {
         row.len(),
         t.name()
     );
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = isa.flavor() {
+        return x86::dot(f, t, row, act, blocks);
+    }
     match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if x86::available() => x86::dot(t, row, act, blocks),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::dot(t, row, act, blocks),
         _ => dot_scalar(t, row, act),
@@ -279,7 +298,7 @@ pub fn matvec_rows(
     matvec_rows_with(best(), t, weights, cols, first, act, out)
 }
 
-/// [`matvec_rows`] with a given implementation (tests compare them). AVX2 takes Q4_1
+/// [`matvec_rows`] with a given implementation (tests compare them). x86 takes Q4_1
 /// and Q5_1 rows four at a time, sharing each activation load.
 pub fn matvec_rows_with(
     isa: Isa,
@@ -299,7 +318,7 @@ pub fn matvec_rows_with(
         first + out.len()
     );
     let row = |r: usize| &weights[r * row_bytes..(r + 1) * row_bytes];
-    // Rows done four at a time (x86 AVX2, Q4_1 and Q5_1); the rest one by one.
+    // Rows done four at a time (x86, Q4_1 and Q5_1); the rest one by one.
     let done = {
         #[cfg(target_arch = "x86_64")]
         {
@@ -307,10 +326,11 @@ pub fn matvec_rows_with(
             // Q5_0's four-row form measured slower than its one-row form (10.3
             // against 14.2 GB/s on 2 threads here): its sign shuffles leave too few
             // registers for four rows.
-            if isa == Isa::Avx2 && x86::available() && t != WeightType::Q5_0 {
+            if let Some(f) = isa.flavor().filter(|_| t != WeightType::Q5_0) {
                 while done + 4 <= out.len() {
                     let r = first + done;
-                    let d = x86::dot4(t, [row(r), row(r + 1), row(r + 2), row(r + 3)], act, blocks);
+                    let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                    let d = x86::dot4(f, t, rows, act, blocks);
                     out[done..done + 4].copy_from_slice(&d);
                     done += 4;
                 }
@@ -324,5 +344,141 @@ pub fn matvec_rows_with(
     };
     for (j, o) in out.iter_mut().enumerate().skip(done) {
         *o = dot_with(isa, t, row(first + j), act);
+    }
+}
+
+/// A weight matrix kept in the layout its kernels read fastest. On x86, rows are packed
+/// in groups of four: for each block, the four rows' f16 scales, then their offsets
+/// (Q4_1, Q5_1), their `qh` (Q5_0, Q5_1), then their quant bytes, so one F16C
+/// conversion serves four rows (the one-row layout spends one or two per row and
+/// block, and decode is bound by that work, not by memory). Same bytes as the GGUF
+/// rows, rounded up to four rows; the same sums as [`matvec_rows_with`], bit for bit.
+/// Elsewhere (NEON, scalar) the rows stay as they are.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    t: WeightType,
+    isa: Isa,
+    rows: usize,
+    cols: usize,
+    grouped: bool,
+    data: Vec<u8>,
+}
+
+impl Packed {
+    /// Pack for the best implementation here.
+    pub fn new(t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
+        Packed::with(best(), t, weights, rows, cols)
+    }
+
+    /// Pack `rows x cols` weights (consecutive rows of blocks) for `isa`.
+    pub fn with(isa: Isa, t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
+        let blocks = cols / BLOCK;
+        let (bb, row_bytes) = (t.block_bytes(), cols / BLOCK * t.block_bytes());
+        assert!(
+            cols.is_multiple_of(BLOCK) && weights.len() == rows * row_bytes,
+            "{} bytes are not {rows} rows of {cols} {} values",
+            weights.len(),
+            t.name()
+        );
+        let grouped = cfg!(target_arch = "x86_64")
+            && matches!(isa, Isa::Avx2 | Isa::AvxVnni)
+            && isa.available();
+        if !grouped {
+            return Packed {
+                t,
+                isa,
+                rows,
+                cols,
+                grouped,
+                data: weights.to_vec(),
+            };
+        }
+        // Per group block, each field of the four rows in turn: Q4_1 [d][m][qs],
+        // Q5_0 [d][qh][qs], Q5_1 [d][m][qh][qs].
+        let fields: &[(usize, usize)] = match t {
+            WeightType::Q4_1 => &[(0, 2), (2, 2), (4, 16)],
+            WeightType::Q5_0 => &[(0, 2), (2, 4), (6, 16)],
+            WeightType::Q5_1 => &[(0, 2), (2, 2), (4, 4), (8, 16)],
+        };
+        let groups = rows.div_ceil(4);
+        let mut data = Vec::with_capacity(groups * 4 * row_bytes);
+        let zero = vec![0u8; bb];
+        for g in 0..groups {
+            for i in 0..blocks {
+                let block = |r: usize| {
+                    let row = 4 * g + r;
+                    if row < rows {
+                        &weights[row * row_bytes + i * bb..row * row_bytes + (i + 1) * bb]
+                    } else {
+                        &zero[..]
+                    }
+                };
+                for &(at, len) in fields {
+                    for r in 0..4 {
+                        data.extend_from_slice(&block(r)[at..at + len]);
+                    }
+                }
+            }
+        }
+        Packed {
+            t,
+            isa,
+            rows,
+            cols,
+            grouped,
+            data,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn weight_type(&self) -> WeightType {
+        self.t
+    }
+
+    /// Whether the rows are packed in groups (else kept as they came).
+    pub fn is_grouped(&self) -> bool {
+        self.grouped
+    }
+
+    /// Units of work for threads to share: spans of four rows.
+    pub fn units(&self) -> usize {
+        self.rows.div_ceil(4)
+    }
+
+    /// Rows `4 units.start .. min(4 units.end, rows)` times the activations, into
+    /// `out` (one value per row).
+    pub fn matvec_units(&self, units: std::ops::Range<usize>, act: &[u8], out: &mut [f32]) {
+        let first = 4 * units.start;
+        let end = (4 * units.end).min(self.rows);
+        assert!(
+            first <= end && out.len() == end - first,
+            "units {units:?} of {} rows into {} outputs",
+            self.rows,
+            out.len()
+        );
+        if !self.grouped {
+            return matvec_rows_with(self.isa, self.t, &self.data, self.cols, first, act, out);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let blocks = self.cols / BLOCK;
+            let group_bytes = 4 * blocks * self.t.block_bytes();
+            let f = self
+                .isa
+                .flavor()
+                .expect("packed for an available x86 flavour");
+            for (g, out) in units.zip(out.chunks_mut(4)) {
+                let group = &self.data[g * group_bytes..(g + 1) * group_bytes];
+                let d = x86::dot4_packed(f, self.t, group, act, blocks);
+                out.copy_from_slice(&d[..out.len()]);
+            }
+        }
     }
 }

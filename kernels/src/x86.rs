@@ -1,33 +1,122 @@
-//! x86-64 AVX2 + FMA + F16C dot products, after llama.cpp's
-//! `ggml_vec_dot_q4_1_q8_1`, `_q5_0_q8_0` and `_q5_1_q8_1` (ggml-cpu, x86 quants).
-//! One block per iteration: 32 products as `maddubs` (u8 x i8 -> i16 pairs) and
-//! `madd` (pairs -> i32), scaled in f32 with one FMA.
+//! x86-64 dot products, after llama.cpp's `ggml_vec_dot_q4_1_q8_1`, `_q5_0_q8_0` and
+//! `_q5_1_q8_1` (ggml-cpu, x86 quants). One block per iteration: 32 products of
+//! unsigned weight quants and signed activations summed to eight i32 lanes, scaled in
+//! f32 with one FMA. With AVX2 alone the sum is `maddubs` (u8 x i8 -> i16 pairs) then
+//! `madd` (pairs -> i32); with VNNI (AVX-VNNI, or AVX-512 VNNI on 256-bit registers)
+//! it is one `vpdpbusd`, as llama.cpp uses where the CPU has it.
+//!
+//! The kernels are written once (`kernels!`) and compiled for each instruction set,
+//! each copy with its own `#[target_feature]`, chosen at run time by [`Flavor`].
 
 use std::arch::x86_64::*;
 
 use crate::{BLOCK, WeightType};
 
-pub fn available() -> bool {
-    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OK.get_or_init(|| {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    })
+/// Which copy of the kernels runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// The same with AVX-VNNI.
+    AvxVnni,
+    /// The same with AVX-512 VNNI + VL (256-bit registers).
+    Avx512Vnni,
 }
 
-pub fn dot(t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
-    debug_assert!(available());
+impl Flavor {
+    pub fn available(self) -> bool {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let avx2 = *AVX2.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        });
+        avx2 && match self {
+            Flavor::Avx2 => true,
+            Flavor::AvxVnni => is_x86_feature_detected!("avxvnni"),
+            Flavor::Avx512Vnni => {
+                is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+            }
+        }
+    }
+
+    /// The VNNI copy this CPU runs, if any.
+    pub fn vnni() -> Option<Flavor> {
+        [Flavor::AvxVnni, Flavor::Avx512Vnni]
+            .into_iter()
+            .find(|f| f.available())
+    }
+}
+
+pub fn dot(f: Flavor, t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
+    debug_assert!(f.available());
     debug_assert!(row.len() >= blocks * t.block_bytes());
     debug_assert!(act.len() >= blocks * t.activation().block_bytes());
-    // SAFETY: the caller checked `available()` (AVX2, FMA, F16C present), and the
-    // slices hold `blocks` whole blocks of each kind (asserted by `dot_with`), which
-    // is all the kernels read.
+    let (x, y) = (row.as_ptr(), act.as_ptr());
+    // SAFETY: the caller checked `f.available()` (the copy's features are present),
+    // and the slices hold `blocks` whole blocks of each kind (asserted by `dot_with`),
+    // which is all the kernels read.
     unsafe {
-        match t {
-            WeightType::Q4_1 => q4_1(row.as_ptr(), act.as_ptr(), blocks),
-            WeightType::Q5_0 => q5_0(row.as_ptr(), act.as_ptr(), blocks),
-            WeightType::Q5_1 => q5_1(row.as_ptr(), act.as_ptr(), blocks),
+        match (f, t) {
+            (Flavor::Avx2, WeightType::Q4_1) => avx2::q4_1(x, y, blocks),
+            (Flavor::Avx2, WeightType::Q5_0) => avx2::q5_0(x, y, blocks),
+            (Flavor::Avx2, WeightType::Q5_1) => avx2::q5_1(x, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q4_1) => avx_vnni::q4_1(x, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q5_0) => avx_vnni::q5_0(x, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q5_1) => avx_vnni::q5_1(x, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::q4_1(x, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q5_0) => avx512_vnni::q5_0(x, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q5_1) => avx512_vnni::q5_1(x, y, blocks),
+        }
+    }
+}
+
+/// Four weight rows against the same activations: each activation block is loaded once
+/// for four rows, and the four accumulators are independent (more work in flight).
+/// Q4_1 and Q5_1 only (Q5_0's four-row form measured slower; the caller runs it row
+/// by row).
+pub fn dot4(f: Flavor, t: WeightType, rows: [&[u8]; 4], act: &[u8], blocks: usize) -> [f32; 4] {
+    debug_assert!(f.available());
+    debug_assert!(rows.iter().all(|r| r.len() >= blocks * t.block_bytes()));
+    debug_assert!(act.len() >= blocks * t.activation().block_bytes());
+    if t == WeightType::Q5_0 {
+        return rows.map(|r| dot(f, t, r, act, blocks));
+    }
+    let (p, y) = (rows.map(<[u8]>::as_ptr), act.as_ptr());
+    // SAFETY: as for `dot`: the features are present and every slice holds `blocks`
+    // whole blocks.
+    unsafe {
+        match (f, t) {
+            (Flavor::Avx2, WeightType::Q4_1) => avx2::q4_1_x4(p, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q4_1) => avx_vnni::q4_1_x4(p, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::q4_1_x4(p, y, blocks),
+            (Flavor::Avx2, _) => avx2::q5_1_x4(p, y, blocks),
+            (Flavor::AvxVnni, _) => avx_vnni::q5_1_x4(p, y, blocks),
+            (Flavor::Avx512Vnni, _) => avx512_vnni::q5_1_x4(p, y, blocks),
+        }
+    }
+}
+
+/// Four rows packed as a group (see `crate::Packed`): the same sums as [`dot4`] on
+/// the same rows, bit for bit, with the group's eight scales converted at once.
+pub fn dot4_packed(f: Flavor, t: WeightType, group: &[u8], act: &[u8], blocks: usize) -> [f32; 4] {
+    debug_assert!(f.available());
+    assert!(group.len() >= blocks * 4 * t.block_bytes());
+    assert!(act.len() >= blocks * t.activation().block_bytes());
+    let (x, y) = (group.as_ptr(), act.as_ptr());
+    // SAFETY: the features are present (checked by the caller) and the slices hold
+    // `blocks` whole group blocks and activation blocks (asserted above).
+    unsafe {
+        match (f, t) {
+            (Flavor::Avx2, WeightType::Q5_0) => avx2::q5_0_x4p(x, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q5_0) => avx_vnni::q5_0_x4p(x, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q5_0) => avx512_vnni::q5_0_x4p(x, y, blocks),
+            (Flavor::Avx2, WeightType::Q4_1) => avx2::q4_1_x4p(x, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q4_1) => avx_vnni::q4_1_x4p(x, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::q4_1_x4p(x, y, blocks),
+            (Flavor::Avx2, _) => avx2::q5_1_x4p(x, y, blocks),
+            (Flavor::AvxVnni, _) => avx_vnni::q5_1_x4p(x, y, blocks),
+            (Flavor::Avx512Vnni, _) => avx512_vnni::q5_1_x4p(x, y, blocks),
         }
     }
 }
@@ -82,11 +171,31 @@ unsafe fn mul_sum_us8(ax: __m256i, sy: __m256i) -> __m256 {
     }
 }
 
+/// The same with one VNNI instruction (AVX-VNNI encoding); no i16 step, so no
+/// saturation bound at all.
+#[inline(always)]
+unsafe fn mul_sum_us8_avx_vnni(ax: __m256i, sy: __m256i) -> __m256 {
+    // SAFETY: register-only arithmetic; AVX-VNNI is enabled in the callers.
+    unsafe { _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ax, sy)) }
+}
+
+/// The same with AVX-512 VNNI on 256-bit registers.
+#[inline(always)]
+unsafe fn mul_sum_us8_avx512_vnni(ax: __m256i, sy: __m256i) -> __m256 {
+    // SAFETY: register-only arithmetic; AVX-512 VNNI + VL are enabled in the callers.
+    unsafe { _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy)) }
+}
+
+/// One of the `mul_sum_us8` forms, as a type parameter of [`mul_sum_i8`].
+trait MulSum {
+    unsafe fn mul_sum(ax: __m256i, sy: __m256i) -> __m256;
+}
+
 /// The same for signed `x` (-16..16): |x| times y with x's sign moved onto y.
 #[inline(always)]
-unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
+unsafe fn mul_sum_i8<M: MulSum>(x: __m256i, y: __m256i) -> __m256 {
     // SAFETY: register-only AVX2 arithmetic.
-    unsafe { mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)) }
+    unsafe { M::mul_sum(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)) }
 }
 
 #[inline(always)]
@@ -100,124 +209,293 @@ unsafe fn hsum(v: __m256) -> f32 {
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-    // SAFETY: block i of x is bytes [20 i, 20 i + 20), of y [36 i, 36 i + 36), all
-    // within the slices `dot` was given.
+/// A packed group's four scales times the activation scale, and its four offsets
+/// times the activation sum (`d_r dy`, `m_r sy`), from the group block at `bx` (eight
+/// f16: four `d`, four `m`) and the Q8_1 block at `by`. One conversion for all eight.
+#[inline(always)]
+unsafe fn scales_x4(bx: *const u8, by: *const u8) -> (__m128, __m128) {
+    // SAFETY: `bx` has 16 readable bytes, `by` 4; F16C and AVX are enabled in callers.
     unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut offsets = 0.0f32;
-        for i in 0..blocks {
-            let (bx, by) = (x.add(i * 20), y.add(i * 36));
-            let d = half(bx) * half(by);
-            offsets += half(bx.add(2)) * half(by.add(2));
-            let qx = nibbles(bx.add(4));
-            let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_us8(qx, qy), acc);
-        }
-        hsum(acc) + offsets
+        let dm = _mm256_cvtph_ps(_mm_loadu_si128(bx as *const __m128i));
+        let dd = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_set1_ps(half(by)));
+        let sm = _mm_mul_ps(_mm256_extractf128_ps(dm, 1), _mm_set1_ps(half(by.add(2))));
+        (dd, sm)
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-    // SAFETY: block i of x is bytes [22 i, 22 i + 22), of y [34 i, 34 i + 34).
+/// Lane `r` of `v` in all eight lanes.
+#[inline(always)]
+unsafe fn lane(v: __m128, r: usize) -> __m256 {
+    // SAFETY: register-only AVX2 arithmetic.
+    unsafe { _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(r as i32)) }
+}
+
+/// Each row's sum: its accumulator's lanes plus its offset term.
+#[inline(always)]
+unsafe fn finish_x4(acc: [__m256; 4], offsets: __m128) -> [f32; 4] {
+    let mut o = [0f32; 4];
+    // SAFETY: `o` has room for four f32; the rest is register arithmetic.
     unsafe {
-        let mut acc = _mm256_setzero_ps();
-        for i in 0..blocks {
-            let (bx, by) = (x.add(i * 22), y.add(i * 34));
-            let d = half(bx) * half(by);
-            // q - 16 as i8: where the fifth bit is clear, set the top four bits.
-            let hi = _mm256_andnot_si256(bits(bx.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
-            let qx = _mm256_or_si256(nibbles(bx.add(6)), hi);
-            let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_i8(qx, qy), acc);
-        }
-        hsum(acc)
+        _mm_storeu_ps(o.as_mut_ptr(), offsets);
+        [0, 1, 2, 3].map(|r| hsum(acc[r]) + o[r])
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-    // SAFETY: block i of x is bytes [24 i, 24 i + 24), of y [36 i, 36 i + 36).
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut offsets = 0.0f32;
-        for i in 0..blocks {
-            let (bx, by) = (x.add(i * 24), y.add(i * 36));
-            let d = half(bx) * half(by);
-            offsets += half(bx.add(2)) * half(by.add(2));
-            let hi = _mm256_and_si256(bits(bx.add(4)), _mm256_set1_epi8(0x10));
-            let qx = _mm256_or_si256(nibbles(bx.add(8)), hi);
-            let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_us8(qx, qy), acc);
-        }
-        hsum(acc) + offsets
-    }
-}
+/// The kernels, once per instruction set: `$features` for `#[target_feature]`, `$mul`
+/// the 32-product sum.
+macro_rules! kernels {
+    ($name:ident, $features:literal, $mul:ident) => {
+        mod $name {
+            use super::*;
 
-/// Four weight rows against the same activations: each activation block is loaded once
-/// for four rows, and the four accumulators are independent (more work in flight).
-pub fn dot4(t: WeightType, rows: [&[u8]; 4], act: &[u8], blocks: usize) -> [f32; 4] {
-    debug_assert!(available());
-    debug_assert!(rows.iter().all(|r| r.len() >= blocks * t.block_bytes()));
-    debug_assert!(act.len() >= blocks * t.activation().block_bytes());
-    let p = rows.map(<[u8]>::as_ptr);
-    // SAFETY: as for `dot`: the features are present and every slice holds `blocks`
-    // whole blocks.
-    unsafe {
-        match t {
-            WeightType::Q4_1 => q4_1_x4(p, act.as_ptr(), blocks),
-            // One row at a time is faster for Q5_0 (see `matvec_rows_with`).
-            WeightType::Q5_0 => p.map(|x| q5_0(x, act.as_ptr(), blocks)),
-            WeightType::Q5_1 => q5_1_x4(p, act.as_ptr(), blocks),
-        }
-    }
-}
+            struct Mul;
+            impl MulSum for Mul {
+                #[inline(always)]
+                unsafe fn mul_sum(ax: __m256i, sy: __m256i) -> __m256 {
+                    // SAFETY: register-only arithmetic with this copy's features.
+                    unsafe { $mul(ax, sy) }
+                }
+            }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_x4(x: [*const u8; 4], y: *const u8, blocks: usize) -> [f32; 4] {
-    // SAFETY: block i of each row is bytes [20 i, 20 i + 20), of y [36 i, 36 i + 36).
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut offsets = [0.0f32; 4];
-        for i in 0..blocks {
-            let by = y.add(i * 36);
-            let (dy, sy) = (half(by), half(by.add(2)));
-            let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
-            for r in 0..4 {
-                let bx = x[r].add(i * 20);
-                offsets[r] += half(bx.add(2)) * sy;
-                let d = _mm256_set1_ps(half(bx) * dy);
-                acc[r] = _mm256_fmadd_ps(d, mul_sum_us8(nibbles(bx.add(4)), qy), acc[r]);
+            #[target_feature(enable = $features)]
+            pub unsafe fn q4_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+                // SAFETY: block i of x is bytes [20 i, 20 i + 20), of y [36 i, 36 i + 36), all
+                // within the slices `dot` was given.
+                unsafe {
+                    let mut acc = _mm256_setzero_ps();
+                    let mut offsets = 0.0f32;
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 20), y.add(i * 36));
+                        let d = half(bx) * half(by);
+                        offsets += half(bx.add(2)) * half(by.add(2));
+                        let qx = nibbles(bx.add(4));
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
+                        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), $mul(qx, qy), acc);
+                    }
+                    hsum(acc) + offsets
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q5_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+                // SAFETY: block i of x is bytes [22 i, 22 i + 22), of y [34 i, 34 i + 34).
+                unsafe {
+                    let mut acc = _mm256_setzero_ps();
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 22), y.add(i * 34));
+                        let d = half(bx) * half(by);
+                        // q - 16 as i8: where the fifth bit is clear, set the top four bits.
+                        let hi =
+                            _mm256_andnot_si256(bits(bx.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
+                        let qx = _mm256_or_si256(nibbles(bx.add(6)), hi);
+                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_i8::<Mul>(qx, qy), acc);
+                    }
+                    hsum(acc)
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q5_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+                // SAFETY: block i of x is bytes [24 i, 24 i + 24), of y [36 i, 36 i + 36).
+                unsafe {
+                    let mut acc = _mm256_setzero_ps();
+                    let mut offsets = 0.0f32;
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 24), y.add(i * 36));
+                        let d = half(bx) * half(by);
+                        offsets += half(bx.add(2)) * half(by.add(2));
+                        let hi = _mm256_and_si256(bits(bx.add(4)), _mm256_set1_epi8(0x10));
+                        let qx = _mm256_or_si256(nibbles(bx.add(8)), hi);
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
+                        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), $mul(qx, qy), acc);
+                    }
+                    hsum(acc) + offsets
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q4_1_x4(x: [*const u8; 4], y: *const u8, blocks: usize) -> [f32; 4] {
+                // SAFETY: block i of each row is bytes [20 i, 20 i + 20), of y [36 i, 36 i + 36).
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    let mut offsets = [0.0f32; 4];
+                    for i in 0..blocks {
+                        let by = y.add(i * 36);
+                        let (dy, sy) = (half(by), half(by.add(2)));
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
+                        for r in 0..4 {
+                            let bx = x[r].add(i * 20);
+                            offsets[r] += half(bx.add(2)) * sy;
+                            let d = _mm256_set1_ps(half(bx) * dy);
+                            acc[r] = _mm256_fmadd_ps(d, $mul(nibbles(bx.add(4)), qy), acc[r]);
+                        }
+                    }
+                    [0, 1, 2, 3].map(|r| hsum(acc[r]) + offsets[r])
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q5_1_x4(x: [*const u8; 4], y: *const u8, blocks: usize) -> [f32; 4] {
+                // SAFETY: block i of each row is bytes [24 i, 24 i + 24), of y [36 i, 36 i + 36).
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    let mut offsets = [0.0f32; 4];
+                    let b10 = _mm256_set1_epi8(0x10);
+                    for i in 0..blocks {
+                        let by = y.add(i * 36);
+                        let (dy, sy) = (half(by), half(by.add(2)));
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
+                        for r in 0..4 {
+                            let bx = x[r].add(i * 24);
+                            offsets[r] += half(bx.add(2)) * sy;
+                            let hi = _mm256_and_si256(bits(bx.add(4)), b10);
+                            let qx = _mm256_or_si256(nibbles(bx.add(8)), hi);
+                            let d = _mm256_set1_ps(half(bx) * dy);
+                            acc[r] = _mm256_fmadd_ps(d, $mul(qx, qy), acc[r]);
+                        }
+                    }
+                    [0, 1, 2, 3].map(|r| hsum(acc[r]) + offsets[r])
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q4_1_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
+                // SAFETY: block i of the group is bytes [80 i, 80 i + 80) (four f16
+                // scales, four f16 offsets, four rows' 16 quant bytes), of y
+                // [36 i, 36 i + 36).
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    let mut offsets = _mm_setzero_ps();
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 80), y.add(i * 36));
+                        let (dd, sm) = scales_x4(bx, by);
+                        offsets = _mm_add_ps(offsets, sm);
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
+                        for r in 0..4 {
+                            let q = $mul(nibbles(bx.add(16 + 16 * r)), qy);
+                            acc[r] = _mm256_fmadd_ps(lane(dd, r), q, acc[r]);
+                        }
+                    }
+                    finish_x4(acc, offsets)
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q5_1_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
+                // SAFETY: block i of the group is bytes [96 i, 96 i + 96) (four f16
+                // scales, four f16 offsets, four rows' `qh`, four rows' `qs`), of y
+                // [36 i, 36 i + 36).
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    let mut offsets = _mm_setzero_ps();
+                    let b10 = _mm256_set1_epi8(0x10);
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 96), y.add(i * 36));
+                        let (dd, sm) = scales_x4(bx, by);
+                        offsets = _mm_add_ps(offsets, sm);
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
+                        for r in 0..4 {
+                            let hi = _mm256_and_si256(bits(bx.add(16 + 4 * r)), b10);
+                            let qx = _mm256_or_si256(nibbles(bx.add(32 + 16 * r)), hi);
+                            acc[r] = _mm256_fmadd_ps(lane(dd, r), $mul(qx, qy), acc[r]);
+                        }
+                    }
+                    finish_x4(acc, offsets)
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q5_0_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
+                // SAFETY: block i of the group is bytes [88 i, 88 i + 88) (four f16
+                // scales, four rows' `qh`, four rows' `qs`), of y [34 i, 34 i + 34).
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    let f0 = _mm256_set1_epi8(0xF0u8 as i8);
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 88), y.add(i * 34));
+                        let d = _mm_cvtph_ps(_mm_loadl_epi64(bx as *const __m128i));
+                        let dd = _mm_mul_ps(d, _mm_set1_ps(half(by)));
+                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        for r in 0..4 {
+                            // q - 16 as i8: where the fifth bit is clear, set the top
+                            // four bits.
+                            let hi = _mm256_andnot_si256(bits(bx.add(8 + 4 * r)), f0);
+                            let qx = _mm256_or_si256(nibbles(bx.add(24 + 16 * r)), hi);
+                            let q = mul_sum_i8::<Mul>(qx, qy);
+                            acc[r] = _mm256_fmadd_ps(lane(dd, r), q, acc[r]);
+                        }
+                    }
+                    [0, 1, 2, 3].map(|r| hsum(acc[r]))
+                }
             }
         }
-        [0, 1, 2, 3].map(|r| hsum(acc[r]) + offsets[r])
-    }
+    };
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_1_x4(x: [*const u8; 4], y: *const u8, blocks: usize) -> [f32; 4] {
-    // SAFETY: block i of each row is bytes [24 i, 24 i + 24), of y [36 i, 36 i + 36).
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut offsets = [0.0f32; 4];
-        let b10 = _mm256_set1_epi8(0x10);
-        for i in 0..blocks {
-            let by = y.add(i * 36);
-            let (dy, sy) = (half(by), half(by.add(2)));
-            let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
-            for r in 0..4 {
-                let bx = x[r].add(i * 24);
-                offsets[r] += half(bx.add(2)) * sy;
-                let hi = _mm256_and_si256(bits(bx.add(4)), b10);
-                let qx = _mm256_or_si256(nibbles(bx.add(8)), hi);
-                let d = _mm256_set1_ps(half(bx) * dy);
-                acc[r] = _mm256_fmadd_ps(d, mul_sum_us8(qx, qy), acc[r]);
-            }
-        }
-        [0, 1, 2, 3].map(|r| hsum(acc[r]) + offsets[r])
-    }
-}
+kernels!(avx2, "avx2,fma,f16c", mul_sum_us8);
+kernels!(avx_vnni, "avx2,fma,f16c,avxvnni", mul_sum_us8_avx_vnni);
+kernels!(
+    avx512_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    mul_sum_us8_avx512_vnni
+);
 
 const _: () = assert!(BLOCK == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every copy computes the same integer sums (`maddubs` cannot saturate on these
+    /// ranges), so every available copy gives the same bits as plain AVX2.
+    #[test]
+    fn every_copy_gives_the_same_bits() {
+        let flavors = [Flavor::Avx2, Flavor::AvxVnni, Flavor::Avx512Vnni];
+        let here: Vec<Flavor> = flavors.into_iter().filter(|f| f.available()).collect();
+        eprintln!("x86 copies here: {here:?}");
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut byte = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        };
+        for t in [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1] {
+            let blocks = 7;
+            let mut rows: Vec<Vec<u8>> = (0..4)
+                .map(|_| (0..blocks * t.block_bytes()).map(|_| byte()).collect())
+                .collect();
+            for r in &mut rows {
+                for b in r.chunks_exact_mut(t.block_bytes()) {
+                    // Finite scales: 0.01 and 0.002 as f16.
+                    b[..2].copy_from_slice(&0x211Eu16.to_le_bytes());
+                    if t != WeightType::Q5_0 {
+                        b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
+                    }
+                }
+            }
+            let x: Vec<f32> = (0..blocks * BLOCK)
+                .map(|_| byte() as i8 as f32 / 9.0)
+                .collect();
+            let mut act = Vec::new();
+            crate::quantize_activations(&x, t.activation(), &mut act);
+            let r4 = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+            let want1 = dot(Flavor::Avx2, t, r4[0], &act, blocks);
+            let want4 = dot4(Flavor::Avx2, t, r4, &act, blocks);
+            for &f in &here {
+                assert_eq!(
+                    dot(f, t, r4[0], &act, blocks).to_bits(),
+                    want1.to_bits(),
+                    "{f:?} {t:?}"
+                );
+                let got = dot4(f, t, r4, &act, blocks);
+                assert_eq!(
+                    got.map(f32::to_bits),
+                    want4.map(f32::to_bits),
+                    "{f:?} {t:?} x4"
+                );
+            }
+        }
+    }
+}

@@ -121,7 +121,7 @@ fn reference(t: WeightType, row: &[u8], x: &[f32], act: &[u8]) -> (f64, f64) {
 
 #[test]
 fn every_kernel_matches_the_reference_within_the_quantization_bound() {
-    let isas: Vec<Isa> = [Isa::Scalar, Isa::Avx2, Isa::Neon]
+    let isas: Vec<Isa> = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
         .into_iter()
         .filter(|i| i.available())
         .collect();
@@ -199,7 +199,10 @@ fn the_target_uses_its_simd_kernels() {
     assert_eq!(best(), Isa::Neon);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        assert_eq!(best(), Isa::Avx2);
+        let vnni = std::arch::is_x86_feature_detected!("avxvnni")
+            || (std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl"));
+        assert_eq!(best(), if vnni { Isa::AvxVnni } else { Isa::Avx2 });
     }
     eprintln!("best implementation: {}", best().name());
 }
@@ -219,7 +222,7 @@ fn matrix_rows_match_row_by_row() {
             let mut act = Vec::new();
             quantize_activations(&x, t.activation(), &mut act);
             let rb = blocks * t.block_bytes();
-            for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon]
+            for isa in [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
                 .into_iter()
                 .filter(|i| i.available())
             {
@@ -236,6 +239,47 @@ fn matrix_rows_match_row_by_row() {
                         i + 1
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The packed layout gives the same sums as the rows it was packed from, bit for bit,
+/// for whole and partial groups and any span of units.
+#[test]
+fn packed_matrices_match_their_rows_bit_for_bit() {
+    let mut rng = Rng(11);
+    for t in TYPES {
+        for rows in [1usize, 4, 5, 13] {
+            let blocks = 7;
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|_| weight_row(t, blocks, Fill::Random, &mut rng))
+                .collect();
+            let x = activations(blocks * BLOCK, false, &mut rng);
+            let mut act = Vec::new();
+            quantize_activations(&x, t.activation(), &mut act);
+            for isa in [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
+                .into_iter()
+                .filter(|i| i.available())
+            {
+                let p = eprof_kernels::Packed::with(isa, t, &w, rows, blocks * BLOCK);
+                let mut want = vec![0f32; rows];
+                matvec_rows_with(isa, t, &w, blocks * BLOCK, 0, &act, &mut want);
+                let mut got = vec![0f32; rows];
+                p.matvec_units(0..p.units(), &act, &mut got);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{} {} rows, {}",
+                    t.name(),
+                    rows,
+                    isa.name()
+                );
+                // The last unit alone (a partial group when rows is not a multiple of 4).
+                let last = p.units() - 1;
+                let mut tail = vec![0f32; rows - 4 * last];
+                p.matvec_units(last..p.units(), &act, &mut tail);
+                assert_eq!(tail, want[4 * last..], "{} last unit", t.name());
             }
         }
     }

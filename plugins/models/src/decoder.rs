@@ -45,6 +45,14 @@ const C_UP: u32 = 9;
 const C_ACT: u32 = 10;
 const C_DOWN: u32 = 11;
 
+// Operation indices in ATTENTION_OPS.
+const OP_KV_APPEND: u32 = 0;
+const OP_QK: u32 = 1;
+const OP_SCALE: u32 = 2;
+const OP_MASK: u32 = 3;
+const OP_SOFTMAX: u32 = 4;
+const OP_VALUE: u32 = 5;
+
 fn layer_site(l: usize) -> SiteId {
     MODEL_SITES.len() as u32 + l as u32 * PER_LAYER
 }
@@ -152,13 +160,12 @@ pub fn own_kernels() -> bool {
 }
 
 /// A `out x in` weight matrix of GGUF blocks, multiplied by eprof-kernels: each input
-/// row quantized to Q8 once, output rows split across candle's CPU threads.
+/// row quantized to Q8 once, output rows split across candle's CPU threads. The
+/// blocks are repacked at load in the layout the kernels read fastest
+/// ([`eprof_kernels::Packed`]).
 #[derive(Debug, Clone)]
 pub struct BlockLinear {
-    wt: eprof_kernels::WeightType,
-    out_features: usize,
-    in_features: usize,
-    data: std::sync::Arc<[u8]>,
+    w: std::sync::Arc<eprof_kernels::Packed>,
 }
 
 impl BlockLinear {
@@ -185,57 +192,62 @@ impl BlockLinear {
         if data.len() != out_features * in_features / eprof_kernels::BLOCK * wt.block_bytes() {
             return Ok(None);
         }
-        Ok(Some(BlockLinear {
-            wt,
-            out_features,
-            in_features,
-            data: data.into_owned().into(),
-        }))
+        let w = eprof_kernels::Packed::new(wt, &data, out_features, in_features);
+        Ok(Some(BlockLinear { w: w.into() }))
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
         let k = *dims.last().unwrap_or(&0);
-        if k != self.in_features {
+        if k != self.w.cols() {
             candle_core::bail!(
                 "projection expects {} inputs, got shape {:?}",
-                self.in_features,
+                self.w.cols(),
                 dims
             );
         }
         let m = x.elem_count() / k.max(1);
         let xs: Vec<f32> = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
-        let at = self.wt.activation();
+        let at = self.w.weight_type().activation();
         let act_row = k / eprof_kernels::BLOCK * at.block_bytes();
         let mut act = Vec::with_capacity(m * act_row);
         for row in xs.chunks_exact(k) {
             eprof_kernels::quantize_activations(row, at, &mut act);
         }
-        let n = self.out_features;
-        let (wt, data) = (self.wt, &self.data[..]);
-        // Output rows are shared out by candle's own CPU pool (a spinning barrier pool
-        // with a shared cursor, the one its quantized matmuls use), so the threads are
-        // awake between projections. Each range of weight rows runs every input row
+        let n = self.w.rows();
+        let w = &*self.w;
+        // Spans of four output rows are shared out by candle's own CPU pool (a spinning
+        // barrier pool with a shared cursor, the one its quantized matmuls use), so the
+        // threads are awake between projections. Each span runs every input row
         // through it: a weight row is read from memory once per call, also in prefill.
         // Results are stored as f32 bits in atomics (disjoint, relaxed: plain stores).
         use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
         let out_t: Vec<AtomicU32> = (0..n * m).map(|_| AtomicU32::new(0)).collect();
-        candle_core::utils::barrier_pool().execute_chunked(n, |rows| {
+        candle_core::utils::barrier_pool().execute_chunked(w.units(), |units| {
+            let rows = 4 * units.start..(4 * units.end).min(n);
             let mut col = vec![0f32; rows.len()];
             for i in 0..m {
                 let a = &act[i * act_row..(i + 1) * act_row];
-                eprof_kernels::matvec_rows(wt, data, k, rows.start, a, &mut col);
+                w.matvec_units(units.clone(), a, &mut col);
                 for (r, v) in rows.clone().zip(&col) {
                     out_t[r * m + i].store(v.to_bits(), Relaxed);
                 }
             }
         });
-        let mut out = vec![0f32; m * n];
-        for (j, row) in out_t.chunks_exact(m).enumerate() {
-            for (i, v) in row.iter().enumerate() {
-                out[i * n + j] = f32::from_bits(v.load(Relaxed));
+        let out: Vec<f32> = if m == 1 {
+            out_t
+                .into_iter()
+                .map(|v| f32::from_bits(v.into_inner()))
+                .collect()
+        } else {
+            let mut out = vec![0f32; m * n];
+            for (j, row) in out_t.chunks_exact(m).enumerate() {
+                for (i, v) in row.iter().enumerate() {
+                    out[i * n + j] = f32::from_bits(v.load(Relaxed));
+                }
             }
-        }
+            out
+        };
         let mut shape = dims;
         if let Some(last) = shape.last_mut() {
             *last = n;
@@ -368,6 +380,51 @@ impl Instr<'_> {
             self.rec.value(site, "model", "flops", f);
         }
     }
+
+    /// Whether a probe wants to see `kind` at `site` (so it is worth building).
+    #[inline]
+    fn wants(&self, site: SiteId, kind: TensorKind) -> bool {
+        self.on && self.rec.wants(site, kind)
+    }
+
+    /// `f`, timed as `site` when recording.
+    #[inline]
+    fn timed<T>(&mut self, site: SiteId, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
+        let t = self.start()?;
+        let y = f()?;
+        self.end(site, t)?;
+        Ok(y)
+    }
+
+    /// A component: `f` timed as `site`, its output shown to the probes that want it.
+    #[inline]
+    fn component(
+        &mut self,
+        site: SiteId,
+        f: impl FnOnce() -> candle_core::Result<Tensor>,
+    ) -> Result<Tensor> {
+        let y = self.timed(site, f)?;
+        self.observe(site, TensorKind::Output, &y)?;
+        Ok(y)
+    }
+
+    /// An operation inside a component: timed, with its FLOPs, at deep depth only.
+    #[inline]
+    fn op<T>(
+        &mut self,
+        site: SiteId,
+        flops: Option<f32>,
+        f: impl FnOnce() -> candle_core::Result<T>,
+    ) -> Result<T> {
+        if !self.deep {
+            return Ok(f()?);
+        }
+        let y = self.timed(site, f)?;
+        if let Some(n) = flops {
+            self.flops(site, n);
+        }
+        Ok(y)
+    }
 }
 
 /// The instrumented decoder.
@@ -381,6 +438,7 @@ pub struct Decoder {
     sites: Vec<SiteDef>,
     device: Device,
     reserve: usize,
+    fast_attention: bool,
 }
 
 /// RoPE tables as candle-transformers' `quantized_llama` computes them (same ops, so
@@ -430,6 +488,7 @@ impl Decoder {
             neg_inf,
             caches,
             sites,
+            fast_attention: device.is_cpu() && own_kernels(),
             device,
             reserve: 512,
         })
@@ -437,18 +496,6 @@ impl Decoder {
 
     pub fn config(&self) -> &DecoderConfig {
         &self.cfg
-    }
-
-    fn rope(&self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
-        let (_, _, s, _) = x.dims4()?;
-        let cos = self.cos.narrow(0, pos, s)?;
-        let sin = self.sin.narrow(0, pos, s)?;
-        let x = x.contiguous()?;
-        if self.cfg.rope_interleaved {
-            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)
-        } else {
-            candle_nn::rotary_emb::rope(&x, &cos, &sin)
-        }
     }
 
     fn mask(&self, seq: usize, pos: usize) -> candle_core::Result<Tensor> {
@@ -473,162 +520,271 @@ impl Decoder {
         pos: usize,
         ins: &mut Instr<'_>,
     ) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let w = &self.w.layers[l];
-        let (b, seq, hidden) = x.dims3()?;
+        let (_, seq, hidden) = x.dims3()?;
+        let Decoder {
+            cfg,
+            w,
+            caches,
+            neg_inf,
+            reserve,
+            fast_attention,
+            cos,
+            sin,
+            ..
+        } = self;
+        let w = &w.layers[l];
         let (nh, nkv, hd) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
+        let eps = cfg.rms_norm_eps as f32;
         let layer_start = ins.start()?;
+        // A projection as its component, with its FLOPs.
+        let proj = |ins: &mut Instr<'_>, c: u32, lin: &Linear, input: &Tensor, fout: usize| {
+            let site = comp_site(l, c);
+            let y = ins.component(site, || lin.forward(input))?;
+            ins.flops(site, proj_flops(input.dim(D::Minus1)?, fout) * seq as f32);
+            Ok::<_, eprof_core::Error>(y)
+        };
 
         let residual = x;
         let site = comp_site(l, C_INPUT_NORM);
         ins.observe(site, TensorKind::NormInput, x)?;
-        let t = ins.start()?;
-        let h = candle_nn::ops::rms_norm(x, &w.input_norm, cfg.rms_norm_eps as f32)?;
-        ins.end(site, t)?;
-        ins.observe(site, TensorKind::Output, &h)?;
-
-        let proj = |c: u32, lin: &Linear, out: usize, ins: &mut Instr<'_>| -> Result<Tensor> {
-            let site = comp_site(l, c);
-            let t = ins.start()?;
-            let y = lin.forward(&h)?;
-            ins.end(site, t)?;
-            ins.observe(site, TensorKind::Output, &y)?;
-            ins.flops(site, proj_flops(hidden, out) * seq as f32);
-            Ok(y)
-        };
-        let q = proj(C_Q, &w.q, nh * hd, ins)?;
-        let k = proj(C_K, &w.k, nkv * hd, ins)?;
-        let v = proj(C_V, &w.v, nkv * hd, ins)?;
+        let h = ins.component(site, || candle_nn::ops::rms_norm(x, &w.input_norm, eps))?;
+        let q = proj(ins, C_Q, &w.q, &h, nh * hd)?;
+        let k = proj(ins, C_K, &w.k, &h, nkv * hd)?;
+        let v = proj(ins, C_V, &w.v, &h, nkv * hd)?;
 
         let site = comp_site(l, C_ROPE);
-        let t = ins.start()?;
-        let q = q.reshape((b, seq, nh, hd))?.transpose(1, 2)?;
-        let k = k.reshape((b, seq, nkv, hd))?.transpose(1, 2)?;
-        let v = v
-            .reshape((b, seq, nkv, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let q = self.rope(&q, pos)?;
-        let k = self.rope(&k, pos)?;
-        ins.end(site, t)?;
+        let (q, k, v) = ins.timed(site, || {
+            let b = q.dim(0)?;
+            let q = q.reshape((b, seq, nh, hd))?.transpose(1, 2)?;
+            let k = k.reshape((b, seq, nkv, hd))?.transpose(1, 2)?;
+            let v = v
+                .reshape((b, seq, nkv, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            Ok((
+                rope(cfg, cos, sin, &q, pos)?,
+                rope(cfg, cos, sin, &k, pos)?,
+                v,
+            ))
+        })?;
         ins.observe(site, TensorKind::Output, &q)?;
 
-        // Attention, with its operations at deep depth.
-        let attn_site = comp_site(l, C_ATTN);
-        let attn_start = ins.start()?;
-        let deep = ins.deep;
-        let t = if deep { ins.start()? } else { 0 };
-        let (k, v) = self.caches[l].append(&k, &v, self.reserve)?;
-        let (k, v) = match self.cfg.sliding_window {
-            // A query sees itself and the `sw` keys before it (candle-transformers'
-            // Mistral convention).
-            Some(sw) if seq == 1 && k.dim(2)? > sw + 1 => {
-                let n = k.dim(2)?;
-                (
-                    k.narrow(2, n - sw - 1, sw + 1)?,
-                    v.narrow(2, n - sw - 1, sw + 1)?,
-                )
-            }
-            _ => (k, v),
-        };
-        if deep {
-            ins.end(op_site(l, 0), t)?;
-        }
-        let kv_len = k.dim(2)?;
-        let k = candle_transformers_repeat_kv(k, nh / nkv)?;
-        let v = candle_transformers_repeat_kv(v, nh / nkv)?;
-        let scores_n = (nh * seq * kv_len) as f32;
-
-        let t = if deep { ins.start()? } else { 0 };
-        let att = q.matmul(&k.t()?)?;
-        if deep {
-            ins.end(op_site(l, 1), t)?;
-            ins.flops(op_site(l, 1), 2.0 * scores_n * hd as f32);
-        }
-        let t = if deep { ins.start()? } else { 0 };
-        let att = (att / (hd as f64).sqrt())?;
-        if deep {
-            ins.end(op_site(l, 2), t)?;
-            ins.flops(op_site(l, 2), scores_n);
-        }
-        let att = match mask {
-            None => att,
-            Some(m) => {
-                let t = if deep { ins.start()? } else { 0 };
-                let m = m.broadcast_as(att.shape())?;
-                let att = m.where_cond(&self.neg_inf.broadcast_as(att.shape().dims())?, &att)?;
-                if deep {
-                    ins.end(op_site(l, 3), t)?;
-                    ins.flops(op_site(l, 3), scores_n);
-                }
-                att
-            }
-        };
-        let t = if deep { ins.start()? } else { 0 };
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        if deep {
-            ins.end(op_site(l, 4), t)?;
-            // exp, sum, divide and the max pass: about five operations per score.
-            ins.flops(op_site(l, 4), 5.0 * scores_n);
-            // Masked scores hold -inf; the softmax output is what the probes can read.
-            ins.observe(op_site(l, 4), TensorKind::AttentionWeights, &att)?;
-        }
-        let t = if deep { ins.start()? } else { 0 };
-        let y = att.matmul(&v.contiguous()?)?;
-        if deep {
-            ins.end(op_site(l, 5), t)?;
-            ins.flops(op_site(l, 5), 2.0 * scores_n * hd as f32);
-        }
-        let y = y.transpose(1, 2)?.reshape(&[b, seq, nh * hd])?;
-        ins.end(attn_site, attn_start)?;
-        ins.observe(attn_site, TensorKind::Output, &y)?;
-
-        let site = comp_site(l, C_O);
+        let site = comp_site(l, C_ATTN);
         let t = ins.start()?;
-        let o = w.o.forward(&y)?;
+        let at = Attention {
+            cfg,
+            l,
+            neg_inf,
+            reserve: *reserve,
+            fast: *fast_attention,
+        };
+        let y = at.forward(&mut caches[l], &q, &k, &v, mask, ins)?;
         ins.end(site, t)?;
-        ins.observe(site, TensorKind::Output, &o)?;
-        ins.flops(site, proj_flops(nh * hd, hidden) * seq as f32);
+        ins.observe(site, TensorKind::Output, &y)?;
+
+        let o = proj(ins, C_O, &w.o, &y, hidden)?;
         let x = (o + residual)?;
 
         let residual = &x;
         let site = comp_site(l, C_POST_NORM);
         ins.observe(site, TensorKind::NormInput, &x)?;
-        let t = ins.start()?;
-        let h = candle_nn::ops::rms_norm(&x, &w.post_norm, cfg.rms_norm_eps as f32)?;
-        ins.end(site, t)?;
-        ins.observe(site, TensorKind::Output, &h)?;
-
+        let h = ins.component(site, || candle_nn::ops::rms_norm(&x, &w.post_norm, eps))?;
         let inter = cfg.intermediate_size;
-        let mlp = |c: u32,
-                   lin: &Linear,
-                   input: &Tensor,
-                   fin: usize,
-                   fout: usize,
-                   ins: &mut Instr<'_>|
-         -> Result<Tensor> {
-            let site = comp_site(l, c);
-            let t = ins.start()?;
-            let y = lin.forward(input)?;
-            ins.end(site, t)?;
-            ins.observe(site, TensorKind::Output, &y)?;
-            ins.flops(site, proj_flops(fin, fout) * seq as f32);
-            Ok(y)
-        };
-        let g = mlp(C_GATE, &w.gate, &h, hidden, inter, ins)?;
-        let u = mlp(C_UP, &w.up, &h, hidden, inter, ins)?;
-        let site = comp_site(l, C_ACT);
-        let t = ins.start()?;
-        let a = (candle_nn::ops::silu(&g)? * u)?;
-        ins.end(site, t)?;
-        ins.observe(site, TensorKind::Output, &a)?;
-        let d = mlp(C_DOWN, &w.down, &a, inter, hidden, ins)?;
+        let g = proj(ins, C_GATE, &w.gate, &h, inter)?;
+        let u = proj(ins, C_UP, &w.up, &h, inter)?;
+        let a = ins.component(comp_site(l, C_ACT), || candle_nn::ops::silu(&g)? * u)?;
+        let d = proj(ins, C_DOWN, &w.down, &a, hidden)?;
         let x = (d + residual)?;
         ins.end(layer_site(l), layer_start)?;
         // The residual stream after the layer, for probes that want it (plugins).
         ins.observe(layer_site(l), TensorKind::Output, &x)?;
         Ok(x)
     }
+}
+
+/// RoPE on `(b, heads, seq, head_dim)` from position `pos`.
+fn rope(
+    cfg: &DecoderConfig,
+    cos: &Tensor,
+    sin: &Tensor,
+    x: &Tensor,
+    pos: usize,
+) -> candle_core::Result<Tensor> {
+    let (_, _, s, _) = x.dims4()?;
+    let cos = cos.narrow(0, pos, s)?;
+    let sin = sin.narrow(0, pos, s)?;
+    let x = x.contiguous()?;
+    if cfg.rope_interleaved {
+        candle_nn::rotary_emb::rope_i(&x, &cos, &sin)
+    } else {
+        candle_nn::rotary_emb::rope(&x, &cos, &sin)
+    }
+}
+
+/// One layer's attention: the KV cache append, then the scores, scale, mask, softmax
+/// and weighted values, each an operation timed at deep depth.
+struct Attention<'a> {
+    cfg: &'a DecoderConfig,
+    l: usize,
+    neg_inf: &'a Tensor,
+    reserve: usize,
+    /// Decode positions through [`crate::attention`] (CPU, f32), else candle's ops.
+    fast: bool,
+}
+
+impl Attention<'_> {
+    fn forward(
+        &self,
+        cache: &mut KvCache,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        ins: &mut Instr<'_>,
+    ) -> Result<Tensor> {
+        let (b, nh, seq, hd) = q.dims4()?;
+        let op = |o: u32| op_site(self.l, o);
+        let window = self.cfg.sliding_window;
+        let (k, v) = ins.op(op(OP_KV_APPEND), None, || {
+            let (k, v) = cache.append(k, v, self.reserve)?;
+            match window {
+                // A query sees itself and the `sw` keys before it (candle-transformers'
+                // Mistral convention).
+                Some(sw) if seq == 1 && k.dim(2)? > sw + 1 => {
+                    let n = k.dim(2)?;
+                    Ok((
+                        k.narrow(2, n - sw - 1, sw + 1)?,
+                        v.narrow(2, n - sw - 1, sw + 1)?,
+                    ))
+                }
+                _ => Ok((k, v)),
+            }
+        })?;
+        let kv_len = k.dim(2)?;
+        let scores_n = (nh * seq * kv_len) as f32;
+        let qk_flops = 2.0 * scores_n * hd as f32;
+        if self.fast && b == 1 && seq == 1 {
+            let start = cache.len - kv_len;
+            if let Some(y) = self.decode(cache, q, start, kv_len, ins)? {
+                return Ok(y);
+            }
+        }
+        let k = candle_transformers_repeat_kv(k, nh / self.cfg.kv_heads)?;
+        let v = candle_transformers_repeat_kv(v, nh / self.cfg.kv_heads)?;
+        let att = ins.op(op(OP_QK), Some(qk_flops), || q.matmul(&k.t()?))?;
+        let att = ins.op(op(OP_SCALE), Some(scores_n), || att / (hd as f64).sqrt())?;
+        let att = match mask {
+            None => att,
+            Some(m) => ins.op(op(OP_MASK), Some(scores_n), || {
+                let m = m.broadcast_as(att.shape())?;
+                m.where_cond(&self.neg_inf.broadcast_as(att.shape().dims())?, &att)
+            })?,
+        };
+        // exp, sum, divide and the max pass: about five operations per score.
+        let att = ins.op(op(OP_SOFTMAX), Some(5.0 * scores_n), || {
+            candle_nn::ops::softmax_last_dim(&att)
+        })?;
+        if ins.deep {
+            // Masked scores hold -inf; the softmax output is what the probes can read.
+            ins.observe(op(OP_SOFTMAX), TensorKind::AttentionWeights, &att)?;
+        }
+        let y = ins.op(op(OP_VALUE), Some(qk_flops), || {
+            att.matmul(&v.contiguous()?)
+        })?;
+        Ok(y.transpose(1, 2)?.reshape(&[b, seq, nh * hd])?)
+    }
+
+    /// One position against cache rows `start..start + len`, in place; `None` when the
+    /// cache is not plain f32 CPU memory (candle's path then runs).
+    fn decode(
+        &self,
+        cache: &KvCache,
+        q: &Tensor,
+        start: usize,
+        len: usize,
+        ins: &mut Instr<'_>,
+    ) -> Result<Option<Tensor>> {
+        use crate::attention::{DecodeAttention, scale, softmax_rows};
+        use candle_core::{CpuStorage, Storage};
+        let (Some(kc), Some(vc)) = (&cache.k, &cache.v) else {
+            return Ok(None);
+        };
+        if q.dtype() != DType::F32 || kc.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let (_, nh, _, hd) = q.dims4()?;
+        let cap = kc.dim(2)?;
+        let qv: Vec<f32> = q.flatten_all()?.to_vec1()?;
+        let (kg, kl) = kc.storage_and_layout();
+        let (vg, vl) = vc.storage_and_layout();
+        let (Storage::Cpu(CpuStorage::F32(kd)), Storage::Cpu(CpuStorage::F32(vd))) = (&*kg, &*vg)
+        else {
+            return Ok(None);
+        };
+        let (Some((k0, k1)), Some((v0, v1))) = (kl.contiguous_offsets(), vl.contiguous_offsets())
+        else {
+            return Ok(None);
+        };
+        let a = DecodeAttention {
+            q: &qv,
+            k: &kd[k0..k1],
+            v: &vd[v0..v1],
+            heads: nh,
+            kv_heads: self.cfg.kv_heads,
+            head_dim: hd,
+            cap,
+            start,
+            len,
+        };
+        if !a.valid() {
+            return Ok(None);
+        }
+        let op = |o: u32| op_site(self.l, o);
+        let scores_n = (nh * len) as f32;
+        let qk_flops = 2.0 * scores_n * hd as f32;
+        let mut s = ins.op(op(OP_QK), Some(qk_flops), || {
+            Ok(per_head(nh, len, |h, out| a.head_scores(h, out)))
+        })?;
+        ins.op(op(OP_SCALE), Some(scores_n), || {
+            scale(&mut s, (hd as f32).sqrt());
+            Ok(())
+        })?;
+        ins.op(op(OP_SOFTMAX), Some(5.0 * scores_n), || {
+            softmax_rows(&mut s, len);
+            Ok(())
+        })?;
+        let site = op(OP_SOFTMAX);
+        if ins.deep && ins.wants(site, TensorKind::AttentionWeights) {
+            let att = Tensor::from_slice(&s, (1, nh, 1, len), q.device())?;
+            ins.observe(site, TensorKind::AttentionWeights, &att)?;
+        }
+        let y = ins.op(op(OP_VALUE), Some(qk_flops), || {
+            Ok(per_head(nh, hd, |h, out| {
+                a.head_values(h, &s[h * len..(h + 1) * len], out)
+            }))
+        })?;
+        Ok(Some(Tensor::from_vec(y, (1, 1, nh * hd), q.device())?))
+    }
+}
+
+/// `rows x width` values, row `r` computed by `f(r, out)`, rows shared out by candle's
+/// CPU pool (the KV cache is read from memory at decode: two threads stream it faster
+/// than one). Stored as f32 bits in atomics: disjoint rows, relaxed, plain stores.
+fn per_head(rows: usize, width: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    let out: Vec<AtomicU32> = (0..rows * width).map(|_| AtomicU32::new(0)).collect();
+    candle_core::utils::barrier_pool().execute_chunked(rows, |range| {
+        let mut buf = vec![0f32; width];
+        for r in range {
+            f(r, &mut buf);
+            for (o, v) in out[r * width..(r + 1) * width].iter().zip(&buf) {
+                o.store(v.to_bits(), Relaxed);
+            }
+        }
+    });
+    out.into_iter()
+        .map(|v| f32::from_bits(v.into_inner()))
+        .collect()
 }
 
 /// candle-transformers' `repeat_kv` (concatenate, then reshape), copied so the op order

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attention;
 pub mod config;
 pub mod decoder;
 pub mod load;
