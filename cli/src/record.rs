@@ -89,8 +89,8 @@ pub struct RunSettings {
     /// metal; spans then synchronize the device, which --depth off avoids)
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// CPU threads for the matmuls [default: one per core, or $CANDLE_NUM_THREADS];
-    /// the trace records it
+    /// CPU threads for the matmuls [default: $RAYON_NUM_THREADS, else
+    /// $CANDLE_NUM_THREADS, else one per physical core]; the trace records it
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 }
