@@ -2,8 +2,7 @@
 //!
 //! `main` calls `run`, which returns the exit code; errors print one lowercase line
 //! naming what failed and how to fix it; a closed pipe (`eprof ls | head`) exits quietly.
-
-#![forbid(unsafe_code)]
+//! The one `unsafe` is [`set_thread_count`], before any thread starts.
 
 mod bench;
 mod commands;
@@ -335,8 +334,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Serve(_) => default_threads(),
         _ => None,
     };
-    if let Some(code) = threads.and_then(with_threads) {
-        return code;
+    if let Some(n) = threads {
+        set_thread_count(n);
     }
     let data = eprof_core::paths::DataDir::resolve(cli.data_dir.as_deref());
     // Commands write straight to stdout: `export` streams, and a reader that goes away
@@ -408,32 +407,18 @@ fn default_threads() -> Option<u16> {
     var("CANDLE_NUM_THREADS").or_else(|| u16::try_from(num_cpus::get_physical().max(1)).ok())
 }
 
-/// `--threads N`: candle sizes its CPU thread pools (which eprof's kernels share) from
-/// `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` when they first start, and changing the
-/// environment of a running process is not sound in safe Rust. So unless they already
-/// say N, eprof runs itself again with them set and passes on its exit status
-/// (`None`: this process is that run). Ctrl-C reaches both; this one waits.
-fn with_threads(n: u16) -> Option<anyhow::Result<ExitCode>> {
+/// `--threads N` (or the default above): candle sizes its CPU thread pools (which
+/// eprof's kernels share) from `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` when they
+/// first start, so both are set before anything runs. (Not by running eprof again
+/// with them set: a signal sent to eprof's pid would then reach only the parent.)
+#[allow(unsafe_code)]
+fn set_thread_count(n: u16) {
     let n = n.to_string();
-    let set = |var: &str| std::env::var(var).is_ok_and(|v| v == n);
-    if set("CANDLE_NUM_THREADS") && set("RAYON_NUM_THREADS") {
-        return None;
+    // SAFETY: called once from `run`, right after the arguments are parsed and before
+    // this process starts any thread, so nothing reads or writes the environment
+    // concurrently, which is what `set_var` requires.
+    unsafe {
+        std::env::set_var("CANDLE_NUM_THREADS", &n);
+        std::env::set_var("RAYON_NUM_THREADS", &n);
     }
-    // Ignore Ctrl-C here (the child stops its run and exits; this process follows).
-    let _ = signal_hook::flag::register(
-        signal_hook::consts::SIGINT,
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    );
-    let run = || -> anyhow::Result<ExitCode> {
-        let exe = std::env::current_exe()?;
-        let status = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env("CANDLE_NUM_THREADS", &n)
-            .env("RAYON_NUM_THREADS", &n)
-            .status()?;
-        Ok(ExitCode::from(
-            status.code().map_or(130, |c| u8::try_from(c).unwrap_or(1)),
-        ))
-    };
-    Some(run())
 }

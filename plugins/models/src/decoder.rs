@@ -743,7 +743,9 @@ impl Attention<'_> {
         let scores_n = (nh * len) as f32;
         let qk_flops = 2.0 * scores_n * hd as f32;
         let mut s = ins.op(op(OP_QK), Some(qk_flops), || {
-            Ok(per_head(nh, len, |h, out| a.head_scores(h, out)))
+            Ok(per_head(nh, len, nh * len * hd, |h, out| {
+                a.head_scores(h, out)
+            }))
         })?;
         ins.op(op(OP_SCALE), Some(scores_n), || {
             scale(&mut s, (hd as f32).sqrt());
@@ -759,7 +761,7 @@ impl Attention<'_> {
             ins.observe(site, TensorKind::AttentionWeights, &att)?;
         }
         let y = ins.op(op(OP_VALUE), Some(qk_flops), || {
-            Ok(per_head(nh, hd, |h, out| {
+            Ok(per_head(nh, hd, nh * len * hd, |h, out| {
                 a.head_values(h, &s[h * len..(h + 1) * len], out)
             }))
         })?;
@@ -767,11 +769,27 @@ impl Attention<'_> {
     }
 }
 
-/// `rows x width` values, row `r` computed by `f(r, out)`, rows shared out by candle's
-/// CPU pool (the KV cache is read from memory at decode: two threads stream it faster
-/// than one). Stored as f32 bits in atomics: disjoint rows, relaxed, plain stores.
-fn per_head(rows: usize, width: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+/// `rows x width` values, row `r` computed by `f(r, out)`. With `work` multiply-adds
+/// enough to pay, rows are shared out by candle's CPU pool (the KV cache is read from
+/// memory at decode: two threads stream it faster than one), stored as f32 bits in
+/// atomics: disjoint rows, relaxed, plain stores.
+fn per_head(
+    rows: usize,
+    width: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    // Below this many multiply-adds one thread is done before a second would start
+    // (and a tiny model would wake the pool's spinning threads for nothing).
+    const PARALLEL_FROM: usize = 32 * 1024;
+    if work < PARALLEL_FROM {
+        let mut out = vec![0f32; rows * width];
+        for (r, o) in out.chunks_exact_mut(width.max(1)).enumerate() {
+            f(r, o);
+        }
+        return out;
+    }
     let out: Vec<AtomicU32> = (0..rows * width).map(|_| AtomicU32::new(0)).collect();
     candle_core::utils::barrier_pool().execute_chunked(rows, |range| {
         let mut buf = vec![0f32; width];
