@@ -14,18 +14,11 @@ rounds="${2:-5}"
 threads="$(nproc)"
 tokens=64
 prompt="Give me three tips for staying healthy."
-venv="${EPROF_LLAMA_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/eprof/llama-cpp-venv}"
-pin="llama-cpp-python==0.3.16"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pin" 2>/dev/null)" != "$pin" ]; then
-  echo "building $pin into $venv (once; several minutes on 2 cores)..." >&2
-  rm -rf "$venv"
-  /usr/bin/python3 -m venv "$venv"
-  CMAKE_ARGS="-DGGML_NATIVE=ON" "$venv/bin/pip" install --quiet --disable-pip-version-check "$pin" >&2
-  echo "$pin" > "$venv/.pin"
-fi
+py="$(scripts/llama-cpp-env.sh)"
+pin="llama-cpp-python $("$py" -c "import llama_cpp; print(llama_cpp.__version__)")"
 out="$(mktemp)"
 echo "llama.cpp ($pin), $threads threads, $rounds rounds..." >&2
-"$venv/bin/python" scripts/bench/llama_bench.py "$model" "$threads" "$tokens" "$rounds" "$prompt" > "$out"
+"$py" scripts/bench/llama_bench.py "$model" "$threads" "$tokens" "$rounds" "$prompt" > "$out"
 echo "eprof, $threads threads, $rounds rounds..." >&2
 # The same thread count for candle's pools and eprof's kernels (they share them).
 RAYON_NUM_THREADS="$threads" CANDLE_NUM_THREADS="$threads" \

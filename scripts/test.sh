@@ -20,12 +20,14 @@ if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/
 fi
 qemu-aarch64 --version | head -1
 
-step "real models (SmolLM2-135M-Instruct Q4_1; Qwen2.5-Coder-0.5B-Instruct, mostly Q5_0)"
+step "real models (SmolLM2-135M-Instruct Q4_1; Qwen2.5-Coder-0.5B-Instruct, mostly Q5_0; Gemma 3 270M Q4_K_M)"
 EPROF_TEST_MODEL="$(scripts/fetch-model.sh)"
 EPROF_TEST_QWEN2="$(scripts/fetch-model.sh qwen2.5-coder-0.5b)"
-export EPROF_TEST_MODEL EPROF_TEST_QWEN2
+EPROF_TEST_GEMMA3="$(scripts/fetch-model.sh gemma3-270m)"
+export EPROF_TEST_MODEL EPROF_TEST_QWEN2 EPROF_TEST_GEMMA3
 echo "$EPROF_TEST_MODEL"
 echo "$EPROF_TEST_QWEN2"
+echo "$EPROF_TEST_GEMMA3"
 
 step "browsers: chromium, firefox-esr, playwright-core"
 missing=""

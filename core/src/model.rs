@@ -42,9 +42,12 @@ pub trait Tokenizer: Send {
     fn bos(&self) -> Option<u32>;
     /// Ids that end generation.
     fn eos(&self) -> Vec<u32>;
-    /// The prompt wrapped in the model's chat template for one user turn, if the
-    /// model has one.
-    fn chat_prompt(&self, user: &str) -> Option<String>;
+    /// Whether the model brings a chat template.
+    fn has_chat_template(&self) -> bool;
+    /// The prompt wrapped in the model's own chat template for one user turn (with the
+    /// generation prompt), if the model has one; a template that fails to render is an
+    /// error naming its line.
+    fn chat_prompt(&self, user: &str) -> Result<Option<String>>;
     fn vocab_size(&self) -> usize;
     /// One line: kind, vocabulary, special tokens.
     fn describe(&self) -> String;

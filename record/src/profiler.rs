@@ -302,7 +302,7 @@ impl Profiler {
         let notices: Vec<String> = why.into_iter().chain(source.notice()).collect();
 
         let loaded = &mut model.loaded;
-        let chat = !req.raw && loaded.tokenizer.chat_prompt("").is_some();
+        let chat = !req.raw && loaded.tokenizer.has_chat_template();
         let out = req.out.clone().unwrap_or_else(|| self.data.trace_path(id));
         let meta = RunMeta {
             id: id.to_string(),

@@ -14,7 +14,7 @@ use eprof_format::ModelIdentity;
 
 use crate::config::{DecoderConfig, HfConfig};
 use crate::decoder::{Decoder, LayerWeights, Linear, Weights};
-use crate::tokenizer::BpeTokenizer;
+use crate::tokenizer::HfTokenizers;
 
 /// The path that names the built-in tiny model.
 pub const BUILTIN_TINY: &str = "builtin:tiny-llama";
@@ -181,7 +181,7 @@ pub fn load_gguf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
         final_norm,
         lm_head: Linear::quantized(std::sync::Arc::new(lm_head), None, dev)?,
     };
-    let tokenizer = BpeTokenizer::from_gguf(&content)
+    let tokenizer = HfTokenizers::from_gguf(&content)
         .map_err(|e| merr(path, format!("tokenizer in GGUF metadata: {e}")))?;
     let identity = identity(src, &cfg, &dtype, params_gguf(&content));
     let model = Decoder::new(cfg, weights, dev.clone())?;
@@ -344,7 +344,7 @@ pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
         lm_head: Linear::Dense(candle_nn::Linear::new(lm_head, None)),
     };
     let tok_path = dir.join("tokenizer.json");
-    let tokenizer = BpeTokenizer::from_tokenizer_json(&tok_path).map_err(|e| merr(&tok_path, e))?;
+    let tokenizer = HfTokenizers::from_tokenizer_json(&tok_path).map_err(|e| merr(&tok_path, e))?;
     let identity = identity(
         src,
         &cfg,
@@ -445,7 +445,7 @@ pub fn load_tiny(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
     let model = Decoder::new(cfg, weights, dev.clone())?;
     Ok(LoadedModel {
         model: Box::new(model),
-        tokenizer: Box::new(BpeTokenizer::bytes_only()),
+        tokenizer: Box::new(HfTokenizers::bytes_only()),
         identity,
     })
 }

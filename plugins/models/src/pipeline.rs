@@ -106,7 +106,7 @@ pub fn generate(
     let p0 = s.boundary();
     cancelled |= obs.phase_started(s, Phase::PreInference, p0).is_break();
     let prompt_text = if opts.chat {
-        tok.chat_prompt(prompt)
+        tok.chat_prompt(prompt)?
             .unwrap_or_else(|| prompt.to_string())
     } else {
         prompt.to_string()

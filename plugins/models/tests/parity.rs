@@ -103,8 +103,11 @@ fn write_checkpoint(dir: &Path, arch: &str) -> HashMap<String, Tensor> {
     }
     let tok = serde_json::json!({
         "model": {"type": "BPE", "vocab": vocab, "merges": []},
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false},
-        "added_tokens": [{"id": 256, "content": "<s>", "special": true}, {"id": 257, "content": "</s>", "special": true}]
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
+        "added_tokens": [
+            {"id": 256, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+            {"id": 257, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+        ]
     });
     std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
     w

@@ -179,7 +179,7 @@ fn raw_completion_matches_llamacpp_for_16_tokens() {
 fn chat_template_keeps_smollm2_default_system_message() {
     let m = ours();
     assert_eq!(
-        m.tokenizer.chat_prompt("Hi").unwrap(),
+        m.tokenizer.chat_prompt("Hi").unwrap().unwrap(),
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
     assert_eq!(

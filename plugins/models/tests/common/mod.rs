@@ -77,3 +77,37 @@ pub fn smollm2() -> std::path::PathBuf {
     );
     p
 }
+
+/// A real model file for a test: `$ENV`, else the data directory's `models/FILE`.
+/// Fails (never skips) when it is missing, naming the script that fetches it.
+#[allow(dead_code)]
+pub fn real_model(env: &str, file: &str, fetch: &str) -> std::path::PathBuf {
+    let p = std::env::var_os(env)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            eprof_core::paths::DataDir::resolve(None)
+                .models()
+                .join(file)
+        });
+    assert!(
+        p.exists(),
+        "the real model is missing at {}: run scripts/fetch-model.sh {fetch} (or set {env})",
+        p.display()
+    );
+    p
+}
+
+/// A fixture of the repository's `tests/fixtures`.
+#[allow(dead_code)]
+pub fn fixture(rel: &str) -> serde_json::Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (tests/fixtures is part of the repository)",
+            p.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
