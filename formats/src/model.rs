@@ -435,7 +435,10 @@ impl SiteDef {
 /// Component name of a whole-layer site.
 pub const LAYER: &str = "layer";
 
-/// The twelve per-layer components at module depth, in execution order.
+/// The twelve per-layer components of the Llama family (Llama, Mistral, Qwen2) at
+/// module depth, in execution order. Other architectures name theirs in their sites
+/// (Gemma 3 adds `q_norm`, `k_norm`, `post_attention_norm`,
+/// `pre_feedforward_layernorm` and `post_feedforward_layernorm`).
 pub const COMPONENTS: [&str; 12] = [
     "input_layernorm",
     "q_proj",
@@ -451,15 +454,19 @@ pub const COMPONENTS: [&str; 12] = [
     "down_proj",
 ];
 
-/// Components on the attention side of a layer (the rest is the MLP side).
-pub const ATTENTION_COMPONENTS: [&str; 7] = [
+/// Components on the attention side of a layer (the rest is the MLP side), Gemma 3's
+/// `q_norm`, `k_norm` and `post_attention_norm` included.
+pub const ATTENTION_COMPONENTS: [&str; 10] = [
     "input_layernorm",
     "q_proj",
     "k_proj",
     "v_proj",
+    "q_norm",
+    "k_norm",
     "rope",
     "attention",
     "o_proj",
+    "post_attention_norm",
 ];
 
 /// Timed spans inside steps, stored column-wise. Row `i` is one span.

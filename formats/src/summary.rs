@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::attribution::{Attribution, Energy, EnergyLabel, median_spacing};
-use crate::model::{COMPONENTS, Phase, SourceKind, TokenPhase, Trace};
+use crate::model::{Phase, SourceKind, TokenPhase, Trace};
 
 /// Every energy figure of a trace, index-aligned with its records.
 #[derive(Debug, Clone)]
@@ -382,25 +382,23 @@ pub fn short_component(c: &str) -> String {
     match c {
         "input_layernorm" => "in_norm".into(),
         "post_attention_layernorm" => "post_norm".into(),
+        "post_attention_norm" => "attn_out_norm".into(),
+        "pre_feedforward_layernorm" => "pre_ffn_norm".into(),
+        "post_feedforward_layernorm" => "post_ffn_norm".into(),
         other => other.into(),
     }
 }
 
-/// Component names in display order: the twelve known ones first, then any others
-/// the trace's sites use (another architecture's, or a plugin's), in first-seen order.
+/// Component names in display order: the order the trace's sites define them in,
+/// which is execution order for the built-in architectures (Llama's twelve, Gemma 3's
+/// sixteen) and puts a plugin's own components after them.
 pub fn component_order(trace: &Trace) -> Vec<String> {
-    let mut order: Vec<String> = COMPONENTS.iter().map(|s| s.to_string()).collect();
+    let mut order: Vec<String> = Vec::new();
     for s in &trace.sites {
         if s.is_component() && !order.contains(&s.component) {
             order.push(s.component.clone());
         }
     }
-    order.retain(|c| {
-        trace
-            .sites
-            .iter()
-            .any(|s| s.is_component() && &s.component == c)
-    });
     order
 }
 

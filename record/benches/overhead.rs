@@ -1,6 +1,7 @@
-//! Instrumentation overhead on the real SmolLM2-135M Q4_1 GGUF, measured side by side
-//! in one process: candle-transformers' `quantized_llama` (reference, its own decode
-//! loop) and eprof through the recording API every front end uses
+//! Instrumentation overhead on a real GGUF file (SmolLM2-135M Q4_1 by default;
+//! Qwen2.5-Coder and Gemma 3 through `scripts/bench-engine.sh MODEL`), measured side by
+//! side in one process: candle-transformers' quantized model of its architecture
+//! (reference, its own decode loop) and eprof through the recording API every front end uses
 //! ([`Profiler::record`]: session, sampler thread, synthetic counter read at every
 //! step boundary, trace written and flushed after every step) at depth off, module,
 //! module with the example outliers plugin, module with a sink that serializes every
@@ -149,6 +150,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 enum Reference {
     Llama(ModelWeights),
     Qwen2(candle_transformers::models::quantized_qwen2::ModelWeights),
+    /// Its MLP gates with SiLU where Gemma 3 uses GELU (see the `gemma3_real` test):
+    /// the same work, another function, so its speed still compares.
+    Gemma3(candle_transformers::models::quantized_gemma3::ModelWeights),
 }
 
 impl Reference {
@@ -168,6 +172,14 @@ impl Reference {
                 )
                 .unwrap(),
             ),
+            "gemma3" => Reference::Gemma3(
+                candle_transformers::models::quantized_gemma3::ModelWeights::from_gguf(
+                    c,
+                    &mut r,
+                    &Device::Cpu,
+                )
+                .unwrap(),
+            ),
             _ => Reference::Llama(ModelWeights::from_gguf(c, &mut r, &Device::Cpu).unwrap()),
         };
         (m, arch)
@@ -176,6 +188,7 @@ impl Reference {
         match self {
             Reference::Llama(m) => m.forward(x, pos).unwrap(),
             Reference::Qwen2(m) => m.forward(x, pos).unwrap(),
+            Reference::Gemma3(m) => m.forward(x, pos).unwrap(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! End-to-end: the `eprof` binary on real files, a real SQLite index, the built-in
 //! tiny model and the real SmolLM2 GGUF.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use eprof_tests::eprof_bin;
 use std::process::{Command, Output};
@@ -1205,5 +1205,100 @@ fn every_command_survives_a_closed_stdout() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "eprof {args:?} panicked: {err}");
         assert_eq!(o.status.code(), Some(0), "eprof {args:?}: {err}");
+    }
+}
+
+/// A real model file: `$ENV`, else the data directory's `models/FILE`; fails (never
+/// skips) when it is missing.
+fn real_model(env: &str, file: &str, fetch: &str) -> String {
+    let p = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        eprof_core::paths::DataDir::resolve(None)
+            .models()
+            .join(file)
+    });
+    assert!(
+        p.exists(),
+        "the real model is missing at {}: run scripts/fetch-model.sh {fetch} (or set {env})",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+/// `eprof record` with the default template on each real model: the prompt the model
+/// saw (the trace's prompt tokens, joined) is what the model's own template renders in
+/// Jinja2, the reference implementation (fixture: `scripts/make-fixtures.sh`). Gemma
+/// 3's file has no template: the prompt is the text as given, after `<bos>`.
+#[test]
+fn record_uses_each_models_own_chat_template() {
+    let e = Env::new();
+    let models = [
+        (
+            "smollm2",
+            real_model("EPROF_TEST_MODEL", eprof_models::SMOLLM2_FILE, "smollm2"),
+        ),
+        (
+            "qwen2.5-coder-0.5b",
+            real_model(
+                "EPROF_TEST_QWEN2",
+                "Qwen2.5-Coder-0.5B-Instruct.gguf",
+                "qwen2.5-coder-0.5b",
+            ),
+        ),
+        (
+            "gemma3-270m",
+            real_model(
+                "EPROF_TEST_GEMMA3",
+                "gemma-3-270m-q4_k_m.gguf",
+                "gemma3-270m",
+            ),
+        ),
+    ];
+    for (name, model) in models {
+        let f: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/fixtures/tokenizers/{name}.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let user = "Give me three tips for staying healthy.";
+        let out = e.data().join(format!("{name}.eprof"));
+        let out_s = out.display().to_string();
+        e.ok(&[
+            "record",
+            user,
+            "--model",
+            &model,
+            "--max-tokens",
+            "1",
+            "--power",
+            "synthetic",
+            "--idle-ms",
+            "0",
+            "--out",
+            &out_s,
+        ]);
+        let trace = e.json(&["export", &out_s, "--format", "json"]);
+        let prompt: Vec<&serde_json::Value> = trace["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["phase"] == "prompt")
+            .collect();
+        let text: String = prompt.iter().map(|t| t["text"].as_str().unwrap()).collect();
+        let want = match f["chat"]["prompt"].as_str() {
+            Some(p) => {
+                assert_eq!(f["chat"]["user"].as_str(), Some(user));
+                p.to_string()
+            }
+            None => format!("<bos>{user}"),
+        };
+        assert_eq!(text, want, "{name}: the prompt the model saw");
+        println!(
+            "{name}: {} prompt tokens, {:?}",
+            prompt.len(),
+            &text[..text.len().min(60)]
+        );
     }
 }

@@ -13,6 +13,35 @@ pub struct RopeScaling {
 }
 
 /// Everything the decoder needs to know about an architecture instance.
+/// The MLP's gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// SiLU (Llama, Mistral, Qwen2).
+    #[default]
+    Silu,
+    /// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// What Gemma 3 adds to the Llama layer: a norm on each query and key head before
+/// RoPE, a norm on the attention output and on the MLP output before each residual
+/// add, embeddings scaled by √hidden, and local layers (a sliding window, their own
+/// RoPE base) with every `global_every`-th layer global.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gemma3 {
+    pub global_every: usize,
+    pub rope_local_theta: f32,
+    /// Scores are divided by √this (Gemma 3: usually the head dimension).
+    pub query_pre_attn_scalar: usize,
+}
+
+impl Gemma3 {
+    /// Whether layer `l` is local (sliding window, local RoPE base).
+    pub fn is_local(&self, l: usize) -> bool {
+        !(l + 1).is_multiple_of(self.global_every.max(1))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderConfig {
     pub architecture: String,
@@ -35,6 +64,30 @@ pub struct DecoderConfig {
     /// GGUF llama weights are permuted for interleaved RoPE (`rope_i`); Hugging Face
     /// checkpoints use the half-split form (`rope`).
     pub rope_interleaved: bool,
+    pub activation: Activation,
+    /// Gemma 3's additions (`None` for the Llama family).
+    pub gemma3: Option<Gemma3>,
+}
+
+impl DecoderConfig {
+    /// The keys a query of layer `l` sees besides itself (`None`: all before it).
+    pub fn window(&self, l: usize) -> Option<usize> {
+        match self.gemma3 {
+            // Gemma 3's window counts the query itself (Hugging Face and llama.cpp: a
+            // key is visible while `q - k < sliding_window`).
+            Some(g) if g.is_local(l) => self.sliding_window.map(|w| w.saturating_sub(1)),
+            Some(_) => None,
+            None => self.sliding_window,
+        }
+    }
+
+    /// The RoPE base of layer `l`.
+    pub fn rope_theta(&self, l: usize) -> f32 {
+        match self.gemma3 {
+            Some(g) if g.is_local(l) => g.rope_local_theta,
+            _ => self.rope_theta,
+        }
+    }
 }
 
 /// The subset of a Hugging Face `config.json` that the three architectures use.
@@ -58,6 +111,12 @@ pub struct HfConfig {
     pub use_sliding_window: Option<bool>,
     pub tie_word_embeddings: Option<bool>,
     pub bos_token_id: Option<serde_json::Value>,
+    /// Gemma: `gelu_pytorch_tanh`.
+    pub hidden_activation: Option<String>,
+    /// Gemma 3: every n-th layer is global.
+    pub sliding_window_pattern: Option<usize>,
+    pub rope_local_base_freq: Option<f32>,
+    pub query_pre_attn_scalar: Option<usize>,
     pub eos_token_id: Option<serde_json::Value>,
 }
 
@@ -65,14 +124,15 @@ impl HfConfig {
     /// The architecture name: `model_type`, else derived from `architectures`.
     pub fn architecture(&self) -> String {
         if let Some(t) = &self.model_type {
-            return t.to_lowercase();
+            // Gemma 3's text-only checkpoints say `gemma3_text`.
+            return t.to_lowercase().trim_end_matches("_text").to_string();
         }
         let a = self
             .architectures
             .first()
             .map(|s| s.to_lowercase())
             .unwrap_or_default();
-        for known in ["llama", "mistral", "qwen2"] {
+        for known in ["llama", "mistral", "qwen2", "gemma3"] {
             if a.starts_with(known) {
                 return known.into();
             }
@@ -87,8 +147,16 @@ impl HfConfig {
                 .then(|| serde_json::from_value(v.clone()).ok())
                 .flatten()
         });
+        let gemma3 = (arch == "gemma3").then(|| Gemma3 {
+            global_every: self.sliding_window_pattern.unwrap_or(6),
+            rope_local_theta: self.rope_local_base_freq.unwrap_or(10_000.0),
+            query_pre_attn_scalar: self.query_pre_attn_scalar.unwrap_or(
+                self.head_dim
+                    .unwrap_or(self.hidden_size / self.num_attention_heads),
+            ),
+        });
         let sliding_window = match arch.as_str() {
-            "mistral" => self.sliding_window,
+            "mistral" | "gemma3" => self.sliding_window,
             "qwen2" if self.use_sliding_window == Some(true) => self.sliding_window,
             _ => None,
         };
@@ -108,8 +176,15 @@ impl HfConfig {
             max_position_embeddings: self.max_position_embeddings.unwrap_or(4096),
             sliding_window,
             qkv_bias: arch == "qwen2",
-            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(arch == "qwen2"),
+            tie_word_embeddings: self
+                .tie_word_embeddings
+                .unwrap_or(arch == "qwen2" || arch == "gemma3"),
             rope_interleaved: false,
+            activation: match self.hidden_activation.as_deref() {
+                Some("gelu_pytorch_tanh" | "gelu") => Activation::GeluTanh,
+                _ => Activation::Silu,
+            },
+            gemma3,
             architecture: arch,
         }
     }

@@ -11,7 +11,7 @@ use eprof_core::recorder::{Recorder, SiteId};
 use eprof_core::{InstrumentedModel, Result, TensorKind};
 use eprof_format::{COMPONENTS, Depth, LAYER, SiteDef};
 
-use crate::config::DecoderConfig;
+use crate::config::{Activation, DecoderConfig};
 
 /// Model-level sites, ids 0..4.
 pub const MODEL_SITES: [&str; 4] = ["embedding", "layers", "final_norm", "lm_head"];
@@ -25,25 +25,36 @@ pub const ATTENTION_OPS: [&str; 6] = [
     "softmax",
     "value_matmul",
 ];
-const PER_LAYER: u32 = 1 + COMPONENTS.len() as u32 + ATTENTION_OPS.len() as u32;
 
 const EMBEDDING: SiteId = 0;
 const FINAL_NORM: SiteId = 2;
 const LM_HEAD: SiteId = 3;
 
-// Component indices in COMPONENTS.
-const C_INPUT_NORM: u32 = 0;
-const C_Q: u32 = 1;
-const C_K: u32 = 2;
-const C_V: u32 = 3;
-const C_ROPE: u32 = 4;
-const C_ATTN: u32 = 5;
-const C_O: u32 = 6;
-const C_POST_NORM: u32 = 7;
-const C_GATE: u32 = 8;
-const C_UP: u32 = 9;
-const C_ACT: u32 = 10;
-const C_DOWN: u32 = 11;
+/// Every component a layer can have. Which ones an architecture has, and their names
+/// and order in its traces, is its [`Layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum C {
+    InputNorm,
+    Q,
+    K,
+    V,
+    QNorm,
+    KNorm,
+    Rope,
+    Attn,
+    O,
+    /// Gemma 3: the norm on the attention output.
+    AttnOutNorm,
+    /// The norm before the MLP.
+    PreMlpNorm,
+    Gate,
+    Up,
+    Act,
+    Down,
+    /// Gemma 3: the norm on the MLP output.
+    MlpOutNorm,
+}
+const N_C: usize = 16;
 
 // Operation indices in ATTENTION_OPS.
 const OP_KV_APPEND: u32 = 0;
@@ -53,48 +64,129 @@ const OP_MASK: u32 = 3;
 const OP_SOFTMAX: u32 = 4;
 const OP_VALUE: u32 = 5;
 
-fn layer_site(l: usize) -> SiteId {
-    MODEL_SITES.len() as u32 + l as u32 * PER_LAYER
-}
-fn comp_site(l: usize, c: u32) -> SiteId {
-    layer_site(l) + 1 + c
-}
-fn op_site(l: usize, o: u32) -> SiteId {
-    layer_site(l) + 1 + COMPONENTS.len() as u32 + o
+/// An architecture's per-layer sites: its components in execution order (with the
+/// names its Hugging Face code uses), then the attention operations.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    names: Vec<&'static str>,
+    /// Index of each [`C`] in `names` (`u32::MAX`: the architecture has none).
+    slot: [u32; N_C],
 }
 
-/// Every site of a model with `layers` layers, in id order.
-pub fn sites(layers: usize) -> Vec<SiteDef> {
-    let mut v: Vec<SiteDef> = MODEL_SITES
-        .iter()
-        .map(|c| SiteDef {
-            layer: None,
-            component: c.to_string(),
-            op: None,
-        })
-        .collect();
-    for l in 0..layers as u16 {
-        v.push(SiteDef {
-            layer: Some(l),
-            component: LAYER.into(),
-            op: None,
-        });
-        for c in COMPONENTS {
-            v.push(SiteDef {
-                layer: Some(l),
-                component: c.into(),
-                op: None,
-            });
+impl Layout {
+    fn new(parts: &[(C, &'static str)]) -> Layout {
+        let mut slot = [u32::MAX; N_C];
+        for (i, (c, _)) in parts.iter().enumerate() {
+            slot[*c as usize] = i as u32;
         }
-        for o in ATTENTION_OPS {
-            v.push(SiteDef {
-                layer: Some(l),
-                component: "attention".into(),
-                op: Some(o.into()),
-            });
+        Layout {
+            names: parts.iter().map(|(_, n)| *n).collect(),
+            slot,
         }
     }
-    v
+
+    /// Llama, Mistral, Qwen2: [`eprof_format::COMPONENTS`].
+    pub fn llama() -> Layout {
+        use C::*;
+        let parts = [
+            InputNorm, Q, K, V, Rope, Attn, O, PreMlpNorm, Gate, Up, Act, Down,
+        ];
+        Layout::new(&std::array::from_fn::<_, 12, _>(|i| {
+            (parts[i], COMPONENTS[i])
+        }))
+    }
+
+    /// Gemma 3: the Llama components plus `q_norm`, `k_norm`, and the norms around the
+    /// MLP and after attention. Its norm after attention is `post_attention_norm`
+    /// (llama.cpp's name): Hugging Face calls it `post_attention_layernorm`, the name
+    /// the Llama family uses for the norm before the MLP, which Gemma calls
+    /// `pre_feedforward_layernorm`.
+    pub fn gemma3() -> Layout {
+        use C::*;
+        Layout::new(&[
+            (InputNorm, "input_layernorm"),
+            (Q, "q_proj"),
+            (K, "k_proj"),
+            (V, "v_proj"),
+            (QNorm, "q_norm"),
+            (KNorm, "k_norm"),
+            (Rope, "rope"),
+            (Attn, "attention"),
+            (O, "o_proj"),
+            (AttnOutNorm, "post_attention_norm"),
+            (PreMlpNorm, "pre_feedforward_layernorm"),
+            (Gate, "gate_proj"),
+            (Up, "up_proj"),
+            (Act, "act"),
+            (Down, "down_proj"),
+            (MlpOutNorm, "post_feedforward_layernorm"),
+        ])
+    }
+
+    fn for_config(cfg: &DecoderConfig) -> Layout {
+        if cfg.gemma3.is_some() {
+            Layout::gemma3()
+        } else {
+            Layout::llama()
+        }
+    }
+
+    fn per_layer(&self) -> u32 {
+        1 + self.names.len() as u32 + ATTENTION_OPS.len() as u32
+    }
+
+    fn layer(&self, l: usize) -> SiteId {
+        MODEL_SITES.len() as u32 + l as u32 * self.per_layer()
+    }
+
+    fn comp(&self, l: usize, c: C) -> SiteId {
+        let slot = self.slot[c as usize];
+        debug_assert!(slot != u32::MAX, "{c:?} is not in this layout");
+        self.layer(l) + 1 + slot
+    }
+
+    fn op(&self, l: usize, o: u32) -> SiteId {
+        self.layer(l) + 1 + self.names.len() as u32 + o
+    }
+
+    /// Every site of a model with `layers` layers, in id order.
+    pub fn sites(&self, layers: usize) -> Vec<SiteDef> {
+        let mut v: Vec<SiteDef> = MODEL_SITES
+            .iter()
+            .map(|c| SiteDef {
+                layer: None,
+                component: c.to_string(),
+                op: None,
+            })
+            .collect();
+        for l in 0..layers as u16 {
+            v.push(SiteDef {
+                layer: Some(l),
+                component: LAYER.into(),
+                op: None,
+            });
+            for c in &self.names {
+                v.push(SiteDef {
+                    layer: Some(l),
+                    component: c.to_string(),
+                    op: None,
+                });
+            }
+            for o in ATTENTION_OPS {
+                v.push(SiteDef {
+                    layer: Some(l),
+                    component: "attention".into(),
+                    op: Some(o.into()),
+                });
+            }
+        }
+        v
+    }
+}
+
+/// Every site of a Llama-family model with `layers` layers, in id order.
+pub fn sites(layers: usize) -> Vec<SiteDef> {
+    Layout::llama().sites(layers)
 }
 
 /// A projection: dense (safetensors), quantized through candle (GGUF), or quantized
@@ -269,10 +361,24 @@ pub struct LayerWeights {
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
+    /// The norm before the MLP (`post_attention_layernorm` in the Llama family,
+    /// `pre_feedforward_layernorm` in Gemma 3).
     pub post_norm: Tensor,
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
+    /// Gemma 3: per-head norms of queries and keys, the norm on the attention output
+    /// and the one on the MLP output (`None` in the Llama family).
+    pub extra: Option<GemmaNorms>,
+}
+
+/// Gemma 3's four norms beyond the Llama layer's two.
+#[derive(Debug, Clone)]
+pub struct GemmaNorms {
+    pub q_norm: Tensor,
+    pub k_norm: Tensor,
+    pub attn_out_norm: Tensor,
+    pub mlp_out_norm: Tensor,
 }
 
 /// The weights of a whole model.
@@ -431,8 +537,10 @@ impl Instr<'_> {
 pub struct Decoder {
     cfg: DecoderConfig,
     w: Weights,
-    cos: Tensor,
-    sin: Tensor,
+    /// RoPE tables per distinct base; `layer_rope[l]` indexes them.
+    ropes: Vec<(f32, Tensor, Tensor)>,
+    layer_rope: Vec<usize>,
+    layout: Layout,
     neg_inf: Tensor,
     caches: Vec<KvCache>,
     sites: Vec<SiteDef>,
@@ -443,12 +551,16 @@ pub struct Decoder {
 
 /// RoPE tables as candle-transformers' `quantized_llama` computes them (same ops, so
 /// the same bits), with Llama 3 frequency scaling when the config has it.
-fn rope_tables(cfg: &DecoderConfig, dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+fn rope_tables(
+    cfg: &DecoderConfig,
+    base: f32,
+    dev: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     const MAX_SEQ_LEN: usize = 4096;
     let hd = cfg.head_dim;
     let mut theta: Vec<f32> = (0..hd)
         .step_by(2)
-        .map(|i| 1f32 / cfg.rope_theta.powf(i as f32 / hd as f32))
+        .map(|i| 1f32 / base.powf(i as f32 / hd as f32))
         .collect();
     if let Some(s) = cfg.rope_scaling {
         let low_wavelen = s.original_max_position_embeddings as f32 / s.low_freq_factor;
@@ -476,15 +588,30 @@ fn rope_tables(cfg: &DecoderConfig, dev: &Device) -> candle_core::Result<(Tensor
 
 impl Decoder {
     pub fn new(cfg: DecoderConfig, w: Weights, device: Device) -> Result<Self> {
-        let (cos, sin) = rope_tables(&cfg, &device)?;
+        let mut ropes: Vec<(f32, Tensor, Tensor)> = Vec::new();
+        let mut layer_rope = Vec::with_capacity(cfg.layers);
+        for l in 0..cfg.layers {
+            let base = cfg.rope_theta(l);
+            let i = match ropes.iter().position(|(b, _, _)| *b == base) {
+                Some(i) => i,
+                None => {
+                    let (cos, sin) = rope_tables(&cfg, base, &device)?;
+                    ropes.push((base, cos, sin));
+                    ropes.len() - 1
+                }
+            };
+            layer_rope.push(i);
+        }
         let neg_inf = Tensor::new(f32::NEG_INFINITY, &device)?;
         let caches = (0..cfg.layers).map(|_| KvCache::new()).collect();
-        let sites = sites(cfg.layers);
+        let layout = Layout::for_config(&cfg);
+        let sites = layout.sites(cfg.layers);
         Ok(Decoder {
             cfg,
             w,
-            cos,
-            sin,
+            ropes,
+            layer_rope,
+            layout,
             neg_inf,
             caches,
             sites,
@@ -498,9 +625,8 @@ impl Decoder {
         &self.cfg
     }
 
-    fn mask(&self, seq: usize, pos: usize) -> candle_core::Result<Tensor> {
+    fn mask(&self, seq: usize, pos: usize, sw: Option<usize>) -> candle_core::Result<Tensor> {
         let kv = pos + seq;
-        let sw = self.cfg.sliding_window;
         let m: Vec<u8> = (0..seq)
             .flat_map(|i| {
                 (0..kv).map(move |j| {
@@ -528,35 +654,51 @@ impl Decoder {
             neg_inf,
             reserve,
             fast_attention,
-            cos,
-            sin,
+            ropes,
+            layer_rope,
+            layout,
             ..
         } = self;
         let w = &w.layers[l];
         let (nh, nkv, hd) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
         let eps = cfg.rms_norm_eps as f32;
+        let site = |c: C| layout.comp(l, c);
         let layer_start = ins.start()?;
         // A projection as its component, with its FLOPs.
-        let proj = |ins: &mut Instr<'_>, c: u32, lin: &Linear, input: &Tensor, fout: usize| {
-            let site = comp_site(l, c);
-            let y = ins.component(site, || lin.forward(input))?;
-            ins.flops(site, proj_flops(input.dim(D::Minus1)?, fout) * seq as f32);
+        let proj = |ins: &mut Instr<'_>, c: C, lin: &Linear, input: &Tensor, fout: usize| {
+            let y = ins.component(site(c), || lin.forward(input))?;
+            ins.flops(
+                site(c),
+                proj_flops(input.dim(D::Minus1)?, fout) * seq as f32,
+            );
             Ok::<_, eprof_core::Error>(y)
+        };
+        // A norm as its component (its input shown to the probes that want it).
+        let norm = |ins: &mut Instr<'_>, c: C, x: &Tensor, weight: &Tensor| {
+            ins.observe(site(c), TensorKind::NormInput, x)?;
+            ins.component(site(c), || {
+                candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps)
+            })
         };
 
         let residual = x;
-        let site = comp_site(l, C_INPUT_NORM);
-        ins.observe(site, TensorKind::NormInput, x)?;
-        let h = ins.component(site, || candle_nn::ops::rms_norm(x, &w.input_norm, eps))?;
-        let q = proj(ins, C_Q, &w.q, &h, nh * hd)?;
-        let k = proj(ins, C_K, &w.k, &h, nkv * hd)?;
-        let v = proj(ins, C_V, &w.v, &h, nkv * hd)?;
+        let h = norm(ins, C::InputNorm, x, &w.input_norm)?;
+        let q = proj(ins, C::Q, &w.q, &h, nh * hd)?;
+        let k = proj(ins, C::K, &w.k, &h, nkv * hd)?;
+        let v = proj(ins, C::V, &w.v, &h, nkv * hd)?;
 
-        let site = comp_site(l, C_ROPE);
-        let (q, k, v) = ins.timed(site, || {
-            let b = q.dim(0)?;
-            let q = q.reshape((b, seq, nh, hd))?.transpose(1, 2)?;
-            let k = k.reshape((b, seq, nkv, hd))?.transpose(1, 2)?;
+        let b = q.dim(0)?;
+        let mut q = q.reshape((b, seq, nh, hd))?.transpose(1, 2)?;
+        let mut k = k.reshape((b, seq, nkv, hd))?.transpose(1, 2)?;
+        if let Some(g) = &w.extra {
+            q = norm(ins, C::QNorm, &q, &g.q_norm)?;
+            k = norm(ins, C::KNorm, &k, &g.k_norm)?;
+        }
+        let (cos, sin) = {
+            let (_, c, s) = &ropes[layer_rope[l]];
+            (c, s)
+        };
+        let (q, k, v) = ins.timed(site(C::Rope), || {
             let v = v
                 .reshape((b, seq, nkv, hd))?
                 .transpose(1, 2)?
@@ -567,37 +709,48 @@ impl Decoder {
                 v,
             ))
         })?;
-        ins.observe(site, TensorKind::Output, &q)?;
+        ins.observe(site(C::Rope), TensorKind::Output, &q)?;
 
-        let site = comp_site(l, C_ATTN);
         let t = ins.start()?;
         let at = Attention {
             cfg,
+            layout,
             l,
+            window: cfg.window(l),
             neg_inf,
             reserve: *reserve,
             fast: *fast_attention,
         };
         let y = at.forward(&mut caches[l], &q, &k, &v, mask, ins)?;
-        ins.end(site, t)?;
-        ins.observe(site, TensorKind::Output, &y)?;
+        ins.end(site(C::Attn), t)?;
+        ins.observe(site(C::Attn), TensorKind::Output, &y)?;
 
-        let o = proj(ins, C_O, &w.o, &y, hidden)?;
+        let mut o = proj(ins, C::O, &w.o, &y, hidden)?;
+        if let Some(g) = &w.extra {
+            o = norm(ins, C::AttnOutNorm, &o, &g.attn_out_norm)?;
+        }
         let x = (o + residual)?;
 
         let residual = &x;
-        let site = comp_site(l, C_POST_NORM);
-        ins.observe(site, TensorKind::NormInput, &x)?;
-        let h = ins.component(site, || candle_nn::ops::rms_norm(&x, &w.post_norm, eps))?;
+        let h = norm(ins, C::PreMlpNorm, &x, &w.post_norm)?;
         let inter = cfg.intermediate_size;
-        let g = proj(ins, C_GATE, &w.gate, &h, inter)?;
-        let u = proj(ins, C_UP, &w.up, &h, inter)?;
-        let a = ins.component(comp_site(l, C_ACT), || candle_nn::ops::silu(&g)? * u)?;
-        let d = proj(ins, C_DOWN, &w.down, &a, hidden)?;
+        let g = proj(ins, C::Gate, &w.gate, &h, inter)?;
+        let u = proj(ins, C::Up, &w.up, &h, inter)?;
+        let a = ins.component(site(C::Act), || {
+            let g = match cfg.activation {
+                Activation::Silu => candle_nn::ops::silu(&g)?,
+                Activation::GeluTanh => g.gelu()?,
+            };
+            g * u
+        })?;
+        let mut d = proj(ins, C::Down, &w.down, &a, hidden)?;
+        if let Some(g) = &w.extra {
+            d = norm(ins, C::MlpOutNorm, &d, &g.mlp_out_norm)?;
+        }
         let x = (d + residual)?;
-        ins.end(layer_site(l), layer_start)?;
+        ins.end(layout.layer(l), layer_start)?;
         // The residual stream after the layer, for probes that want it (plugins).
-        ins.observe(layer_site(l), TensorKind::Output, &x)?;
+        ins.observe(layout.layer(l), TensorKind::Output, &x)?;
         Ok(x)
     }
 }
@@ -625,7 +778,10 @@ fn rope(
 /// and weighted values, each an operation timed at deep depth.
 struct Attention<'a> {
     cfg: &'a DecoderConfig,
+    layout: &'a Layout,
     l: usize,
+    /// The keys a query sees besides itself (`None`: all before it).
+    window: Option<usize>,
     neg_inf: &'a Tensor,
     reserve: usize,
     /// Decode positions through [`crate::attention`] (CPU, f32), else candle's ops.
@@ -633,6 +789,15 @@ struct Attention<'a> {
 }
 
 impl Attention<'_> {
+    /// Scores are divided by this: √head_dim (Gemma 3: √query_pre_attn_scalar).
+    fn divisor(&self) -> f64 {
+        let d = self
+            .cfg
+            .gemma3
+            .map_or(self.cfg.head_dim, |g| g.query_pre_attn_scalar);
+        (d as f64).sqrt()
+    }
+
     fn forward(
         &self,
         cache: &mut KvCache,
@@ -643,8 +808,8 @@ impl Attention<'_> {
         ins: &mut Instr<'_>,
     ) -> Result<Tensor> {
         let (b, nh, seq, hd) = q.dims4()?;
-        let op = |o: u32| op_site(self.l, o);
-        let window = self.cfg.sliding_window;
+        let op = |o: u32| self.layout.op(self.l, o);
+        let window = self.window;
         let (k, v) = ins.op(op(OP_KV_APPEND), None, || {
             let (k, v) = cache.append(k, v, self.reserve)?;
             match window {
@@ -672,7 +837,7 @@ impl Attention<'_> {
         let k = candle_transformers_repeat_kv(k, nh / self.cfg.kv_heads)?;
         let v = candle_transformers_repeat_kv(v, nh / self.cfg.kv_heads)?;
         let att = ins.op(op(OP_QK), Some(qk_flops), || q.matmul(&k.t()?))?;
-        let att = ins.op(op(OP_SCALE), Some(scores_n), || att / (hd as f64).sqrt())?;
+        let att = ins.op(op(OP_SCALE), Some(scores_n), || att / self.divisor())?;
         let att = match mask {
             None => att,
             Some(m) => ins.op(op(OP_MASK), Some(scores_n), || {
@@ -739,7 +904,7 @@ impl Attention<'_> {
         if !a.valid() {
             return Ok(None);
         }
-        let op = |o: u32| op_site(self.l, o);
+        let op = |o: u32| self.layout.op(self.l, o);
         let scores_n = (nh * len) as f32;
         let qk_flops = 2.0 * scores_n * hd as f32;
         let mut s = ins.op(op(OP_QK), Some(qk_flops), || {
@@ -748,7 +913,7 @@ impl Attention<'_> {
             }))
         })?;
         ins.op(op(OP_SCALE), Some(scores_n), || {
-            scale(&mut s, (hd as f32).sqrt());
+            scale(&mut s, self.divisor() as f32);
             Ok(())
         })?;
         ins.op(op(OP_SOFTMAX), Some(5.0 * scores_n), || {
@@ -831,22 +996,33 @@ impl InstrumentedModel for Decoder {
             rec,
         };
         let (_, seq) = ids.dims2()?;
-        let mask = if seq > 1 {
-            Some(self.mask(seq, pos)?)
-        } else {
-            None
-        };
+        // One mask per distinct window (Gemma 3: local and global layers), at prefill.
+        let mut masks: Vec<(Option<usize>, Tensor)> = Vec::new();
+        if seq > 1 {
+            for l in 0..self.cfg.layers {
+                let w = self.cfg.window(l);
+                if !masks.iter().any(|(mw, _)| *mw == w) {
+                    masks.push((w, self.mask(seq, pos, w)?));
+                }
+            }
+        }
 
         let t = ins.start()?;
         let mut x = candle_nn::Embedding::new(self.w.embedding.clone(), self.cfg.hidden_size)
             .forward(ids)?;
+        if self.cfg.gemma3.is_some() {
+            // Gemma scales embeddings by √hidden (as candle-transformers' gemma3).
+            x = (x * (self.cfg.hidden_size as f64).sqrt())?;
+        }
         let e = ins.end(EMBEDDING, t)?;
         if ins.on {
             ins.rec.section("embedding", t, e);
         }
         let layers_start = e;
         for l in 0..self.cfg.layers {
-            x = self.layer(l, &x, mask.as_ref(), pos, &mut ins)?;
+            let w = self.cfg.window(l);
+            let mask = masks.iter().find(|(mw, _)| *mw == w).map(|(_, m)| m);
+            x = self.layer(l, &x, mask, pos, &mut ins)?;
         }
         let layers_end = ins.end(1, layers_start)?;
         if ins.on {

@@ -1,8 +1,9 @@
-//! eprof-models: instrumented Llama, Mistral and Qwen2 on candle.
+//! eprof-models: instrumented Llama, Mistral, Qwen2 and Gemma 3 on candle.
 //!
-//! One decoder ([`decoder::Decoder`]) serves the three architectures; the adapters
+//! One decoder ([`decoder::Decoder`]) serves the four architectures; the adapters
 //! differ in configuration (Qwen2: q/k/v bias and tied embeddings; Mistral: sliding
-//! window) and in how they are detected. Both GGUF files (quantized matmuls, tokenizer
+//! window; Gemma 3: QK-norm, norms around attention and MLP, GELU, local and global
+//! layers, see [`config::Gemma3`]) and in how they are detected. Both GGUF files (quantized matmuls, tokenizer
 //! from metadata) and Hugging Face folders (safetensors, `tokenizer.json`) load.
 
 #![forbid(unsafe_code)]
@@ -45,10 +46,12 @@ impl ModelAdapter for Adapter {
 pub static LLAMA: Adapter = Adapter { name: "llama" };
 pub static MISTRAL: Adapter = Adapter { name: "mistral" };
 pub static QWEN2: Adapter = Adapter { name: "qwen2" };
+pub static GEMMA3: Adapter = Adapter { name: "gemma3" };
 
 inventory::submit! { ModelAdapterRegistration { adapter: &LLAMA, origin: module_path!() } }
 inventory::submit! { ModelAdapterRegistration { adapter: &MISTRAL, origin: module_path!() } }
 inventory::submit! { ModelAdapterRegistration { adapter: &QWEN2, origin: module_path!() } }
+inventory::submit! { ModelAdapterRegistration { adapter: &GEMMA3, origin: module_path!() } }
 
 /// Call from a binary so the linker keeps this crate's registrations.
 pub fn link() {}

@@ -13,7 +13,7 @@ use eprof_core::{Error, LoadedModel, Result};
 use eprof_format::ModelIdentity;
 
 use crate::config::{DecoderConfig, HfConfig};
-use crate::decoder::{Decoder, LayerWeights, Linear, Weights};
+use crate::decoder::{Decoder, GemmaNorms, LayerWeights, Linear, Weights};
 use crate::tokenizer::HfTokenizers;
 
 /// The path that names the built-in tiny model.
@@ -104,9 +104,20 @@ pub fn gguf_config(c: &gguf_file::Content, arch: &str, path: &Path) -> Result<De
     };
     let head_dim = c
         .metadata
-        .get(&k("rope.dimension_count"))
+        .get(&k("attention.key_length"))
+        .or_else(|| c.metadata.get(&k("rope.dimension_count")))
         .and_then(|v| v.to_u32().ok())
         .map_or(hidden / heads, |v| v as usize);
+    // llama.cpp's defaults for Gemma 3 where the file says nothing.
+    let gemma3 = (arch == "gemma3").then(|| crate::config::Gemma3 {
+        global_every: c
+            .metadata
+            .get(&k("attention.sliding_window_type"))
+            .and_then(|v| v.to_u32().ok())
+            .map_or(6, |v| v as usize),
+        rope_local_theta: f32_or("rope.local_freq_base", 10_000.0),
+        query_pre_attn_scalar: head_dim,
+    });
     Ok(DecoderConfig {
         architecture: arch.to_string(),
         hidden_size: hidden,
@@ -127,17 +138,34 @@ pub fn gguf_config(c: &gguf_file::Content, arch: &str, path: &Path) -> Result<De
             .map(|v| v as usize),
         qkv_bias: arch == "qwen2",
         tie_word_embeddings: !c.tensor_infos.contains_key("output.weight"),
-        // llama.cpp permutes llama/mistral Q and K for interleaved RoPE; qwen2 keeps
-        // the half-split (NeoX) form.
-        rope_interleaved: arch != "qwen2",
+        // llama.cpp permutes llama/mistral Q and K for interleaved RoPE; qwen2 and
+        // gemma3 keep the half-split (NeoX) form.
+        rope_interleaved: arch != "qwen2" && arch != "gemma3",
+        activation: if arch == "gemma3" {
+            crate::config::Activation::GeluTanh
+        } else {
+            crate::config::Activation::Silu
+        },
+        gemma3,
     })
 }
 
-/// Load a GGUF model of any of the three architectures.
+/// Load a GGUF model of any of the four architectures.
 pub fn load_gguf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
+    load_gguf_with(src, dev, |_| {})
+}
+
+/// [`load_gguf`] with the configuration read from the file adjusted first (tests swap
+/// an activation to match a reference that differs there).
+pub fn load_gguf_with(
+    src: &ModelSource,
+    dev: &Device,
+    adjust: impl FnOnce(&mut DecoderConfig),
+) -> Result<LoadedModel> {
     let path = &src.path;
     let (content, mut r) = read_gguf(path)?;
-    let cfg = gguf_config(&content, &src.architecture, path)?;
+    let mut cfg = gguf_config(&content, &src.architecture, path)?;
+    adjust(&mut cfg);
     let mut qt = |name: &str| {
         content
             .tensor(&mut r, name, dev)
@@ -173,6 +201,17 @@ pub fn load_gguf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
             down: lin("ffn_down", false)?,
             input_norm: qt(&format!("{p}.attn_norm.weight"))?.dequantize(dev)?,
             post_norm: qt(&format!("{p}.ffn_norm.weight"))?.dequantize(dev)?,
+            // GGUF Gemma norms already hold 1 + w (llama.cpp's converter adds it).
+            extra: match cfg.gemma3 {
+                Some(_) => Some(GemmaNorms {
+                    q_norm: qt(&format!("{p}.attn_q_norm.weight"))?.dequantize(dev)?,
+                    k_norm: qt(&format!("{p}.attn_k_norm.weight"))?.dequantize(dev)?,
+                    attn_out_norm: qt(&format!("{p}.post_attention_norm.weight"))?
+                        .dequantize(dev)?,
+                    mlp_out_norm: qt(&format!("{p}.post_ffw_norm.weight"))?.dequantize(dev)?,
+                }),
+                None => None,
+            },
         });
     }
     let weights = Weights {
@@ -301,6 +340,14 @@ pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
         Ok(t.to_dtype(compute)?)
     };
     let embedding = take("model.embed_tokens.weight")?;
+    // Gemma's RMS norms scale by 1 + w (Hugging Face stores w); the others by w.
+    let gemma = cfg.gemma3.is_some();
+    let norm = |w: Tensor| -> Result<Tensor> { Ok(if gemma { (w + 1.0)? } else { w }) };
+    let pre_mlp = if gemma {
+        "pre_feedforward_layernorm"
+    } else {
+        "post_attention_layernorm"
+    };
     let mut layers = Vec::with_capacity(cfg.layers);
     for l in 0..cfg.layers {
         let p = format!("model.layers.{l}");
@@ -321,11 +368,20 @@ pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
             gate: lin("mlp.gate_proj", false)?,
             up: lin("mlp.up_proj", false)?,
             down: lin("mlp.down_proj", false)?,
-            input_norm: take(&format!("{p}.input_layernorm.weight"))?,
-            post_norm: take(&format!("{p}.post_attention_layernorm.weight"))?,
+            input_norm: norm(take(&format!("{p}.input_layernorm.weight"))?)?,
+            post_norm: norm(take(&format!("{p}.{pre_mlp}.weight"))?)?,
+            extra: match cfg.gemma3 {
+                Some(_) => Some(GemmaNorms {
+                    q_norm: norm(take(&format!("{p}.self_attn.q_norm.weight"))?)?,
+                    k_norm: norm(take(&format!("{p}.self_attn.k_norm.weight"))?)?,
+                    attn_out_norm: norm(take(&format!("{p}.post_attention_layernorm.weight"))?)?,
+                    mlp_out_norm: norm(take(&format!("{p}.post_feedforward_layernorm.weight"))?)?,
+                }),
+                None => None,
+            },
         });
     }
-    let final_norm = take("model.norm.weight")?;
+    let final_norm = norm(take("model.norm.weight")?)?;
     let lm_head = if cfg.tie_word_embeddings {
         embedding.clone()
     } else {
@@ -365,7 +421,13 @@ fn count_layer_params(cfg: &DecoderConfig) -> u64 {
         (cfg.heads * cfg.head_dim) as u64,
         (cfg.kv_heads * cfg.head_dim) as u64,
     );
-    let per_layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+    // Gemma 3: q/k norms (a head each) and two more hidden-sized norms.
+    let extra = if cfg.gemma3.is_some() {
+        2 * cfg.head_dim as u64 + 2 * h
+    } else {
+        0
+    };
+    let per_layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h + extra;
     per_layer * cfg.layers as u64 + h
 }
 
@@ -389,6 +451,8 @@ pub fn tiny_config() -> DecoderConfig {
         qkv_bias: false,
         tie_word_embeddings: true,
         rope_interleaved: false,
+        activation: crate::config::Activation::Silu,
+        gemma3: None,
     }
 }
 
@@ -433,6 +497,7 @@ pub fn load_tiny(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
             down: lin(next(&[h, i], 1.0 / (i as f32).sqrt())?),
             input_norm: Tensor::ones(h, DType::F32, dev)?,
             post_norm: Tensor::ones(h, DType::F32, dev)?,
+            extra: None,
         });
     }
     let weights = Weights {
