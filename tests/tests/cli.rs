@@ -126,7 +126,7 @@ fn setup_commands_work_on_a_fresh_data_dir() {
     );
     assert_eq!(
         d["adapters"],
-        serde_json::json!(["llama", "mistral", "qwen2"])
+        serde_json::json!(["gemma3", "llama", "mistral", "qwen2"])
     );
     assert!(e.ok(&["doctor"]).contains("--power auto picks"));
 
