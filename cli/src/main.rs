@@ -4,6 +4,10 @@
 //! naming what failed and how to fix it; a closed pipe (`eprof ls | head`) exits quietly.
 //! The one `unsafe` is [`set_thread_count`], before any thread starts.
 
+/// mimalloc instead of glibc's malloc (see `cli/Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod commands;
 mod fmt;

@@ -87,7 +87,7 @@ impl Default for ProbeOptions {
 /// Run `f` on an f32 host view of `t`, copying only when the tensor is not a
 /// contiguous f32 CPU tensor.
 pub fn with_host_f32<R>(t: &candle_core::Tensor, f: impl FnOnce(TensorView<'_>) -> R) -> Result<R> {
-    let shape = t.dims().to_vec();
+    let shape = t.dims();
     {
         let (storage, layout) = t.storage_and_layout();
         if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
@@ -95,7 +95,7 @@ pub fn with_host_f32<R>(t: &candle_core::Tensor, f: impl FnOnce(TensorView<'_>) 
         {
             return Ok(f(TensorView {
                 data: &v[a..b],
-                shape: &shape,
+                shape,
             }));
         }
     }
@@ -103,8 +103,5 @@ pub fn with_host_f32<R>(t: &candle_core::Tensor, f: impl FnOnce(TensorView<'_>) 
         .to_dtype(candle_core::DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?;
-    Ok(f(TensorView {
-        data: &data,
-        shape: &shape,
-    }))
+    Ok(f(TensorView { data: &data, shape }))
 }

@@ -270,19 +270,43 @@ bincode::impl_borrow_decode!(SpanTable);
 /// column), site (delta column), values (`4n` bytes of f32 little-endian).
 impl Encode for MetricSeries {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        self.probe.encode(e)?;
-        self.metric.encode(e)?;
-        let n = self.len();
+        MetricRows::whole(self).encode(e)
+    }
+}
+
+/// Rows `range` of a [`MetricSeries`], encoded exactly as a series holding only them
+/// would be: the writer cuts series into chunks without copying them.
+pub(crate) struct MetricRows<'a> {
+    pub series: &'a MetricSeries,
+    pub range: std::ops::Range<usize>,
+}
+
+impl<'a> MetricRows<'a> {
+    pub fn whole(series: &'a MetricSeries) -> Self {
+        MetricRows {
+            series,
+            range: 0..series.len(),
+        }
+    }
+}
+
+impl Encode for MetricRows<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let s = self.series;
+        let r = self.range.clone();
+        s.probe.encode(e)?;
+        s.metric.encode(e)?;
+        let n = r.len();
         (n as u64).encode(e)?;
         let mut col = Vec::with_capacity(n * 2);
-        pack_delta(self.step.iter().map(|&v| u64::from(v)), &mut col);
+        pack_delta(s.step[r.clone()].iter().map(|&v| u64::from(v)), &mut col);
         col.encode(e)?;
         col.clear();
-        pack_delta(self.site.iter().map(|&v| u64::from(v)), &mut col);
+        pack_delta(s.site[r.clone()].iter().map(|&v| u64::from(v)), &mut col);
         col.encode(e)?;
         col.clear();
         col.reserve(n * 4);
-        for v in &self.value {
+        for v in &s.value[r] {
             col.extend_from_slice(&v.to_le_bytes());
         }
         col.encode(e)

@@ -143,18 +143,17 @@ impl<W: Write> TraceWriter<W> {
     }
 
     pub fn metrics(&mut self, m: &[MetricSeries]) -> Result<(), FormatError> {
-        let mut batch: Vec<MetricSeries> = Vec::new();
+        // Series are cut into chunks of at most ROWS_PER_CHUNK rows, by reference (the
+        // bytes are those of copies holding the same rows).
+        let mut batch: Vec<codec::MetricRows<'_>> = Vec::new();
         let mut rows = 0;
         for s in m {
             let mut i = 0;
             while i < s.len() {
                 let j = (i + ROWS_PER_CHUNK - rows).min(s.len());
-                batch.push(MetricSeries {
-                    probe: s.probe.clone(),
-                    metric: s.metric.clone(),
-                    step: s.step[i..j].to_vec(),
-                    site: s.site[i..j].to_vec(),
-                    value: s.value[i..j].to_vec(),
+                batch.push(codec::MetricRows {
+                    series: s,
+                    range: i..j,
                 });
                 rows += j - i;
                 i = j;

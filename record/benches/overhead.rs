@@ -28,6 +28,10 @@ use eprof_record::{
     ModelChoice, ModelHandle, NoSink, PowerSpec, Profiler, RecordRequest, RunEvent, RunSink,
 };
 
+/// The allocator the eprof binary uses (`cli/src/main.rs`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PROMPT: &str = "Give me three tips for staying healthy.";
 
 fn model_path() -> PathBuf {

@@ -175,9 +175,13 @@ pub fn load_gguf_with(
     let dtype = main_dtype(&content);
     let embedding = emb_q.dequantize(dev)?;
     let final_norm = qt("output_norm.weight")?.dequantize(dev)?;
-    let lm_head = match qt("output.weight") {
-        Ok(t) => t,
-        Err(_) => emb_q,
+    // Tied embeddings have no output.weight. Asked, not tried: a failed read is a
+    // candle error, which captures and (formatted here) symbolizes a backtrace when
+    // RUST_BACKTRACE is set.
+    let lm_head = if content.tensor_infos.contains_key("output.weight") {
+        qt("output.weight")?
+    } else {
+        emb_q
     };
     let mut layers = Vec::with_capacity(cfg.layers);
     for l in 0..cfg.layers {
