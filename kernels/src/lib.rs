@@ -1,11 +1,13 @@
 //! Dot products of the quantized weight types real GGUF files use and candle's CPU
 //! backend runs through scalar code: Q4_1, Q5_0 and Q5_1, against activations
 //! quantized to Q8_1 / Q8_0, as llama.cpp's CPU backend computes them. x86-64 AVX2
-//! (+FMA) and aarch64 NEON versions, chosen at run time on x86 (so one binary runs on
-//! an older CPU too), and a portable scalar version that is also the tests' reference.
+//! (+FMA, F16C), the same with VNNI, and aarch64 NEON versions, chosen at run time on
+//! x86 (so one binary runs on an older CPU too), and a portable scalar version that is
+//! also the tests' reference. On x86, [`Packed`] keeps a weight matrix in groups of
+//! four rows, the layout the kernels read fastest.
 //!
-//! No dependencies: block layouts, half-precision conversion, activation quantization
-//! and dot products only, so the crate builds and tests quickly for other targets
+//! No dependencies: block layouts, half-precision conversion, activation quantization,
+//! packing and dot products only, so the crate builds and tests quickly for other targets
 //! (the NEON code is tested under `qemu-aarch64`). `unsafe` is confined to the SIMD
 //! modules; each block says why it is sound.
 //!

@@ -604,3 +604,33 @@ impl Tokenizer for HfTokenizers {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_that_fails_names_its_line() {
+        let broken = "{% for m in messages %}\n{{ m.content }\n{% endfor %}".to_string();
+        let e = ChatTemplate::new(broken, String::new(), String::new())
+            .err()
+            .expect("a syntax error is an error");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("{{ m.content }"),
+            "the line itself is shown: {e}"
+        );
+
+        let raising = "{% if messages[0].role != 'system' %}\n{{ raise_exception('a system message first') }}\n{% endif %}".to_string();
+        let t = ChatTemplate::new(raising, String::new(), String::new()).unwrap();
+        let e = t.render("hi").expect_err("raise_exception is an error");
+        assert!(
+            e.contains("a system message first") && e.contains("line 2"),
+            "{e}"
+        );
+
+        let ok = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}".to_string();
+        let t = ChatTemplate::new(ok, "<s>".into(), "</s>".into()).unwrap();
+        assert_eq!(t.render("hi").unwrap(), "<s><user>hi<assistant>");
+    }
+}
