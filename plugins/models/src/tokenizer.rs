@@ -122,6 +122,9 @@ pub struct HfTokenizers {
     bos: Option<u32>,
     eos: Vec<u32>,
     add_bos: bool,
+    /// Append the (first) eos id to every encoding (`tokenizer.ggml.add_eos_token`,
+    /// `add_eos_token`); rare, but the model's own setting.
+    add_eos: bool,
     template: Option<ChatTemplate>,
     kind: String,
     added: usize,
@@ -134,7 +137,7 @@ impl HfTokenizers {
         kind: String,
         bos: Option<u32>,
         eos: Vec<u32>,
-        add_bos: bool,
+        (add_bos, add_eos): (bool, bool),
         template: Option<String>,
     ) -> std::result::Result<Self, String> {
         let specials: HashSet<u32> = tok
@@ -160,6 +163,7 @@ impl HfTokenizers {
             bos,
             eos,
             add_bos,
+            add_eos,
             template,
             kind,
             added,
@@ -308,13 +312,14 @@ impl HfTokenizers {
             }
         }
         let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(model == "llama");
+        let add_eos = flag("tokenizer.ggml.add_eos_token").unwrap_or(false);
         Self::new(
             tok,
             pieces,
             kind,
             bos,
             eos,
-            add_bos,
+            (add_bos, add_eos),
             string("tokenizer.chat_template"),
         )
     }
@@ -384,7 +389,10 @@ impl HfTokenizers {
             format!("{model} (tokenizer.json)"),
             bos,
             eos,
-            cfg["add_bos_token"].as_bool().unwrap_or(false),
+            (
+                cfg["add_bos_token"].as_bool().unwrap_or(false),
+                cfg["add_eos_token"].as_bool().unwrap_or(false),
+            ),
             cfg["chat_template"].as_str().map(str::to_string),
         )
     }
@@ -423,7 +431,7 @@ impl HfTokenizers {
             "bytes (built-in)".into(),
             Some(256),
             vec![257],
-            false,
+            (false, false),
             None,
         )
         .expect("no template to compile")
@@ -561,6 +569,9 @@ impl Tokenizer for HfTokenizers {
         if self.add_bos && out.len() > 1 && self.bos.is_some() && out[0] == out[1] {
             out.remove(0);
         }
+        if self.add_eos {
+            out.extend(self.eos.first());
+        }
         Ok(out)
     }
 
@@ -593,13 +604,14 @@ impl Tokenizer for HfTokenizers {
 
     fn describe(&self) -> String {
         format!(
-            "{}, {} tokens ({} added), bos={:?}, eos={:?}, add_bos={}, chat template: {}",
+            "{}, {} tokens ({} added), bos={:?}, eos={:?}, add_bos={}, add_eos={}, chat template: {}",
             self.kind,
             self.bytes.len(),
             self.added,
             self.bos,
             self.eos,
             self.add_bos,
+            self.add_eos,
             if self.template.is_some() { "yes" } else { "no" }
         )
     }
@@ -632,5 +644,23 @@ mod tests {
         let ok = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}".to_string();
         let t = ChatTemplate::new(ok, "<s>".into(), "</s>".into()).unwrap();
         assert_eq!(t.render("hi").unwrap(), "<s><user>hi<assistant>");
+    }
+
+    #[test]
+    fn add_bos_and_add_eos_are_the_models_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = HfTokenizers::bytes_only().tokenizer_json().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), json).unwrap();
+        let cfg = serde_json::json!({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true, "add_eos_token": true});
+        std::fs::write(dir.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+        let t = HfTokenizers::from_tokenizer_json(&dir.path().join("tokenizer.json")).unwrap();
+        assert_eq!(t.encode("hi", true).unwrap(), vec![256, 104, 105, 257]);
+        // Special tokens in the text are text when not parsed.
+        assert_eq!(t.encode("<s>", false).unwrap().len(), 2 + 3);
+        assert_eq!(
+            t.encode("<s>", true).unwrap(),
+            vec![256, 257],
+            "one bos, not two"
+        );
     }
 }
