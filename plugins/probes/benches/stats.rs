@@ -9,7 +9,9 @@ use std::time::Instant;
 
 fn main() {
     for n in [192usize, 576, 1536] {
-        let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
         let reps = 2_000_000 / n;
         let mut best = f64::MAX;
         for _ in 0..5 {
