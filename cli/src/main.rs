@@ -395,8 +395,8 @@ fn run() -> anyhow::Result<ExitCode> {
 /// The thread count of a command that runs a model and was given none: candle's own
 /// default (physical cores, or `CANDLE_NUM_THREADS`), set explicitly. Unless
 /// `RAYON_NUM_THREADS` is set, candle 0.11 looks the count up again in every f32
-/// matmul, and on Linux that reads and parses `/proc/cpuinfo`: with candle's attention
-/// ops (`EPROF_CPU_KERNELS=candle`, GPU-less prefill) 60 times per SmolLM2 token, 20%
+/// matmul, and on Linux that reads and parses `/proc/cpuinfo`: in every prefill, and
+/// with candle's attention ops (`EPROF_CPU_KERNELS=candle`) 60 times per SmolLM2 token, 20%
 /// of its decode speed measured on this VM. `None` when `RAYON_NUM_THREADS` already
 /// names a count.
 fn default_threads() -> Option<u16> {
