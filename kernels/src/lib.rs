@@ -287,20 +287,8 @@ pub fn dot(t: WeightType, row: &[u8], act: &[u8]) -> f32 {
 }
 
 /// `out[r] = row r of weights . activations` for the rows `first..first + out.len()`
-/// of a `rows x cols` weight matrix stored as consecutive rows of blocks. Callers
-/// split the rows across threads.
-pub fn matvec_rows(
-    t: WeightType,
-    weights: &[u8],
-    cols: usize,
-    first: usize,
-    act: &[u8],
-    out: &mut [f32],
-) {
-    matvec_rows_with(best(), t, weights, cols, first, act, out)
-}
-
-/// [`matvec_rows`] with a given implementation (tests compare them). x86 takes Q4_1
+/// of a `rows x cols` weight matrix stored as consecutive rows of blocks, with a given
+/// implementation (tests compare them; [`Packed`] is the fast layout). x86 takes Q4_1
 /// and Q5_1 rows four at a time, sharing each activation load.
 pub fn matvec_rows_with(
     isa: Isa,

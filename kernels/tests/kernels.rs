@@ -119,12 +119,28 @@ fn reference(t: WeightType, row: &[u8], x: &[f32], act: &[u8]) -> (f64, f64) {
     (exact, bound + 1e-6)
 }
 
-#[test]
-fn every_kernel_matches_the_reference_within_the_quantization_bound() {
-    let isas: Vec<Isa> = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
+/// Every implementation this CPU runs.
+fn isas_here() -> Vec<Isa> {
+    [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
         .into_iter()
         .filter(|i| i.available())
+        .collect()
+}
+
+/// A random `rows x blocks` weight matrix of type `t` and quantized activations for it.
+fn random_matrix(t: WeightType, rows: usize, blocks: usize, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+    let w: Vec<u8> = (0..rows)
+        .flat_map(|_| weight_row(t, blocks, Fill::Random, rng))
         .collect();
+    let x = activations(blocks * BLOCK, false, rng);
+    let mut act = Vec::new();
+    quantize_activations(&x, t.activation(), &mut act);
+    (w, act)
+}
+
+#[test]
+fn every_kernel_matches_the_reference_within_the_quantization_bound() {
+    let isas = isas_here();
     eprintln!("implementations here: {:?} (best: {})", isas, best().name());
     let mut rng = Rng(42);
     let mut cases = 0;
@@ -215,17 +231,9 @@ fn matrix_rows_match_row_by_row() {
     for t in TYPES {
         for rows in [2usize, 5, 8, 14] {
             let blocks = 9;
-            let w: Vec<u8> = (0..rows)
-                .flat_map(|_| weight_row(t, blocks, Fill::Random, &mut rng))
-                .collect();
-            let x = activations(blocks * BLOCK, false, &mut rng);
-            let mut act = Vec::new();
-            quantize_activations(&x, t.activation(), &mut act);
+            let (w, act) = random_matrix(t, rows, blocks, &mut rng);
             let rb = blocks * t.block_bytes();
-            for isa in [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
-                .into_iter()
-                .filter(|i| i.available())
-            {
+            for isa in isas_here() {
                 // From row 1: a first row that is not a multiple of four.
                 let mut out = vec![0f32; rows - 1];
                 matvec_rows_with(isa, t, &w, blocks * BLOCK, 1, &act, &mut out);
@@ -252,16 +260,8 @@ fn packed_matrices_match_their_rows_bit_for_bit() {
     for t in TYPES {
         for rows in [1usize, 4, 5, 13] {
             let blocks = 7;
-            let w: Vec<u8> = (0..rows)
-                .flat_map(|_| weight_row(t, blocks, Fill::Random, &mut rng))
-                .collect();
-            let x = activations(blocks * BLOCK, false, &mut rng);
-            let mut act = Vec::new();
-            quantize_activations(&x, t.activation(), &mut act);
-            for isa in [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
-                .into_iter()
-                .filter(|i| i.available())
-            {
+            let (w, act) = random_matrix(t, rows, blocks, &mut rng);
+            for isa in isas_here() {
                 let p = eprof_kernels::Packed::with(isa, t, &w, rows, blocks * BLOCK);
                 let mut want = vec![0f32; rows];
                 matvec_rows_with(isa, t, &w, blocks * BLOCK, 0, &act, &mut want);
