@@ -1,7 +1,7 @@
 //! End-to-end: the `eprof` binary on real files, a real SQLite index, the built-in
 //! tiny model and the real SmolLM2 GGUF.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use eprof_tests::eprof_bin;
 use std::process::{Command, Output};
@@ -78,13 +78,7 @@ impl Env {
 }
 
 fn smollm2() -> String {
-    let p = eprof_models::smollm2_path();
-    assert!(
-        p.exists(),
-        "the real SmolLM2 model is missing at {}: run scripts/fetch-model.sh (or set EPROF_TEST_MODEL)",
-        p.display()
-    );
-    p.display().to_string()
+    real_model("EPROF_TEST_MODEL", eprof_models::SMOLLM2_FILE, "smollm2")
 }
 
 #[test]
@@ -1211,11 +1205,7 @@ fn every_command_survives_a_closed_stdout() {
 /// A real model file: `$ENV`, else the data directory's `models/FILE`; fails (never
 /// skips) when it is missing.
 fn real_model(env: &str, file: &str, fetch: &str) -> String {
-    let p = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
-        eprof_core::paths::DataDir::resolve(None)
-            .models()
-            .join(file)
-    });
+    let p = eprof_models::model_path(env, file);
     assert!(
         p.exists(),
         "the real model is missing at {}: run scripts/fetch-model.sh {fetch} (or set {env})",

@@ -60,16 +60,22 @@ pub fn link() {}
 /// installs it into the data directory's `models/`.
 pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// Where tests and benchmarks find SmolLM2: `EPROF_TEST_MODEL`, else the data
-/// directory's copy. Callers fail (never skip) when it is not there.
-pub fn smollm2_path() -> std::path::PathBuf {
-    std::env::var_os("EPROF_TEST_MODEL")
+/// Where tests and benchmarks find a real model: the file `$env` names, else the
+/// data directory's `models/FILE` (where `scripts/fetch-model.sh` puts it). Callers
+/// fail (never skip) when it is not there.
+pub fn model_path(env: &str, file: &str) -> std::path::PathBuf {
+    std::env::var_os(env)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             eprof_core::paths::DataDir::resolve(None)
                 .models()
-                .join(SMOLLM2_FILE)
+                .join(file)
         })
+}
+
+/// SmolLM2: `EPROF_TEST_MODEL`, else the data directory's copy ([`model_path`]).
+pub fn smollm2_path() -> std::path::PathBuf {
+    model_path("EPROF_TEST_MODEL", SMOLLM2_FILE)
 }
 
 /// Threads and kernels the next run's matmuls use (what its trace records).

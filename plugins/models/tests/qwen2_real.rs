@@ -17,19 +17,11 @@ use eprof_core::recorder::{NullRecorder, Recorder};
 use eprof_format::Depth;
 
 fn path() -> std::path::PathBuf {
-    let p = std::env::var("EPROF_TEST_QWEN2")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            eprof_core::paths::DataDir::resolve(None)
-                .models()
-                .join("Qwen2.5-Coder-0.5B-Instruct.gguf")
-        });
-    assert!(
-        p.exists(),
-        "the real Qwen2.5-Coder model is missing at {}: run scripts/fetch-model.sh qwen2.5-coder-0.5b (or set EPROF_TEST_QWEN2)",
-        p.display()
-    );
-    p
+    common::real_model(
+        "EPROF_TEST_QWEN2",
+        "Qwen2.5-Coder-0.5B-Instruct.gguf",
+        "qwen2.5-coder-0.5b",
+    )
 }
 
 fn top2(t: &Tensor) -> (u32, f32) {

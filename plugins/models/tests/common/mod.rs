@@ -69,26 +69,13 @@ pub fn diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
 /// The real SmolLM2 model: `EPROF_TEST_MODEL`, else the data directory's copy.
 /// Missing is a failure, never a skip: run scripts/fetch-model.sh.
 pub fn smollm2() -> std::path::PathBuf {
-    let p = eprof_models::smollm2_path();
-    assert!(
-        p.exists(),
-        "the real SmolLM2 model is missing at {}: run scripts/fetch-model.sh (or set EPROF_TEST_MODEL)",
-        p.display()
-    );
-    p
+    real_model("EPROF_TEST_MODEL", eprof_models::SMOLLM2_FILE, "smollm2")
 }
 
 /// A real model file for a test: `$ENV`, else the data directory's `models/FILE`.
 /// Fails (never skips) when it is missing, naming the script that fetches it.
-#[allow(dead_code)]
 pub fn real_model(env: &str, file: &str, fetch: &str) -> std::path::PathBuf {
-    let p = std::env::var_os(env)
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            eprof_core::paths::DataDir::resolve(None)
-                .models()
-                .join(file)
-        });
+    let p = eprof_models::model_path(env, file);
     assert!(
         p.exists(),
         "the real model is missing at {}: run scripts/fetch-model.sh {fetch} (or set {env})",
@@ -98,7 +85,6 @@ pub fn real_model(env: &str, file: &str, fetch: &str) -> std::path::PathBuf {
 }
 
 /// A fixture of the repository's `tests/fixtures`.
-#[allow(dead_code)]
 pub fn fixture(rel: &str) -> serde_json::Value {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
