@@ -23,14 +23,7 @@ fn reference() -> ModelWeights {
 }
 
 fn fixture() -> serde_json::Value {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/smollm2-llamacpp-reference.json"
-    );
-    serde_json::from_str(
-        &std::fs::read_to_string(p).expect("tests/fixtures is part of the repository"),
-    )
-    .unwrap()
+    common::fixture("smollm2-llamacpp-reference.json")
 }
 
 fn argmax(t: &Tensor) -> u32 {
@@ -45,12 +38,7 @@ fn tokenizer_matches_llamacpp_on_every_fixture_entry() {
     assert_eq!(cases.len(), 7);
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<u32> = c["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want: Vec<u32> = common::ids(&c["ids"]);
         let got = m.tokenizer.encode(text, true).unwrap();
         assert_eq!(got, want, "tokenizing {text:?}");
         assert_eq!(m.tokenizer.decode(&got), text, "decoding {text:?}");
@@ -88,12 +76,7 @@ fn greedy(
 fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
     let f = fixture();
     let g = &f["greedy"][0];
-    let prompt: Vec<u32> = g["prompt_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
+    let prompt: Vec<u32> = common::ids(&g["prompt_ids"]);
     let mut m = ours();
     assert_eq!(
         m.tokenizer

@@ -31,12 +31,7 @@ fn check(name: &str, env: &str, file: &str) {
     for c in cases {
         let text = c["text"].as_str().unwrap();
         let special = c["special"].as_bool().unwrap();
-        let want: Vec<u32> = c["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want: Vec<u32> = common::ids(&c["ids"]);
         let mut got = tok.encode(text, special).unwrap();
         if tok.bos().is_some()
             && got.first() == tok.bos().as_ref()
@@ -118,12 +113,7 @@ fn folder_round_trip(name: &str, env: &str, file: &str) {
         let text = c["text"].as_str().unwrap();
         let special = c["special"].as_bool().unwrap();
         let ids = hf.encode(text, special).unwrap();
-        let want: Vec<u32> = c["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want: Vec<u32> = common::ids(&c["ids"]);
         assert_eq!(
             ids, want,
             "{name}: {text:?} (special {special}) against llama.cpp"

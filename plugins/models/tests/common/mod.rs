@@ -97,3 +97,12 @@ pub fn fixture(rel: &str) -> serde_json::Value {
     });
     serde_json::from_str(&text).unwrap()
 }
+
+/// A fixture's array of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of token ids")
+        .iter()
+        .map(|x| u32::try_from(x.as_u64().expect("a token id")).expect("an id fits u32"))
+        .collect()
+}
