@@ -114,7 +114,7 @@ fn place_row(row: &[usize], areas: &[f64], free: Rect, out: &mut [Rect]) -> Rect
 
 /// A node of the energy (or time) hierarchy: run > phase > layer > component >
 /// operation. Children sum to their parent: what no child covers is an `other` child.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Node {
     pub name: String,
     pub value: f64,

@@ -25,6 +25,6 @@ pub mod writer;
 pub use attribution::{Attribution, Energy, EnergyLabel};
 pub use error::FormatError;
 pub use model::*;
-pub use reader::{Decoded, Truncation, decode, decode_complete};
-pub use summary::{Energies, Grid, GridMetric, Summary};
+pub use reader::{Decoded, Truncation, decode, decode_complete, decode_with_progress};
+pub use summary::{Energies, Grid, GridMetric, StepOrder, Summary};
 pub use writer::{TraceWriter, encode};

@@ -12,7 +12,7 @@ use crate::model::{
 };
 
 /// Where and why a trace ends early.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Truncation {
     /// Bytes of the file that were read as complete chunks.
     pub complete_bytes: u64,
@@ -41,6 +41,15 @@ pub struct Decoded {
 /// `truncation` set; a file with no complete metadata, a bad header or a corrupted
 /// chunk is an error.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
+    decode_with_progress(bytes, &mut |_| {})
+}
+
+/// [`decode`], calling `progress` with the bytes read so far after every chunk (the
+/// viewer's progress bar; the callback decides how often to act).
+pub fn decode_with_progress(
+    bytes: &[u8],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Decoded, FormatError> {
     let file_bytes = bytes.len() as u64;
     if bytes.len() < codec::HEADER_LEN {
         let n = bytes.len().min(codec::MAGIC.len());
@@ -112,6 +121,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
         }
         state.chunk(chunk_tag, payload).map_err(corrupt)?;
         pos += total;
+        progress(pos);
     }
 
     let Some(meta) = state.meta.take() else {

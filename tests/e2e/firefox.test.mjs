@@ -82,7 +82,11 @@ try {
     const s = document.getElementById("token-slider");
     s.value = "2";
     s.dispatchEvent(new Event("input", { bubbles: true }));
-    await new Promise((r) => setTimeout(r, 300));
+    // The token's heatmap comes from the worker: wait for it (bounded).
+    for (let i = 0; i < 100; i++) {
+      if (document.querySelector("#heatmap svg")?.textContent.includes("token 2")) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     return document.querySelector("#heatmap .chart-box").innerHTML !== before
       && document.getElementById("token-label").textContent.startsWith("token 2");
   })()`);

@@ -41,13 +41,19 @@ console.log(`groups ${groupA} (2 configurations x 4 runs) and ${groupB} (1 x 3)`
 
 const { browser, consoleErrors, newPage } = await launchChromium(chromiumPath);
 const count = (page, sel) => page.locator(sel).count();
+// Traces load one by one (in the viewer's worker): wait for every embedded one.
+async function allLoaded(page) {
+  const n = await page.locator("script.eprof-trace").count();
+  await page.waitForSelector(`body[data-loaded='${n}']`, { timeout: 60000 });
+  await page.waitForSelector("#groups .group-table");
+}
 
 // One group of two configurations.
 const html = join(out, "group.html");
 eprof(["view", groupA, "--html", html]);
 let page = await newPage("group");
 await page.goto(pathToFileURL(html).href);
-await page.waitForSelector("#groups .group-table");
+await allLoaded(page);
 check(await count(page, "#groups .group-table thead th") === 3, "one column per configuration");
 // Five headline figures, each a forest plot: an interval line per configuration and a dot per run.
 check(await count(page, "#groups svg.forest") === 5, "five headline figures drawn");
@@ -78,7 +84,7 @@ const two = join(out, "two-groups.html");
 eprof(["view", groupA, groupB, "--html", two]);
 page = await newPage("two-groups");
 await page.goto(pathToFileURL(two).href);
-await page.waitForSelector("#groups .group-table");
+await allLoaded(page);
 check(await count(page, "#groups .group-table thead th") === 4, "three configurations over two groups");
 check(await count(page, "#groups h3.vs") === 2, "each compared with the first");
 const vsText = await page.locator("#groups h3.vs").allTextContents();

@@ -17,6 +17,13 @@ use crate::data::TraceView;
 /// Start the app (called by the page once the module is instantiated).
 #[wasm_bindgen(start)]
 pub fn start() {
+    // The same module also runs in the page's worker (`crate::worker`): no app there.
+    if js_sys::global().dyn_into::<web_sys::Window>().is_err() {
+        std::panic::set_hook(Box::new(|info| {
+            web_sys::console::error_1(&format!("eprof viewer worker crashed: {info}").into());
+        }));
+        return;
+    }
     std::panic::set_hook(Box::new(|info| {
         let msg = format!("eprof viewer crashed: {info}");
         web_sys::console::error_1(&msg.clone().into());
@@ -33,28 +40,45 @@ pub(crate) fn now_ms() -> f64 {
 
 /// Record when a load started and when its views were on screen, for the benchmark
 /// (`window.eprofTimings`) and the test's wait (`body[data-loaded]`).
-fn mark_rendered(started: f64, decode_ms: f64, loaded: usize) {
+/// `times`: decoding and deriving the figures, and decoding alone (ms).
+fn mark_rendered(ctx: Ctx, started: f64, times: [f64; 2], loaded: usize) {
     // After the next frame and the paint that follows it (a task queued from the
     // frame callback runs once the frame is drawn).
     let cb = Closure::once_into_js(move || {
         let after_paint =
-            Closure::once_into_js(move || report_rendered(started, decode_ms, loaded));
+            Closure::once_into_js(move || report_rendered(ctx, started, times, loaded));
         let _ = window().set_timeout_with_callback(after_paint.unchecked_ref());
     });
     let _ = window().request_animation_frame(cb.unchecked_ref());
 }
 
-fn report_rendered(started: f64, decode_ms: f64, loaded: usize) {
+fn report_rendered(ctx: Ctx, started: f64, times: [f64; 2], loaded: usize) {
+    // Charts drawn by the worker (heatmap, drilldown) still on their way: the last
+    // answer reports instead.
+    if ctx.busy.get_untracked() > 0 {
+        ctx.awaiting.set_value(Some((started, times, loaded)));
+        return;
+    }
     {
         let total = now_ms() - started;
         let t = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&t, &"decode_ms".into(), &decode_ms.into());
+        let _ = js_sys::Reflect::set(&t, &"decode_ms".into(), &times[0].into());
+        let _ = js_sys::Reflect::set(&t, &"read_ms".into(), &times[1].into());
         let _ = js_sys::Reflect::set(&t, &"total_ms".into(), &total.into());
         let _ = js_sys::Reflect::set(&window(), &"eprofTimings".into(), &t);
         if let Some(b) = document().body() {
             let _ = b.set_attribute("data-loaded", &loaded.to_string());
         }
     }
+}
+
+/// One trace being read or decoded, for the progress bar.
+#[derive(Clone, PartialEq)]
+pub(crate) struct Loading {
+    pub key: u32,
+    pub name: String,
+    /// Fraction decoded.
+    pub done: f64,
 }
 
 /// What every part of the page shares: the open traces, which one is shown, the
@@ -68,40 +92,126 @@ pub(crate) struct Ctx {
     /// trace's default.
     pub metric: RwSignal<Option<String>>,
     pub errors: RwSignal<Vec<String>>,
+    /// Traces being decoded (the progress bars).
+    pub loading: RwSignal<Vec<Loading>>,
+    /// Chart requests to the worker not answered yet.
+    pub busy: RwSignal<usize>,
+    /// A load whose "rendered" mark waits for those answers.
+    pub awaiting: StoredValue<Option<(f64, [f64; 2], usize)>>,
 }
 
+/// The next key of a [`Loading`] entry.
+static LOAD_KEY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl Ctx {
-    /// Decode and add traces; errors are shown, never swallowed.
-    pub fn add(&self, files: Vec<(String, Vec<u8>)>, started: f64) {
-        let t0 = now_ms();
-        let mut added = Vec::new();
-        let mut errors = Vec::new();
-        for (name, bytes) in files {
-            match eprof_format::decode(&bytes) {
-                Ok(d) => added.push(Arc::new(TraceView::new(name, d))),
-                Err(e) => errors.push(format!("{name}: {e}")),
+    /// Decode traces (in the worker when there is one) and add each as it is ready;
+    /// errors are shown, never swallowed. The first of them becomes the shown one.
+    pub fn add(&self, files: Vec<(String, js_sys::Uint8Array)>, started: f64) {
+        self.add_then(files, started, None, None);
+    }
+
+    /// [`Ctx::add`], then select a token and a heatmap metric once the first trace
+    /// is shown.
+    pub fn add_then(
+        &self,
+        files: Vec<(String, js_sys::Uint8Array)>,
+        started: f64,
+        step: Option<u32>,
+        metric: Option<String>,
+    ) {
+        let ctx = *self;
+        self.errors.set(Vec::new());
+        spawn_local(async move {
+            let worker = crate::remote::ready().await;
+            let mut first = true;
+            for (name, bytes) in files {
+                let key = LOAD_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctx.loading.update(|l| {
+                    l.push(Loading {
+                        key,
+                        name: name.clone(),
+                        done: 0.0,
+                    })
+                });
+                let r = if worker {
+                    let progress = move |f: f64| {
+                        ctx.loading.update(|l| {
+                            if let Some(x) = l.iter_mut().find(|x| x.key == key) {
+                                x.done = f;
+                            }
+                        })
+                    };
+                    crate::remote::open(&name, bytes, progress)
+                        .await
+                        .and_then(|o| {
+                            TraceView::from_snapshot(&o.snapshot, o.id)
+                                .map(|v| (v, [o.decode_ms, o.read_ms]))
+                        })
+                } else {
+                    let t0 = now_ms();
+                    eprof_format::decode(&bytes.to_vec())
+                        .map(|d| {
+                            let read = now_ms() - t0;
+                            (TraceView::new(name.clone(), d), [now_ms() - t0, read])
+                        })
+                        .map_err(|e| format!("{name}: {e}"))
+                };
+                ctx.loading.update(|l| l.retain(|x| x.key != key));
+                match r {
+                    Ok((v, times)) => {
+                        let at = ctx.traces.with_untracked(Vec::len);
+                        ctx.traces.update(|t| t.push(Arc::new(v)));
+                        if first {
+                            ctx.step.set(step);
+                            ctx.metric.set(metric.clone());
+                            ctx.active.set(at);
+                            first = false;
+                        }
+                        mark_rendered(ctx, started, times, ctx.traces.with_untracked(Vec::len));
+                    }
+                    Err(e) => ctx.errors.update(|x| x.push(e)),
+                }
+            }
+        });
+    }
+
+    /// Close every trace (the worker forgets them too).
+    pub fn clear_traces(&self) {
+        for v in self.traces.get_untracked() {
+            if let Some(id) = v.remote {
+                crate::remote::close(id);
             }
         }
-        let decode_ms = now_ms() - t0;
-        self.errors.set(errors);
-        if added.is_empty() {
-            return;
-        }
-        let first = self.traces.with_untracked(Vec::len);
-        self.step.set(None);
-        self.metric.set(None);
-        self.traces.update(|t| t.extend(added));
-        self.active.set(first);
-        mark_rendered(started, decode_ms, self.traces.with_untracked(Vec::len));
+        self.traces.set(Vec::new());
+        self.active.set(0);
+    }
+
+    /// Run a request to the worker for a chart, counted in `busy` (the load's
+    /// "rendered" mark waits for it); errors are shown.
+    pub fn request(&self, f: impl Future<Output = Result<(), String>> + 'static) {
+        let ctx = *self;
+        ctx.busy.update(|b| *b += 1);
+        spawn_local(async move {
+            if let Err(e) = f.await {
+                ctx.errors.update(|x| x.push(e));
+            }
+            ctx.busy.update(|b| *b = b.saturating_sub(1));
+            if ctx.busy.get_untracked() == 0
+                && let Some((started, times, loaded)) =
+                    ctx.awaiting.try_update_value(Option::take).flatten()
+            {
+                mark_rendered(ctx, started, times, loaded);
+            }
+        });
     }
 }
 
-async fn read_file(file: web_sys::File) -> Result<(String, Vec<u8>), String> {
+async fn read_file(file: web_sys::File) -> Result<(String, js_sys::Uint8Array), String> {
     let name = file.name();
     let buf = JsFuture::from(file.array_buffer())
         .await
         .map_err(|e| format!("{name}: cannot read the file ({e:?})"))?;
-    Ok((name, js_sys::Uint8Array::new(&buf).to_vec()))
+    Ok((name, js_sys::Uint8Array::new(&buf)))
 }
 
 fn load_files(ctx: Ctx, list: Option<web_sys::FileList>) {
@@ -132,7 +242,7 @@ fn load_files(ctx: Ctx, list: Option<web_sys::FileList>) {
 pub(crate) async fn fetch_bytes(
     url: String,
     token: Option<String>,
-) -> Result<(String, Vec<u8>), String> {
+) -> Result<(String, js_sys::Uint8Array), String> {
     let init = web_sys::RequestInit::new();
     let req = web_sys::Request::new_with_str_and_init(&url, &init)
         .map_err(|e| format!("{url}: {e:?}"))?;
@@ -150,7 +260,7 @@ pub(crate) async fn fetch_bytes(
         .await
         .map_err(|e| format!("{url}: cannot read the body ({e:?})"))?;
     let name = url.rsplit('/').next().unwrap_or(&url).to_string();
-    Ok((name, js_sys::Uint8Array::new(&buf).to_vec()))
+    Ok((name, js_sys::Uint8Array::new(&buf)))
 }
 
 /// Traces embedded in the page by `eprof view --html` (decoded by the page's loader
@@ -167,7 +277,7 @@ fn load_initial(ctx: Ctx) {
                 .and_then(|n| n.as_string())
                 .unwrap_or_else(|| "embedded.eprof".into());
             if let Ok(bytes) = js_sys::Reflect::get(&item, &"bytes".into()) {
-                embedded.push((name, js_sys::Uint8Array::new(&bytes).to_vec()));
+                embedded.push((name, js_sys::Uint8Array::new(&bytes)));
             }
         }
     }
@@ -217,6 +327,9 @@ fn App() -> impl IntoView {
         step: RwSignal::new(None),
         metric: RwSignal::new(None),
         errors: RwSignal::new(Vec::new()),
+        loading: RwSignal::new(Vec::new()),
+        busy: RwSignal::new(0),
+        awaiting: StoredValue::new(None),
     };
     provide_context(ctx);
     let server = crate::server::is_server();
@@ -257,6 +370,23 @@ fn App() -> impl IntoView {
             </label>
             <span class="hint">"or drop .eprof files anywhere on the page"</span>
             <TraceChooser/>
+            <span id="loading" aria-live="polite">
+                {move || {
+                    ctx.loading
+                        .get()
+                        .into_iter()
+                        .map(|l| {
+                            view! {
+                                <label class="loading">
+                                    {format!("Loading {} ", l.name)}
+                                    <progress max="1" value=l.done></progress>
+                                    {format!(" {:.0}%", l.done * 100.0)}
+                                </label>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </span>
         </header>
         <div id="fatal" role="alert"></div>
         <div id="errors" role="alert">
@@ -356,8 +486,7 @@ fn TraceChooser() -> impl IntoView {
             <button
                 id="clear"
                 on:click=move |_| {
-                    ctx.traces.set(Vec::new());
-                    ctx.active.set(0);
+                    ctx.clear_traces();
                     ctx.errors.set(Vec::new());
                 }
             >

@@ -5,7 +5,8 @@
 //! string; all three are plain Rust, tested natively. The Leptos app (wasm32 only):
 //! `app` is the shell (loading, the open traces, Compare), `views` one component per
 //! section of a trace's views, `server` the live dashboard and history that appear
-//! when `eprof serve` serves the page.
+//! when `eprof serve` serves the page, `worker` the same module in a Web Worker that
+//! decodes traces and draws what needs their spans, `remote` the page's side of it.
 
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 
@@ -16,6 +17,10 @@ pub mod live;
 #[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
+mod remote;
+#[cfg(target_arch = "wasm32")]
 mod server;
 #[cfg(target_arch = "wasm32")]
 mod views;
+#[cfg(target_arch = "wasm32")]
+pub mod worker;

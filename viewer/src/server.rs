@@ -125,7 +125,7 @@ fn error_text(v: &Value) -> String {
 }
 
 /// A run's trace from the server, named `ID.eprof`.
-async fn fetch_run(id: &str) -> Result<(String, Vec<u8>), String> {
+async fn fetch_run(id: &str) -> Result<(String, js_sys::Uint8Array), String> {
     let (_, bytes) = fetch_bytes(format!("/api/profiling/run/{id}"), auth()).await?;
     Ok((format!("{id}.eprof"), bytes))
 }
@@ -148,14 +148,8 @@ fn open_runs_at(ctx: Ctx, ids: Vec<String>, token: Option<u32>, metric: Option<S
                 Err(e) => errors.push(e),
             }
         }
-        ctx.traces.set(Vec::new());
-        ctx.add(ok, started);
-        if token.is_some() {
-            ctx.step.set(token);
-        }
-        if metric.is_some() {
-            ctx.metric.set(metric);
-        }
+        ctx.clear_traces();
+        ctx.add_then(ok, started, token, metric);
         if !errors.is_empty() {
             ctx.errors.update(|e| e.extend(errors));
         }

@@ -6,11 +6,10 @@
 use std::sync::Arc;
 
 use eprof_format::layout::Measure;
-use eprof_format::summary::{GridMetric, grid};
 use leptos::prelude::*;
 
 use crate::app::{Ctx, data_of};
-use crate::charts::{self, ColourScale, Stack};
+use crate::charts::{self, Stack};
 use crate::data::TraceView;
 
 /// What the sections of one trace's views share.
@@ -141,58 +140,48 @@ fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
     let chosen = expect_context::<Ctx>().metric;
     let metric = Memo::new(move |_| chosen.get().unwrap_or_else(|| default_metric.to_string()));
     let log_scale = RwSignal::new(false);
-    let vv = v.clone();
-    let heat = Memo::new(move |_| {
-        let key = metric.get();
-        let gm = match key.as_str() {
-            "time" => GridMetric::TimeNs,
-            "energy" => GridMetric::EnergyJ,
-            k => {
-                let (p, m) = k.split_once('/').unwrap_or((k, ""));
-                GridMetric::Probe {
-                    probe: p.into(),
-                    metric: m.into(),
-                }
-            }
-        };
-        let step = s.step.get();
-        let g = grid(&vv.trace, &vv.energies, &gm, step);
-        let title = match step {
-            Some(st) => format!("{key}, token {st}"),
-            None => format!("{key}, whole run"),
-        };
-        let scale = if log_scale.get() {
-            ColourScale::Log
-        } else {
-            ColourScale::Linear {
-                zero_based: key == "time" || key == "energy",
-            }
-        };
-        charts::heatmap(&g, &title, &charts::metric_fmt(&key), scale)
+    let heat = chart_html(v.clone(), move || {
+        let (key, step, log) = (metric.get(), s.step.get(), log_scale.get());
+        Chart::Heatmap { key, step, log }
     });
-    let steps: Vec<u32> = v.steps.iter().map(|st| st.step).collect();
+    let steps: Arc<[u32]> = v.steps.step.as_slice().into();
     let max_idx = steps.len().saturating_sub(1);
-    let steps_for_slider = steps.clone();
+    let vv = v.clone();
     let slider_value = move || {
         s.step
             .get()
-            .and_then(|st| steps_for_slider.iter().position(|&x| x == st))
+            .and_then(|st| vv.steps.row(st))
             .unwrap_or(0)
             .to_string()
+    };
+    // Dragging the slider sets the token at most once per frame: the newest position
+    // wins, and the charts redraw for it only.
+    let pending: StoredValue<Option<usize>> = StoredValue::new(None);
+    let on_slider = move |i: usize| {
+        let first = pending.with_value(Option::is_none);
+        pending.set_value(Some(i));
+        if first {
+            let steps = steps.clone();
+            request_frame(move || {
+                if let Some(i) = pending.try_update_value(Option::take).flatten() {
+                    s.step.set(steps.get(i).copied());
+                }
+            });
+        }
     };
     let vv = v.clone();
     let token_text = move || match s.step.get() {
         None => "whole run".to_string(),
         Some(st) => {
-            let t = vv.steps.iter().find(|x| x.step == st);
+            let row = vv.steps.row(st);
             format!(
                 "token {st}{}: {:?}",
-                if t.is_some_and(|t| t.prefill) {
+                if row.is_some_and(|r| vv.steps.prefill[r]) {
                     " (prefill)"
                 } else {
                     ""
                 },
-                t.map_or("", |t| t.text.as_str())
+                row.map_or("", |r| vv.steps.text[r].as_str())
             )
         }
     };
@@ -224,7 +213,7 @@ fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
                         prop:value=slider_value
                         on:input=move |ev| {
                             if let Ok(i) = event_target_value(&ev).parse::<usize>() {
-                                s.step.set(steps.get(i).copied());
+                                on_slider(i);
                             }
                         }
                     />
@@ -352,14 +341,15 @@ fn WaterfallSection(v: Arc<TraceView>) -> impl IntoView {
     let s = sel();
     let stack = RwSignal::new(Stack::Component);
     let fit_decode = RwSignal::new(true);
-    let waterfall = Memo::new(move |_| {
-        charts::waterfall(
-            &v,
-            s.measure.get(),
-            stack.get(),
-            s.step.get(),
-            fit_decode.get(),
-        )
+    let vv = v.clone();
+    let waterfall =
+        Memo::new(move |_| charts::waterfall(&vv, s.measure.get(), stack.get(), fit_decode.get()));
+    // The selected token: an overlay over its bar, so selecting does not redraw the
+    // chart.
+    let selected = Memo::new(move |_| {
+        s.step
+            .get()
+            .and_then(|st| charts::waterfall_slot(&v, st).map(|slot| (st, slot)))
     });
     view! {
         <section id="waterfall">
@@ -390,13 +380,30 @@ fn WaterfallSection(v: Arc<TraceView>) -> impl IntoView {
             </div>
             <div
                 class="chart-box"
-                inner_html=move || waterfall.get()
                 on:click=move |ev| {
                     if let Some(st) = data_of(&ev, "step").and_then(|st| st.parse::<u32>().ok()) {
                         s.step.set(Some(st));
                     }
                 }
-            ></div>
+            >
+                <div class="wf-wrap">
+                    <div inner_html=move || waterfall.get()></div>
+                    {move || {
+                        selected
+                            .get()
+                            .map(|(st, [x, w, y, h])| {
+                                let style = format!(
+                                    "left:{:.4}%;width:{:.4}%;top:{:.4}%;height:{:.4}%",
+                                    x * 100.0,
+                                    w * 100.0,
+                                    y * 100.0,
+                                    h * 100.0,
+                                );
+                                view! { <div class="wf-sel" data-step=st.to_string() style=style></div> }
+                            })
+                    }}
+                </div>
+            </div>
         </section>
     }
 }
@@ -406,9 +413,13 @@ fn DrilldownSection(v: Arc<TraceView>) -> impl IntoView {
     let s = sel();
     let layers = v.present_layers();
     let components = v.components.clone();
-    let drilldown = Memo::new(move |_| {
-        let (l, c) = s.drill.get();
-        charts::drilldown(&v, l, &c, s.step.get())
+    let drilldown = chart_html(v, move || {
+        let (layer, component) = s.drill.get();
+        Chart::Drilldown {
+            layer,
+            component,
+            step: s.step.get(),
+        }
     });
     view! {
         <section id="drilldown">
@@ -451,4 +462,90 @@ fn DrilldownSection(v: Arc<TraceView>) -> impl IntoView {
             <div class="drill" inner_html=move || drilldown.get()></div>
         </section>
     }
+}
+
+/// A chart drawn from a trace's spans: by the worker that holds them, or here when
+/// the page decoded the trace itself.
+#[derive(Clone, PartialEq)]
+enum Chart {
+    Heatmap {
+        key: String,
+        step: Option<u32>,
+        log: bool,
+    },
+    Drilldown {
+        layer: usize,
+        component: String,
+        step: Option<u32>,
+    },
+}
+
+impl Chart {
+    fn draw(&self, v: &TraceView) -> String {
+        match self {
+            Chart::Heatmap { key, step, log } => charts::heatmap_of(v, key, *step, *log),
+            Chart::Drilldown {
+                layer,
+                component,
+                step,
+            } => charts::drilldown(v, *layer, component, *step),
+        }
+    }
+
+    /// The worker's query (`crate::worker::Query`).
+    fn query(&self) -> String {
+        match self {
+            Chart::Heatmap { key, step, log } => serde_json::json!({
+                "kind": "heatmap", "key": key, "step": step, "log": log,
+            }),
+            Chart::Drilldown {
+                layer,
+                component,
+                step,
+            } => serde_json::json!({
+                "kind": "drilldown", "layer": layer, "component": component, "step": step,
+            }),
+        }
+        .to_string()
+    }
+}
+
+/// The HTML of the chart `which` names, kept up to date as the signals it reads
+/// change. From the worker, only the answer to the newest request is shown (an older
+/// one arriving late is dropped), and the previous chart stays until it comes.
+fn chart_html(
+    v: Arc<TraceView>,
+    which: impl Fn() -> Chart + Send + Sync + 'static,
+) -> ReadSignal<String> {
+    let ctx = expect_context::<Ctx>();
+    let html = RwSignal::new(String::new());
+    let latest = StoredValue::new(0u64);
+    let which = Memo::new(move |_| which());
+    Effect::new(move |_| {
+        let chart = which.get();
+        let Some(id) = v.remote else {
+            html.set(chart.draw(&v));
+            return;
+        };
+        let n = latest.get_value() + 1;
+        latest.set_value(n);
+        let q = chart.query();
+        ctx.request(async move {
+            let h = crate::remote::query(id, q).await?;
+            // The views may have closed meanwhile (another trace shown): then the
+            // answer has nowhere to go.
+            if latest.try_get_value() == Some(n) {
+                html.try_set(h);
+            }
+            Ok(())
+        });
+    });
+    html.read_only()
+}
+
+/// Run `f` before the next frame is drawn.
+fn request_frame(f: impl FnOnce() + 'static) {
+    use wasm_bindgen::JsCast;
+    let cb = wasm_bindgen::closure::Closure::once_into_js(f);
+    let _ = web_sys::window().and_then(|w| w.request_animation_frame(cb.unchecked_ref()).ok());
 }

@@ -1,5 +1,7 @@
 //! One layer component: its operations, time, energy, FLOPs and tensor metrics.
 
+use eprof_format::StepOrder;
+
 use super::*;
 
 /// Operations, FLOP estimates, tensor statistics and attention metrics of one layer's
@@ -24,7 +26,11 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
         return o;
     }
     let keep = |s: u32| step.is_none_or(|x| x == s);
-    let flops = t.metric("model", "flops");
+    let flops = t
+        .metrics
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.probe == "model" && m.metric == "flops");
     o.push_str(
         r#"<table class="drill-ops"><thead><tr><th>site</th><th>calls</th><th>time</th><th>energy</th><th>how</th><th>GFLOP</th><th>GFLOP/s</th></tr></thead><tbody>"#,
     );
@@ -34,7 +40,7 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
         row_of[si] = Some(k);
     }
     let mut calls = vec![(0u32, 0u64, Vec::new()); sites.len()];
-    for i in 0..t.spans.len() {
+    for i in StepOrder::range(&t.spans.step, v.order.spans, step) {
         if let Some(k) = row_of[t.spans.site[i] as usize]
             && keep(t.spans.step[i])
         {
@@ -45,8 +51,9 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
         }
     }
     let mut gflop = vec![0.0f64; sites.len()];
-    if let Some(f) = flops {
-        for i in 0..f.len() {
+    if let Some((k, f)) = flops {
+        let sorted = v.order.metrics.get(k).copied().unwrap_or(false);
+        for i in StepOrder::range(&f.step, sorted, step) {
             if let Some(k) = row_of[f.site[i] as usize]
                 && keep(f.step[i])
             {
@@ -74,10 +81,16 @@ pub fn drilldown(v: &TraceView, layer: usize, component: &str, step: Option<u32>
     o.push_str("</tbody></table>");
     // Tensor statistics and attention metrics recorded at these sites.
     let mut rows = String::new();
-    for ms in t.metrics.iter().filter(|m| m.probe != "model") {
+    for (mk, ms) in t
+        .metrics
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.probe != "model")
+    {
         // (count, sum, min, max) per site, in one pass over the series.
         let mut acc = vec![(0usize, 0.0f64, f64::INFINITY, f64::NEG_INFINITY); sites.len()];
-        for i in 0..ms.len() {
+        let sorted = v.order.metrics.get(mk).copied().unwrap_or(false);
+        for i in StepOrder::range(&ms.step, sorted, step) {
             if let Some(k) = row_of[ms.site[i] as usize]
                 && keep(ms.step[i])
                 && ms.value[i].is_finite()

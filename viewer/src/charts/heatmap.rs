@@ -1,5 +1,7 @@
 //! The layer x component heatmap of any grid (time, energy, a probe metric).
 
+use eprof_format::summary::{GridMetric, grid_in};
+
 use super::*;
 
 /// How heatmap values map to colours.
@@ -10,6 +12,36 @@ pub enum ColourScale {
     /// Logarithmic between the smallest and largest value (positive values only; a
     /// grid with others falls back to linear and says so).
     Log,
+}
+
+/// The heatmap of a trace for a metric key (`time`, `energy` or `probe/metric`), over
+/// the whole run or one step, reading only that step's rows where the trace is in
+/// step order. The page draws it, or asks the worker holding the spans for it.
+pub fn heatmap_of(v: &TraceView, key: &str, step: Option<u32>, log_scale: bool) -> String {
+    let gm = match key {
+        "time" => GridMetric::TimeNs,
+        "energy" => GridMetric::EnergyJ,
+        k => {
+            let (p, m) = k.split_once('/').unwrap_or((k, ""));
+            GridMetric::Probe {
+                probe: p.into(),
+                metric: m.into(),
+            }
+        }
+    };
+    let g = grid_in(&v.trace, &v.energies, &gm, step, &v.order);
+    let title = match step {
+        Some(st) => format!("{key}, token {st}"),
+        None => format!("{key}, whole run"),
+    };
+    let scale = if log_scale {
+        ColourScale::Log
+    } else {
+        ColourScale::Linear {
+            zero_based: key == "time" || key == "energy",
+        }
+    };
+    heatmap(&g, &title, &metric_fmt(key), scale)
 }
 
 /// Layer x component heatmap of one grid; `fmt` renders a cell's value.

@@ -202,11 +202,23 @@ mod tests {
         assert_eq!(sk.matches(r#"data-col="4""#).count(), 12);
         assert!(count(&sk, "sk-link") > 5 * 2);
 
-        let wf = waterfall(&v, m, Stack::Component, Some(3), false);
+        let wf = waterfall(&v, m, Stack::Component, false);
         assert_eq!(count(&wf, "wf-cut"), 0);
         assert_eq!(count(&wf, "wf-tok"), 7);
-        assert_eq!(wf.matches(r#"class="wf-tok sel" data-step="3""#).count(), 1);
-        let wf2 = waterfall(&v, m, Stack::LayerGroup, None, true);
+        // The selection overlay sits over the bar of its token.
+        let [x, w, ..] = waterfall_slot(&v, 3).unwrap();
+        let bar = wf.find(r#"data-step="3""#).unwrap();
+        let rect_x: f64 = wf[bar..]
+            .split(r#"x=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((x * WF_W - rect_x).abs() < 1e-3 && w > 0.0, "{x} {rect_x}");
+        let wf2 = waterfall(&v, m, Stack::LayerGroup, true);
         assert_eq!(count(&wf2, "wf-tok"), 7);
 
         let d = drilldown(&v, 1, "attention", None);
@@ -258,7 +270,7 @@ mod tests {
         assert!(sankey(&v, m).len() < 200_000);
         for stack in [Stack::Component, Stack::LayerGroup] {
             assert_eq!(
-                count(&waterfall(&v, m, stack, None, true), "wf-tok"),
+                count(&waterfall(&v, m, stack, true), "wf-tok"),
                 v.steps.len()
             );
         }
@@ -266,6 +278,48 @@ mod tests {
         timeline(&v, m);
         drilldown(&v, 60_000, "q_proj", Some(4_000_000_000));
         summary(&v);
+    }
+
+    #[test]
+    fn long_runs_share_bars_and_one_step_reads_only_its_rows() {
+        let v = view(2_500, 2, Depth::Deep);
+        let bars = waterfall_bars(&v);
+        // The prefill alone, then decode tokens in runs of at most 3.
+        assert_eq!(bars[0], 0..1);
+        assert!(bars.len() <= WF_MAX_BARS + 1 && bars.len() > WF_MAX_BARS / 2);
+        assert!(bars.iter().all(|r| r.len() <= 3));
+        assert_eq!(bars.iter().map(|r| r.len()).sum::<usize>(), v.steps.len());
+        let m = Measure::TimeNs;
+        let wf = waterfall(&v, m, Stack::Component, true);
+        assert_eq!(count(&wf, "wf-tok"), bars.len());
+        assert!(
+            wf.contains("mean of up to 3 tokens per bar"),
+            "axis says bars are means"
+        );
+        for st in [0, 1, 1_234, 2_499] {
+            let [x, w, ..] = waterfall_slot(&v, st).unwrap();
+            assert!(x >= 0.0 && x + w <= 1.0);
+        }
+        assert!(waterfall_slot(&v, 99_999).is_none());
+        // One step through the step order gives what a scan of every row gives.
+        let mut scan = view(2_500, 2, Depth::Deep);
+        scan.order = eprof_format::StepOrder::default();
+        assert!(v.order.spans && v.order.metrics.iter().all(|s| *s));
+        assert!(v.metric_keys().iter().any(|k| k == "activation/mean"));
+        for key in ["time", "energy", "activation/mean"] {
+            for st in [None, Some(0), Some(1_000), Some(2_499)] {
+                assert_eq!(
+                    heatmap_of(&v, key, st, false),
+                    heatmap_of(&scan, key, st, false)
+                );
+            }
+        }
+        for st in [None, Some(7)] {
+            assert_eq!(
+                drilldown(&v, 1, "attention", st),
+                drilldown(&scan, 1, "attention", st)
+            );
+        }
     }
 
     #[test]

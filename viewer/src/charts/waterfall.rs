@@ -22,37 +22,110 @@ pub fn layer_groups(layers: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Per-token stacked bars with the cumulative line; `selected` is a step index.
+/// The waterfall's geometry (SVG units; the chart is 1000 wide and scales).
+pub const WF_W: f64 = 1000.0;
+pub const WF_H: f64 = 300.0;
+const WF_LEFT: f64 = 60.0;
+const WF_PLOT: f64 = 880.0;
+const WF_TOP: f64 = 34.0;
+const WF_PH: f64 = 236.0;
+
+/// At most this many bars: beyond it, consecutive tokens share a bar (there are
+/// fewer pixels than tokens), so a 10,000-token run stays a small SVG.
+pub const WF_MAX_BARS: usize = 1000;
+
+/// Which rows of `v.steps` each bar covers: one token per bar up to
+/// [`WF_MAX_BARS`] tokens, else runs of about `n / WF_MAX_BARS` tokens; the prefill
+/// never shares a bar with decode tokens.
+pub fn waterfall_bars(v: &TraceView) -> Vec<std::ops::Range<usize>> {
+    let st = &v.steps;
+    let n = st.len();
+    let per = n.div_ceil(WF_MAX_BARS).max(1);
+    let mut bars = Vec::with_capacity(n.min(WF_MAX_BARS + 2));
+    let mut start = 0;
+    for i in 1..=n {
+        if i == n || i - start == per || st.prefill[i] != st.prefill[start] {
+            bars.push(start..i);
+            start = i;
+        }
+    }
+    bars
+}
+
+/// Where the bar holding `step` is, as (left, width) fractions of the chart's width,
+/// and (top, height) fractions of its height: the page draws the selection there as
+/// an overlay, so moving it does not redraw the chart.
+pub fn waterfall_slot(v: &TraceView, step: u32) -> Option<[f64; 4]> {
+    let row = v.steps.row(step)?;
+    let bars = waterfall_bars(v);
+    let b = bars.iter().position(|r| r.contains(&row))?;
+    let bw = WF_PLOT / bars.len() as f64;
+    Some([
+        (WF_LEFT + b as f64 * bw) / WF_W,
+        bw / WF_W,
+        WF_TOP / WF_H,
+        WF_PH / WF_H,
+    ])
+}
+
+/// Per-token stacked bars with the cumulative line (the selected token is drawn by
+/// the page over it, see [`waterfall_slot`]).
 ///
 /// With `fit_decode` the bar scale fits the decode tokens and a prefill bar taller
 /// than that is cut at the top and labelled with its value (prefill processes the
-/// whole prompt, so it can be hundreds of times a decode step).
-pub fn waterfall(
-    v: &TraceView,
-    m: Measure,
-    stack: Stack,
-    selected: Option<u32>,
-    fit_decode: bool,
-) -> String {
-    let (w, h, left, right, top, bottom) = (1000.0, 300.0, 60.0, 60.0, 34.0, 30.0);
-    let plot = w - left - right;
-    let ph = h - top - bottom;
+/// whole prompt, so it can be hundreds of times a decode step). A bar of several
+/// tokens shows their mean per token.
+pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, fit_decode: bool) -> String {
+    let (w, h, left, top) = (WF_W, WF_H, WF_LEFT, WF_TOP);
+    let (plot, ph) = (WF_PLOT, WF_PH);
     let mut o = String::new();
     svg_open(&mut o, "chart waterfall", w, h);
-    let steps = &v.steps;
-    let all_max = steps.iter().map(|s| s.total(m)).fold(0.0f64, f64::max);
-    let decode_max = steps
+    let st = &v.steps;
+    let bars = waterfall_bars(v);
+    // Per bar: mean per token of each stack part, and the total.
+    let groups = layer_groups(v.layers);
+    let parts_of = |i: usize| -> Vec<f64> {
+        match stack {
+            Stack::Component => st.by_component(i, m).to_vec(),
+            Stack::LayerGroup => groups
+                .iter()
+                .map(|&(a, b)| st.by_layer(i, m).get(a..=b).map_or(0.0, |x| x.iter().sum()))
+                .collect(),
+        }
+    };
+    let bar_values: Vec<(Vec<f64>, f64)> = bars
         .iter()
-        .filter(|s| !s.prefill)
-        .map(|s| s.total(m))
+        .map(|r| {
+            let k = r.len() as f64;
+            let mut parts: Vec<f64> = Vec::new();
+            let mut total = 0.0;
+            for i in r.clone() {
+                let p = parts_of(i);
+                if parts.is_empty() {
+                    parts = vec![0.0; p.len()];
+                }
+                for (a, b) in parts.iter_mut().zip(p) {
+                    *a += b / k;
+                }
+                total += st.total(i, m) / k;
+            }
+            (parts, total)
+        })
+        .collect();
+    let all_max = bar_values.iter().map(|b| b.1).fold(0.0f64, f64::max);
+    let decode_max = bars
+        .iter()
+        .zip(&bar_values)
+        .filter(|(r, _)| !st.prefill[r.start])
+        .map(|(_, b)| b.1)
         .fold(0.0f64, f64::max);
     let max = if fit_decode && decode_max > 0.0 {
         decode_max
     } else {
         all_max
     };
-    let cum_total: f64 = steps.iter().map(|s| s.total(m)).sum();
-    if steps.is_empty() || max <= 0.0 {
+    let cum_total: f64 = (0..st.len()).map(|i| st.total(i, m)).sum();
+    if st.is_empty() || max <= 0.0 {
         let _ = write!(
             o,
             r#"<text x="{left}" y="40">no generated tokens with {} to show</text></svg>"#,
@@ -71,9 +144,9 @@ pub fn waterfall(
             })
             .unzip(),
         Stack::LayerGroup => {
-            let g = layer_groups(v.layers);
-            let n = g.len();
-            g.into_iter()
+            let n = groups.len();
+            groups
+                .iter()
                 .enumerate()
                 .map(|(i, (a, b))| {
                     let t = i as f64 / (n.max(2) - 1) as f64;
@@ -82,38 +155,42 @@ pub fn waterfall(
                 .unzip()
         }
     };
-    let groups = layer_groups(v.layers);
-    let bw = plot / steps.len() as f64;
+    let bw = plot / bars.len() as f64;
     let sw = (bw * 0.9).max(0.3);
     let ys = |val: f64| val / max * ph;
-    // One path per stack category (a sub-path per token), not a rectangle per
-    // segment: a 1,000-token trace stays a few thousand elements.
+    // One path per stack category (a sub-path per bar), not a rectangle per segment:
+    // a 1,000-bar chart stays a few thousand elements.
     let mut seg_paths = vec![String::new(); names.len() + 1];
     let mut cum = 0.0;
     let mut line = String::new();
-    for (i, s) in steps.iter().enumerate() {
-        let x = left + i as f64 * bw;
-        let mut parts: Vec<f64> = match stack {
-            Stack::Component => s.by_component(m).to_vec(),
-            Stack::LayerGroup => groups
-                .iter()
-                .map(|&(a, b)| s.by_layer(m).get(a..=b).map_or(0.0, |x| x.iter().sum()))
-                .collect(),
-        };
-        let total = s.total(m);
+    for (b, (r, (parts, total))) in bars.iter().zip(&bar_values).enumerate() {
+        let x = left + b as f64 * bw;
+        let mut parts = parts.clone();
+        let total = *total;
         parts.push((total - parts.iter().sum::<f64>()).max(0.0));
-        let sel = selected == Some(s.step);
-        // The token: a full-height hit area (thin bars are easy to click) and its title.
+        let (first, last) = (st.step[r.start], st.step[r.end - 1]);
+        let pf = if st.prefill[r.start] {
+            " (prefill)"
+        } else {
+            ""
+        };
+        // The bar: a full-height hit area (thin bars are easy to click) and its title.
+        let title = if r.len() == 1 {
+            format!(
+                "token {first}{pf} \"{t}\": {v}",
+                t = esc(&st.text[r.start]),
+                v = fmt_value(total, m)
+            )
+        } else {
+            format!(
+                "tokens {first}–{last}{pf}: {v} per token (mean of {n})",
+                v = fmt_value(total, m),
+                n = r.len()
+            )
+        };
         let _ = write!(
             o,
-            r##"<g class="wf-tok{c}" data-step="{st}"><title>token {st}{pf} "{t}": {v}</title><rect x="{x:.3}" y="{top}" width="{bw:.3}" height="{ph}" fill="{f}" fill-opacity="{op}"/></g>"##,
-            c = if sel { " sel" } else { "" },
-            st = s.step,
-            pf = if s.prefill { " (prefill)" } else { "" },
-            t = esc(&s.text),
-            v = fmt_value(total, m),
-            f = if sel { "#000" } else { "#fff" },
-            op = if sel { 0.15 } else { 0.0 },
+            r##"<g class="wf-tok" data-step="{first}"><title>{title}</title><rect x="{x:.3}" y="{top}" width="{bw:.3}" height="{ph}" fill="#fff" fill-opacity="0"/></g>"##,
         );
         let mut y = top + ph;
         for (k, p) in parts.iter().enumerate() {
@@ -134,7 +211,7 @@ pub fn waterfall(
                 l = esc(&fmt_value(total, m))
             );
         }
-        cum += total;
+        cum += total * r.len() as f64;
         let _ = write!(
             line,
             "{:.2},{:.2} ",
@@ -181,10 +258,19 @@ pub fn waterfall(
     }
     let _ = write!(
         o,
-        r##"<text x="{left}" y="{y}" fill="#444">token (step) 0 … {n}; bars: {mn} per token, line: cumulative</text>"##,
+        r##"<text x="{left}" y="{y}" fill="#444">token (step) {a} … {b}; bars: {mn} per token{binned}, line: cumulative</text>"##,
         y = h - 8.0,
-        n = steps.len() - 1,
-        mn = measure_name(m)
+        a = st.step[0],
+        b = st.step[st.len() - 1],
+        mn = measure_name(m),
+        binned = if bars.len() < st.len() {
+            format!(
+                " (mean of up to {} tokens per bar)",
+                st.len().div_ceil(WF_MAX_BARS)
+            )
+        } else {
+            String::new()
+        }
     );
     // Legend.
     let mut lx = left;
