@@ -336,7 +336,10 @@ impl LiveRun {
 
     /// The streamed text, each token coloured by its energy (viridis over the decode
     /// tokens so far, so the prefill token, many times costlier, does not flatten
-    /// them; it takes the top colour; grey until its energy is known).
+    /// them; it takes the top colour; grey until its energy is known). A long run
+    /// shows its last [`LIVE_TEXT_TOKENS`] tokens: the text redraws with each token,
+    /// and its cost must not grow with the run (the whole text is in the run's views
+    /// once it finishes).
     pub fn text_html(&self) -> String {
         let (lo, hi) = self
             .tokens
@@ -345,7 +348,13 @@ impl LiveRun {
             .filter_map(|t| t.joules)
             .fold((f64::INFINITY, 0.0f64), |(a, b), j| (a.min(j), b.max(j)));
         let mut o = String::new();
-        for t in &self.tokens {
+        let skip = self.tokens.len().saturating_sub(LIVE_TEXT_TOKENS);
+        if skip > 0 {
+            o.push_str(&format!(
+                r#"<span class="hint live-earlier">… {skip} earlier tokens … </span>"#
+            ));
+        }
+        for t in &self.tokens[skip..] {
             let style = match t.joules {
                 Some(j) if hi > lo => {
                     let (r, g, b) = viridis(((j - lo) / (hi - lo)).clamp(0.0, 1.0));
@@ -372,6 +381,9 @@ impl LiveRun {
         o
     }
 }
+
+/// The live text shows at most this many of the newest tokens.
+pub const LIVE_TEXT_TOKENS: usize = 2_000;
 
 #[cfg(test)]
 mod tests {
@@ -467,6 +479,24 @@ mod tests {
         let html = r.text_html();
         assert_eq!(html.matches("live-tok").count(), 2);
         assert!(html.contains("t1&lt;"), "escaped");
+        assert!(!html.contains("earlier tokens"));
+        // A long run: the newest tokens only, and how many came before.
+        let mut long = r.clone();
+        let t = long.tokens[1].clone();
+        long.tokens = (0..LIVE_TEXT_TOKENS as u32 + 7)
+            .map(|i| {
+                let mut t = t.clone();
+                t.step = i;
+                t
+            })
+            .collect();
+        let html = long.text_html();
+        assert_eq!(
+            html.matches(r#"class="live-tok""#).count(),
+            LIVE_TEXT_TOKENS
+        );
+        assert!(html.contains("… 7 earlier tokens"));
+        assert!(html.contains(r#"data-step="7""#) && !html.contains(r#"data-step="6""#));
         assert!(r.figures().starts_with("2 tokens · 50.0 tok/s"));
         r.apply(&RunEvent::InferenceComplete {
             run_id: "abc".into(),
