@@ -1,7 +1,7 @@
 //! A recording session: owns the clock, the power sampler thread, the span and metric
 //! buffers, the probes, and the streaming trace writer.
 //!
-//! Hot path (measured by `cargo bench -p eprof-core --bench recorder`): `span` is a
+//! Hot path (measured by `cargo bench -p eprof-probes --bench record`): `span` is a
 //! push into four preallocated columns; `now` is one monotonic clock read. Buffers are
 //! written out as chunks between steps ([`Session::flush`]), never inside one.
 

@@ -114,6 +114,7 @@ fn describe(e: DecodeError) -> String {
 }
 
 /// Append `v` as LEB128.
+#[inline]
 pub fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -143,6 +144,13 @@ impl<'a> Leb<'a> {
 
     #[inline]
     fn next(&mut self) -> Result<u64, DecodeError> {
+        // One byte: the common case.
+        if let Some(&b) = self.bytes.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
         let mut v = 0u64;
         let mut shift = 0u32;
         loop {

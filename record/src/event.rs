@@ -65,6 +65,8 @@ pub(crate) struct Live<'a> {
     pub sink: &'a mut dyn RunSink,
     desc: PowerSourceDesc,
     samples: Vec<PowerSample>,
+    /// The newest reading's time.
+    last_t: u64,
     cancel: bool,
 }
 
@@ -74,6 +76,7 @@ impl<'a> Live<'a> {
             sink,
             desc,
             samples: Vec::new(),
+            last_t: 0,
             cancel: false,
         }
     }
@@ -103,6 +106,7 @@ impl<'a> Live<'a> {
                 total_w: self.desc.total_of(&watts),
                 watts,
             };
+            self.last_t = self.last_t.max(smp.t1_ns);
             self.samples.push(smp);
             if window_ns > 0 || self.desc.kind != SourceKind::Counter {
                 self.send(e);
@@ -111,8 +115,16 @@ impl<'a> Live<'a> {
     }
 
     fn last_reading_ns(&self) -> u64 {
-        self.samples.iter().map(|s| s.t1_ns).max().unwrap_or(0)
+        self.last_t
     }
+}
+
+/// The first reading to build the energy curve from for spans starting at `t` or
+/// later: two readings before the last one at or before `t` (readings come in time
+/// order), so that every such span lies between readings of the curve, exactly as in
+/// the curve of all readings.
+fn readings_from(samples: &[PowerSample], t: u64) -> usize {
+    samples.partition_point(|s| s.t1_ns <= t).saturating_sub(2)
 }
 
 impl Observer for Live<'_> {
@@ -128,9 +140,23 @@ impl Observer for Live<'_> {
 
     fn flushed(&mut self, s: &Session, step: Option<&StepEvent<'_>>) -> ControlFlow<()> {
         self.take_samples(s);
-        let att = Attribution::from_samples(&self.desc, &self.samples);
-        let last = self.last_reading_ns();
         let f = s.last_flush();
+        // Only the readings from just before the oldest span of this flush on, and at
+        // least the last 256 (what the source's resolution, so the labels, is judged
+        // from): a run of thousands of steps does not rebuild its whole energy curve
+        // at each one. The trace's own figures use every reading.
+        let earliest = f
+            .sections
+            .iter()
+            .map(|x| x.start_ns)
+            .chain(f.tokens.iter().filter_map(|t| t.step.map(|st| st.start_ns)))
+            .chain(f.spans.start_ns.iter().copied())
+            .min()
+            .unwrap_or(u64::MAX);
+        let from =
+            readings_from(&self.samples, earliest).min(self.samples.len().saturating_sub(256));
+        let att = Attribution::from_samples(&self.desc, &self.samples[from..]);
+        let last = self.last_reading_ns();
         for n in &f.notes {
             self.send(RunEvent::Note {
                 level: n.level,
@@ -274,4 +300,44 @@ fn site_figures(s: &Session, att: &Attribution, step: u32) -> Vec<(SiteKind, Sit
     }
     out.sort_by_key(|(k, _)| *k as u8);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_curve_from_the_needed_readings_gives_every_later_span_its_energy() {
+        let mut desc = eprof_format::synthetic::trace(&Default::default())
+            .meta
+            .power;
+        desc.kind = SourceKind::Counter;
+        // A counter read every 1 ms, its power changing at every reading.
+        let mut e = 0.0;
+        let samples: Vec<PowerSample> = (0..2_000u64)
+            .map(|i| {
+                e += (1 + i % 7) as f64 * 1e-3;
+                PowerSample {
+                    t0_ns: i * 1_000_000,
+                    t1_ns: i * 1_000_000,
+                    values: vec![Some(e); desc.channels.len()],
+                }
+            })
+            .collect();
+        let all = Attribution::from_samples(&desc, &samples);
+        for earliest in [0, 1_500_000, 999_999_999, 1_500_250_000] {
+            let from = readings_from(&samples, earliest);
+            assert!(samples[from].t1_ns <= earliest || from == 0);
+            let tail = Attribution::from_samples(&desc, &samples[from..]);
+            for k in 0..200u64 {
+                let a = earliest + k * 2_345_679;
+                let b = a + 1_234_567;
+                let (x, y) = (all.energy(a, b).unwrap(), tail.energy(a, b).unwrap());
+                assert!(
+                    (x.joules - y.joules).abs() <= 1e-9 * x.joules.abs(),
+                    "{a}: {x:?} {y:?}"
+                );
+            }
+        }
+    }
 }

@@ -1,0 +1,178 @@
+//! What module depth costs per token, without a model: a real [`Session`] (trace
+//! file, sampler thread) fed a SmolLM2-135M-shaped step: 30 layers of 12 components,
+//! each a span with two clock reads and its output shown to the `activation` probe
+//! (the one probe module depth enables: 270,720 values and 1,440 metric values per
+//! token), then the step's flush. Variants are interleaved in each round and the
+//! per-token medians printed side by side, to set against a decode step's time
+//! (5.3 ms at 188 tok/s in the overhead benchmark). Printed, not asserted.
+//!
+//! `cargo bench -p eprof-probes --bench record`
+
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use eprof_core::probe::ProbeOptions;
+use eprof_core::{
+    Clock, PowerSource, ProbeRegistration, Reading, Recorder, Session, SessionConfig, TensorKind,
+};
+use eprof_format::{Depth, PowerSourceDesc, SiteDef};
+
+const LAYERS: u16 = 30;
+/// SmolLM2-135M's component outputs (hidden 576, k/v 192, MLP 1,536).
+const COMPONENTS: [(&str, usize); 12] = [
+    ("input_layernorm", 576),
+    ("q_proj", 576),
+    ("k_proj", 192),
+    ("v_proj", 192),
+    ("rope", 576),
+    ("attention", 576),
+    ("o_proj", 576),
+    ("post_attention_layernorm", 576),
+    ("gate_proj", 1536),
+    ("up_proj", 1536),
+    ("act", 1536),
+    ("down_proj", 576),
+];
+
+/// A counter that reads a constant power, instantly.
+struct Constant(Clock);
+
+impl PowerSource for Constant {
+    fn desc(&self) -> PowerSourceDesc {
+        eprof_format::synthetic::trace(&Default::default())
+            .meta
+            .power
+    }
+    fn read(&mut self) -> eprof_core::Result<Reading> {
+        Ok(Reading::new(vec![Some(self.0.now() as f64 * 1e-8)]))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    /// Spans only (what `--no-probes` leaves).
+    Spans,
+    /// Spans and the activation probe on every component output.
+    Probes,
+}
+
+fn session(variant: Variant, dir: &std::path::Path) -> Session {
+    let mut sites = Vec::new();
+    for l in 0..LAYERS {
+        sites.push(SiteDef {
+            layer: Some(l),
+            component: eprof_format::model::LAYER.into(),
+            op: None,
+        });
+        for (c, _) in COMPONENTS {
+            sites.push(SiteDef {
+                layer: Some(l),
+                component: c.into(),
+                op: None,
+            });
+        }
+    }
+    let probes = match variant {
+        Variant::Spans => Vec::new(),
+        Variant::Probes => inventory::iter::<ProbeRegistration>()
+            .filter(|r| r.name == "activation")
+            .map(|r| (r.create)(&ProbeOptions::default()))
+            .collect(),
+    };
+    let mut meta = eprof_format::synthetic::trace(&Default::default()).meta;
+    meta.settings.depth = Depth::Module;
+    let clock = Clock::start();
+    Session::start(
+        SessionConfig {
+            meta,
+            out: dir.join(format!("{variant:?}.eprof")),
+            clock,
+            interval: Duration::from_millis(100),
+            idle_baseline: Duration::ZERO,
+            boundary_reads: true,
+            sites,
+            sync_device: false,
+            probes,
+            group: None,
+            execution: None,
+        },
+        Box::new(Constant(clock)),
+    )
+    .expect("session starts")
+}
+
+/// Record `tokens` steps; seconds per token.
+fn run(s: &mut Session, outputs: &[Tensor], first_step: u32, tokens: u32) -> f64 {
+    let t = Instant::now();
+    for step in first_step..first_step + tokens {
+        s.set_step(step);
+        let _ = s.boundary();
+        let mut site = 0u32;
+        for _ in 0..LAYERS {
+            let layer = site;
+            site += 1;
+            let l0 = s.now();
+            for out in outputs {
+                let t0 = s.now();
+                s.span(site, t0, s.now());
+                s.observe(site, TensorKind::Output, out).expect("observe");
+                site += 1;
+            }
+            s.span(layer, l0, s.now());
+        }
+        s.flush().expect("flush");
+    }
+    t.elapsed().as_secs_f64() / f64::from(tokens)
+}
+
+fn main() {
+    eprof_probes::link();
+    let dir = std::env::temp_dir().join(format!("eprof-record-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let outputs: Vec<Tensor> = COMPONENTS
+        .iter()
+        .map(|&(_, n)| {
+            let v: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            Tensor::from_vec(v, (1, 1, n), &Device::Cpu).expect("tensor")
+        })
+        .collect();
+    let variants = [Variant::Spans, Variant::Probes];
+    let mut sessions: Vec<Session> = variants.iter().map(|&v| session(v, &dir)).collect();
+    let (rounds, tokens) = (15, 100u32);
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for r in 0..rounds {
+        for (k, s) in sessions.iter_mut().enumerate() {
+            per[k].push(run(s, &outputs, r * tokens, tokens));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let spans = median(&mut per[0]);
+    let probes = median(&mut per[1]);
+    println!(
+        "per SmolLM2-shaped token ({} spans, {} activation observations, {} metric values), median of {rounds} rounds x {tokens} tokens:",
+        u32::from(LAYERS) * 13,
+        u32::from(LAYERS) * 12,
+        u32::from(LAYERS) * 12 * 4
+    );
+    println!("  spans and flush:            {:7.1} us", spans * 1e6);
+    println!("  + activation probe:         {:7.1} us", probes * 1e6);
+    println!(
+        "  the probe's part:           {:7.1} us ({:.2}% of a 5.3 ms decode step)",
+        (probes - spans) * 1e6,
+        (probes - spans) / 5.3e-3 * 100.0
+    );
+    println!(
+        "  all of it:                  {:7.1} us ({:.2}% of a 5.3 ms decode step)",
+        probes * 1e6,
+        probes / 5.3e-3 * 100.0
+    );
+    for s in sessions {
+        let _ = s.finish(String::new(), "bench".into());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
