@@ -125,7 +125,31 @@ impl Cumulative {
     fn at(&self, t: u64) -> f64 {
         let n = self.t.len();
         let k = self.t.partition_point(|&x| x <= t);
-        let i = k.saturating_sub(1).min(n - 2);
+        self.on_segment(k.saturating_sub(1).min(n - 2), t)
+    }
+
+    /// [`Cumulative::at`], starting from the segment `hint` found last time: times
+    /// asked in order (a trace's spans) move it by a segment at most, instead of a
+    /// binary search each. The same segment, so the same value, bit for bit.
+    fn at_from(&self, t: u64, hint: &mut usize) -> f64 {
+        let last = self.t.len() - 2;
+        let holds = |i: usize| (i == 0 || self.t[i] <= t) && (i == last || t < self.t[i + 1]);
+        let i = (*hint).min(last);
+        let i = if holds(i) {
+            i
+        } else if i < last && holds(i + 1) {
+            i + 1
+        } else {
+            self.t
+                .partition_point(|&x| x <= t)
+                .saturating_sub(1)
+                .min(last)
+        };
+        *hint = i;
+        self.on_segment(i, t)
+    }
+
+    fn on_segment(&self, i: usize, t: u64) -> f64 {
         let (t0, t1) = (self.t[i], self.t[i + 1]);
         let (e0, e1) = (self.e[i], self.e[i + 1]);
         if t == t0 {
@@ -214,6 +238,28 @@ impl Attribution {
 
     /// Total energy over `[a, b]` (channels that add into the total), with its label.
     /// `None` when the source gave no usable readings.
+    /// [`Attribution::energy`] of many intervals, in one pass: intervals in time order
+    /// (a trace's spans) find their readings from where the previous one did.
+    pub fn energies(&self, intervals: impl Iterator<Item = (u64, u64)>) -> Vec<Option<Energy>> {
+        let mut hints = vec![[0usize; 2]; self.curves.len()];
+        intervals
+            .map(|(a, b)| {
+                let b = b.max(a);
+                let mut joules = None;
+                for ((c, &t), h) in self.curves.iter().zip(&self.in_total).zip(&mut hints) {
+                    if let (true, Some(c)) = (t, c) {
+                        let [ha, hb] = h;
+                        *joules.get_or_insert(0.0) += c.at_from(b, hb) - c.at_from(a, ha);
+                    }
+                }
+                Some(Energy {
+                    joules: joules?,
+                    label: self.label(a, b),
+                })
+            })
+            .collect()
+    }
+
     pub fn energy(&self, a: u64, b: u64) -> Option<Energy> {
         let b = b.max(a);
         let mut joules = None;

@@ -184,10 +184,36 @@ impl<'a> Leb<'a> {
 /// Deltas of consecutive values, zigzag + LEB128.
 fn pack_delta<I: Iterator<Item = u64>>(values: I, out: &mut Vec<u8>) {
     let mut prev = 0u64;
-    for v in values {
-        put_uleb(out, zigzag(v.wrapping_sub(prev) as i64));
-        prev = v;
+    pack(
+        values.map(|v| {
+            let d = zigzag(v.wrapping_sub(prev) as i64);
+            prev = v;
+            d
+        }),
+        out,
+    );
+}
+
+/// Append each value as LEB128 (what [`put_uleb`] does one at a time), writing into
+/// room made once per column instead of growing the vector byte by byte: a step's
+/// columns are mostly one-byte values (1,440 metric values and hundreds of spans per
+/// SmolLM2 token at module depth).
+fn pack<I: Iterator<Item = u64>>(values: I, out: &mut Vec<u8>) {
+    let mut at = out.len();
+    for mut v in values {
+        // Room for the longest value (10 bytes); the vector doubles as it fills.
+        if at + 10 > out.len() {
+            out.resize(out.len() + out.len().max(1024), 0);
+        }
+        while v >= 0x80 {
+            out[at] = (v as u8) | 0x80;
+            v >>= 7;
+            at += 1;
+        }
+        out[at] = v as u8;
+        at += 1;
     }
+    out.truncate(at);
 }
 
 /// Inverse of [`pack_delta`]; never reserves more than the column's byte count.
@@ -237,9 +263,10 @@ impl Encode for SpanTable {
         pack_delta(self.start_ns.iter().copied(), &mut col);
         col.encode(e)?;
         col.clear();
-        for i in 0..n {
-            put_uleb(&mut col, self.end_ns[i].wrapping_sub(self.start_ns[i]));
-        }
+        pack(
+            (0..n).map(|i| self.end_ns[i].wrapping_sub(self.start_ns[i])),
+            &mut col,
+        );
         col.encode(e)
     }
 }
@@ -371,6 +398,29 @@ mod tests {
         for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
             assert_eq!(unzigzag(zigzag(v)), v);
         }
+    }
+
+    #[test]
+    fn a_column_packs_to_the_bytes_of_one_value_at_a_time() {
+        let values: Vec<u64> = (0..5_000u64)
+            .map(|i| match i % 5 {
+                0 => 0,
+                1 => i,
+                2 => i * 1_000_003,
+                3 => u64::MAX - i,
+                _ => 127 + (i & 1),
+            })
+            .collect();
+        let mut one = vec![9u8, 9];
+        for &v in &values {
+            put_uleb(&mut one, v);
+        }
+        let mut col = vec![9u8, 9];
+        pack(values.iter().copied(), &mut col);
+        assert_eq!(col, one);
+        let mut empty = Vec::new();
+        pack(std::iter::empty(), &mut empty);
+        assert!(empty.is_empty());
     }
 
     #[test]

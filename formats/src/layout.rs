@@ -157,6 +157,43 @@ pub fn tree(trace: &Trace, en: &Energies, measure: Measure) -> Node {
         Measure::TimeNs => trace.spans.duration_ns(i) as f64,
         Measure::EnergyJ => en.spans[i].map_or(0.0, |e| e.joules),
     };
+    // What each site adds to, decided once per site rather than by comparing names
+    // per span (a 10,000-token deep trace has millions of spans and hundreds of sites).
+    #[derive(Clone, Copy)]
+    enum Slot {
+        None,
+        Layer(usize),
+        Component(usize, usize),
+        /// Layer, and the operation's name as a site index (its first site).
+        Op(usize, usize),
+    }
+    let slots: Vec<Slot> = trace
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(k, site)| {
+            let Some(l) = site.layer.map(usize::from) else {
+                return Slot::None;
+            };
+            if site.is_layer() {
+                Slot::Layer(l)
+            } else if site.is_component() {
+                comps
+                    .iter()
+                    .position(|c| *c == site.component)
+                    .map_or(Slot::None, |c| Slot::Component(l, c))
+            } else if let Some(op) = &site.op {
+                // Sites of the same operation name share the first one's index.
+                let first = trace.sites[..k]
+                    .iter()
+                    .position(|x| x.op.as_deref() == Some(op.as_str()))
+                    .unwrap_or(k);
+                Slot::Op(l, first)
+            } else {
+                Slot::None
+            }
+        })
+        .collect();
     let mut phases = Vec::new();
     for (s, e) in trace.sections.iter().zip(&en.sections) {
         if !s.is_phase() {
@@ -180,30 +217,36 @@ pub fn tree(trace: &Trace, en: &Energies, measure: Measure) -> Node {
             (
                 0.0f64,
                 vec![0.0f64; comps.len()],
-                Vec::<(String, f64)>::new()
+                Vec::<(usize, f64)>::new()
             );
             layers
         ];
         if matches!(s.phase, Phase::Prefill | Phase::Decode) {
+            // Spans come in step order: the last step's membership is remembered.
+            let mut last: Option<(u32, bool)> = None;
             for i in 0..trace.spans.len() {
-                if in_phase.binary_search(&trace.spans.step[i]).is_err() {
+                let step = trace.spans.step[i];
+                let inside = match last {
+                    Some((st, inside)) if st == step => inside,
+                    _ => {
+                        let inside = in_phase.binary_search(&step).is_ok();
+                        last = Some((step, inside));
+                        inside
+                    }
+                };
+                if !inside {
                     continue;
                 }
-                let site = &trace.sites[trace.spans.site[i] as usize];
-                let Some(l) = site.layer.map(usize::from) else {
-                    continue;
-                };
-                let v = span_value(i);
-                if site.is_layer() {
-                    per_layer[l].0 += v;
-                } else if site.is_component() {
-                    if let Some(c) = comps.iter().position(|c| *c == site.component) {
-                        per_layer[l].1[c] += v;
-                    }
-                } else if let Some(op) = &site.op {
-                    match per_layer[l].2.iter_mut().find(|(n, _)| n == op) {
-                        Some(x) => x.1 += v,
-                        None => per_layer[l].2.push((op.clone(), v)),
+                match slots[trace.spans.site[i] as usize] {
+                    Slot::None => {}
+                    Slot::Layer(l) => per_layer[l].0 += span_value(i),
+                    Slot::Component(l, c) => per_layer[l].1[c] += span_value(i),
+                    Slot::Op(l, op) => {
+                        let v = span_value(i);
+                        match per_layer[l].2.iter_mut().find(|(n, _)| *n == op) {
+                            Some(x) => x.1 += v,
+                            None => per_layer[l].2.push((op, v)),
+                        }
                     }
                 }
             }
@@ -220,8 +263,12 @@ pub fn tree(trace: &Trace, en: &Energies, measure: Measure) -> Node {
                     .map(|(c, v)| {
                         let mut n = Node::leaf(c.clone(), v);
                         if c == "attention" {
-                            n.children =
-                                ops.iter().map(|(o, v)| Node::leaf(o.clone(), *v)).collect();
+                            n.children = ops
+                                .iter()
+                                .map(|&(o, v)| {
+                                    Node::leaf(trace.sites[o].op.clone().unwrap_or_default(), v)
+                                })
+                                .collect();
                             n = n.close();
                         }
                         n
@@ -330,6 +377,56 @@ mod tests {
     use super::*;
     use crate::Depth;
     use crate::synthetic::{self, Shape};
+
+    #[test]
+    fn the_tree_adds_up_to_the_summary_rows() {
+        let t = synthetic::trace(&Shape {
+            generated_tokens: 12,
+            layers: 3,
+            depth: Depth::Deep,
+            ..Shape::default()
+        });
+        let en = Energies::compute(&t);
+        let s = crate::Summary::compute(&t, &en);
+        let root = tree(&t, &en, Measure::TimeNs);
+        // Durations are integers: sums over phases equal the summary's exactly.
+        let sum = |path: &dyn Fn(&Node) -> Option<f64>| -> f64 {
+            root.children.iter().filter_map(path).sum()
+        };
+        let child = |n: &Node, name: &str| n.children.iter().find(|c| c.name == name).cloned();
+        for row in &s.layer_components {
+            let (l, c) = row.name.split_once('.').unwrap();
+            let v = sum(&|p| Some(child(&child(p, l)?, c)?.value));
+            assert_eq!(v, row.duration_ns as f64, "{}", row.name);
+        }
+        for row in &s.layers {
+            assert_eq!(
+                sum(&|p| Some(child(p, &row.name)?.value)),
+                row.duration_ns as f64
+            );
+        }
+        // Each attention operation over every layer and phase.
+        for row in s
+            .operations
+            .iter()
+            .filter(|r| r.name.starts_with("attention."))
+        {
+            let op = row.name.trim_start_matches("attention.");
+            let v: f64 = (0..3)
+                .map(|l| {
+                    sum(&|p| {
+                        Some(child(&child(&child(p, &format!("L{l}"))?, "attention")?, op)?.value)
+                    })
+                })
+                .sum();
+            assert_eq!(v, row.duration_ns as f64, "{}", row.name);
+        }
+        assert!(
+            s.operations
+                .iter()
+                .any(|r| r.name.starts_with("attention."))
+        );
+    }
 
     #[test]
     fn squarify_fills_the_area_in_proportion_without_overlap() {

@@ -36,9 +36,7 @@ impl Energies {
             .map(|t| t.step.and_then(|s| a.energy(s.start_ns, s.end_ns)))
             .collect();
         let sp = &trace.spans;
-        let spans = (0..sp.len())
-            .map(|i| a.energy(sp.start_ns[i], sp.end_ns[i]))
-            .collect();
+        let spans = a.energies((0..sp.len()).map(|i| (sp.start_ns[i], sp.end_ns[i])));
         Energies {
             attribution,
             total,

@@ -198,3 +198,44 @@ fn parts_sum_to_the_whole() {
     );
     close(total, 10.0 * sum.duration_ns as f64 * 1e-9);
 }
+
+#[test]
+fn many_intervals_at_once_give_each_its_own_energy_bit_for_bit() {
+    // Readings every 7 ms with a power that changes at each, as a counter and as a
+    // sampler; intervals in time order (spans), overlapping, reversed, outside the
+    // readings, and out of order.
+    for kind in [SourceKind::Counter, SourceKind::Sampler] {
+        let mut e = 0.0;
+        let samples: Vec<PowerSample> = (1..300u64)
+            .map(|k| {
+                let w = 5.0 + (k % 11) as f64;
+                e += w * 7e-3;
+                let t = k * 7 * MS;
+                PowerSample {
+                    t0_ns: if kind == SourceKind::Counter {
+                        t
+                    } else {
+                        t - 7 * MS
+                    },
+                    t1_ns: t,
+                    values: vec![Some(if kind == SourceKind::Counter { e } else { w })],
+                }
+            })
+            .collect();
+        let a = Attribution::new(&trace_with(kind, samples));
+        let mut intervals: Vec<(u64, u64)> = (0..5_000u64)
+            .map(|i| (i * 431_000, i * 431_000 + 250_000 + (i % 13) * 3 * MS))
+            .collect();
+        intervals.extend([
+            (0, 1),
+            (5 * MS, 2 * MS),
+            (3_000 * MS, 3_100 * MS),
+            (10 * MS, 900 * MS),
+        ]);
+        intervals.extend(
+            (0..500u64).map(|i| ((i * 7_919 % 500) * 4 * MS, (i * 7_919 % 500) * 4 * MS + MS)),
+        );
+        let one: Vec<Option<Energy>> = intervals.iter().map(|&(x, y)| a.energy(x, y)).collect();
+        assert_eq!(a.energies(intervals.iter().copied()), one, "{kind:?}");
+    }
+}

@@ -4,7 +4,7 @@
 //! (reference, its own decode loop) and eprof through the recording API every front end uses
 //! ([`Profiler::record`]: session, sampler thread, synthetic counter read at every
 //! step boundary, trace written and flushed after every step) at depth off, module,
-//! module with the example outliers plugin, module with a sink that serializes every
+//! module without probes (its spans alone), module with the example outliers plugin, module with a sink that serializes every
 //! event to JSON (what a connected dashboard costs the run), and deep.
 //!
 //! Rounds are interleaved (ref, off, module, ...) so that machine noise hits all
@@ -25,7 +25,8 @@ use candle_transformers::models::quantized_llama::ModelWeights;
 use eprof_core::paths::DataDir;
 use eprof_format::{Depth, Phase, stats};
 use eprof_record::{
-    ModelChoice, ModelHandle, NoSink, PowerSpec, Profiler, RecordRequest, RunEvent, RunSink,
+    ModelChoice, ModelHandle, NoSink, PowerSpec, ProbeSelection, Profiler, RecordRequest, RunEvent,
+    RunSink,
 };
 
 /// The allocator the eprof binary uses (`cli/src/main.rs`).
@@ -92,7 +93,21 @@ fn run_ours(
     dir: &Path,
     sink: &mut dyn RunSink,
 ) -> (f64, f64) {
+    run_with(p, m, depth, ProbeSelection::Default, n, dir, sink)
+}
+
+/// [`run_ours`] with a choice of probes.
+fn run_with(
+    p: &Profiler,
+    m: &mut ModelHandle,
+    depth: Depth,
+    probes: ProbeSelection,
+    n: u32,
+    dir: &Path,
+    sink: &mut dyn RunSink,
+) -> (f64, f64) {
     let req = RecordRequest {
+        probes,
         prompt: PROMPT.into(),
         model: ModelChoice::Path(m.path.clone()),
         power: "synthetic".parse::<PowerSpec>().unwrap(),
@@ -248,6 +263,7 @@ fn main() {
         "eprof off, candle's kernels".to_string(),
         "eprof off".to_string(),
         "eprof module".to_string(),
+        "eprof module, no probes (spans only)".to_string(),
         "eprof module + outliers plugin".to_string(),
         "eprof module + JSON event sink".to_string(),
         "eprof deep".to_string(),
@@ -281,6 +297,15 @@ fn main() {
             &plain,
             &mut ours,
             Depth::Module,
+            n,
+            d,
+            &mut NoSink,
+        ));
+        res.push(run_with(
+            &plain,
+            &mut ours,
+            Depth::Module,
+            ProbeSelection::None,
             n,
             d,
             &mut NoSink,

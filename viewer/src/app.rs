@@ -156,6 +156,9 @@ impl Ctx {
                         })
                         .map_err(|e| format!("{name}: {e}"))
                 };
+                // Reading the snapshot and drawing the views are two tasks, not one:
+                // neither keeps the page from answering for long.
+                next_task().await;
                 ctx.loading.update(|l| l.retain(|x| x.key != key));
                 match r {
                     Ok((v, times)) => {
@@ -204,6 +207,14 @@ impl Ctx {
             }
         });
     }
+}
+
+/// Let the browser run what waits (input, paint) before going on.
+async fn next_task() {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = window().set_timeout_with_callback(&resolve);
+    });
+    let _ = JsFuture::from(p).await;
 }
 
 async fn read_file(file: web_sys::File) -> Result<(String, js_sys::Uint8Array), String> {
