@@ -239,11 +239,18 @@ fn unpack_plain(bytes: &[u8], n: usize) -> Result<Vec<u64>, DecodeError> {
     Ok(out)
 }
 
-fn to_u32(values: Vec<u64>, what: &'static str) -> Result<Vec<u32>, DecodeError> {
-    values
-        .into_iter()
-        .map(|v| u32::try_from(v).map_err(|_| DecodeError::Other(what)))
-        .collect()
+/// [`unpack_delta`] of a column whose values must fit in u32 (steps, sites), straight
+/// into a `Vec<u32>`: no 64-bit column and second pass per chunk.
+fn unpack_delta_u32(bytes: &[u8], n: usize, what: &'static str) -> Result<Vec<u32>, DecodeError> {
+    let mut r = Leb::new(bytes);
+    let mut out = Vec::with_capacity(n.min(bytes.len()));
+    let mut prev = 0u64;
+    for _ in 0..n {
+        prev = prev.wrapping_add(unzigzag(r.next()?) as u64);
+        out.push(u32::try_from(prev).map_err(|_| DecodeError::Other(what))?);
+    }
+    r.finish()?;
+    Ok(out)
 }
 
 /// `SPAN` payload: `n: varint`, then four byte columns (bincode `Vec<u8>`):
@@ -279,8 +286,8 @@ impl<Ctx> Decode<Ctx> for SpanTable {
         let site: Vec<u8> = Vec::decode(d)?;
         let start: Vec<u8> = Vec::decode(d)?;
         let dur: Vec<u8> = Vec::decode(d)?;
-        let step = to_u32(unpack_delta(&step, n)?, "span step exceeds u32")?;
-        let site = to_u32(unpack_delta(&site, n)?, "span site exceeds u32")?;
+        let step = unpack_delta_u32(&step, n, "span step exceeds u32")?;
+        let site = unpack_delta_u32(&site, n, "span site exceeds u32")?;
         let start_ns = unpack_delta(&start, n)?;
         let dur = unpack_plain(&dur, n)?;
         let mut end_ns = Vec::with_capacity(n);
@@ -365,8 +372,8 @@ impl<Ctx> Decode<Ctx> for MetricSeries {
         Ok(MetricSeries {
             probe,
             metric,
-            step: to_u32(unpack_delta(&step, n)?, "metric step exceeds u32")?,
-            site: to_u32(unpack_delta(&site, n)?, "metric site exceeds u32")?,
+            step: unpack_delta_u32(&step, n, "metric step exceeds u32")?,
+            site: unpack_delta_u32(&site, n, "metric site exceeds u32")?,
             value: values
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -395,6 +402,14 @@ mod tests {
         let mut col = Vec::new();
         pack_delta(values.iter().copied(), &mut col);
         assert_eq!(unpack_delta(&col, values.len()).unwrap(), values);
+        // A u32 column: values that fit decode, one that does not is refused.
+        let small = [0u64, 7, u64::from(u32::MAX), 3];
+        let mut col = Vec::new();
+        pack_delta(small.iter().copied(), &mut col);
+        assert_eq!(unpack_delta_u32(&col, 4, "x").unwrap(), [0, 7, u32::MAX, 3]);
+        let mut col = Vec::new();
+        pack_delta([1u64, u64::from(u32::MAX) + 1].into_iter(), &mut col);
+        assert!(unpack_delta_u32(&col, 2, "x").is_err());
         for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
             assert_eq!(unzigzag(zigzag(v)), v);
         }
