@@ -12,7 +12,7 @@
 // is skipped (a missing browser, binary or model is a failure).
 
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { expectedCounts, launchChromium } from "./views.mjs";
@@ -281,6 +281,31 @@ execFileSync("cargo", ["xtask", "synth", "--tokens", "10000", "--layers", "30", 
   const bars = await p.locator("#waterfall .wf-tok").count();
   check(bars > 900 && bars <= 1001, `the 10,000-token waterfall draws ${bars} bars (tokens share bars beyond 1,000)`);
   await p.close();
+}
+
+// A trace too large for the viewer's memory (80,000 tokens, 1 GB: decoded it needs more
+// than WebAssembly's 4 GB): a clear error naming the file, the trace already open stays
+// open, and the next trace opens.
+{
+  const huge = join(out, "huge-80000x30-deep.eprof");
+  execFileSync("cargo", ["xtask", "synth", "--tokens", "80000", "--layers", "30", "--depth", "deep", huge], { cwd: root, stdio: "inherit" });
+  const p = await newPage("too large");
+  await p.goto(fileUrl);
+  await p.waitForSelector("#file-input");
+  await p.setInputFiles("#file-input", synthPath);
+  await p.waitForSelector("body[data-loaded='1']");
+  await p.setInputFiles("#file-input", huge);
+  await p.waitForFunction(() => document.querySelector("#errors").textContent.length > 0, null, { timeout: 120000 });
+  const err = await p.locator("#errors").innerText();
+  check(err.includes(basename(huge)) && err.includes("out of memory"), `a trace too large for the viewer says so: ${err}`);
+  eq(await p.locator("#trace-select option").count(), 1, "the trace open before is still open");
+  check((await p.locator("#summary").innerText()).includes("synthetic"), "its views still show");
+  await p.setInputFiles("#file-input", synthPath);
+  await p.waitForSelector("body[data-loaded='2']", { timeout: 60000 });
+  check(await p.locator("#heatmap .hm-cell").count() > 0, "the next trace opens, its heatmap drawn by the restarted worker");
+  await p.close();
+  unlinkSync(huge);
+  check(consoleErrors.length === 0, `reported as an error on the page, no console errors${consoleErrors.length ? ": " + consoleErrors.join(" | ") : ""}`);
 }
 
 // ---------------------------------------------------------------- benchmark

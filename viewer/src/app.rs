@@ -147,6 +147,7 @@ impl Ctx {
                             TraceView::from_snapshot(&o.snapshot, o.id)
                                 .map(|v| (v, [o.decode_ms, o.read_ms]))
                         })
+                        .map_err(|e| format!("{name}: {e}"))
                 } else {
                     let t0 = now_ms();
                     eprof_format::decode(&bytes.to_vec())

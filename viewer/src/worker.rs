@@ -53,7 +53,7 @@ pub fn worker_open(
         }
     };
     let decoded = eprof_format::decode_with_progress(&data, &mut report)
-        .map_err(|e| JsValue::from_str(&format!("{name}: {e}")))?;
+        .map_err(|e| JsValue::from_str(&e.to_string()))?;
     drop(data);
     let _ = progress.call1(&JsValue::NULL, &JsValue::from_f64(1.0));
     let read_ms = now_ms() - t0;
@@ -101,7 +101,11 @@ pub fn worker_query(id: u32, query: &str) -> Result<String, JsValue> {
     OPEN.with_borrow(|(_, open)| {
         let v = open
             .get(&id)
-            .ok_or_else(|| JsValue::from_str(&format!("trace {id} is not open in the worker")))?;
+            .ok_or_else(|| {
+                JsValue::from_str(
+                    "this trace is no longer held by the viewer's worker (it was restarted after a failure): open the file again",
+                )
+            })?;
         Ok(answer(v, &q))
     })
 }
