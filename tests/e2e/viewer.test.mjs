@@ -257,6 +257,14 @@ try {
 
 check(consoleErrors.length === 0, `no console errors${consoleErrors.length ? ": " + consoleErrors.join(" | ") : ""}`);
 
+// The big traces and the benchmark do not depend on the model: scripts/test.sh runs
+// them once, with the SmolLM2 trace, and passes --views-only for the Gemma 3 one.
+if (process.argv.includes("--views-only")) {
+  await browser.close();
+  console.log(`\nviewer e2e (views only; big traces and benchmark in the other run): ${checks} checks passed; screenshots in ${out}`);
+  process.exit(0);
+}
+
 // ---------------------------------------------------------------- loading big traces
 // A 10,000-token x 30-layer deep trace (128 MB) loads in the worker with a progress
 // bar, and a second trace dropped meanwhile loads too.

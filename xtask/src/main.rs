@@ -3,8 +3,9 @@
 //! - `viewer`: build the trace viewer into one self-contained HTML file
 //!   (`target/viewer/eprof-viewer.html`), which the `eprof` binary then embeds.
 //! - `synth`: write a synthetic trace of any size (viewer benchmark, demos).
-//! - `bench`: run the format, Parquet export and overhead (real model) benchmarks one
-//!   after the other, so their tables are printed from one machine state.
+//! - `bench`: run the format, Parquet export, recording cost and overhead (real model)
+//!   benchmarks one after the other, so their tables are printed from one machine
+//!   state.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,9 +49,11 @@ fn main() -> ExitCode {
             format.args(["bench", "-p", "eprof-format", "--bench", "codec"]);
             let mut dataset = cargo();
             dataset.args(["bench", "-p", "eprof-dataset", "--bench", "export"]);
+            let mut record = cargo();
+            record.args(["bench", "-p", "eprof-probes", "--bench", "record"]);
             let mut overhead = cargo();
             overhead.args(["bench", "-p", "eprof-record", "--bench", "overhead"]);
-            if run(format) && run(dataset) && run(overhead) {
+            if run(format) && run(dataset) && run(record) && run(overhead) {
                 Ok(())
             } else {
                 Err("a benchmark failed".into())
