@@ -81,7 +81,7 @@ pub async fn open(
     })
 }
 
-/// Ask the worker a question about trace `id` (JSON, see `crate::worker`); its answer
+/// Ask the worker to draw a chart of trace `id` (a `charts::SpanChart` as JSON); its answer
 /// is a chart's HTML.
 pub async fn query(id: u32, query: String) -> Result<String, String> {
     let api = api().ok_or("the viewer's worker is not running")?;

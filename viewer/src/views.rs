@@ -9,7 +9,7 @@ use eprof_format::layout::Measure;
 use leptos::prelude::*;
 
 use crate::app::{Ctx, data_of};
-use crate::charts::{self, Stack};
+use crate::charts::{self, SpanChart, Stack};
 use crate::data::TraceView;
 
 /// What the sections of one trace's views share.
@@ -142,7 +142,7 @@ fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
     let log_scale = RwSignal::new(false);
     let heat = chart_html(v.clone(), move || {
         let (key, step, log) = (metric.get(), s.step.get(), log_scale.get());
-        Chart::Heatmap { key, step, log }
+        SpanChart::Heatmap { key, step, log }
     });
     let steps: Arc<[u32]> = v.steps.step.as_slice().into();
     let max_idx = steps.len().saturating_sub(1);
@@ -415,7 +415,7 @@ fn DrilldownSection(v: Arc<TraceView>) -> impl IntoView {
     let components = v.components.clone();
     let drilldown = chart_html(v, move || {
         let (layer, component) = s.drill.get();
-        Chart::Drilldown {
+        SpanChart::Drilldown {
             layer,
             component,
             step: s.step.get(),
@@ -464,58 +464,12 @@ fn DrilldownSection(v: Arc<TraceView>) -> impl IntoView {
     }
 }
 
-/// A chart drawn from a trace's spans: by the worker that holds them, or here when
-/// the page decoded the trace itself.
-#[derive(Clone, PartialEq)]
-enum Chart {
-    Heatmap {
-        key: String,
-        step: Option<u32>,
-        log: bool,
-    },
-    Drilldown {
-        layer: usize,
-        component: String,
-        step: Option<u32>,
-    },
-}
-
-impl Chart {
-    fn draw(&self, v: &TraceView) -> String {
-        match self {
-            Chart::Heatmap { key, step, log } => charts::heatmap_of(v, key, *step, *log),
-            Chart::Drilldown {
-                layer,
-                component,
-                step,
-            } => charts::drilldown(v, *layer, component, *step),
-        }
-    }
-
-    /// The worker's query (`crate::worker::Query`).
-    fn query(&self) -> String {
-        match self {
-            Chart::Heatmap { key, step, log } => serde_json::json!({
-                "kind": "heatmap", "key": key, "step": step, "log": log,
-            }),
-            Chart::Drilldown {
-                layer,
-                component,
-                step,
-            } => serde_json::json!({
-                "kind": "drilldown", "layer": layer, "component": component, "step": step,
-            }),
-        }
-        .to_string()
-    }
-}
-
 /// The HTML of the chart `which` names, kept up to date as the signals it reads
 /// change. From the worker, only the answer to the newest request is shown (an older
 /// one arriving late is dropped), and the previous chart stays until it comes.
 fn chart_html(
     v: Arc<TraceView>,
-    which: impl Fn() -> Chart + Send + Sync + 'static,
+    which: impl Fn() -> SpanChart + Send + Sync + 'static,
 ) -> ReadSignal<String> {
     let ctx = expect_context::<Ctx>();
     let html = RwSignal::new(String::new());
@@ -529,7 +483,7 @@ fn chart_html(
         };
         let n = latest.get_value() + 1;
         latest.set_value(n);
-        let q = chart.query();
+        let q = serde_json::to_string(&chart).expect("a chart request serializes");
         ctx.request(async move {
             let h = crate::remote::query(id, q).await?;
             // The views may have closed meanwhile (another trace shown): then the

@@ -9,7 +9,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use crate::charts;
@@ -77,48 +76,19 @@ pub fn worker_open(
     Ok(out.into())
 }
 
-/// What the page asks of an open trace.
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Query {
-    Heatmap {
-        key: String,
-        step: Option<u32>,
-        log: bool,
-    },
-    Drilldown {
-        layer: usize,
-        component: String,
-        step: Option<u32>,
-    },
-}
-
-/// Answer a query (JSON, see [`Query`]) about trace `id` with the chart's HTML.
+/// Draw a chart of trace `id` (a [`charts::SpanChart`] as JSON): its HTML.
 #[wasm_bindgen]
 pub fn worker_query(id: u32, query: &str) -> Result<String, JsValue> {
-    let q: Query =
+    let chart: charts::SpanChart =
         serde_json::from_str(query).map_err(|e| JsValue::from_str(&format!("bad query: {e}")))?;
     OPEN.with_borrow(|(_, open)| {
-        let v = open
-            .get(&id)
-            .ok_or_else(|| {
-                JsValue::from_str(
-                    "this trace is no longer held by the viewer's worker (it was restarted after a failure): open the file again",
-                )
-            })?;
-        Ok(answer(v, &q))
+        let v = open.get(&id).ok_or_else(|| {
+            JsValue::from_str(
+                "this trace is no longer held by the viewer's worker (it was restarted after a failure): open the file again",
+            )
+        })?;
+        Ok(chart.draw(v))
     })
-}
-
-fn answer(v: &TraceView, q: &Query) -> String {
-    match q {
-        Query::Heatmap { key, step, log } => charts::heatmap_of(v, key, *step, *log),
-        Query::Drilldown {
-            layer,
-            component,
-            step,
-        } => charts::drilldown(v, *layer, component, *step),
-    }
 }
 
 /// Forget trace `id` (the page closed it).

@@ -131,6 +131,39 @@ mod timeline;
 mod treemap;
 mod waterfall;
 
+/// A chart drawn from a trace's spans (the heatmap, the drilldown). The page draws it
+/// itself when it decoded the trace, else sends it as JSON to the worker that holds the
+/// spans (`crate::worker`), which draws it the same way.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SpanChart {
+    /// [`heatmap_of`] a metric key, over the whole run or one step.
+    Heatmap {
+        key: String,
+        step: Option<u32>,
+        log: bool,
+    },
+    /// [`drilldown`] of a layer's component.
+    Drilldown {
+        layer: usize,
+        component: String,
+        step: Option<u32>,
+    },
+}
+
+impl SpanChart {
+    pub fn draw(&self, v: &TraceView) -> String {
+        match self {
+            SpanChart::Heatmap { key, step, log } => heatmap_of(v, key, *step, *log),
+            SpanChart::Drilldown {
+                layer,
+                component,
+                step,
+            } => drilldown(v, *layer, component, *step),
+        }
+    }
+}
+
 pub use compare::*;
 pub use drilldown::*;
 pub use group::groups_html;
@@ -320,6 +353,38 @@ mod tests {
                 drilldown(&scan, 1, "attention", st)
             );
         }
+    }
+
+    #[test]
+    fn a_span_chart_travels_as_json_and_draws_as_asked() {
+        let v = view(5, 3, Depth::Deep);
+        for c in [
+            SpanChart::Heatmap {
+                key: "activation/std".into(),
+                step: Some(2),
+                log: true,
+            },
+            SpanChart::Drilldown {
+                layer: 1,
+                component: "attention".into(),
+                step: None,
+            },
+        ] {
+            let json = serde_json::to_string(&c).unwrap();
+            let back: SpanChart = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, c);
+            assert_eq!(back.draw(&v), c.draw(&v));
+        }
+        assert_eq!(
+            SpanChart::Heatmap {
+                key: "time".into(),
+                step: None,
+                log: false
+            }
+            .draw(&v),
+            heatmap_of(&v, "time", None, false)
+        );
+        assert!(serde_json::from_str::<SpanChart>(r#"{"kind":"pie"}"#).is_err());
     }
 
     #[test]
