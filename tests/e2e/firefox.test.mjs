@@ -73,6 +73,7 @@ try {
     if (!loaded) await new Promise((r) => setTimeout(r, 200));
   }
   check(loaded === "1", `the --html file opens with its trace loaded (fatal: "${await ev("document.getElementById('fatal')?.textContent ?? document.getElementById('boot')?.textContent")}")`);
+  check(await ev("window.eprofWorker.ready") === true, "the trace was decoded in the worker");
   for (const [sel, n] of Object.entries(expected)) {
     const got = await ev(`document.querySelectorAll(".${sel}").length`);
     check(got === n, `${sel}: ${got} == ${n}`);

@@ -123,6 +123,7 @@ try {
   // Finished: the page loads the trace into the six views.
   await page.waitForFunction(() => document.querySelector("#live-now")?.textContent.startsWith("finished"), null, { timeout: 120000 });
   await page.waitForSelector("body[data-loaded='1']", { timeout: 60000 });
+  check(await page.evaluate(() => window.eprofWorker.ready) === true, "eprof serve: the run's trace was decoded in the worker");
   const runs = JSON.parse(eprof(["ls", "--json"]));
   eq(runs.length, 1, "one run in the index");
   const id = runs[0].id;

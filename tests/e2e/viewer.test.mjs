@@ -115,6 +115,7 @@ await page.waitForSelector("#file-input");
 await page.setInputFiles("#file-input", tracePath);
 await page.waitForSelector("body[data-loaded='1']");
 await checkViews(page, "file input");
+check(await page.evaluate(() => window.eprofWorker.ready) === true, "file://: the trace was decoded in the worker");
 await page.screenshot({ path: join(out, "01-loaded.png"), fullPage: true });
 
 // Token slider and metric selector change the heatmap.
@@ -186,6 +187,24 @@ check(cmp.includes(basename(model)) && cmp.includes("synthetic"), "compare lists
 await page.locator("#compare").screenshot({ path: join(out, "04-compare.png") });
 await page.close();
 
+// A browser without workers: the page decodes on its own thread, and the views are
+// the same.
+console.log("no worker");
+{
+  const p = await newPage("no worker");
+  await p.addInitScript(() => { window.Worker = undefined; });
+  await p.goto(fileUrl);
+  await p.waitForSelector("#file-input");
+  await p.setInputFiles("#file-input", tracePath);
+  await p.waitForSelector("body[data-loaded='1']");
+  check(await p.evaluate(() => window.eprofWorker.ready) === false, "no worker: the page decoded the trace itself");
+  await checkViews(p, "no worker");
+  await p.locator("#token-slider").fill("3");
+  await p.waitForFunction(() => document.querySelector("#heatmap svg").textContent.includes("token 3"));
+  check(true, "no worker: the slider redraws the heatmap");
+  await p.close();
+}
+
 // 2. drag and drop
 console.log("drag and drop");
 page = await newPage("drop");
@@ -250,6 +269,7 @@ try {
   await page.goto(url);
   await page.waitForSelector("body[data-loaded='1']");
   eq(await count(page, "#waterfall .wf-tok"), generated, "served viewer: waterfall token bars");
+  check(await page.evaluate(() => window.eprofWorker.ready) === true, "served viewer: the trace was decoded in the worker");
   await page.close();
 } finally {
   server.kill();
