@@ -47,8 +47,9 @@ const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
 const TYPE_BYTE: i32 = 6;
 
-/// GPT-2's reversible map from bytes to printable characters.
-fn byte_chars() -> [char; 256] {
+/// GPT-2's reversible map from bytes to printable characters (how byte-level BPE
+/// vocabularies spell bytes; the tests build tiny vocabularies with it).
+pub fn byte_chars() -> [char; 256] {
     let mut out = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {

@@ -61,20 +61,9 @@ fn write_gguf(path: &std::path::Path) {
             f((t(&[H], 0.2) + 1.0).unwrap()),
         ));
     }
-    // GPT-2 byte-to-char map for the vocabulary.
-    let printable =
-        |i: u32| (33..=126).contains(&i) || (161..=172).contains(&i) || (174..=255).contains(&i);
-    let mut n = 0;
-    let mut tokens: Vec<Value> = (0..256u32)
-        .map(|i| {
-            let c = if printable(i) {
-                char::from_u32(i).unwrap()
-            } else {
-                n += 1;
-                char::from_u32(255 + n).unwrap()
-            };
-            Value::String(c.to_string())
-        })
+    let mut tokens: Vec<Value> = eprof_models::tokenizer::byte_chars()
+        .iter()
+        .map(|c| Value::String(c.to_string()))
         .collect();
     tokens.push(Value::String("<s>".into()));
     tokens.push(Value::String("</s>".into()));

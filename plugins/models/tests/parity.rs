@@ -15,6 +15,7 @@ use common::{TestRecorder, diff};
 use eprof_core::recorder::{NullRecorder, Recorder};
 use eprof_format::Depth;
 use eprof_models::load::det_tensor;
+use eprof_models::tokenizer::byte_chars;
 
 const H: usize = 64;
 const I: usize = 128;
@@ -105,8 +106,8 @@ fn write_checkpoint(dir: &Path, arch: &str) -> HashMap<String, Tensor> {
     std::fs::write(dir.join("config.json"), config(arch).to_string()).unwrap();
     // A byte-level BPE tokenizer: 256 byte tokens, no merges, two specials.
     let mut vocab = serde_json::Map::new();
-    for i in 0..256u32 {
-        vocab.insert(byte_char(i).to_string(), serde_json::json!(i));
+    for (i, c) in byte_chars().iter().enumerate() {
+        vocab.insert(c.to_string(), serde_json::json!(i));
     }
     let tok = serde_json::json!({
         "model": {"type": "BPE", "vocab": vocab, "merges": []},
@@ -324,8 +325,9 @@ fn write_gemma3_gguf(hf: &HashMap<String, Tensor>, path: &Path) {
             (name, QTensor::quantize(&t, GgmlDType::F32).unwrap())
         })
         .collect();
-    let tokens: Vec<Value> = (0..256u32)
-        .map(|i| Value::String(byte_char(i).to_string()))
+    let tokens: Vec<Value> = byte_chars()
+        .iter()
+        .map(|c| Value::String(c.to_string()))
         .chain(["<s>", "</s>"].map(|s| Value::String(s.into())))
         .collect();
     let md: Vec<(&str, Value)> = vec![
@@ -359,19 +361,6 @@ fn write_gemma3_gguf(hf: &HashMap<String, Tensor>, path: &Path) {
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut file = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut file, &md_refs, &t_refs).unwrap();
-}
-
-/// GPT-2's byte-to-character map (what byte-level vocabularies store).
-fn byte_char(i: u32) -> char {
-    if (33..=126).contains(&i) || (161..=172).contains(&i) || (174..=255).contains(&i) {
-        return char::from_u32(i).unwrap();
-    }
-    let n = (0..i)
-        .filter(|&j| {
-            !((33..=126).contains(&j) || (161..=172).contains(&j) || (174..=255).contains(&j))
-        })
-        .count();
-    char::from_u32(256 + n as u32).unwrap()
 }
 
 /// Gemma 3 from a Hugging Face folder and from the GGUF file llama.cpp would make of it
