@@ -191,3 +191,89 @@ fn sampler_total_is_exact_over_whole_windows() {
     );
     assert_eq!(got.label, EnergyLabel::Interpolated);
 }
+
+/// Chunks are encoded at every flush and reach the file at most
+/// `WRITE_EVERY_NS` later; a session dropped unfinished (an error, a panic) still
+/// leaves every flushed step in a readable, truncated trace.
+#[test]
+fn flushed_steps_reach_the_file_within_the_write_interval_and_survive_a_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::start();
+    let src = StepCounter {
+        clock,
+        origin: clock.now(),
+        wrap: f64::INFINITY,
+        sampler: false,
+        last: 0,
+    };
+    let out = dir.path().join("t.eprof");
+    let mut meta = synthetic::meta(&synthetic::Shape::default());
+    meta.settings.depth = Depth::Module;
+    let mut s = Session::start(
+        SessionConfig {
+            meta,
+            out: out.clone(),
+            clock,
+            interval: Duration::from_millis(50),
+            idle_baseline: Duration::ZERO,
+            boundary_reads: true,
+            sites: vec![SiteDef {
+                layer: Some(0),
+                component: "q_proj".into(),
+                op: None,
+            }],
+            probes: vec![],
+            sync_device: false,
+            group: None,
+            execution: None,
+        },
+        Box::new(src),
+    )
+    .unwrap();
+    let on_disk = || std::fs::metadata(&out).unwrap().len();
+    let step_spans = |s: &mut Session, step: u32| {
+        s.set_step(step);
+        for _ in 0..100 {
+            let a = s.now();
+            s.span(0, a, s.now());
+        }
+        s.flush().unwrap();
+    };
+    // The first flush writes; the next ones within the interval stay in the buffer.
+    step_spans(&mut s, 0);
+    let first = on_disk();
+    assert_eq!(
+        decode(&std::fs::read(&out).unwrap())
+            .unwrap()
+            .trace
+            .spans
+            .len(),
+        100
+    );
+    let t = s.now();
+    step_spans(&mut s, 1);
+    step_spans(&mut s, 2);
+    if s.now() - t < eprof_core::session::WRITE_EVERY_NS {
+        assert_eq!(on_disk(), first, "flushes within the interval are buffered");
+    }
+    // Past the interval, the next flush hands everything to the file.
+    std::thread::sleep(Duration::from_nanos(
+        eprof_core::session::WRITE_EVERY_NS + 5_000_000,
+    ));
+    step_spans(&mut s, 3);
+    let written = on_disk();
+    assert!(written > first, "{written} > {first}");
+    let d = decode(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(d.trace.spans.len(), 400, "steps 0-3 are in the file");
+    // One more step, then the session is dropped without `finish`.
+    step_spans(&mut s, 4);
+    drop(s);
+    let d = decode(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(d.truncation.is_some(), "no end marker: truncated");
+    assert_eq!(
+        d.trace.spans.len(),
+        500,
+        "every flushed step survives the drop"
+    );
+    assert_eq!(d.trace.spans.step.iter().max(), Some(&4));
+}

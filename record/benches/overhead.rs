@@ -14,7 +14,8 @@
 //! several percent between runs, the interval says what the rounds can tell.
 //!
 //! `cargo bench -p eprof-record --bench overhead` (EPROF_TEST_MODEL or the data
-//! directory's copy; BENCH_ROUNDS, BENCH_TOKENS override the defaults 5 and 64).
+//! directory's copy; BENCH_ROUNDS, BENCH_TOKENS override the defaults 5 and 64;
+//! BENCH_VARIANTS=module,spans,... runs only those rows and `off`).
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -258,68 +259,95 @@ fn main() {
     let (mut reference, arch) = Reference::load(&path);
     let prompt = ours.loaded.tokenizer.encode(PROMPT, true).unwrap();
 
-    let names = [
-        format!("reference (candle-transformers quantized_{arch})"),
-        "eprof off, candle's kernels".to_string(),
-        "eprof off".to_string(),
-        "eprof module".to_string(),
-        "eprof module, no probes (spans only)".to_string(),
-        "eprof module + outliers plugin".to_string(),
-        "eprof module + JSON event sink".to_string(),
-        "eprof deep".to_string(),
+    // (key for BENCH_VARIANTS, row name)
+    let all = [
+        (
+            "ref",
+            format!("reference (candle-transformers quantized_{arch})"),
+        ),
+        ("off-candle", "eprof off, candle's kernels".to_string()),
+        ("off", "eprof off".to_string()),
+        (
+            "off-again",
+            "eprof off again (A/A control: what the order in a round costs)".to_string(),
+        ),
+        ("module", "eprof module".to_string()),
+        ("spans", "eprof module, no probes (spans only)".to_string()),
+        ("plugin", "eprof module + outliers plugin".to_string()),
+        ("json", "eprof module + JSON event sink".to_string()),
+        ("deep", "eprof deep".to_string()),
     ];
-    const OFF: usize = 2;
+    // BENCH_VARIANTS=module,spans runs only those and `off` (every row is against it):
+    // more rounds in the same time when one difference is in question.
+    let wanted: Option<Vec<String>> = std::env::var("BENCH_VARIANTS")
+        .ok()
+        .map(|v| v.split(',').map(|k| k.trim().to_string()).collect());
+    if let Some(w) = &wanted
+        && let Some(bad) = w.iter().find(|k| !all.iter().any(|(a, _)| a == k))
+    {
+        panic!(
+            "BENCH_VARIANTS: unknown variant {bad:?}; known: {}",
+            all.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(",")
+        );
+    }
+    let keys: Vec<&str> = all
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| *k == "off" || wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == k)))
+        .collect();
+    let names: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            all.iter()
+                .find(|(a, _)| a == k)
+                .expect("known key")
+                .1
+                .clone()
+        })
+        .collect();
+    let off = keys
+        .iter()
+        .position(|k| *k == "off")
+        .expect("off always runs");
     let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut json = JsonSink::default();
     // One warm-up round, not counted.
     for round in 0..=rounds {
         let mut res = Vec::new();
-        reference.forward(
-            &Tensor::new(&[1u32], &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap(),
-            0,
-        );
-        res.push(run_ref(&mut reference, &prompt, n as usize));
         let d = dir.path();
-        res.push(run_ours(
-            &plain,
-            &mut candle_kernels,
-            Depth::Off,
-            n,
-            d,
-            &mut NoSink,
-        ));
-        res.push(run_ours(&plain, &mut ours, Depth::Off, n, d, &mut NoSink));
-        res.push(run_ours(
-            &plain,
-            &mut ours,
-            Depth::Module,
-            n,
-            d,
-            &mut NoSink,
-        ));
-        res.push(run_with(
-            &plain,
-            &mut ours,
-            Depth::Module,
-            ProbeSelection::None,
-            n,
-            d,
-            &mut NoSink,
-        ));
-        res.push(run_ours(
-            &with_plugin,
-            &mut ours,
-            Depth::Module,
-            n,
-            d,
-            &mut NoSink,
-        ));
-        res.push(run_ours(&plain, &mut ours, Depth::Module, n, d, &mut json));
-        res.push(run_ours(&plain, &mut ours, Depth::Deep, n, d, &mut NoSink));
+        for &k in &keys {
+            res.push(match k {
+                "ref" => {
+                    reference.forward(
+                        &Tensor::new(&[1u32], &Device::Cpu)
+                            .unwrap()
+                            .unsqueeze(0)
+                            .unwrap(),
+                        0,
+                    );
+                    run_ref(&mut reference, &prompt, n as usize)
+                }
+                "off-candle" => {
+                    run_ours(&plain, &mut candle_kernels, Depth::Off, n, d, &mut NoSink)
+                }
+                "off" | "off-again" => run_ours(&plain, &mut ours, Depth::Off, n, d, &mut NoSink),
+                "module" => run_ours(&plain, &mut ours, Depth::Module, n, d, &mut NoSink),
+                "spans" => run_with(
+                    &plain,
+                    &mut ours,
+                    Depth::Module,
+                    ProbeSelection::None,
+                    n,
+                    d,
+                    &mut NoSink,
+                ),
+                "plugin" => run_ours(&with_plugin, &mut ours, Depth::Module, n, d, &mut NoSink),
+                "json" => run_ours(&plain, &mut ours, Depth::Module, n, d, &mut json),
+                "deep" => run_ours(&plain, &mut ours, Depth::Deep, n, d, &mut NoSink),
+                _ => unreachable!("keys come from the table above"),
+            });
+        }
         if round == 0 {
             continue;
         }
@@ -359,10 +387,10 @@ fn main() {
     }
     for i in 0..names.len() {
         let t = median(tps[i].clone());
-        let (vs, verdict) = if i == OFF {
+        let (vs, verdict) = if i == off {
             ("-".to_string(), "-")
         } else {
-            match stats::compare_paired(&tps[OFF], &tps[i]) {
+            match stats::compare_paired(&tps[off], &tps[i]) {
                 Some(d) => {
                     let pct = |v: f64| v / d.mean_a * 100.0;
                     (
