@@ -74,6 +74,15 @@ pub fn encode_payload<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, config()).unwrap_or_default()
 }
 
+/// [`encode_payload`] into `out` (cleared first), so that a writer reuses one buffer
+/// for every chunk instead of growing a new one per chunk.
+pub fn encode_payload_into<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    out.clear();
+    // Writing to a Vec cannot fail; an encode error would leave a short payload that
+    // the round-trip tests catch.
+    let _ = bincode::encode_into_std_write(value, out, config());
+}
+
 /// Decode a whole payload; trailing bytes are an error.
 pub fn decode_payload<T: Decode<()>>(bytes: &[u8]) -> Result<T, String> {
     let budget = (bytes.len() as u64)
@@ -395,6 +404,22 @@ pub struct SitesChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer encodes slices by reference into one reused buffer: the bytes are
+    /// those of the owned values it used to copy.
+    #[test]
+    fn payloads_into_a_reused_buffer_equal_owned_ones() {
+        let t = crate::synthetic::trace(&crate::synthetic::Shape::default());
+        let mut buf = vec![0xAB; 7];
+        encode_payload_into(&t.tokens[..], &mut buf);
+        assert_eq!(buf, encode_payload(&t.tokens.clone()));
+        encode_payload_into(&t.samples[..], &mut buf);
+        assert_eq!(buf, encode_payload(&t.samples.clone()));
+        encode_payload_into(&t.spans, &mut buf);
+        assert_eq!(buf, encode_payload(&t.spans.clone()));
+        encode_payload_into(&t.sections[..2], &mut buf);
+        assert_eq!(buf, encode_payload(&t.sections[..2].to_vec()));
+    }
 
     #[test]
     fn leb_and_zigzag_round_trip_extremes() {

@@ -21,6 +21,9 @@ pub struct TraceWriter<W: Write> {
     out: W,
     written: u64,
     sites: u32,
+    /// Every chunk's payload is encoded here (kept between chunks: a recording
+    /// writes several chunks per step).
+    scratch: Vec<u8>,
 }
 
 impl<W: Write> TraceWriter<W> {
@@ -34,6 +37,7 @@ impl<W: Write> TraceWriter<W> {
             out,
             written: header.len() as u64,
             sites: 0,
+            scratch: Vec::new(),
         };
         w.chunk(tag::META, meta)?;
         Ok(w)
@@ -44,9 +48,12 @@ impl<W: Write> TraceWriter<W> {
         self.written
     }
 
-    fn chunk<T: Encode>(&mut self, tag: [u8; 4], value: &T) -> Result<(), FormatError> {
-        let payload = codec::encode_payload(value);
-        self.raw_chunk(tag, &payload)
+    fn chunk<T: Encode + ?Sized>(&mut self, tag: [u8; 4], value: &T) -> Result<(), FormatError> {
+        let mut payload = std::mem::take(&mut self.scratch);
+        codec::encode_payload_into(value, &mut payload);
+        let r = self.raw_chunk(tag, &payload);
+        self.scratch = payload;
+        r
     }
 
     /// Write a chunk whose payload is already encoded (also used by tests to forge
@@ -108,25 +115,32 @@ impl<W: Write> TraceWriter<W> {
         if s.is_empty() {
             return Ok(());
         }
-        self.chunk(tag::SAMPLES, &s.to_vec())
+        self.chunk(tag::SAMPLES, s)
     }
 
     pub fn sections(&mut self, s: &[Section]) -> Result<(), FormatError> {
         if s.is_empty() {
             return Ok(());
         }
-        self.chunk(tag::SECTIONS, &s.to_vec())
+        self.chunk(tag::SECTIONS, s)
     }
 
     pub fn tokens(&mut self, t: &[Token]) -> Result<(), FormatError> {
         if t.is_empty() {
             return Ok(());
         }
-        self.chunk(tag::TOKENS, &t.to_vec())
+        self.chunk(tag::TOKENS, t)
     }
 
     pub fn spans(&mut self, t: &SpanTable) -> Result<(), FormatError> {
         let n = t.len();
+        if n == 0 {
+            return Ok(());
+        }
+        if n <= ROWS_PER_CHUNK {
+            // One chunk: the table itself, not a copy (a recording writes one a step).
+            return self.chunk(tag::SPANS, t);
+        }
         let mut i = 0;
         while i < n {
             let j = (i + ROWS_PER_CHUNK).min(n);
@@ -173,11 +187,12 @@ impl<W: Write> TraceWriter<W> {
         if n.is_empty() {
             return Ok(());
         }
-        self.chunk(tag::NOTES, &n.to_vec())
+        self.chunk(tag::NOTES, n)
     }
 
-    /// Push buffered bytes to the underlying writer (call after each step so that a
-    /// crash loses at most the step in flight).
+    /// Push buffered bytes to the underlying writer: what a crash cannot lose. (eprof's
+    /// session calls it at most every 100 ms: a `write` per step cost more than the
+    /// step's encoding.)
     pub fn flush(&mut self) -> Result<(), FormatError> {
         self.out.flush()?;
         Ok(())
