@@ -64,6 +64,34 @@ impl PowerSource for StepCounter {
     }
 }
 
+/// A module-depth session with one site (layer 0's q_proj) writing to `out`.
+fn start(out: std::path::PathBuf, src: StepCounter, interval: Duration, idle: Duration) -> Session {
+    let mut meta = synthetic::meta(&synthetic::Shape::default());
+    meta.settings.depth = Depth::Module;
+    let clock = src.clock;
+    Session::start(
+        SessionConfig {
+            meta,
+            out,
+            clock,
+            interval,
+            idle_baseline: idle,
+            boundary_reads: true,
+            sites: vec![SiteDef {
+                layer: Some(0),
+                component: "q_proj".into(),
+                op: None,
+            }],
+            probes: vec![],
+            sync_device: false,
+            group: None,
+            execution: None,
+        },
+        Box::new(src),
+    )
+    .unwrap()
+}
+
 fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start();
@@ -75,30 +103,12 @@ fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
         sampler,
         last: origin,
     };
-    let mut meta = synthetic::meta(&synthetic::Shape::default());
-    meta.settings.depth = Depth::Module;
-    let sites = vec![SiteDef {
-        layer: Some(0),
-        component: "q_proj".into(),
-        op: None,
-    }];
-    let mut s = Session::start(
-        SessionConfig {
-            meta,
-            out: dir.path().join("t.eprof"),
-            clock,
-            interval: Duration::from_millis(3),
-            idle_baseline: Duration::from_millis(5),
-            boundary_reads: true,
-            sites,
-            probes: vec![],
-            sync_device: false,
-            group: None,
-            execution: None,
-        },
-        Box::new(src),
-    )
-    .unwrap();
+    let mut s = start(
+        dir.path().join("t.eprof"),
+        src,
+        Duration::from_millis(3),
+        Duration::from_millis(5),
+    );
     let start = s.boundary();
     let mut t0 = start;
     for step in 0..6u32 {
@@ -207,29 +217,7 @@ fn flushed_steps_reach_the_file_within_the_write_interval_and_survive_a_drop() {
         last: 0,
     };
     let out = dir.path().join("t.eprof");
-    let mut meta = synthetic::meta(&synthetic::Shape::default());
-    meta.settings.depth = Depth::Module;
-    let mut s = Session::start(
-        SessionConfig {
-            meta,
-            out: out.clone(),
-            clock,
-            interval: Duration::from_millis(50),
-            idle_baseline: Duration::ZERO,
-            boundary_reads: true,
-            sites: vec![SiteDef {
-                layer: Some(0),
-                component: "q_proj".into(),
-                op: None,
-            }],
-            probes: vec![],
-            sync_device: false,
-            group: None,
-            execution: None,
-        },
-        Box::new(src),
-    )
-    .unwrap();
+    let mut s = start(out.clone(), src, Duration::from_millis(50), Duration::ZERO);
     let on_disk = || std::fs::metadata(&out).unwrap().len();
     let step_spans = |s: &mut Session, step: u32| {
         s.set_step(step);

@@ -213,17 +213,22 @@ fn pack_delta_u32(values: &[u32], out: &mut Vec<u8>) {
     let (mut at, mut prev) = (0usize, 0i64);
     for &v in values {
         let v = i64::from(v);
-        let mut z = zigzag(v - prev);
+        put_leb_at(buf, &mut at, zigzag(v - prev));
         prev = v;
-        while z >= 0x80 {
-            buf[at] = (z as u8) | 0x80;
-            z >>= 7;
-            at += 1;
-        }
-        buf[at] = z as u8;
-        at += 1;
     }
     out.truncate(start + at);
+}
+
+/// Write `v` as LEB128 at `buf[*at..]` (which has room) and move `at` past it.
+#[inline(always)]
+fn put_leb_at(buf: &mut [u8], at: &mut usize, mut v: u64) {
+    while v >= 0x80 {
+        buf[*at] = (v as u8) | 0x80;
+        v >>= 7;
+        *at += 1;
+    }
+    buf[*at] = v as u8;
+    *at += 1;
 }
 
 /// Append each value as LEB128 (what [`put_uleb`] does one at a time), writing into
@@ -232,18 +237,12 @@ fn pack_delta_u32(values: &[u32], out: &mut Vec<u8>) {
 /// SmolLM2 token at module depth).
 fn pack<I: Iterator<Item = u64>>(values: I, out: &mut Vec<u8>) {
     let mut at = out.len();
-    for mut v in values {
+    for v in values {
         // Room for the longest value (10 bytes); the vector doubles as it fills.
         if at + 10 > out.len() {
             out.resize(out.len() + out.len().max(1024), 0);
         }
-        while v >= 0x80 {
-            out[at] = (v as u8) | 0x80;
-            v >>= 7;
-            at += 1;
-        }
-        out[at] = v as u8;
-        at += 1;
+        put_leb_at(out, &mut at, v);
     }
     out.truncate(at);
 }
