@@ -118,8 +118,7 @@ impl Shared {
 /// The trace's chunks are encoded at every [`Session::flush`] (every step) but handed
 /// to the OS at most this often, and whenever [`WRITE_BUFFER`] fills: a `write` to
 /// the file cost 25-45 us on the development VM, which at every SmolLM2 token was
-/// 0.5-0.8% of decode at depth off and more at module depth (its chunks outgrew the
-/// buffer). A crash (or `kill -9`) loses at most this much of the run; the file is
+/// 0.4-0.8% of decode at every depth, `off` included. A crash (or `kill -9`) loses at most this much of the run; the file is
 /// still a readable prefix. An error or panic that drops the session writes the
 /// buffer out.
 pub const WRITE_EVERY_NS: u64 = 100_000_000;
