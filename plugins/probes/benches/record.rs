@@ -4,7 +4,11 @@
 //! (the one probe module depth enables: 270,720 values and 1,440 metric values per
 //! token), then the step's flush. Variants are interleaved in each round and the
 //! per-token medians printed side by side, to set against a decode step's time
-//! (5.3 ms at 188 tok/s in the overhead benchmark). Printed, not asserted.
+//! (5.3 ms at 188 tok/s in the overhead benchmark). Twice: with everything in cache,
+//! and with 256 KB of "weights" streamed before each component, as a real step
+//! streams its matmuls' weights (the stand-in for a real run: it evicts the session's
+//! buffers between observations). The calls are also timed from inside, which does
+//! not depend on subtracting the streaming. Printed, not asserted.
 //!
 //! `cargo bench -p eprof-probes --bench record`
 
