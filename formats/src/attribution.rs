@@ -238,6 +238,11 @@ impl Attribution {
 
     /// Total energy over `[a, b]` (channels that add into the total), with its label.
     /// `None` when the source gave no usable readings.
+    pub fn energy(&self, a: u64, b: u64) -> Option<Energy> {
+        let b = b.max(a);
+        self.total(a, b, |_, c| c.at(b) - c.at(a))
+    }
+
     /// [`Attribution::energy`] of many intervals, in one pass: intervals in time order
     /// (a trace's spans) find their readings from where the previous one did.
     pub fn energies(&self, intervals: impl Iterator<Item = (u64, u64)>) -> Vec<Option<Energy>> {
@@ -245,31 +250,30 @@ impl Attribution {
         intervals
             .map(|(a, b)| {
                 let b = b.max(a);
-                let mut joules = None;
-                for ((c, &t), h) in self.curves.iter().zip(&self.in_total).zip(&mut hints) {
-                    if let (true, Some(c)) = (t, c) {
-                        let [ha, hb] = h;
-                        *joules.get_or_insert(0.0) += c.at_from(b, hb) - c.at_from(a, ha);
-                    }
-                }
-                Some(Energy {
-                    joules: joules?,
-                    label: self.label(a, b),
+                self.total(a, b, |k, c| {
+                    let [ha, hb] = &mut hints[k];
+                    c.at_from(b, hb) - c.at_from(a, ha)
                 })
             })
             .collect()
     }
 
-    pub fn energy(&self, a: u64, b: u64) -> Option<Energy> {
-        let b = b.max(a);
-        let mut joules = None;
-        for (c, &t) in self.curves.iter().zip(&self.in_total) {
+    /// The sum of `joules(channel, curve)` over the channels that add into the total
+    /// and have readings, labelled for `[a, b]`.
+    fn total(
+        &self,
+        a: u64,
+        b: u64,
+        mut joules: impl FnMut(usize, &Cumulative) -> f64,
+    ) -> Option<Energy> {
+        let mut sum = None;
+        for (k, (c, &t)) in self.curves.iter().zip(&self.in_total).enumerate() {
             if let (true, Some(c)) = (t, c) {
-                *joules.get_or_insert(0.0) += c.at(b) - c.at(a);
+                *sum.get_or_insert(0.0) += joules(k, c);
             }
         }
         Some(Energy {
-            joules: joules?,
+            joules: sum?,
             label: self.label(a, b),
         })
     }
