@@ -34,9 +34,7 @@ pub fn start() {
     mount_to_body(App);
 }
 
-pub(crate) fn now_ms() -> f64 {
-    window().performance().map_or(0.0, |p| p.now())
-}
+pub(crate) use crate::worker::now_ms;
 
 /// Record when a load started and when its views were on screen, for the benchmark
 /// (`window.eprofTimings`) and the test's wait (`body[data-loaded]`).

@@ -18,7 +18,8 @@ thread_local! {
     static OPEN: RefCell<(u32, HashMap<u32, TraceView>)> = RefCell::new((0, HashMap::new()));
 }
 
-fn now_ms() -> f64 {
+/// `performance.now()` of whichever global this runs in (the page or the worker).
+pub(crate) fn now_ms() -> f64 {
     js_sys::Reflect::get(&js_sys::global(), &"performance".into())
         .ok()
         .and_then(|p| {
