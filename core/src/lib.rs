@@ -26,7 +26,7 @@ pub use error::{Error, Result};
 pub use model::{InstrumentedModel, LoadedModel, ModelAdapter, ModelSource, Tokenizer};
 pub use plugin_host::Plugin;
 pub use power::{Availability, PowerSource, Reading, SourceOptions};
-pub use probe::{MetricSink, Probe, TensorKind, TensorView};
+pub use probe::{MetricSink, MomentMetrics, Moments, Probe, TensorKind, TensorView};
 pub use recorder::{NullRecorder, Recorder, SiteId};
 pub use registry::{
     ModelAdapterRegistration, PowerSourceRegistration, ProbeRegistration, Registry,

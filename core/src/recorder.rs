@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use eprof_format::Depth;
 
 use crate::error::Result;
-use crate::probe::TensorKind;
+use crate::probe::{TensorKind, TensorView};
 
 pub type SiteId = u32;
 
@@ -24,6 +24,15 @@ pub trait Recorder {
     fn wants(&self, site: SiteId, kind: TensorKind) -> bool;
     /// Show a tensor to the probes that want it.
     fn observe(&mut self, site: SiteId, kind: TensorKind, t: &Tensor) -> Result<()>;
+    /// Show a host buffer to the probes that want it: a tensor the model holds as a
+    /// buffer before it becomes one (the output of eprof's own CPU kernels). The
+    /// probes see what [`Recorder::observe`] would show them of that tensor, without
+    /// the tensor's storage lock, whose atomic waits for every store of the
+    /// buffer just written. The default makes a CPU tensor of a copy.
+    fn observe_view(&mut self, site: SiteId, kind: TensorKind, t: TensorView<'_>) -> Result<()> {
+        let x = Tensor::from_slice(t.data, t.shape, &candle_core::Device::Cpu)?;
+        self.observe(site, kind, &x)
+    }
     /// A value the model computes itself, e.g. the FLOP estimate of an operation.
     fn value(&mut self, site: SiteId, probe: &'static str, metric: &'static str, v: f32);
     /// A model-level pipeline section of the current step (`embedding`, `layers`,
@@ -55,6 +64,9 @@ impl Recorder for NullRecorder {
         false
     }
     fn observe(&mut self, _: SiteId, _: TensorKind, _: &Tensor) -> Result<()> {
+        Ok(())
+    }
+    fn observe_view(&mut self, _: SiteId, _: TensorKind, _: TensorView<'_>) -> Result<()> {
         Ok(())
     }
     fn value(&mut self, _: SiteId, _: &'static str, _: &'static str, _: f32) {}

@@ -23,7 +23,9 @@ use eprof_format::{
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::power::{CounterUnwrap, PowerSource, Reading};
-use crate::probe::{At, MetricSink, Probe, TensorKind, with_host_f32};
+use crate::probe::{
+    At, MetricSink, MomentMetrics, Moments, Probe, TensorKind, TensorView, with_host_f32,
+};
 use crate::recorder::{Recorder, SiteId};
 
 /// What a session needs to start.
@@ -130,6 +132,9 @@ struct ProbeSlot {
     probe: Box<dyn Probe>,
     name: String,
     enabled: bool,
+    /// [`Probe::moment_metrics`], asked once, with its metrics' series (made at the
+    /// first flush that has values for them).
+    moments: Option<(MomentMetrics, Vec<u32>)>,
     known: Vec<Known>,
     /// Per site, the [`TensorKind`] bits this probe wants.
     want: Vec<u8>,
@@ -156,6 +161,16 @@ struct Staged {
     step: u32,
     site: u32,
     value: f32,
+}
+
+/// A tensor shown to a moments probe ([`Probe::moment_metrics`]): summed up when
+/// it was shown, its metrics made at the next flush.
+#[derive(Debug, Clone, Copy)]
+struct PendingMoments {
+    slot: u32,
+    site: u32,
+    step: u32,
+    m: Moments,
 }
 
 /// Sort staged values into their series, in the order they were emitted.
@@ -252,6 +267,8 @@ pub struct Session {
     metrics: Vec<MetricSeries>,
     /// Metric values since the last flush ([`Staged`]).
     staged: Vec<Staged>,
+    /// Moments probes' observations since the last flush.
+    pending: Vec<PendingMoments>,
     sections: Vec<Section>,
     tokens: Vec<Token>,
     notes: Vec<Note>,
@@ -331,6 +348,7 @@ impl Session {
             .into_iter()
             .map(|p| ProbeSlot {
                 name: p.name().to_string(),
+                moments: p.moment_metrics().map(|m| (m, Vec::new())),
                 probe: p,
                 enabled: true,
                 known: Vec::new(),
@@ -358,6 +376,7 @@ impl Session {
             },
             metrics: Vec::new(),
             staged: Vec::with_capacity(4096),
+            pending: Vec::with_capacity(1024),
             sections: Vec::new(),
             tokens: Vec::new(),
             notes: Vec::new(),
@@ -506,6 +525,8 @@ impl Session {
     /// Encode everything recorded since the last flush as chunks. Call between steps.
     /// The chunks reach the file at most [`WRITE_EVERY_NS`] later (or at [`Session::finish`]).
     pub fn flush(&mut self) -> Result<()> {
+        // First, as it may write notes (a probe disabled).
+        self.observe_pending();
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
@@ -625,6 +646,91 @@ impl Session {
     }
 
     /// Disable a probe after a failure, telling the user and the trace.
+    /// Show a tensor to the probes that want it and are not moments probes
+    /// ([`Recorder::observe_view`] does those).
+    #[inline(never)]
+    fn show(&mut self, site: SiteId, kind: TensorKind, view: TensorView<'_>) {
+        let def = &self.sites[site as usize];
+        let step = self.step;
+        let at = At {
+            phase: self.phase,
+            step,
+        };
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let metrics = &mut self.metrics;
+        let staged = &mut self.staged;
+        for (i, slot) in self.probes.iter_mut().enumerate() {
+            if !slot.enabled || slot.want[site as usize] & kind.bit() == 0 || slot.moments.is_some()
+            {
+                continue;
+            }
+            let mut sink = Sink {
+                series: metrics,
+                staged,
+                known: &mut slot.known,
+                next: 0,
+                probe: &slot.name,
+                step,
+                site,
+            };
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                slot.probe.observe(def, at, kind, view, &mut sink)
+            }));
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push((i, e.to_string())),
+                Err(p) => failures.push((i, format!("panicked: {}", panic_text(&*p)))),
+            }
+        }
+        for (i, why) in failures {
+            self.disable_probe(i, why);
+        }
+    }
+
+    /// The metrics of the moments probes' observations since the last flush, in the
+    /// order the tensors were shown.
+    fn observe_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let mut values: Vec<f32> = Vec::new();
+        for p in self.pending.drain(..) {
+            let i = p.slot as usize;
+            let slot = &mut self.probes[i];
+            let Some((mm, series)) = slot.moments.as_mut() else {
+                continue;
+            };
+            if !slot.enabled || failures.iter().any(|(f, _)| *f == i) {
+                continue;
+            }
+            if series.is_empty() {
+                *series = mm
+                    .names
+                    .iter()
+                    .map(|n| series_index(&mut self.metrics, &slot.name, n) as u32)
+                    .collect();
+            }
+            values.clear();
+            values.resize(series.len(), f32::NAN);
+            let probe = &mut slot.probe;
+            match catch_unwind(AssertUnwindSafe(|| probe.moment_values(&p.m, &mut values))) {
+                // Straight into the series: at the flush they are in cache, and
+                // nothing else adds to a moments probe's series.
+                Ok(Ok(())) => {
+                    for (&series, &value) in series.iter().zip(&values) {
+                        self.metrics[series as usize].push(p.step, p.site, value);
+                    }
+                }
+                Ok(Err(e)) => failures.push((i, e.to_string())),
+                Err(p) => failures.push((i, format!("panicked: {}", panic_text(&*p)))),
+            }
+        }
+        for (i, why) in failures {
+            self.disable_probe(i, why);
+        }
+    }
+
     fn disable_probe(&mut self, i: usize, why: String) {
         let name = self.probes[i].name.clone();
         self.probes[i].enabled = false;
@@ -701,42 +807,32 @@ impl Recorder for Session {
         if !self.wants(site, kind) {
             return Ok(());
         }
-        let def = &self.sites[site as usize];
-        let step = self.step;
-        let at = At {
-            phase: self.phase,
-            step,
-        };
-        let mut failures: Vec<(usize, String)> = Vec::new();
-        let probes = &mut self.probes;
-        let metrics = &mut self.metrics;
-        let staged = &mut self.staged;
-        with_host_f32(t, |view| {
-            for (i, slot) in probes.iter_mut().enumerate() {
-                if !slot.enabled || slot.want[site as usize] & kind.bit() == 0 {
-                    continue;
-                }
-                let mut sink = Sink {
-                    series: metrics,
-                    staged,
-                    known: &mut slot.known,
-                    next: 0,
-                    probe: &slot.name,
-                    step,
-                    site,
-                };
-                let r = catch_unwind(AssertUnwindSafe(|| {
-                    slot.probe.observe(def, at, kind, view, &mut sink)
-                }));
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => failures.push((i, e.to_string())),
-                    Err(p) => failures.push((i, format!("panicked: {}", panic_text(&p)))),
-                }
+        with_host_f32(t, |view| self.observe_view(site, kind, view))?
+    }
+
+    fn observe_view(&mut self, site: SiteId, kind: TensorKind, view: TensorView<'_>) -> Result<()> {
+        if !self.wants(site, kind) {
+            return Ok(());
+        }
+        // The moments probes' share, in a few cache lines of code: a decode step
+        // streams weights between two tensors, which evicts it every time.
+        let mut others = false;
+        for (i, slot) in self.probes.iter().enumerate() {
+            if !slot.enabled || slot.want[site as usize] & kind.bit() == 0 {
+                continue;
             }
-        })?;
-        for (i, why) in failures {
-            self.disable_probe(i, why);
+            match &slot.moments {
+                Some((mm, _)) => self.pending.push(PendingMoments {
+                    slot: i as u32,
+                    site,
+                    step: self.step,
+                    m: Moments::of(view.data, mm.threshold),
+                }),
+                None => others = true,
+            }
+        }
+        if others {
+            self.show(site, kind, view);
         }
         Ok(())
     }

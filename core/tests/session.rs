@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use eprof_core::power::{PowerSource, Reading};
+use eprof_core::probe::{At, MetricSink, MomentMetrics, Moments, Probe, TensorKind, TensorView};
 use eprof_core::recorder::Recorder;
 use eprof_core::{Clock, Session, SessionConfig};
 use eprof_format::*;
@@ -66,6 +67,17 @@ impl PowerSource for StepCounter {
 
 /// A module-depth session with one site (layer 0's q_proj) writing to `out`.
 fn start(out: std::path::PathBuf, src: StepCounter, interval: Duration, idle: Duration) -> Session {
+    start_with(out, src, interval, idle, vec![])
+}
+
+/// [`start`] with probes.
+fn start_with(
+    out: std::path::PathBuf,
+    src: StepCounter,
+    interval: Duration,
+    idle: Duration,
+    probes: Vec<Box<dyn Probe>>,
+) -> Session {
     let mut meta = synthetic::meta(&synthetic::Shape::default());
     meta.settings.depth = Depth::Module;
     let clock = src.clock;
@@ -82,7 +94,7 @@ fn start(out: std::path::PathBuf, src: StepCounter, interval: Duration, idle: Du
                 component: "q_proj".into(),
                 op: None,
             }],
-            probes: vec![],
+            probes,
             sync_device: false,
             group: None,
             execution: None,
@@ -264,4 +276,175 @@ fn flushed_steps_reach_the_file_within_the_write_interval_and_survive_a_drop() {
         "every flushed step survives the drop"
     );
     assert_eq!(d.trace.spans.step.iter().max(), Some(&4));
+}
+
+/// A probe of moments: `mean` and `below` of every tensor, or (`fail`) an error or a
+/// panic at its third tensor, or (`forgetful`) no `moment_values` at all.
+struct MomentsProbe {
+    name: &'static str,
+    fail: Option<bool>,
+    forgetful: bool,
+    seen: u32,
+}
+
+impl Probe for MomentsProbe {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn kinds(&self) -> u8 {
+        TensorKind::Output.bit()
+    }
+    fn observe(
+        &mut self,
+        _: &SiteDef,
+        _: At,
+        _: TensorKind,
+        _: TensorView<'_>,
+        _: &mut dyn MetricSink,
+    ) -> eprof_core::Result<()> {
+        panic!("a session asks a moments probe for moment_values, not observe")
+    }
+    fn moment_metrics(&self) -> Option<MomentMetrics> {
+        Some(MomentMetrics {
+            threshold: 0.5,
+            names: vec!["mean".into(), "below".into()],
+        })
+    }
+    fn moment_values(&mut self, m: &Moments, out: &mut [f32]) -> eprof_core::Result<()> {
+        if self.forgetful {
+            // What a probe without its own moment_values gets: the trait's default.
+            struct Bare;
+            impl Probe for Bare {
+                fn name(&self) -> &str {
+                    "forgetful"
+                }
+                fn kinds(&self) -> u8 {
+                    0
+                }
+                fn observe(
+                    &mut self,
+                    _: &SiteDef,
+                    _: At,
+                    _: TensorKind,
+                    _: TensorView<'_>,
+                    _: &mut dyn MetricSink,
+                ) -> eprof_core::Result<()> {
+                    Ok(())
+                }
+            }
+            return Bare.moment_values(m, out);
+        }
+        self.seen += 1;
+        match self.fail {
+            Some(true) if self.seen == 3 => panic!("boom at the third tensor"),
+            Some(false) if self.seen == 3 => {
+                return Err(eprof_core::Error::Config(
+                    "no good at the third tensor".into(),
+                ));
+            }
+            _ => {}
+        }
+        out.copy_from_slice(&[m.mean() as f32, m.below as f32]);
+        Ok(())
+    }
+}
+
+#[test]
+fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::start();
+    let src = StepCounter {
+        clock,
+        origin: clock.now(),
+        wrap: f64::INFINITY,
+        sampler: false,
+        last: 0,
+    };
+    let probe = |name, fail, forgetful| -> Box<dyn Probe> {
+        Box::new(MomentsProbe {
+            name,
+            fail,
+            forgetful,
+            seen: 0,
+        })
+    };
+    let mut s = start_with(
+        dir.path().join("t.eprof"),
+        src,
+        Duration::from_millis(50),
+        Duration::ZERO,
+        vec![
+            probe("good", None, false),
+            probe("erring", Some(false), false),
+            probe("panicking", Some(true), false),
+            probe("forgetful", None, true),
+        ],
+    );
+    // Per step, two tensors: one shown as a tensor, one as a host buffer.
+    let shown = |step: u32| -> [Vec<f32>; 2] {
+        let a = (0..40)
+            .map(|i| (i as f32 - 7.0) * 0.1 * (step + 1) as f32)
+            .collect();
+        let b = (0..17).map(|i| i as f32 * 0.25 - 1.0).collect();
+        [a, b]
+    };
+    for step in 0..3u32 {
+        s.set_step(step);
+        let [a, b] = shown(step);
+        let t = candle_core::Tensor::from_slice(&a, (1, 40), &candle_core::Device::Cpu).unwrap();
+        s.observe(0, TensorKind::Output, &t).unwrap();
+        s.observe_view(
+            0,
+            TensorKind::Output,
+            TensorView {
+                data: &b,
+                shape: &[1, 17],
+            },
+        )
+        .unwrap();
+        s.flush().unwrap();
+    }
+    let path = s.finish("text".into(), "max_tokens".into()).unwrap();
+    let trace = decode_complete(&std::fs::read(path).unwrap()).unwrap();
+    let series = |probe: &str, metric: &str| {
+        trace
+            .metrics
+            .iter()
+            .find(|m| m.probe == probe && m.metric == metric)
+            .unwrap_or_else(|| panic!("{probe}/{metric} in the trace"))
+    };
+    // The good probe: every tensor of every step, in the order shown.
+    let mean = series("good", "mean");
+    let below = series("good", "below");
+    assert_eq!(mean.step, vec![0, 0, 1, 1, 2, 2]);
+    assert_eq!(mean.site, vec![0; 6]);
+    for step in 0..3u32 {
+        for (k, x) in shown(step).iter().enumerate() {
+            let m = Moments::of(x, 0.5);
+            let n = x.len() as f64;
+            let plain = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            assert!((m.mean() - plain).abs() < 1e-6, "{} vs {plain}", m.mean());
+            let i = step as usize * 2 + k;
+            assert_eq!(mean.value[i], m.mean() as f32);
+            let small = x.iter().filter(|v| v.abs() < 0.5).count();
+            assert_eq!(below.value[i], small as f32);
+        }
+    }
+    // The failing ones: step 0's values kept, nothing after, and a note naming each.
+    for name in ["erring", "panicking"] {
+        assert_eq!(series(name, "mean").step, vec![0, 0], "{name}");
+    }
+    let notes: Vec<&str> = trace.notes.iter().map(|n| n.text.as_str()).collect();
+    let note = |probe: &str, why: &str| {
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("probe {probe} disabled")) && n.contains(why))
+    };
+    assert!(note("erring", "no good at the third tensor"), "{notes:?}");
+    assert!(note("panicking", "boom at the third tensor"), "{notes:?}");
+    assert!(
+        note("forgetful", "does not implement moment_values"),
+        "{notes:?}"
+    );
+    assert!(!trace.metrics.iter().any(|m| m.probe == "forgetful"));
 }

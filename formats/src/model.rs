@@ -532,6 +532,7 @@ impl MetricSeries {
     pub fn is_empty(&self) -> bool {
         self.value.is_empty()
     }
+    #[inline]
     pub fn push(&mut self, step: u32, site: u32, value: f32) {
         self.step.push(step);
         self.site.push(site);

@@ -2,7 +2,9 @@
 //!
 //! Each computes its metrics in one pass over the host f32 buffer of the tensor it is
 //! shown (viewed in place for contiguous CPU tensors): statistics as candle tensor ops
-//! cost ~8 us per probe, one pass over the buffer ~1.3 us.
+//! cost ~8 us per probe, one pass over the buffer ~1.3 us. `activation` needs only the
+//! tensor's [`Moments`], which a session computes itself as the tensor is shown; its
+//! metrics are made at the step's flush ([`Probe::moment_metrics`]).
 //!
 //! | probe | sees | metrics |
 //! |---|---|---|
@@ -13,7 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-use eprof_core::probe::{At, ProbeOptions};
+use eprof_core::probe::{At, MomentMetrics, Moments, ProbeOptions};
 use eprof_core::{MetricSink, Probe, ProbeRegistration, Result, TensorKind, TensorView};
 use eprof_format::{Depth, SiteDef};
 
@@ -29,59 +31,24 @@ pub struct Stats {
     pub sparsity: f64,
 }
 
-/// Lanes of the vectorised loop: independent f32 accumulators the compiler keeps in
-/// SIMD registers. They are folded into f64 every [`FLUSH`] chunks so that long
-/// tensors keep f64 accuracy.
-const LANES: usize = 16;
-const FLUSH: usize = 64;
-
-pub fn stats(x: &[f32], threshold: f32) -> Stats {
-    let (mut sum, mut sq) = (0.0f64, 0.0f64);
-    let mut lmax = [0.0f32; LANES];
-    let mut lsmall = [0u32; LANES];
-    let (mut max, mut small) = (0.0f32, 0u64);
-    // Blocks of FLUSH chunks: f32 lane sums inside a block, f64 across blocks. Each
-    // chunk is a fixed-size array and the max a plain comparison (the values are
-    // absolute, so NaN-aware `f32::max` buys nothing), which lets the compiler keep
-    // all four accumulators in vector registers: 2.4x faster than indexing slices,
-    // the same results bit for bit.
-    for block in x.chunks(LANES * FLUSH) {
-        let mut lsum = [0.0f32; LANES];
-        let mut lsq = [0.0f32; LANES];
-        let chunks = block.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for c in chunks {
-            let c: &[f32; LANES] = c.try_into().expect("chunks_exact gives LANES values");
-            for i in 0..LANES {
-                let v = c[i];
-                let a = v.abs();
-                lsum[i] += v;
-                lsq[i] += v * v;
-                lmax[i] = if a > lmax[i] { a } else { lmax[i] };
-                lsmall[i] += u32::from(a < threshold);
-            }
+impl From<&Moments> for Stats {
+    fn from(m: &Moments) -> Stats {
+        Stats {
+            mean: m.mean(),
+            std: m.std(),
+            max_abs: f64::from(m.max_abs),
+            sparsity: m.sparsity(),
         }
-        sum += lsum.iter().map(|&v| f64::from(v)).sum::<f64>();
-        sq += lsq.iter().map(|&v| f64::from(v)).sum::<f64>();
-        for &v in rest {
-            let f = f64::from(v);
-            sum += f;
-            sq += f * f;
-            max = max.max(v.abs());
-            small += u64::from(v.abs() < threshold);
-        }
-    }
-    let max = lmax.iter().fold(max, |m, &v| m.max(v));
-    let small = small + lsmall.iter().map(|&v| u64::from(v)).sum::<u64>();
-    let n = x.len().max(1) as f64;
-    let mean = sum / n;
-    Stats {
-        mean,
-        std: (sq / n - mean * mean).max(0.0).sqrt(),
-        max_abs: f64::from(max),
-        sparsity: small as f64 / n,
     }
 }
+
+/// [`Stats`] of `x` (through [`Moments::of`], the session's one pass).
+pub fn stats(x: &[f32], threshold: f32) -> Stats {
+    Stats::from(&Moments::of(x, threshold))
+}
+
+/// The `activation` probe's metrics, in the order it makes them.
+const ACTIVATION_METRICS: [&str; 4] = ["mean", "std", "max", "sparsity"];
 
 pub struct Activation {
     threshold: f32,
@@ -105,11 +72,29 @@ impl Probe for Activation {
         t: TensorView<'_>,
         out: &mut dyn MetricSink,
     ) -> Result<()> {
-        let s = stats(t.data, self.threshold);
-        out.emit("mean", s.mean as f32);
-        out.emit("std", s.std as f32);
-        out.emit("max", s.max_abs as f32);
-        out.emit("sparsity", s.sparsity as f32);
+        let mut v = [0.0; ACTIVATION_METRICS.len()];
+        self.moment_values(&Moments::of(t.data, self.threshold), &mut v)?;
+        for (name, v) in ACTIVATION_METRICS.iter().zip(v) {
+            out.emit(name, v);
+        }
+        Ok(())
+    }
+    /// A session computes the moments as each output is shown and asks for the
+    /// metrics at the step's flush ([`Probe::moment_metrics`]).
+    fn moment_metrics(&self) -> Option<MomentMetrics> {
+        Some(MomentMetrics {
+            threshold: self.threshold,
+            names: ACTIVATION_METRICS.iter().map(|n| n.to_string()).collect(),
+        })
+    }
+    fn moment_values(&mut self, m: &Moments, out: &mut [f32]) -> Result<()> {
+        let s = Stats::from(m);
+        out.copy_from_slice(&[
+            s.mean as f32,
+            s.std as f32,
+            s.max_abs as f32,
+            s.sparsity as f32,
+        ]);
         Ok(())
     }
 }
