@@ -8,7 +8,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use eprof_core::recorder::{Recorder, SiteId};
-use eprof_core::{InstrumentedModel, Result, TensorKind};
+use eprof_core::{InstrumentedModel, Result, TensorKind, TensorView};
 use eprof_format::{COMPONENTS, Depth, LAYER, SiteDef};
 
 use crate::config::{Activation, DecoderConfig};
@@ -196,7 +196,8 @@ pub fn sites(layers: usize) -> Vec<SiteDef> {
 pub enum Linear {
     Dense(candle_nn::Linear),
     Quant(QMatMul, Option<Tensor>),
-    Blocks(BlockLinear, Option<Tensor>),
+    /// The bias, if any, is added by the layer itself, into its output buffer.
+    Blocks(BlockLinear),
 }
 
 impl Linear {
@@ -211,7 +212,7 @@ impl Linear {
             && dev.is_cpu()
             && let Some(b) = BlockLinear::from_qtensor(&w)?
         {
-            return Ok(Linear::Blocks(b, bias));
+            return Ok(Linear::Blocks(b.with_bias(bias.as_ref())?));
         }
         Ok(Linear::Quant(QMatMul::from_arc(w)?, bias))
     }
@@ -220,11 +221,19 @@ impl Linear {
         let (y, b) = match self {
             Linear::Dense(l) => return l.forward(x),
             Linear::Quant(m, b) => (m.forward(x)?, b),
-            Linear::Blocks(m, b) => (m.forward(x)?, b),
+            Linear::Blocks(m) => return m.forward(x),
         };
         match b {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
+        }
+    }
+
+    /// eprof's kernels' layer, whose output is a host buffer before it is a tensor.
+    pub fn blocks(&self) -> Option<&BlockLinear> {
+        match self {
+            Linear::Blocks(m) => Some(m),
+            _ => None,
         }
     }
 }
@@ -258,6 +267,19 @@ pub fn own_kernels() -> bool {
 #[derive(Debug, Clone)]
 pub struct BlockLinear {
     w: std::sync::Arc<eprof_kernels::Packed>,
+    bias: Option<std::sync::Arc<[f32]>>,
+}
+
+/// A layer's output as a host buffer, before it becomes a tensor.
+pub struct HostOutput {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
+impl HostOutput {
+    pub fn into_tensor(self, dev: &Device) -> candle_core::Result<Tensor> {
+        Tensor::from_vec(self.data, self.shape, dev)
+    }
 }
 
 impl BlockLinear {
@@ -285,10 +307,38 @@ impl BlockLinear {
             return Ok(None);
         }
         let w = eprof_kernels::Packed::new(wt, &data, out_features, in_features);
-        Ok(Some(BlockLinear { w: w.into() }))
+        Ok(Some(BlockLinear {
+            w: w.into(),
+            bias: None,
+        }))
+    }
+
+    /// The layer with `bias` (one value per output feature) added to its output.
+    pub fn with_bias(mut self, bias: Option<&Tensor>) -> candle_core::Result<BlockLinear> {
+        self.bias = match bias {
+            None => None,
+            Some(b) => {
+                let b: Vec<f32> = b.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+                if b.len() != self.w.rows() {
+                    candle_core::bail!(
+                        "bias of {} values for a projection with {} outputs",
+                        b.len(),
+                        self.w.rows()
+                    );
+                }
+                Some(b.into())
+            }
+        };
+        Ok(self)
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_host(x)?.into_tensor(x.device())
+    }
+
+    /// The output as a host buffer: what [`BlockLinear::forward`] makes a tensor of.
+    /// Probes can be shown it before, without the tensor's storage lock.
+    pub fn forward_host(&self, x: &Tensor) -> candle_core::Result<HostOutput> {
         let dims = x.dims().to_vec();
         let k = *dims.last().unwrap_or(&0);
         if k != self.w.cols() {
@@ -326,7 +376,7 @@ impl BlockLinear {
                 }
             }
         });
-        let out: Vec<f32> = if m == 1 {
+        let mut out: Vec<f32> = if m == 1 {
             out_t
                 .into_iter()
                 .map(|v| f32::from_bits(v.into_inner()))
@@ -340,11 +390,18 @@ impl BlockLinear {
             }
             out
         };
+        if let Some(b) = &self.bias {
+            for row in out.chunks_exact_mut(n) {
+                for (v, b) in row.iter_mut().zip(b.iter()) {
+                    *v += b;
+                }
+            }
+        }
         let mut shape = dims;
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
-        Tensor::from_vec(out, shape, x.device())
+        Ok(HostOutput { data: out, shape })
     }
 }
 
@@ -514,6 +571,26 @@ impl Instr<'_> {
         Ok(y)
     }
 
+    /// A projection as its component. eprof's kernels' output is shown to the probes
+    /// as the buffer it is before it becomes a tensor (see [`Recorder::observe_view`]).
+    fn projection(&mut self, site: SiteId, lin: &Linear, x: &Tensor) -> Result<Tensor> {
+        match lin.blocks() {
+            Some(m) if self.wants(site, TensorKind::Output) => {
+                let y = self.timed(site, || m.forward_host(x))?;
+                self.rec.observe_view(
+                    site,
+                    TensorKind::Output,
+                    TensorView {
+                        data: &y.data,
+                        shape: &y.shape,
+                    },
+                )?;
+                Ok(y.into_tensor(x.device())?)
+            }
+            _ => self.component(site, || lin.forward(x)),
+        }
+    }
+
     /// An operation inside a component: timed, with its FLOPs, at deep depth only.
     #[inline]
     fn op<T>(
@@ -666,7 +743,7 @@ impl Decoder {
         let layer_start = ins.start()?;
         // A projection as its component, with its FLOPs.
         let proj = |ins: &mut Instr<'_>, c: C, lin: &Linear, input: &Tensor, fout: usize| {
-            let y = ins.component(site(c), || lin.forward(input))?;
+            let y = ins.projection(site(c), lin, input)?;
             ins.flops(
                 site(c),
                 proj_flops(input.dim(D::Minus1)?, fout) * seq as f32,
