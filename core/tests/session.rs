@@ -19,6 +19,19 @@ struct StepCounter {
     last: u64,
 }
 
+impl StepCounter {
+    /// A counter from now on that never wraps.
+    fn never_wrapping(clock: Clock) -> StepCounter {
+        StepCounter {
+            clock,
+            origin: clock.now(),
+            wrap: f64::INFINITY,
+            sampler: false,
+            last: 0,
+        }
+    }
+}
+
 fn wave_j(t_ns: u64, origin: u64) -> f64 {
     let t = t_ns.saturating_sub(origin) as f64 * 1e-9;
     if t <= 0.03 {
@@ -221,13 +234,7 @@ fn sampler_total_is_exact_over_whole_windows() {
 fn flushed_steps_reach_the_file_within_the_write_interval_and_survive_a_drop() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start();
-    let src = StepCounter {
-        clock,
-        origin: clock.now(),
-        wrap: f64::INFINITY,
-        sampler: false,
-        last: 0,
-    };
+    let src = StepCounter::never_wrapping(clock);
     let out = dir.path().join("t.eprof");
     let mut s = start(out.clone(), src, Duration::from_millis(50), Duration::ZERO);
     let on_disk = || std::fs::metadata(&out).unwrap().len();
@@ -353,13 +360,7 @@ impl Probe for MomentsProbe {
 fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start();
-    let src = StepCounter {
-        clock,
-        origin: clock.now(),
-        wrap: f64::INFINITY,
-        sampler: false,
-        last: 0,
-    };
+    let src = StepCounter::never_wrapping(clock);
     let probe = |name, fail, forgetful| -> Box<dyn Probe> {
         Box::new(MomentsProbe {
             name,
