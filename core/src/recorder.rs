@@ -27,8 +27,7 @@ pub trait Recorder {
     /// Show a host buffer to the probes that want it: a tensor the model holds as a
     /// buffer before it becomes one (the output of eprof's own CPU kernels). The
     /// probes see what [`Recorder::observe`] would show them of that tensor, without
-    /// the tensor's storage lock, whose atomic waits for every store of the
-    /// buffer just written. The default makes a CPU tensor of a copy.
+    /// a tensor or its storage lock. The default makes a CPU tensor of a copy.
     fn observe_view(&mut self, site: SiteId, kind: TensorKind, t: TensorView<'_>) -> Result<()> {
         let x = Tensor::from_slice(t.data, t.shape, &candle_core::Device::Cpu)?;
         self.observe(site, kind, &x)

@@ -645,7 +645,6 @@ impl Session {
         }
     }
 
-    /// Disable a probe after a failure, telling the user and the trace.
     /// Show a tensor to the probes that want it and are not moments probes
     /// ([`Recorder::observe_view`] does those).
     #[inline(never)]
@@ -731,6 +730,7 @@ impl Session {
         }
     }
 
+    /// Disable a probe after a failure, telling the user and the trace.
     fn disable_probe(&mut self, i: usize, why: String) {
         let name = self.probes[i].name.clone();
         self.probes[i].enabled = false;

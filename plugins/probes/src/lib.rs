@@ -2,9 +2,10 @@
 //!
 //! Each computes its metrics in one pass over the host f32 buffer of the tensor it is
 //! shown (viewed in place for contiguous CPU tensors): statistics as candle tensor ops
-//! cost ~8 us per probe, one pass over the buffer ~1.3 us. `activation` needs only the
-//! tensor's [`Moments`], which a session computes itself as the tensor is shown; its
-//! metrics are made at the step's flush ([`Probe::moment_metrics`]).
+//! cost ~8 us per probe, one pass over the buffer ~1.3 us. `activation` and
+//! `kill_ratio` need only the tensor's [`Moments`], which a session computes itself as
+//! the tensor is shown; their metrics are made at the step's flush
+//! ([`Probe::moment_metrics`]).
 //!
 //! | probe | sees | metrics |
 //! |---|---|---|
@@ -162,11 +163,21 @@ impl Probe for KillRatio {
         t: TensorView<'_>,
         out: &mut dyn MetricSink,
     ) -> Result<()> {
-        let dead = t.data.iter().filter(|v| v.abs() < self.threshold).count();
-        out.emit(
-            "kill_ratio",
-            (dead as f64 / t.data.len().max(1) as f64) as f32,
-        );
+        let mut v = [0.0];
+        self.moment_values(&Moments::of(t.data, self.threshold), &mut v)?;
+        out.emit("kill_ratio", v[0]);
+        Ok(())
+    }
+    /// The share under the threshold is a moment: the session computes it as the
+    /// activation is shown ([`Probe::moment_metrics`]).
+    fn moment_metrics(&self) -> Option<MomentMetrics> {
+        Some(MomentMetrics {
+            threshold: self.threshold,
+            names: vec!["kill_ratio".into()],
+        })
+    }
+    fn moment_values(&mut self, m: &Moments, out: &mut [f32]) -> Result<()> {
+        out[0] = m.sparsity() as f32;
         Ok(())
     }
 }
@@ -268,6 +279,51 @@ mod tests {
         assert_eq!(s.sparsity, 0.25);
         let var = (1.0 + 1.0 + 0.000001 + 9.0) / 4.0 - 0.75025f64 * 0.75025;
         assert!((s.std - var.sqrt()).abs() < 1e-9);
+    }
+
+    /// Collects what a probe emits.
+    struct Emitted(Vec<(String, f32)>);
+
+    impl MetricSink for Emitted {
+        fn emit(&mut self, metric: &str, value: f32) {
+            self.0.push((metric.to_string(), value));
+        }
+    }
+
+    #[test]
+    fn moments_probes_emit_through_observe_what_they_make_from_moments() {
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.05).collect();
+        let site = SiteDef {
+            layer: Some(0),
+            component: "act".into(),
+            op: None,
+        };
+        let at = At {
+            phase: eprof_format::Phase::Decode,
+            step: 1,
+        };
+        let view = TensorView {
+            data: &x,
+            shape: &[1, 37],
+        };
+        let small = x.iter().filter(|v| v.abs() < 0.2).count() as f64 / 37.0;
+        let mut k = KillRatio { threshold: 0.2 };
+        let mut out = Emitted(Vec::new());
+        k.observe(&site, at, TensorKind::Output, view, &mut out)
+            .unwrap();
+        assert_eq!(out.0, vec![("kill_ratio".to_string(), small as f32)]);
+        let mut a = Activation { threshold: 0.2 };
+        let mut out = Emitted(Vec::new());
+        a.observe(&site, at, TensorKind::Output, view, &mut out)
+            .unwrap();
+        let names: Vec<&str> = out.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ACTIVATION_METRICS);
+        let m = Moments::of(&x, 0.2);
+        let mut v = [0.0; 4];
+        a.moment_values(&m, &mut v).unwrap();
+        assert_eq!(out.0.iter().map(|(_, v)| *v).collect::<Vec<_>>(), v);
+        assert_eq!(v[3], small as f32);
+        assert_eq!(v[2], x.iter().fold(0.0f32, |m, v| m.max(v.abs())));
     }
 
     #[test]
