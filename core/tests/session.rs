@@ -286,12 +286,16 @@ fn flushed_steps_reach_the_file_within_the_write_interval_and_survive_a_drop() {
 }
 
 /// A probe of moments: `mean` and `below` of every tensor, or (`fail`) an error or a
-/// panic at its third tensor, or (`forgetful`) no `moment_values` at all.
+/// panic at its third tensor.
 struct MomentsProbe {
     name: &'static str,
     fail: Option<bool>,
-    forgetful: bool,
     seen: u32,
+}
+
+/// The `observe` of a probe the session must not call: it gets moments instead.
+fn never_observed() -> eprof_core::Result<()> {
+    panic!("a session asks a moments probe for moment_values, not observe")
 }
 
 impl Probe for MomentsProbe {
@@ -309,7 +313,7 @@ impl Probe for MomentsProbe {
         _: TensorView<'_>,
         _: &mut dyn MetricSink,
     ) -> eprof_core::Result<()> {
-        panic!("a session asks a moments probe for moment_values, not observe")
+        never_observed()
     }
     fn moment_metrics(&self) -> Option<MomentMetrics> {
         Some(MomentMetrics {
@@ -318,29 +322,6 @@ impl Probe for MomentsProbe {
         })
     }
     fn moment_values(&mut self, m: &Moments, out: &mut [f32]) -> eprof_core::Result<()> {
-        if self.forgetful {
-            // What a probe without its own moment_values gets: the trait's default.
-            struct Bare;
-            impl Probe for Bare {
-                fn name(&self) -> &str {
-                    "forgetful"
-                }
-                fn kinds(&self) -> u8 {
-                    0
-                }
-                fn observe(
-                    &mut self,
-                    _: &SiteDef,
-                    _: At,
-                    _: TensorKind,
-                    _: TensorView<'_>,
-                    _: &mut dyn MetricSink,
-                ) -> eprof_core::Result<()> {
-                    Ok(())
-                }
-            }
-            return Bare.moment_values(m, out);
-        }
         self.seen += 1;
         match self.fail {
             Some(true) if self.seen == 3 => panic!("boom at the third tensor"),
@@ -356,16 +337,43 @@ impl Probe for MomentsProbe {
     }
 }
 
+/// A moments probe without its own `moment_values`: it gets the trait's default.
+struct Forgetful;
+
+impl Probe for Forgetful {
+    fn name(&self) -> &str {
+        "forgetful"
+    }
+    fn kinds(&self) -> u8 {
+        TensorKind::Output.bit()
+    }
+    fn observe(
+        &mut self,
+        _: &SiteDef,
+        _: At,
+        _: TensorKind,
+        _: TensorView<'_>,
+        _: &mut dyn MetricSink,
+    ) -> eprof_core::Result<()> {
+        never_observed()
+    }
+    fn moment_metrics(&self) -> Option<MomentMetrics> {
+        Some(MomentMetrics {
+            threshold: 0.5,
+            names: vec!["mean".into()],
+        })
+    }
+}
+
 #[test]
 fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start();
     let src = StepCounter::never_wrapping(clock);
-    let probe = |name, fail, forgetful| -> Box<dyn Probe> {
+    let probe = |name, fail| -> Box<dyn Probe> {
         Box::new(MomentsProbe {
             name,
             fail,
-            forgetful,
             seen: 0,
         })
     };
@@ -375,10 +383,10 @@ fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled()
         Duration::from_millis(50),
         Duration::ZERO,
         vec![
-            probe("good", None, false),
-            probe("erring", Some(false), false),
-            probe("panicking", Some(true), false),
-            probe("forgetful", None, true),
+            probe("good", None),
+            probe("erring", Some(false)),
+            probe("panicking", Some(true)),
+            Box::new(Forgetful),
         ],
     );
     // Per step, two tensors: one shown as a tensor, one as a host buffer.
