@@ -7,8 +7,9 @@
 //! module without probes (its spans alone), module with the example outliers plugin, module with a sink that serializes every
 //! event to JSON (what a connected dashboard costs the run), and deep.
 //!
-//! Rounds are interleaved (ref, off, module, ...) so that machine noise hits all
-//! variants alike; medians are printed, and each row against `off` as the mean of the
+//! Rounds are interleaved (ref, off, module, ...), in an order that rotates from one
+//! round to the next, so that machine noise and a position's cost hit all variants
+//! alike; medians are printed, and each row against `off` as the mean of the
 //! per-round differences with its 95% interval and verdict (a paired t-test,
 //! `eprof_format::stats::compare_paired`): on a shared machine a bare median moves by
 //! several percent between runs, the interval says what the rounds can tell.
@@ -314,10 +315,15 @@ fn main() {
     let mut json = JsonSink::default();
     // One warm-up round, not counted.
     for round in 0..=rounds {
-        let mut res = Vec::new();
+        // The order rotates from round to round, so that what a position in a round
+        // costs (the writeback of the previous run's trace, a warmer or colder cache)
+        // falls on every variant alike and cancels in the per-round differences.
+        let mut res = vec![(f64::NAN, f64::NAN); keys.len()];
         let d = dir.path();
-        for &k in &keys {
-            res.push(match k {
+        for j in 0..keys.len() {
+            let slot = (j + round) % keys.len();
+            let k = keys[slot];
+            res[slot] = match k {
                 "ref" => {
                     reference.forward(
                         &Tensor::new(&[1u32], &Device::Cpu)
@@ -346,7 +352,7 @@ fn main() {
                 "json" => run_ours(&plain, &mut ours, Depth::Module, n, d, &mut json),
                 "deep" => run_ours(&plain, &mut ours, Depth::Deep, n, d, &mut NoSink),
                 _ => unreachable!("keys come from the table above"),
-            });
+            };
         }
         if round == 0 {
             continue;
@@ -358,7 +364,7 @@ fn main() {
     }
     let threads = rayon_threads();
     println!(
-        "{}, prompt {} tokens, up to {n} decode tokens, {rounds} interleaved rounds, {threads} threads, eprof kernels: {}",
+        "{}, prompt {} tokens, up to {n} decode tokens, {rounds} interleaved rounds (order rotating), {threads} threads, eprof kernels: {}",
         path.file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
         prompt.len(),
