@@ -60,6 +60,35 @@ pub struct Moments {
 const LANES: usize = 16;
 const FOLD: usize = 64;
 
+/// The sum of `l` in f64, pairwise: four levels of vector adds where a left-to-right
+/// sum is a chain of sixteen dependent adds, the larger part of a short tensor's time.
+#[inline(always)]
+fn fold_sum(l: &[f32; LANES]) -> f64 {
+    let mut h = [0.0f64; LANES / 2];
+    for i in 0..LANES / 2 {
+        h[i] = f64::from(l[i]) + f64::from(l[i + LANES / 2]);
+    }
+    let mut q = [0.0f64; LANES / 4];
+    for i in 0..LANES / 4 {
+        q[i] = h[i] + h[i + LANES / 4];
+    }
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// The largest of `l` and `init`, pairwise as [`fold_sum`].
+#[inline(always)]
+fn fold_max(l: &[f32; LANES], init: f32) -> f32 {
+    let mut h = [0.0f32; LANES / 2];
+    for i in 0..LANES / 2 {
+        h[i] = l[i].max(l[i + LANES / 2]);
+    }
+    let mut q = [0.0f32; LANES / 4];
+    for i in 0..LANES / 4 {
+        q[i] = h[i].max(h[i + LANES / 4]);
+    }
+    q[0].max(q[2]).max(q[1].max(q[3])).max(init)
+}
+
 impl Moments {
     /// The moments of `x`, `below` counting |x| < `threshold`.
     pub fn of(x: &[f32], threshold: f32) -> Moments {
@@ -70,8 +99,9 @@ impl Moments {
         // Blocks of FOLD chunks: f32 lane sums inside a block, f64 across blocks. Each
         // chunk is a fixed-size array and the max a plain comparison (the values are
         // absolute, so NaN-aware `f32::max` buys nothing), which lets the compiler keep
-        // all four accumulators in vector registers: 2.4x faster than indexing slices,
-        // the same results bit for bit.
+        // all four accumulators in vector registers: 2.4x faster than indexing slices.
+        // The lanes are folded pairwise ([`fold_sum`]): 13-20% faster on 192 to 1,536
+        // values than folding them in order.
         for block in x.chunks(LANES * FOLD) {
             let mut lsum = [0.0f32; LANES];
             let mut lsq = [0.0f32; LANES];
@@ -83,13 +113,15 @@ impl Moments {
                     let v = c[i];
                     let a = v.abs();
                     lsum[i] += v;
+                    // Not `mul_add`: the loop waits on its accumulators, and a fused
+                    // multiply-add's latency made it 10-25% slower here.
                     lsq[i] += v * v;
                     lmax[i] = if a > lmax[i] { a } else { lmax[i] };
                     lsmall[i] += u32::from(a < threshold);
                 }
             }
-            sum += lsum.iter().map(|&v| f64::from(v)).sum::<f64>();
-            sq += lsq.iter().map(|&v| f64::from(v)).sum::<f64>();
+            sum += fold_sum(&lsum);
+            sq += fold_sum(&lsq);
             for &v in rest {
                 let f = f64::from(v);
                 sum += f;
@@ -102,7 +134,7 @@ impl Moments {
             count: x.len() as u64,
             sum,
             sum_sq: sq,
-            max_abs: lmax.iter().fold(max, |m, &v| m.max(v)),
+            max_abs: fold_max(&lmax, max),
             below: small + lsmall.iter().map(|&v| u64::from(v)).sum::<u64>(),
         }
     }
