@@ -173,6 +173,47 @@ struct PendingMoments {
     m: Moments,
 }
 
+/// What showing a site a tensor does, decided when the probes are (re)enabled: every
+/// enabled probe's wanted kinds and the moments probes among them, inline. In a decode
+/// step the weights streamed between two tensors evict the session's state, and an
+/// observation that reads this one entry brings back one cache line where walking the
+/// probes' slots and their per-site bits was three, one after the other.
+#[derive(Debug, Clone, Copy, Default)]
+struct SitePlan {
+    /// The OR of the enabled probes' wanted [`TensorKind`] bits.
+    want: u8,
+    /// The kinds some enabled probe that is not a moments probe wants.
+    others: u8,
+    /// How many of `moments` are used; more than [`SitePlan::INLINE`] moments probes
+    /// at one site are found by walking the slots.
+    n: u8,
+    moments: [MomentTarget; SitePlan::INLINE],
+}
+
+impl SitePlan {
+    const INLINE: usize = 2;
+    /// The marker in `n` for more moments probes than fit inline.
+    const CROWDED: u8 = u8::MAX;
+}
+
+/// A moments probe that wants a site: its slot, kinds and threshold.
+#[derive(Debug, Clone, Copy, Default)]
+struct MomentTarget {
+    slot: u32,
+    threshold: f32,
+    kinds: u8,
+}
+
+/// What [`Session::observe_pending`] reuses from one flush to the next: a moments
+/// probe's values (observation by observation, metric by metric) and its
+/// observations' steps and sites.
+#[derive(Debug, Default)]
+struct MomentScratch {
+    values: Vec<f32>,
+    steps: Vec<u32>,
+    sites: Vec<u32>,
+}
+
 /// Sort staged values into their series, in the order they were emitted.
 fn settle(series: &mut [MetricSeries], staged: &mut Vec<Staged>) {
     for v in staged.drain(..) {
@@ -260,8 +301,8 @@ pub struct Session {
     boundary_reads: bool,
     desc: PowerSourceDesc,
     sites: Vec<SiteDef>,
-    /// Per site, the OR of the enabled probes' wanted [`TensorKind`] bits.
-    want: Vec<u8>,
+    /// Per site, what showing it a tensor does ([`SitePlan`]).
+    plan: Vec<SitePlan>,
     probes: Vec<ProbeSlot>,
     spans: SpanTable,
     metrics: Vec<MetricSeries>,
@@ -269,6 +310,7 @@ pub struct Session {
     staged: Vec<Staged>,
     /// Moments probes' observations since the last flush.
     pending: Vec<PendingMoments>,
+    moment_scratch: MomentScratch,
     sections: Vec<Section>,
     tokens: Vec<Token>,
     notes: Vec<Note>,
@@ -365,7 +407,7 @@ impl Session {
             thread: Some(thread),
             boundary_reads: boundary_reads && desc.kind == SourceKind::Counter,
             desc,
-            want: vec![0; sites.len()],
+            plan: vec![SitePlan::default(); sites.len()],
             sites,
             probes,
             spans: SpanTable {
@@ -377,6 +419,7 @@ impl Session {
             metrics: Vec::new(),
             staged: Vec::with_capacity(4096),
             pending: Vec::with_capacity(1024),
+            moment_scratch: MomentScratch::default(),
             sections: Vec::new(),
             tokens: Vec::new(),
             notes: Vec::new(),
@@ -418,8 +461,27 @@ impl Session {
                 vec![0; sites.len()]
             };
         }
-        for (i, w) in self.want.iter_mut().enumerate() {
-            *w = self.probes.iter().fold(0, |a, p| a | p.want[i]);
+        for (i, plan) in self.plan.iter_mut().enumerate() {
+            let mut p = SitePlan::default();
+            for (j, slot) in self.probes.iter().enumerate() {
+                let kinds = slot.want[i];
+                p.want |= kinds;
+                match &slot.moments {
+                    _ if kinds == 0 => {}
+                    None => p.others |= kinds,
+                    Some(_) if p.n == SitePlan::CROWDED => {}
+                    Some(_) if usize::from(p.n) == SitePlan::INLINE => p.n = SitePlan::CROWDED,
+                    Some((mm, _)) => {
+                        p.moments[usize::from(p.n)] = MomentTarget {
+                            slot: j as u32,
+                            threshold: mm.threshold,
+                            kinds,
+                        };
+                        p.n += 1;
+                    }
+                }
+            }
+            *plan = p;
         }
     }
 
@@ -645,6 +707,25 @@ impl Session {
         }
     }
 
+    /// [`Recorder::observe_view`]'s moments probes where more want a site than its
+    /// [`SitePlan`] holds: every enabled slot is asked.
+    #[inline(never)]
+    fn observe_crowded(&mut self, site: SiteId, kind: TensorKind, view: TensorView<'_>) {
+        for (i, slot) in self.probes.iter().enumerate() {
+            if !slot.enabled || slot.want[site as usize] & kind.bit() == 0 {
+                continue;
+            }
+            if let Some((mm, _)) = &slot.moments {
+                self.pending.push(PendingMoments {
+                    slot: i as u32,
+                    site,
+                    step: self.step,
+                    m: Moments::of(view.data, mm.threshold),
+                });
+            }
+        }
+    }
+
     /// Show a tensor to the probes that want it and are not moments probes
     /// ([`Recorder::observe_view`] does those).
     #[inline(never)]
@@ -687,20 +768,35 @@ impl Session {
     }
 
     /// The metrics of the moments probes' observations since the last flush, in the
-    /// order the tensors were shown.
+    /// order the tensors were shown. Probe by probe: its values for every observation
+    /// into one buffer, then each of its series extended by whole columns (the steps
+    /// and sites copied, the values strided), where pushing value by value into the
+    /// series' three columns cost three times as many instructions.
     fn observe_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
+        let pending = std::mem::take(&mut self.pending);
+        let MomentScratch {
+            mut values,
+            mut steps,
+            mut sites,
+        } = std::mem::take(&mut self.moment_scratch);
         let mut failures: Vec<(usize, String)> = Vec::new();
-        let mut values: Vec<f32> = Vec::new();
-        for p in self.pending.drain(..) {
-            let i = p.slot as usize;
-            let slot = &mut self.probes[i];
+        for (i, slot) in self.probes.iter_mut().enumerate() {
             let Some((mm, series)) = slot.moments.as_mut() else {
                 continue;
             };
-            if !slot.enabled || failures.iter().any(|(f, _)| *f == i) {
+            if !slot.enabled {
+                continue;
+            }
+            steps.clear();
+            sites.clear();
+            for p in pending.iter().filter(|p| p.slot as usize == i) {
+                steps.push(p.step);
+                sites.push(p.site);
+            }
+            if steps.is_empty() {
                 continue;
             }
             if series.is_empty() {
@@ -710,24 +806,48 @@ impl Session {
                     .map(|n| series_index(&mut self.metrics, &slot.name, n) as u32)
                     .collect();
             }
+            let width = series.len();
+            if width == 0 {
+                continue; // no metrics: nothing to make
+            }
             values.clear();
-            values.resize(series.len(), f32::NAN);
+            values.resize(steps.len() * width, f32::NAN);
             let probe = &mut slot.probe;
-            match catch_unwind(AssertUnwindSafe(|| probe.moment_values(&p.m, &mut values))) {
-                // Straight into the series: at the flush they are in cache, and
-                // nothing else adds to a moments probe's series.
-                Ok(Ok(())) => {
-                    for (&series, &value) in series.iter().zip(&values) {
-                        self.metrics[series as usize].push(p.step, p.site, value);
+            // The observations made into values before the probe failed, if it did.
+            let mut done = 0;
+            let rows = pending.iter().filter(|p| p.slot as usize == i);
+            for (p, out) in rows.zip(values.chunks_exact_mut(width)) {
+                match catch_unwind(AssertUnwindSafe(|| probe.moment_values(&p.m, out))) {
+                    Ok(Ok(())) => done += 1,
+                    Ok(Err(e)) => {
+                        failures.push((i, e.to_string()));
+                        break;
+                    }
+                    Err(p) => {
+                        failures.push((i, format!("panicked: {}", panic_text(&*p))));
+                        break;
                     }
                 }
-                Ok(Err(e)) => failures.push((i, e.to_string())),
-                Err(p) => failures.push((i, format!("panicked: {}", panic_text(&*p)))),
+            }
+            for (j, &k) in series.iter().enumerate() {
+                let m = &mut self.metrics[k as usize];
+                m.step.extend_from_slice(&steps[..done]);
+                m.site.extend_from_slice(&sites[..done]);
+                m.value
+                    .extend(values.iter().skip(j).step_by(width).take(done));
             }
         }
         for (i, why) in failures {
             self.disable_probe(i, why);
         }
+        // The buffers go back, emptied, to be reused at the next flush.
+        self.pending = pending;
+        self.pending.clear();
+        self.moment_scratch = MomentScratch {
+            values,
+            steps,
+            sites,
+        };
     }
 
     /// Disable a probe after a failure, telling the user and the trace.
@@ -798,9 +918,9 @@ impl Recorder for Session {
 
     #[inline]
     fn wants(&self, site: SiteId, kind: TensorKind) -> bool {
-        self.want
+        self.plan
             .get(site as usize)
-            .is_some_and(|w| w & kind.bit() != 0)
+            .is_some_and(|p| p.want & kind.bit() != 0)
     }
 
     fn observe(&mut self, site: SiteId, kind: TensorKind, t: &Tensor) -> Result<()> {
@@ -811,27 +931,38 @@ impl Recorder for Session {
     }
 
     fn observe_view(&mut self, site: SiteId, kind: TensorKind, view: TensorView<'_>) -> Result<()> {
-        if !self.wants(site, kind) {
+        let Some(&plan) = self.plan.get(site as usize) else {
+            return Ok(());
+        };
+        let bit = kind.bit();
+        if plan.want & bit == 0 {
             return Ok(());
         }
-        // The moments probes' share, in a few cache lines of code: a decode step
-        // streams weights between two tensors, which evicts it every time.
-        let mut others = false;
-        for (i, slot) in self.probes.iter().enumerate() {
-            if !slot.enabled || slot.want[site as usize] & kind.bit() == 0 {
-                continue;
-            }
-            match &slot.moments {
-                Some((mm, _)) => self.pending.push(PendingMoments {
-                    slot: i as u32,
+        if plan.n == SitePlan::CROWDED {
+            self.observe_crowded(site, kind, view);
+        } else {
+            // The moments probes' share, in a few cache lines of code: a decode step
+            // streams weights between two tensors, which evicts it every time. Two
+            // probes with the same threshold share one pass.
+            let mut last: Option<(f32, Moments)> = None;
+            for t in &plan.moments[..usize::from(plan.n)] {
+                if t.kinds & bit == 0 {
+                    continue;
+                }
+                let m = match last {
+                    Some((th, m)) if th == t.threshold => m,
+                    _ => Moments::of(view.data, t.threshold),
+                };
+                last = Some((t.threshold, m));
+                self.pending.push(PendingMoments {
+                    slot: t.slot,
                     site,
                     step: self.step,
-                    m: Moments::of(view.data, mm.threshold),
-                }),
-                None => others = true,
+                    m,
+                });
             }
         }
-        if others {
+        if plan.others & bit != 0 {
             self.show(site, kind, view);
         }
         Ok(())

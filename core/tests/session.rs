@@ -291,6 +291,7 @@ struct MomentsProbe {
     name: &'static str,
     fail: Option<bool>,
     seen: u32,
+    threshold: f32,
 }
 
 /// The `observe` of a probe the session must not call: it gets moments instead.
@@ -317,7 +318,7 @@ impl Probe for MomentsProbe {
     }
     fn moment_metrics(&self) -> Option<MomentMetrics> {
         Some(MomentMetrics {
-            threshold: 0.5,
+            threshold: self.threshold,
             names: vec!["mean".into(), "below".into()],
         })
     }
@@ -375,6 +376,7 @@ fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled()
             name,
             fail,
             seen: 0,
+            threshold: 0.5,
         })
     };
     let mut s = start_with(
@@ -389,7 +391,8 @@ fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled()
             Box::new(Forgetful),
         ],
     );
-    // Per step, two tensors: one shown as a tensor, one as a host buffer.
+    // Per step, two tensors: one shown as a tensor, one as a host buffer. Step 0 and 1
+    // have more moments probes at the site than its plan holds inline, step 2 one.
     let shown = |step: u32| -> [Vec<f32>; 2] {
         let a = (0..40)
             .map(|i| (i as f32 - 7.0) * 0.1 * (step + 1) as f32)
@@ -456,4 +459,63 @@ fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled()
         "{notes:?}"
     );
     assert!(!trace.metrics.iter().any(|m| m.probe == "forgetful"));
+}
+
+/// Moments probes at one site, inline in its plan (two) or more (three): each gets
+/// its own threshold's `below`, whether or not another shares its pass.
+#[test]
+fn moments_probes_at_one_site_each_count_below_their_own_threshold() {
+    let x: Vec<f32> = (0..100).map(|i| (i as f32 - 50.0) * 0.013).collect();
+    for thresholds in [&[0.5f32, 0.1][..], &[0.5, 0.1, 0.5], &[0.2, 0.2]] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::start();
+        let names = ["p0", "p1", "p2"];
+        let probes = thresholds
+            .iter()
+            .zip(names)
+            .map(|(&threshold, name)| -> Box<dyn Probe> {
+                Box::new(MomentsProbe {
+                    name,
+                    fail: None,
+                    seen: 0,
+                    threshold,
+                })
+            })
+            .collect();
+        let mut s = start_with(
+            dir.path().join("t.eprof"),
+            StepCounter::never_wrapping(clock),
+            Duration::from_millis(50),
+            Duration::ZERO,
+            probes,
+        );
+        for step in 0..2u32 {
+            s.set_step(step);
+            s.observe_view(
+                0,
+                TensorKind::Output,
+                TensorView {
+                    data: &x,
+                    shape: &[1, 100],
+                },
+            )
+            .unwrap();
+            s.flush().unwrap();
+        }
+        let path = s.finish("text".into(), "max_tokens".into()).unwrap();
+        let trace = decode_complete(&std::fs::read(path).unwrap()).unwrap();
+        for (&t, name) in thresholds.iter().zip(names) {
+            let below = trace
+                .metrics
+                .iter()
+                .find(|m| m.probe == name && m.metric == "below")
+                .unwrap_or_else(|| panic!("{name}/below in the trace"));
+            let small = x.iter().filter(|v| v.abs() < t).count() as f32;
+            assert_eq!(
+                below.value,
+                vec![small; 2],
+                "{name} at {t} of {thresholds:?}"
+            );
+        }
+    }
 }
