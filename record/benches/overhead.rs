@@ -25,7 +25,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use eprof_core::paths::DataDir;
-use eprof_format::{Depth, Phase, stats};
+use eprof_format::{Depth, Phase, TokenPhase, stats};
 use eprof_record::{
     ModelChoice, ModelHandle, NoSink, PowerSpec, ProbeSelection, Profiler, RecordRequest, RunEvent,
     RunSink,
@@ -51,8 +51,20 @@ fn argmax(t: &Tensor) -> u32 {
     eprof_models::decoder::argmax(&t.flatten_all().unwrap()).unwrap()
 }
 
-/// (prefill seconds, decode tokens per second)
-fn run_ref(m: &mut Reference, prompt: &[u32], n: usize) -> (f64, f64) {
+/// One run's speed.
+#[derive(Clone, Copy)]
+struct Timing {
+    prefill_s: f64,
+    /// Decode steps over the decode phase's time: what a user sees.
+    tokens_per_s: f64,
+    /// One over the median decode step's time: the same cost per step, without the
+    /// few steps a shared machine takes from the run (a preemption costs one step
+    /// milliseconds). It leaves out what costs only some steps: the trace reaches the
+    /// file every 100 ms, so that write is not in the median step.
+    median_step_per_s: f64,
+}
+
+fn run_ref(m: &mut Reference, prompt: &[u32], n: usize) -> Timing {
     let x = Tensor::new(prompt, &Device::Cpu)
         .unwrap()
         .unsqueeze(0)
@@ -61,14 +73,21 @@ fn run_ref(m: &mut Reference, prompt: &[u32], n: usize) -> (f64, f64) {
     let mut last = argmax(&m.forward(&x, 0));
     let prefill = t.elapsed().as_secs_f64();
     let t = Instant::now();
+    let mut steps = Vec::with_capacity(n);
     for i in 0..n {
+        let s = Instant::now();
         let x = Tensor::new(&[last], &Device::Cpu)
             .unwrap()
             .unsqueeze(0)
             .unwrap();
         last = argmax(&m.forward(&x, prompt.len() + i));
+        steps.push(s.elapsed().as_secs_f64());
     }
-    (prefill, n as f64 / t.elapsed().as_secs_f64())
+    Timing {
+        prefill_s: prefill,
+        tokens_per_s: n as f64 / t.elapsed().as_secs_f64(),
+        median_step_per_s: 1.0 / median(steps),
+    }
 }
 
 /// Serializes every event to JSON, as `eprof serve` does for its WebSocket clients.
@@ -86,7 +105,7 @@ impl RunSink for JsonSink {
     }
 }
 
-/// One recording; (prefill seconds, decode tokens per second) from its own summary.
+/// One recording; its speed from its own summary.
 fn run_ours(
     p: &Profiler,
     m: &mut ModelHandle,
@@ -94,7 +113,7 @@ fn run_ours(
     n: u32,
     dir: &Path,
     sink: &mut dyn RunSink,
-) -> (f64, f64) {
+) -> Timing {
     run_with(p, m, depth, ProbeSelection::Default, n, dir, sink)
 }
 
@@ -107,7 +126,7 @@ fn run_with(
     n: u32,
     dir: &Path,
     sink: &mut dyn RunSink,
-) -> (f64, f64) {
+) -> Timing {
     let req = RecordRequest {
         probes,
         prompt: PROMPT.into(),
@@ -130,10 +149,18 @@ fn run_with(
         .iter()
         .find(|r| r.name == Phase::Prefill.as_str())
         .map_or(0, |r| r.duration_ns);
-    (
-        prefill as f64 * 1e-9,
-        run.summary.decode_tokens_per_s.unwrap_or(f64::NAN),
-    )
+    let steps = run
+        .summary
+        .tokens
+        .iter()
+        .filter(|t| t.phase == TokenPhase::Decode)
+        .map(|t| t.duration_ns as f64 * 1e-9)
+        .collect();
+    Timing {
+        prefill_s: prefill as f64 * 1e-9,
+        tokens_per_s: run.summary.decode_tokens_per_s.unwrap_or(f64::NAN),
+        median_step_per_s: 1.0 / median(steps),
+    }
 }
 
 /// Build the example plugin (release, own target folder); its path.
@@ -162,7 +189,11 @@ fn example_plugin() -> PathBuf {
     ))
 }
 
+/// The median of `v` (NaN for none).
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -312,13 +343,21 @@ fn main() {
         .expect("off always runs");
     let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut step_tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut json = JsonSink::default();
     // One warm-up round, not counted.
     for round in 0..=rounds {
         // The order rotates from round to round, so that what a position in a round
         // costs (the writeback of the previous run's trace, a warmer or colder cache)
         // falls on every variant alike and cancels in the per-round differences.
-        let mut res = vec![(f64::NAN, f64::NAN); keys.len()];
+        let mut res = vec![
+            Timing {
+                prefill_s: f64::NAN,
+                tokens_per_s: f64::NAN,
+                median_step_per_s: f64::NAN,
+            };
+            keys.len()
+        ];
         let d = dir.path();
         for j in 0..keys.len() {
             let slot = (j + round) % keys.len();
@@ -357,9 +396,10 @@ fn main() {
         if round == 0 {
             continue;
         }
-        for (i, (p, t)) in res.into_iter().enumerate() {
-            prefill[i].push(p);
-            tps[i].push(t);
+        for (i, r) in res.into_iter().enumerate() {
+            prefill[i].push(r.prefill_s);
+            tps[i].push(r.tokens_per_s);
+            step_tps[i].push(r.median_step_per_s);
         }
     }
     let threads = rayon_threads();
@@ -391,33 +431,49 @@ fn main() {
             median(p.clone()) * 1e3
         );
     }
+    let vs_off = |col: &[Vec<f64>], i: usize| -> (String, &'static str) {
+        if i == off {
+            return ("-".to_string(), "-");
+        }
+        match stats::compare_paired(&col[off], &col[i]) {
+            Some(d) => {
+                let pct = |v: f64| v / d.mean_a * 100.0;
+                (
+                    format!(
+                        "{:+.1}% ({:+.1}% .. {:+.1}%)",
+                        pct(d.diff),
+                        pct(d.ci_low),
+                        pct(d.ci_high)
+                    ),
+                    d.verdict.as_str(),
+                )
+            }
+            None => ("-".to_string(), "-"),
+        }
+    };
     for i in 0..names.len() {
         let t = median(tps[i].clone());
-        let (vs, verdict) = if i == off {
-            ("-".to_string(), "-")
-        } else {
-            match stats::compare_paired(&tps[off], &tps[i]) {
-                Some(d) => {
-                    let pct = |v: f64| v / d.mean_a * 100.0;
-                    (
-                        format!(
-                            "{:+.1}% ({:+.1}% .. {:+.1}%)",
-                            pct(d.diff),
-                            pct(d.ci_low),
-                            pct(d.ci_high)
-                        ),
-                        d.verdict.as_str(),
-                    )
-                }
-                None => ("-".to_string(), "-"),
-            }
-        };
+        let (vs, verdict) = vs_off(&tps, i);
         println!(
             "| {} | {:.1} | {vs} | {verdict} | {:.1} | {} |",
             names[i],
             t,
             median(prefill[i].clone()) * 1e3,
             llama_tps.map_or_else(|| "-".into(), |l| format!("{:.2}x", t / l))
+        );
+    }
+    println!();
+    println!(
+        "The same rounds by each run's median decode step (1 / its time): a step's cost without the steps the machine takes from a run; the trace's write every 100 ms is not in it."
+    );
+    println!("| variant | median step, tok/s | vs off (95% interval) | verdict |");
+    println!("|---|---|---|---|");
+    for i in 0..names.len() {
+        let (vs, verdict) = vs_off(&step_tps, i);
+        println!(
+            "| {} | {:.1} | {vs} | {verdict} |",
+            names[i],
+            median(step_tps[i].clone())
         );
     }
 }
