@@ -211,7 +211,35 @@ fn pack_delta_u32(values: &[u32], out: &mut Vec<u8>) {
     out.resize(start + 5 * values.len(), 0);
     let buf = &mut out[start..];
     let (mut at, mut prev) = (0usize, 0i64);
-    for &v in values {
+    // Sixteen values at a time where every delta's zigzag is one byte (a step column
+    // repeats one step, a site column counts up by one): those bytes are the zigzags
+    // themselves, made in vector registers. Otherwise, or for the last few values, one
+    // value at a time.
+    const N: usize = 16;
+    let mut i = 0;
+    while i + N <= values.len() {
+        let c: &[u32; N] = values[i..i + N].try_into().expect("N values");
+        let mut z = [0u64; N];
+        let mut p = prev;
+        for k in 0..N {
+            let v = i64::from(c[k]);
+            z[k] = zigzag(v - p);
+            p = v;
+        }
+        if z.iter().fold(0, |a, &v| a | v) < 0x80 {
+            for (b, &v) in buf[at..at + N].iter_mut().zip(&z) {
+                *b = v as u8;
+            }
+            at += N;
+        } else {
+            for &v in &z {
+                put_leb_at(buf, &mut at, v);
+            }
+        }
+        prev = p;
+        i += N;
+    }
+    for &v in &values[i..] {
         let v = i64::from(v);
         put_leb_at(buf, &mut at, zigzag(v - prev));
         prev = v;
@@ -497,11 +525,35 @@ mod tests {
                 _ => 64,
             })
             .collect();
-        let mut want = vec![3u8];
-        pack_delta(values.iter().map(|&v| u64::from(v)), &mut want);
-        let mut got = vec![3u8];
-        pack_delta_u32(&values, &mut got);
-        assert_eq!(got, want);
+        // Runs of one-byte deltas (the sixteen-at-a-time path) broken by deltas at
+        // and past one byte's reach (zigzag 127 and 128: -64 and +64), at every
+        // position of a run, and a length that leaves a tail.
+        let mut runs: Vec<u32> = Vec::new();
+        for k in 0..40u32 {
+            let base = 1_000 + k * 37;
+            runs.extend((0..16).map(|j| base + j));
+            runs.extend(std::iter::repeat_n(7, 16));
+            let mut jumpy: Vec<u32> = (0..16).map(|j| 500 + j).collect();
+            let at = (k % 16) as usize;
+            jumpy[at] = if k % 2 == 0 {
+                jumpy[at.saturating_sub(1)].wrapping_sub(64)
+            } else {
+                jumpy[at.saturating_sub(1)] + 64
+            };
+            runs.extend(jumpy);
+        }
+        runs.extend([3, 4, 5]);
+        for values in [values, runs] {
+            let mut want = vec![3u8];
+            pack_delta(values.iter().map(|&v| u64::from(v)), &mut want);
+            let mut got = vec![3u8];
+            pack_delta_u32(&values, &mut got);
+            assert_eq!(got, want);
+            assert_eq!(
+                unpack_delta_u32(&got[1..], values.len(), "test").unwrap(),
+                values
+            );
+        }
         let mut empty = Vec::new();
         pack_delta_u32(&[], &mut empty);
         assert!(empty.is_empty());
