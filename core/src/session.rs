@@ -770,8 +770,8 @@ impl Session {
     /// The metrics of the moments probes' observations since the last flush, in the
     /// order the tensors were shown. Probe by probe: its values for every observation
     /// into one buffer, then each of its series extended by whole columns (the steps
-    /// and sites copied, the values strided), where pushing value by value into the
-    /// series' three columns cost three times as many instructions.
+    /// and sites copied, the values strided): about half the instructions of pushing
+    /// value by value into the series' three columns (callgrind, per SmolLM2 token).
     fn observe_pending(&mut self) {
         if self.pending.is_empty() {
             return;
