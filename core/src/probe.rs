@@ -100,7 +100,7 @@ impl Moments {
         // chunk is a fixed-size array and the max a plain comparison (the values are
         // absolute, so NaN-aware `f32::max` buys nothing), which lets the compiler keep
         // all four accumulators in vector registers: 2.4x faster than indexing slices.
-        // The lanes are folded pairwise ([`fold_sum`]): 13-20% faster on 192 to 1,536
+        // The lanes are folded pairwise ([`fold_sum`]): 11-19% faster on 192 to 1,536
         // values than folding them in order.
         for block in x.chunks(LANES * FOLD) {
             let mut lsum = [0.0f32; LANES];
@@ -114,7 +114,7 @@ impl Moments {
                     let a = v.abs();
                     lsum[i] += v;
                     // Not `mul_add`: the loop waits on its accumulators, and a fused
-                    // multiply-add's latency made it 10-25% slower here.
+                    // multiply-add's latency made it 4-27% slower here.
                     lsq[i] += v * v;
                     lmax[i] = if a > lmax[i] { a } else { lmax[i] };
                     lsmall[i] += u32::from(a < threshold);
