@@ -19,7 +19,8 @@
 # runs no AVX-512, so eprof is built for x86-64-v3 (AVX2, FMA) in target/callgrind.
 #
 # Usage: scripts/overhead-callgrind.sh [CONFIG ...]
-#   CONFIG: off | spans (module depth, --no-probes) | module | deep   [default: off spans module]
+#   CONFIG: off | module | activation (module depth, --probe activation) | deep
+#   [default: off module activation]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,10 +29,10 @@ command -v valgrind >/dev/null || {
     exit 1
 }
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(off spans module)
+[ ${#configs[@]} -gt 0 ] || configs=(off module activation)
 for c in "${configs[@]}"; do
-    case "$c" in off | spans | module | deep) ;; *)
-        echo "unknown configuration $c (off, spans, module, deep)" >&2
+    case "$c" in off | module | activation | deep) ;; *)
+        echo "unknown configuration $c (off, module, activation, deep)" >&2
         exit 2
         ;;
     esac
@@ -55,7 +56,7 @@ fi
 for c in "${configs[@]}"; do
     case "$c" in
     off) flags=(--depth off) ;;
-    spans) flags=(--depth module --no-probes) ;;
+    activation) flags=(--depth module --probe activation) ;;
     *) flags=(--depth "$c") ;;
     esac
     for n in 4 12; do

@@ -26,6 +26,7 @@ pub struct RecordArgs {
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
     /// off: phases and tokens; module: + layers and components; deep: + attention ops
+    /// and the built-in probes' metrics (--probe NAME runs one at module depth)
     #[arg(long, default_value = "module")]
     pub depth: Depth,
     #[arg(long, default_value_t = 64)]
@@ -71,7 +72,8 @@ pub struct RunSettings {
     /// Send the prompt as is, without the model's chat template
     #[arg(long)]
     pub raw: bool,
-    /// Only these probes (repeatable) [default: every probe the depth allows]
+    /// Only these probes (repeatable), at any depth but off [default: plugin probes,
+    /// and at deep the built-in ones]
     #[arg(long = "probe", value_name = "NAME")]
     pub probes: Vec<String>,
     /// No probes at all

@@ -3,8 +3,10 @@
 //! side in one process: candle-transformers' quantized model of its architecture
 //! (reference, its own decode loop) and eprof through the recording API every front end uses
 //! ([`Profiler::record`]: session, sampler thread, synthetic counter read at every
-//! step boundary, trace written and flushed after every step) at depth off, module,
-//! module without probes (its spans alone), module with the example outliers plugin, module with a sink that serializes every
+//! step boundary, trace written and flushed after every step) at depth off, module
+//! (the components' spans; no built-in probe runs there by default), module with the
+//! `activation` probe (`--probe activation`: every component's output statistics),
+//! module with the example outliers plugin, module with a sink that serializes every
 //! event to JSON (what a connected dashboard costs the run), and deep.
 //!
 //! Rounds are interleaved (ref, off, module, ...), in an order that rotates from one
@@ -16,7 +18,7 @@
 //!
 //! `cargo bench -p eprof-record --bench overhead` (EPROF_TEST_MODEL or the data
 //! directory's copy; BENCH_ROUNDS, BENCH_TOKENS override the defaults 5 and 64;
-//! BENCH_VARIANTS=module,spans,... runs only those rows and `off`).
+//! BENCH_VARIANTS=module,activation,... runs only those rows and `off`).
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -304,12 +306,15 @@ fn main() {
             "eprof off again (A/A control: what the order in a round costs)".to_string(),
         ),
         ("module", "eprof module".to_string()),
-        ("spans", "eprof module, no probes (spans only)".to_string()),
+        (
+            "activation",
+            "eprof module + activation probe (--probe activation)".to_string(),
+        ),
         ("plugin", "eprof module + outliers plugin".to_string()),
         ("json", "eprof module + JSON event sink".to_string()),
         ("deep", "eprof deep".to_string()),
     ];
-    // BENCH_VARIANTS=module,spans runs only those and `off` (every row is against it):
+    // BENCH_VARIANTS=module,activation runs only those and `off` (every row is against it):
     // more rounds in the same time when one difference is in question.
     let wanted: Option<Vec<String>> = std::env::var("BENCH_VARIANTS")
         .ok()
@@ -378,11 +383,11 @@ fn main() {
                 }
                 "off" | "off-again" => run_ours(&plain, &mut ours, Depth::Off, n, d, &mut NoSink),
                 "module" => run_ours(&plain, &mut ours, Depth::Module, n, d, &mut NoSink),
-                "spans" => run_with(
+                "activation" => run_with(
                     &plain,
                     &mut ours,
                     Depth::Module,
-                    ProbeSelection::None,
+                    ProbeSelection::Only(vec!["activation".into()]),
                     n,
                     d,
                     &mut NoSink,

@@ -208,6 +208,9 @@ fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
         "--max-tokens",
         "6",
         "--quiet",
+        // Module depth's metrics come from the probes asked for.
+        "--probe",
+        "activation",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -336,6 +339,34 @@ fn depth_off_records_no_spans_and_deep_records_operations() {
     let s = e.json(&["show", &id, "--json"]);
     assert_eq!(s["layers"].as_array().unwrap().len(), 0);
     assert_eq!(s["generated_tokens"], 4);
+    // Module depth times the components and runs no built-in probe unless asked
+    // (ARCHITECTURE §3: the metrics are deep's); `--probe` runs one there.
+    let metrics = |s: &serde_json::Value| -> Vec<String> {
+        s["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut args = common.to_vec();
+    args.extend(["--depth", "module"]);
+    let id = e.record(&args);
+    let s = e.json(&["show", &id, "--json"]);
+    assert_eq!(s["layer_components"].as_array().unwrap().len(), 4 * 12);
+    assert_eq!(metrics(&s), Vec::<String>::new());
+    args.extend(["--probe", "activation"]);
+    let id = e.record(&args);
+    let s = e.json(&["show", &id, "--json"]);
+    assert_eq!(
+        metrics(&s),
+        [
+            "activation/mean",
+            "activation/std",
+            "activation/max",
+            "activation/sparsity"
+        ]
+    );
     let mut args = common.to_vec();
     args.extend(["--depth", "deep"]);
     let id = e.record(&args);
@@ -363,6 +394,10 @@ fn depth_off_records_no_spans_and_deep_records_operations() {
         .map(|o| o["key"].as_str().unwrap())
         .collect();
     for m in [
+        "activation/mean",
+        "activation/std",
+        "activation/max",
+        "activation/sparsity",
         "attention/entropy",
         "attention/max_weight",
         "attention/sparsity",
