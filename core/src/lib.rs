@@ -20,6 +20,7 @@ pub mod probe;
 pub mod recorder;
 pub mod registry;
 pub mod session;
+pub mod stream_clock;
 
 pub use clock::Clock;
 pub use error::{Error, Result};
@@ -32,6 +33,7 @@ pub use registry::{
     ModelAdapterRegistration, PowerSourceRegistration, ProbeRegistration, Registry,
 };
 pub use session::{Flushed, Session, SessionConfig};
+pub use stream_clock::{EventSpans, HostStreamClock, StreamClock};
 
 pub use eprof_format as format;
 pub use eprof_plugin_api as plugin_api;

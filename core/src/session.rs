@@ -310,6 +310,9 @@ pub struct Session {
     staged: Vec<Staged>,
     /// Moments probes' observations since the last flush.
     pending: Vec<PendingMoments>,
+    /// Tensors on a GPU that probes want, kept (a reference, no copy) until the flush:
+    /// copying one off the device at the site would synchronize the GPU there.
+    on_device: Vec<(SiteId, TensorKind, u32, Tensor)>,
     moment_scratch: MomentScratch,
     sections: Vec<Section>,
     tokens: Vec<Token>,
@@ -419,6 +422,7 @@ impl Session {
             metrics: Vec::new(),
             staged: Vec::with_capacity(4096),
             pending: Vec::with_capacity(1024),
+            on_device: Vec::new(),
             moment_scratch: MomentScratch::default(),
             sections: Vec::new(),
             tokens: Vec::new(),
@@ -587,6 +591,8 @@ impl Session {
     /// Encode everything recorded since the last flush as chunks. Call between steps.
     /// The chunks reach the file at most [`WRITE_EVERY_NS`] later (or at [`Session::finish`]).
     pub fn flush(&mut self) -> Result<()> {
+        // GPU tensors the probes wanted, copied off the device now, after the step.
+        self.observe_on_device()?;
         // First, as it may write notes (a probe disabled).
         self.observe_pending();
         let Some(w) = self.writer.as_mut() else {
@@ -639,6 +645,28 @@ impl Session {
             m.value.clear();
         }
         Ok(())
+    }
+
+    /// Show the probes the device tensors kept during the step, each as of the step
+    /// it was observed in.
+    fn observe_on_device(&mut self) -> Result<()> {
+        if self.on_device.is_empty() {
+            return Ok(());
+        }
+        let step = self.step;
+        let mut kept = std::mem::take(&mut self.on_device);
+        let mut r = Ok(());
+        for (site, kind, at, t) in kept.drain(..) {
+            self.step = at;
+            r = with_host_f32(&t, |view| self.observe_view(site, kind, view)).and_then(|x| x);
+            if r.is_err() {
+                break;
+            }
+        }
+        self.step = step;
+        kept.clear();
+        self.on_device = kept;
+        r
     }
 
     /// What the last [`Session::flush`] wrote.
@@ -925,6 +953,10 @@ impl Recorder for Session {
 
     fn observe(&mut self, site: SiteId, kind: TensorKind, t: &Tensor) -> Result<()> {
         if !self.wants(site, kind) {
+            return Ok(());
+        }
+        if !t.device().is_cpu() {
+            self.on_device.push((site, kind, self.step, t.clone()));
             return Ok(());
         }
         with_host_f32(t, |view| self.observe_view(site, kind, view))?

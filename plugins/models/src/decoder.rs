@@ -8,7 +8,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use eprof_core::recorder::{Recorder, SiteId};
-use eprof_core::{InstrumentedModel, Result, TensorKind, TensorView};
+use eprof_core::{EventSpans, InstrumentedModel, Result, StreamClock, TensorKind, TensorView};
 use eprof_format::{COMPONENTS, Depth, LAYER, SiteDef};
 
 use crate::config::{Activation, DecoderConfig};
@@ -501,14 +501,21 @@ struct Instr<'a> {
     rec: &'a mut dyn Recorder,
     on: bool,
     deep: bool,
+    /// Synchronize the device around each span (a GPU without stream events).
     sync: Option<&'a Device>,
+    /// Time spans with stream marks resolved at the step's end (CUDA): span
+    /// boundaries are then mark numbers, not times, until [`EventSpans::finish`].
+    events: Option<&'a mut EventSpans>,
 }
 
 impl Instr<'_> {
     #[inline]
-    fn start(&self) -> candle_core::Result<u64> {
+    fn start(&mut self) -> candle_core::Result<u64> {
         if !self.on {
             return Ok(0);
+        }
+        if let Some(ev) = self.events.as_deref_mut() {
+            return ev.mark().map_err(candle_core::Error::wrap);
         }
         if let Some(d) = self.sync {
             d.synchronize()?;
@@ -521,12 +528,30 @@ impl Instr<'_> {
         if !self.on {
             return Ok(0);
         }
+        if let Some(ev) = self.events.as_deref_mut() {
+            let e = ev.mark().map_err(candle_core::Error::wrap)?;
+            ev.span(site, start, e);
+            return Ok(e);
+        }
         if let Some(d) = self.sync {
             d.synchronize()?;
         }
         let e = self.rec.now();
         self.rec.span(site, start, e);
         Ok(e)
+    }
+
+    /// A model-level section between two boundaries that [`Instr::start`] or
+    /// [`Instr::end`] returned.
+    #[inline]
+    fn section(&mut self, name: &'static str, start: u64, end: u64) {
+        if !self.on {
+            return;
+        }
+        match self.events.as_deref_mut() {
+            Some(ev) => ev.section(name, start, end),
+            None => self.rec.section(name, start, end),
+        }
     }
 
     #[inline]
@@ -624,6 +649,8 @@ pub struct Decoder {
     device: Device,
     reserve: usize,
     fast_attention: bool,
+    /// Span timing by stream marks (CUDA events), `None` on the host clock.
+    events: Option<EventSpans>,
 }
 
 /// RoPE tables as candle-transformers' `quantized_llama` computes them (same ops, so
@@ -679,7 +706,15 @@ impl Decoder {
             };
             layer_rope.push(i);
         }
-        let neg_inf = Tensor::new(f32::NEG_INFINITY, &device)?;
+        // Activations run in the embedding's dtype (f32 on the CPU and for GGUF; a
+        // Hugging Face bf16/f16 folder on a GPU keeps its dtype): the tables and the
+        // mask value follow it, so ops never mix dtypes.
+        let dt = w.embedding.dtype();
+        for (_, cos, sin) in &mut ropes {
+            *cos = cos.to_dtype(dt)?;
+            *sin = sin.to_dtype(dt)?;
+        }
+        let neg_inf = Tensor::new(f32::NEG_INFINITY, &device)?.to_dtype(dt)?;
         let caches = (0..cfg.layers).map(|_| KvCache::new()).collect();
         let layout = Layout::for_config(&cfg);
         let sites = layout.sites(cfg.layers);
@@ -693,6 +728,7 @@ impl Decoder {
             caches,
             sites,
             fast_attention: device.is_cpu() && own_kernels(),
+            events: crate::device::stream_clock(&device)?.map(EventSpans::new),
             device,
             reserve: 512,
         })
@@ -1063,13 +1099,70 @@ impl InstrumentedModel for Decoder {
     }
 
     fn forward(&mut self, ids: &Tensor, pos: usize, rec: &mut dyn Recorder) -> Result<Tensor> {
+        // Stream marks (a GPU with events): taken out for the call, so the layers can
+        // borrow the model, and put back whatever happens.
+        let mut events = match rec.depth() {
+            Depth::Off => None,
+            _ => self.events.take(),
+        };
+        let r = match events.as_mut() {
+            None => self.forward_timed(ids, pos, rec, None),
+            Some(ev) => ev.begin(rec).and_then(|()| {
+                let logits = self.forward_timed(ids, pos, rec, Some(ev))?;
+                // The step's one synchronization: every span's time is read now.
+                ev.finish(rec)?;
+                Ok(logits)
+            }),
+        };
+        if events.is_some() {
+            self.events = events;
+        }
+        r
+    }
+
+    fn clear_kv_cache(&mut self) {
+        for c in &mut self.caches {
+            *c = KvCache::new();
+        }
+    }
+
+    fn reserve(&mut self, tokens: usize) {
+        self.reserve = tokens;
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+impl Decoder {
+    /// Time spans with `clock`'s stream marks instead of the host clock (what a CUDA
+    /// device gets by default; tests give a CPU model a [`eprof_core::HostStreamClock`]).
+    pub fn with_stream_clock(mut self, clock: Box<dyn StreamClock>) -> Self {
+        self.events = Some(EventSpans::new(clock));
+        self
+    }
+
+    /// Whether spans are timed by stream marks (see [`Decoder::with_stream_clock`]).
+    pub fn times_by_stream_marks(&self) -> bool {
+        self.events.is_some()
+    }
+
+    fn forward_timed(
+        &mut self,
+        ids: &Tensor,
+        pos: usize,
+        rec: &mut dyn Recorder,
+        events: Option<&mut EventSpans>,
+    ) -> Result<Tensor> {
         let depth = rec.depth();
-        let sync = rec.sync_device() && !self.device.is_cpu();
+        let sync = events.is_none() && rec.sync_device() && !self.device.is_cpu();
         let device = self.device.clone();
         let mut ins = Instr {
             on: depth != Depth::Off,
             deep: depth == Depth::Deep,
             sync: sync.then_some(&device),
+            events,
             rec,
         };
         let (_, seq) = ids.dims2()?;
@@ -1092,9 +1185,7 @@ impl InstrumentedModel for Decoder {
             x = (x * (self.cfg.hidden_size as f64).sqrt())?;
         }
         let e = ins.end(EMBEDDING, t)?;
-        if ins.on {
-            ins.rec.section("embedding", t, e);
-        }
+        ins.section("embedding", t, e);
         let layers_start = e;
         for l in 0..self.cfg.layers {
             let w = self.cfg.window(l);
@@ -1102,42 +1193,24 @@ impl InstrumentedModel for Decoder {
             x = self.layer(l, &x, mask, pos, &mut ins)?;
         }
         let layers_end = ins.end(1, layers_start)?;
-        if ins.on {
-            ins.rec.section("layers", layers_start, layers_end);
-        }
+        ins.section("layers", layers_start, layers_end);
 
         let t = ins.start()?;
         let x = candle_nn::ops::rms_norm(&x, &self.w.final_norm, self.cfg.rms_norm_eps as f32)?;
         let x = x.i((.., seq - 1, ..))?;
         let e = ins.end(FINAL_NORM, t)?;
-        if ins.on {
-            ins.rec.section("final_norm", t, e);
-        }
+        ins.section("final_norm", t, e);
         let t = ins.start()?;
         let logits = self.w.lm_head.forward(&x)?;
         let e = ins.end(LM_HEAD, t)?;
+        ins.section("lm_head", t, e);
         if ins.on {
-            ins.rec.section("lm_head", t, e);
             ins.flops(
                 LM_HEAD,
                 2.0 * self.cfg.hidden_size as f32 * self.cfg.vocab_size as f32,
             );
         }
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
-    }
-
-    fn clear_kv_cache(&mut self) {
-        for c in &mut self.caches {
-            *c = KvCache::new();
-        }
-    }
-
-    fn reserve(&mut self, tokens: usize) {
-        self.reserve = tokens;
-    }
-
-    fn device(&self) -> &Device {
-        &self.device
     }
 }
 

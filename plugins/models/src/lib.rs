@@ -11,6 +11,7 @@
 pub mod attention;
 pub mod config;
 pub mod decoder;
+pub mod device;
 pub mod load;
 pub mod pipeline;
 pub mod sampling;

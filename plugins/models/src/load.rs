@@ -478,6 +478,19 @@ pub fn det_tensor(seed: u64, shape: &[usize], scale: f32, dev: &Device) -> Resul
 }
 
 pub fn load_tiny(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
+    let model = tiny_decoder(dev)?;
+    let cfg = model.config();
+    let params = count_layer_params(cfg) + (cfg.vocab_size * cfg.hidden_size) as u64;
+    let identity = identity(src, cfg, "f32", params);
+    Ok(LoadedModel {
+        model: Box::new(model),
+        tokenizer: Box::new(HfTokenizers::bytes_only()),
+        identity,
+    })
+}
+
+/// The built-in tiny Llama's decoder (its weights are the same on every call).
+pub fn tiny_decoder(dev: &Device) -> Result<Decoder> {
     let cfg = tiny_config();
     let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (q, kv) = (cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
@@ -510,11 +523,5 @@ pub fn load_tiny(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
         layers,
         final_norm: Tensor::ones(h, DType::F32, dev)?,
     };
-    let identity = identity(src, &cfg, "f32", count_layer_params(&cfg) + (v * h) as u64);
-    let model = Decoder::new(cfg, weights, dev.clone())?;
-    Ok(LoadedModel {
-        model: Box::new(model),
-        tokenizer: Box::new(HfTokenizers::bytes_only()),
-        identity,
-    })
+    Decoder::new(cfg, weights, dev.clone())
 }
