@@ -276,6 +276,51 @@ enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a GGUF of random weights with a real model's exact shapes
+    ///
+    /// Time and energy depend on shapes and storage types, not on the values: this is
+    /// how a machine without model files profiles a real-size model. Its traces say
+    /// `random_weights`, and its text is noise.
+    ///
+    /// Examples:
+    ///   eprof model synth --shape llama-3.2-1b --dtype q4_0 llama-1b.gguf
+    ///   eprof model synth --shape qwen2.5-7b --dtype q4_k qwen-7b.gguf
+    #[command(verbatim_doc_comment)]
+    Synth {
+        /// The model whose shapes to copy: smollm2-135m, llama-3.2-1b, llama-3.1-8b,
+        /// mistral-7b, qwen2.5-7b, gemma-3-1b
+        #[arg(long)]
+        shape: String,
+        /// Storage type of the matrices: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k,
+        /// q5_k, q6_k (norms and biases stay f32)
+        #[arg(long, default_value = "q4_0")]
+        dtype: String,
+        /// Seed of the random weights
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The .gguf file to write
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare a model's logits and greedy tokens on a device against the CPU
+    ///
+    /// Example: eprof model check-device --device cuda llama-1b.gguf
+    CheckDevice {
+        /// A .gguf file, a Hugging Face folder, or builtin:tiny-llama
+        path: PathBuf,
+        /// The device to check against the CPU: cuda, cuda:N or metal
+        #[arg(long, default_value = "cuda")]
+        device: eprof_record::DeviceSpec,
+        /// Greedy tokens to generate on both
+        #[arg(long, default_value_t = 8)]
+        tokens: usize,
+        /// The prompt
+        #[arg(long, default_value = "The capital of France is")]
+        prompt: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Token ids of a text
     Tokenize {
         path: PathBuf,
@@ -378,6 +423,26 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Model {
             command: ModelCommand::Info { path, json },
         } => commands::model_info(&path, json, out),
+        Command::Model {
+            command:
+                ModelCommand::Synth {
+                    shape,
+                    dtype,
+                    seed,
+                    out: file,
+                    json,
+                },
+        } => commands::model_synth(&shape, &dtype, seed, &file, json, out),
+        Command::Model {
+            command:
+                ModelCommand::CheckDevice {
+                    path,
+                    device,
+                    tokens,
+                    prompt,
+                    json,
+                },
+        } => commands::model_check_device(&path, device, tokens, &prompt, json, out),
         Command::Model {
             command:
                 ModelCommand::Tokenize {

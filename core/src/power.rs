@@ -48,6 +48,12 @@ pub trait PowerSource: Send {
     fn notice(&self) -> Option<String> {
         None
     }
+    /// Per channel, the source that reads it and its resolution, for a source that
+    /// combines others (NVML with RAPL); `None`: one source, one resolution
+    /// ([`PowerSourceDesc::nominal_resolution_ns`]).
+    fn channel_sources(&self) -> Option<Vec<eprof_format::ChannelSource>> {
+        None
+    }
 }
 
 /// What a source is opened with.

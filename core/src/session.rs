@@ -352,6 +352,9 @@ impl Session {
         let file = File::create(&out).map_err(|e| Error::io(&out, e))?;
         let mut writer = TraceWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), &meta)
             .map_err(|e| trace_err(&out, e))?;
+        if let Some(c) = source.channel_sources() {
+            writer.channel_sources(&c).map_err(|e| trace_err(&out, e))?;
+        }
         if let Some(e) = &execution {
             writer.execution(e).map_err(|e| trace_err(&out, e))?;
         }

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{PowerSample, PowerSourceDesc, SourceKind, Trace};
+use crate::model::{ChannelSource, PowerSample, PowerSourceDesc, SourceKind, Trace};
 
 /// How an energy figure was obtained. Ordered from strongest to weakest evidence:
 /// an aggregate of figures takes the weakest label among its parts.
@@ -169,17 +169,35 @@ pub struct Attribution {
     kind: SourceKind,
     curves: Vec<Option<Cumulative>>,
     in_total: Vec<bool>,
+    /// The total's resolution: the coarsest of its channels'.
     resolution_ns: u64,
+    /// Per channel (runs that combine sources give each channel its own).
+    channel_resolution: Vec<u64>,
     reading_times: Vec<u64>,
 }
 
 impl Attribution {
     pub fn new(trace: &Trace) -> Self {
-        Self::from_samples(&trace.meta.power, &trace.samples)
+        Self::from_samples_with(
+            &trace.meta.power,
+            trace.channel_sources.as_deref(),
+            &trace.samples,
+        )
     }
 
     /// The energy function of a source's readings, without a whole trace.
     pub fn from_samples(desc: &PowerSourceDesc, samples: &[PowerSample]) -> Self {
+        Self::from_samples_with(desc, None, samples)
+    }
+
+    /// [`Attribution::from_samples`] for a source that combines others: each channel
+    /// with its own resolution, from `channels` (one per channel of `desc`; ignored
+    /// when the count differs) and its own counter's observed update period.
+    pub fn from_samples_with(
+        desc: &PowerSourceDesc,
+        channels: Option<&[ChannelSource]>,
+        samples: &[PowerSample],
+    ) -> Self {
         let kind = desc.kind;
         let n = desc.channels.len();
         let curves: Vec<Option<Cumulative>> = (0..n)
@@ -208,13 +226,54 @@ impl Attribution {
                 desc.nominal_resolution_ns.max(median_window(samples))
             }
         };
+        let in_total: Vec<bool> = desc.channels.iter().map(|c| c.in_total).collect();
+        let (resolution_ns, channel_resolution) = match channels {
+            Some(ch) if ch.len() == n && kind == SourceKind::Counter => {
+                let per: Vec<u64> = ch
+                    .iter()
+                    .enumerate()
+                    .map(|(c, s)| {
+                        s.nominal_resolution_ns
+                            .max(stale_update_period_of(samples, |v| {
+                                v.get(c).copied().flatten()
+                            }))
+                    })
+                    .collect();
+                let total = (0..n)
+                    .filter(|&c| in_total[c] && curves[c].is_some())
+                    .map(|c| per[c])
+                    .max()
+                    .unwrap_or(resolution_ns);
+                (total, per)
+            }
+            _ => (resolution_ns, vec![resolution_ns; n]),
+        };
         Attribution {
             kind,
             curves,
-            in_total: desc.channels.iter().map(|c| c.in_total).collect(),
+            in_total,
             resolution_ns,
+            channel_resolution,
             reading_times,
         }
+    }
+
+    /// The shortest span whose energy channel `c` can tell apart.
+    pub fn channel_resolution_ns(&self, c: usize) -> Option<u64> {
+        self.channel_resolution.get(c).copied()
+    }
+
+    /// How channel `c`'s figure for `[a, b]` is obtained (the total's label is the
+    /// weakest of its channels').
+    pub fn channel_label(&self, c: usize, a: u64, b: u64) -> EnergyLabel {
+        self.label_at(
+            self.channel_resolution
+                .get(c)
+                .copied()
+                .unwrap_or(self.resolution_ns),
+            a,
+            b,
+        )
     }
 
     /// The shortest span whose energy the source can tell apart.
@@ -293,10 +352,14 @@ impl Attribution {
 
     /// How the figure for `[a, b]` is obtained.
     pub fn label(&self, a: u64, b: u64) -> EnergyLabel {
+        self.label_at(self.resolution_ns, a, b)
+    }
+
+    fn label_at(&self, resolution_ns: u64, a: u64, b: u64) -> EnergyLabel {
         if self.kind == SourceKind::Estimate {
             return EnergyLabel::Estimated;
         }
-        if b.saturating_sub(a) < self.resolution_ns {
+        if b.saturating_sub(a) < resolution_ns {
             return EnergyLabel::Attributed;
         }
         if self.kind == SourceKind::Counter
@@ -314,10 +377,19 @@ impl Attribution {
 /// (the median time between changes) bounds what it can resolve; otherwise nothing
 /// is learnt beyond the nominal resolution (0).
 pub fn stale_update_period(desc: &PowerSourceDesc, samples: &[PowerSample]) -> u64 {
+    stale_update_period_of(samples, |v| desc.total_of(v))
+}
+
+/// [`stale_update_period`] of the value `of` picks from each reading (the total, or
+/// one channel).
+fn stale_update_period_of(
+    samples: &[PowerSample],
+    of: impl Fn(&[Option<f64>]) -> Option<f64>,
+) -> u64 {
     let mut changes = Vec::new();
     let mut stale = 0usize;
     for w in samples.windows(2) {
-        if desc.total_of(&w[1].values) == desc.total_of(&w[0].values) {
+        if of(&w[1].values) == of(&w[0].values) {
             stale += 1;
         } else {
             changes.push(w[1].t0_ns);

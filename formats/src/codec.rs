@@ -57,6 +57,8 @@ pub mod tag {
     pub const GROUP: [u8; 4] = *b"grup";
     /// Optional: the run's [`crate::Execution`].
     pub const EXECUTION: [u8; 4] = *b"exec";
+    /// Optional: per channel, its source and resolution ([`crate::ChannelSource`]).
+    pub const CHANNELS: [u8; 4] = *b"chan";
 }
 
 pub fn tag_name(tag: [u8; 4]) -> String {

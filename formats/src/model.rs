@@ -641,10 +641,26 @@ pub struct Execution {
     pub kernels: String,
 }
 
+/// Where one channel's readings come from, when a run combines sources (NVML for the
+/// GPU with RAPL for the CPU package): each has its own resolution. Stored in the
+/// optional `chan` chunk, one per channel of the run's power source, in channel order;
+/// a trace without it has one resolution for all channels
+/// ([`PowerSourceDesc::nominal_resolution_ns`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct ChannelSource {
+    /// The registered source that read the channel: `nvml`, `rapl`, ...
+    pub source: String,
+    /// That source's resolution for this channel (its counter's update period).
+    pub nominal_resolution_ns: u64,
+}
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     pub meta: RunMeta,
+    /// Per channel, the source and resolution, when the run combined sources.
+    #[serde(default)]
+    pub channel_sources: Option<Vec<ChannelSource>>,
     /// Threads and kernels, when the recorder says (eprof 0.1 since the CPU kernels).
     pub execution: Option<Execution>,
     /// Set when the run is one of a group of repeated runs.
@@ -664,6 +680,7 @@ impl Trace {
     pub fn new(meta: RunMeta) -> Self {
         Trace {
             meta,
+            channel_sources: None,
             execution: None,
             group: None,
             baseline: None,

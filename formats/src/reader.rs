@@ -136,6 +136,7 @@ pub fn decode_with_progress(
     let mut trace = Trace::new(meta);
     trace.group = state.group;
     trace.execution = state.execution;
+    trace.channel_sources = state.channel_sources;
     trace.baseline = state.baseline;
     trace.sites = state.sites;
     trace.samples = state.samples;
@@ -172,6 +173,7 @@ struct State {
     meta: Option<RunMeta>,
     group: Option<crate::model::GroupRef>,
     execution: Option<crate::model::Execution>,
+    channel_sources: Option<Vec<crate::model::ChannelSource>>,
     baseline: Option<IdleBaseline>,
     sites: Vec<crate::model::SiteDef>,
     samples: Vec<PowerSample>,
@@ -301,6 +303,12 @@ impl State {
                     return Err("a second exec chunk".into());
                 }
                 self.execution = Some(payload(bytes)?);
+            }
+            tag::CHANNELS => {
+                if self.channel_sources.is_some() {
+                    return Err("a second chan chunk".into());
+                }
+                self.channel_sources = Some(payload(bytes)?);
             }
             tag::GROUP => {
                 if self.group.is_some() {

@@ -141,6 +141,9 @@ pub struct Summary {
     pub labels: Vec<(EnergyLabel, u32)>,
     pub source: String,
     pub source_kind: SourceKind,
+    /// Each channel's energy over the pipeline, with its source, label and
+    /// resolution (a run that combines NVML and RAPL has a line for each).
+    pub channels: Vec<ChannelRow>,
     pub resolution_ns: u64,
     pub nominal_resolution_ns: u64,
     pub observed_spacing_ns: u64,
@@ -337,6 +340,7 @@ impl Summary {
             labels: labels.into_iter().collect(),
             source: trace.meta.power.name.clone(),
             source_kind: trace.meta.power.kind,
+            channels: channel_rows(trace, en, start, end),
             resolution_ns: en.attribution.resolution_ns(),
             nominal_resolution_ns: trace.meta.power.nominal_resolution_ns,
             observed_spacing_ns: median_spacing(trace),
@@ -344,6 +348,42 @@ impl Summary {
             complete: trace.end.is_some(),
         }
     }
+}
+
+/// One channel of the run's power source over the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ChannelRow {
+    pub name: String,
+    /// The source that read it (the run's source, or one of those it combines).
+    pub source: String,
+    pub in_total: bool,
+    /// `None` when the channel gave too few readings.
+    pub joules: Option<f64>,
+    pub label: EnergyLabel,
+    pub resolution_ns: u64,
+}
+
+fn channel_rows(trace: &Trace, en: &Energies, start: u64, end: u64) -> Vec<ChannelRow> {
+    let a = &en.attribution;
+    trace
+        .meta
+        .power
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(c, ch)| ChannelRow {
+            name: ch.name.clone(),
+            source: trace
+                .channel_sources
+                .as_ref()
+                .and_then(|s| s.get(c))
+                .map_or_else(|| trace.meta.power.name.clone(), |s| s.source.clone()),
+            in_total: ch.in_total,
+            joules: a.channel_joules(c, start, end),
+            label: a.channel_label(c, start, end),
+            resolution_ns: a.channel_resolution_ns(c).unwrap_or(0),
+        })
+        .collect()
 }
 
 fn metric_rows(trace: &Trace) -> Vec<MetricRow> {

@@ -83,6 +83,14 @@ impl<W: Write> TraceWriter<W> {
         self.chunk(tag::EXECUTION, e)
     }
 
+    /// Per channel, its source and resolution (at most once, after the metadata).
+    pub fn channel_sources(
+        &mut self,
+        c: &[crate::model::ChannelSource],
+    ) -> Result<(), FormatError> {
+        self.chunk(tag::CHANNELS, &c.to_vec())
+    }
+
     /// The run's place in a group of repeated runs (at most once, after the metadata).
     pub fn group(&mut self, g: &crate::model::GroupRef) -> Result<(), FormatError> {
         self.chunk(tag::GROUP, g)
@@ -214,6 +222,9 @@ pub fn encode(trace: &Trace) -> Vec<u8> {
 
 fn encode_into(trace: &Trace, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
     let mut w = TraceWriter::new(out, &trace.meta)?;
+    if let Some(c) = &trace.channel_sources {
+        w.channel_sources(c)?;
+    }
     if let Some(e) = &trace.execution {
         w.execution(e)?;
     }

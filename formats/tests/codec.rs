@@ -50,6 +50,35 @@ fn group_round_trips() {
 }
 
 #[test]
+fn channel_sources_round_trip_and_a_reader_without_them_keeps_one_resolution() {
+    let mut t = small(Depth::Module);
+    let n = t.meta.power.channels.len();
+    assert!(n >= 1);
+    t.channel_sources = Some(
+        (0..n)
+            .map(|c| eprof_format::ChannelSource {
+                source: if c == 0 { "nvml" } else { "rapl" }.into(),
+                nominal_resolution_ns: if c == 0 { 25_000_000 } else { 1_000_000 },
+            })
+            .collect(),
+    );
+    let bytes = encode(&t);
+    let back = decode_complete(&bytes).unwrap();
+    assert_eq!(back.channel_sources, t.channel_sources);
+    assert_eq!(back, t);
+    // `chan` is optional (lower case): a reader that skips it reads the rest.
+    assert!(bytes.windows(4).any(|w| w == b"chan"));
+    let mut without = t.clone();
+    without.channel_sources = None;
+    let plain = decode_complete(&encode(&without)).unwrap();
+    assert_eq!(plain.channel_sources, None);
+    let a = eprof_format::Attribution::new(&plain);
+    assert_eq!(a.channel_resolution_ns(0), Some(a.resolution_ns()));
+    let b = eprof_format::Attribution::new(&back);
+    assert!(b.channel_resolution_ns(0).unwrap() >= 25_000_000);
+}
+
+#[test]
 fn big_tables_split_into_chunks_and_round_trip() {
     let t = synthetic::trace(&Shape {
         prompt_tokens: 4,

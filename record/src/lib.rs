@@ -18,8 +18,8 @@ pub use eprof_format::live::{RunEvent, RunStarted, SiteColumns};
 pub use error::{ErrorKind, RecordError, Result};
 pub use event::{NoSink, RunSink, error_event};
 pub use profiler::{
-    KnownModel, ModelCatalog, ModelHandle, PowerSourceInfo, Profiler, RecordedRun, is_valid_run_id,
-    new_run_id, open_power, power_sources,
+    KnownModel, ModelCatalog, ModelHandle, PowerSourceInfo, Profiler, RecordedRun, candle_device,
+    is_valid_run_id, new_run_id, open_power, power_sources,
 };
 pub use request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
 

@@ -562,7 +562,9 @@ pub fn power_sources(reg: &Registry) -> Vec<PowerSourceInfo> {
         .collect()
 }
 
-fn candle_device(d: DeviceSpec) -> Result<candle_core::Device> {
+/// The candle device of a [`DeviceSpec`], with a hint when this build or machine
+/// cannot open it.
+pub fn candle_device(d: DeviceSpec) -> Result<candle_core::Device> {
     let model_err = |e: candle_core::Error, hint: &str| {
         RecordError::new(ErrorKind::Model, format!("device {d}: {e}")).with_hint(hint)
     };

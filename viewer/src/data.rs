@@ -161,6 +161,7 @@ impl TraceView {
         let t = &self.trace;
         let light = Trace {
             meta: t.meta.clone(),
+            channel_sources: t.channel_sources.clone(),
             execution: t.execution.clone(),
             group: t.group.clone(),
             baseline: t.baseline.clone(),

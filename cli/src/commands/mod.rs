@@ -27,7 +27,7 @@ pub use compare::compare;
 pub use doctor::doctor;
 pub use export::export;
 pub use ls::ls;
-pub use model::{model_info, model_tokenize};
+pub use model::{model_check_device, model_info, model_synth, model_tokenize};
 pub use plugins::plugins;
 pub use power::{power_list, power_read};
 pub use runs::{import, index_rebuild, rm};

@@ -47,7 +47,7 @@ pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         if id.random_weights {
-            " (random, built-in)"
+            " (random weights: timings and energy are real, the text is noise)"
         } else {
             ""
         }
@@ -91,5 +91,145 @@ pub fn model_tokenize(
             String::from_utf8_lossy(&m.tokenizer.token_bytes(i))
         )?;
     }
+    Ok(())
+}
+
+/// `eprof model synth`: a GGUF of random weights with a real model's shapes.
+pub fn model_synth(
+    shape: &str,
+    dtype: &str,
+    seed: u64,
+    file: &Path,
+    json: bool,
+    out: Out,
+) -> anyhow::Result<()> {
+    use eprof_models::synth;
+    let shape = synth::shape(shape).map_err(|e| crate::Exit(2, e.to_string()))?;
+    let ty = synth::dtype(dtype).map_err(|e| crate::Exit(2, e.to_string()))?;
+    if file.is_dir() {
+        return Err(crate::Exit(
+            2,
+            format!(
+                "{} is a folder: give the .gguf file to write",
+                file.display()
+            ),
+        )
+        .into());
+    }
+    let s = synth::synthesize(shape, ty, file, seed)?;
+    if json {
+        let v = serde_json::json!({"file": file, "shape": shape.name, "dtype": dtype, "parameters": s.parameters, "bytes": s.bytes, "fallbacks": s.fallbacks, "random_weights": true});
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{}: {} ({} parameters, {} layers, hidden {}), {dtype}, random weights, {:.1} MB",
+        file.display(),
+        shape.about,
+        s.parameters,
+        shape.layers,
+        shape.hidden,
+        s.bytes as f64 / 1e6
+    )?;
+    if !s.fallbacks.is_empty() {
+        writeln!(
+            out,
+            "{} matrices whose rows are not whole {dtype} blocks are stored as {} (as llama.cpp does)",
+            s.fallbacks.len(),
+            s.fallbacks[0].1
+        )?;
+    }
+    Ok(())
+}
+
+/// `eprof model check-device`: the same prompt and tokens through the model on the
+/// CPU and on `device`; the largest logit difference per step and whether the greedy
+/// choice agrees. Both follow the CPU's greedy tokens, so one early disagreement does
+/// not make every later step differ.
+pub fn model_check_device(
+    path: &Path,
+    device: eprof_record::DeviceSpec,
+    tokens: usize,
+    prompt: &str,
+    json: bool,
+    out: Out,
+) -> anyhow::Result<()> {
+    use candle_core::{Device, Tensor};
+    use eprof_core::NullRecorder;
+    let reg = Registry::discover()?;
+    let src = eprof_models::load::detect(path)?;
+    let adapter = reg.adapter_for(&src)?;
+    let dev = eprof_record::candle_device(device)?;
+    let mut cpu = adapter.load(&src, &Device::Cpu)?;
+    let mut gpu = adapter.load(&src, &dev)?;
+    let mut ids = cpu.tokenizer.encode(prompt, true)?;
+    let mut steps = Vec::new();
+    let mut pos = 0;
+    let mut input = ids.clone();
+    for step in 0..=tokens {
+        let x = |d: &Device| Tensor::new(input.as_slice(), d).and_then(|t| t.unsqueeze(0));
+        let a = cpu
+            .model
+            .forward(&x(&Device::Cpu)?, pos, &mut NullRecorder)?;
+        let b = gpu.model.forward(&x(&dev)?, pos, &mut NullRecorder)?;
+        let a: Vec<f32> = a.to_vec1()?;
+        let b: Vec<f32> = b.to_device(&Device::Cpu)?.to_vec1()?;
+        let argmax = |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |m, (i, &x)| if x > m.1 { (i, x) } else { m },
+                )
+                .0 as u32
+        };
+        let max_diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        let range = a.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x))
+            - a.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+        let (ia, ib) = (argmax(&a), argmax(&b));
+        steps.push(serde_json::json!({"step": step, "max_abs_diff": max_diff, "cpu_logit_range": range, "cpu_token": ia, "device_token": ib}));
+        pos += input.len();
+        input = vec![ia];
+        ids.push(ia);
+    }
+    let agree = steps
+        .iter()
+        .take_while(|s| s["cpu_token"] == s["device_token"])
+        .count();
+    let worst = steps
+        .iter()
+        .filter_map(|s| s["max_abs_diff"].as_f64())
+        .fold(0f64, f64::max);
+    if json {
+        let v = serde_json::json!({"model": cpu.identity.name, "device": device.to_string(), "steps": steps, "greedy_agree_steps": agree, "max_abs_diff": worst});
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} on {device} against the CPU",
+        cpu.identity.describe()
+    )?;
+    for s in &steps {
+        writeln!(
+            out,
+            "  step {:>3}: max |logit difference| {:.3e} (CPU logits span {:.2}); token {} / {}",
+            s["step"],
+            s["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
+            s["cpu_logit_range"].as_f64().unwrap_or(f64::NAN),
+            s["cpu_token"],
+            s["device_token"]
+        )?;
+    }
+    writeln!(
+        out,
+        "greedy tokens agree for {agree} of {} steps; largest difference {worst:.3e}",
+        steps.len()
+    )?;
     Ok(())
 }

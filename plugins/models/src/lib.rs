@@ -15,6 +15,7 @@ pub mod device;
 pub mod load;
 pub mod pipeline;
 pub mod sampling;
+pub mod synth;
 pub mod tokenizer;
 
 use candle_core::Device;

@@ -226,7 +226,13 @@ pub fn load_gguf_with(
     };
     let tokenizer = HfTokenizers::from_gguf(&content)
         .map_err(|e| merr(path, format!("tokenizer in GGUF metadata: {e}")))?;
-    let identity = identity(src, &cfg, &dtype, params_gguf(&content));
+    let mut identity = identity(src, &cfg, &dtype, params_gguf(&content));
+    // `eprof model synth` files: a real model's shapes, random weights.
+    identity.random_weights |= content
+        .metadata
+        .get("eprof.random_weights")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(false);
     let model = Decoder::new(cfg, weights, dev.clone())?;
     Ok(LoadedModel {
         model: Box::new(model),

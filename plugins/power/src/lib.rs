@@ -6,11 +6,13 @@
 //! - `rapl`: Linux powercap energy counters (Intel, AMD), a Counter source.
 //! - `powermetrics`: Apple Silicon CPU/GPU/ANE power windows, a Sampler source.
 //! - `nvml`: NVIDIA GPU energy counters (power polling where unsupported).
+//! - `nvml+rapl`: both in one recording, each channel with its own resolution.
 //! - `replay`: a recorded stream (powermetrics capture or CSV) replayed as if live.
 
 // Unsafe code is allowed only in `nvml` (FFI), where each block says why it is sound.
 #![deny(unsafe_code)]
 
+pub mod combined;
 pub mod estimate;
 pub mod nvml;
 pub mod powermetrics;

@@ -55,7 +55,20 @@ pub struct Nvml {
     gpus: Vec<(Gpu, String, Option<f64>)>,
     counter: bool,
     lib: String,
+    /// The energy counter's update period as measured at open, and over how many
+    /// changes (`None`: not measurable, e.g. it did not change while polled).
+    period: Option<(u64, usize)>,
 }
+
+/// Measured update periods by library path: measured once per process (doctor and
+/// `auto` open the library before the run does).
+static PERIODS: std::sync::Mutex<Vec<(String, Option<(u64, usize)>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// How long [`Nvml::measure_update_period`] polls the counter at most.
+pub const PERIOD_BUDGET: std::time::Duration = std::time::Duration::from_millis(300);
+/// The resolution assumed when the period cannot be measured.
+const FALLBACK_RESOLUTION_NS: u64 = 20_000_000;
 
 fn err(msg: impl Into<String>) -> Error {
     Error::power("nvml", msg)
@@ -123,6 +136,7 @@ impl Nvml {
             gpus: Vec::new(),
             counter: true,
             lib: lib_path.to_string(),
+            period: None,
         };
         // SAFETY: plain C calls with valid out-pointers.
         let rc = unsafe { init() };
@@ -174,11 +188,83 @@ impl Nvml {
             }
             me.gpus.push((Gpu(d), gpu_name, limit_w));
         }
+        if me.counter {
+            let mut known = PERIODS.lock().unwrap_or_else(|p| p.into_inner());
+            me.period = match known.iter().find(|(l, _)| *l == me.lib) {
+                Some((_, p)) => *p,
+                None => {
+                    let p = me.measure_update_period(PERIOD_BUDGET)?;
+                    known.push((me.lib.clone(), p));
+                    p
+                }
+            };
+        }
         Ok(me)
     }
 
     pub fn is_counter(&self) -> bool {
         self.counter
+    }
+
+    /// The energy counter's update period: the first GPU's counter read every 0.2 ms
+    /// for at most `budget` (or until 8 changes), the median time between changes.
+    /// NVIDIA does not document the period; a span shorter than it cannot be told
+    /// apart, so it is the source's resolution. `None` if it changed fewer than
+    /// three times.
+    pub fn measure_update_period(
+        &self,
+        budget: std::time::Duration,
+    ) -> Result<Option<(u64, usize)>> {
+        let Some((gpu, name, _)) = self.gpus.first() else {
+            return Ok(None);
+        };
+        let t0 = std::time::Instant::now();
+        let mut last: Option<c_ulonglong> = None;
+        let mut changes: Vec<u64> = Vec::new();
+        while t0.elapsed() < budget && changes.len() < 9 {
+            let mut mj: c_ulonglong = 0;
+            // SAFETY: valid handle and out-pointer.
+            let rc = unsafe { (self.api.energy)(gpu.0, &mut mj) };
+            if rc != NVML_SUCCESS {
+                return Err(err(format!("{name}: {}", self.describe(rc))));
+            }
+            let now = t0.elapsed().as_nanos() as u64;
+            if last.is_some_and(|l| l != mj) {
+                changes.push(now);
+            }
+            last = Some(mj);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        if changes.len() < 3 {
+            return Ok(None);
+        }
+        let mut d: Vec<u64> = changes.windows(2).map(|w| w[1] - w[0]).collect();
+        d.sort_unstable();
+        Ok(Some((d[d.len() / 2], changes.len() - 1)))
+    }
+
+    /// The resolution of the energy counter: its measured update period.
+    pub fn resolution_ns(&self) -> u64 {
+        if !self.counter {
+            return 1_000_000_000;
+        }
+        self.period
+            .map_or(FALLBACK_RESOLUTION_NS, |(p, _)| p.max(1))
+    }
+
+    /// What the counter's period is, for people.
+    pub fn period_text(&self) -> String {
+        match self.period {
+            Some((p, n)) => format!(
+                "counter updates every {:.1} ms (measured over {n} changes)",
+                p as f64 / 1e6
+            ),
+            None => format!(
+                "counter update period not measurable (fewer than 3 changes in {} ms); assumed {} ms",
+                PERIOD_BUDGET.as_millis(),
+                FALLBACK_RESOLUTION_NS / 1_000_000
+            ),
+        }
     }
 }
 
@@ -189,7 +275,10 @@ impl PowerSource for Nvml {
             (
                 "mode".into(),
                 if self.counter {
-                    "nvmlDeviceGetTotalEnergyConsumption (mJ counter)".into()
+                    format!(
+                        "nvmlDeviceGetTotalEnergyConsumption (mJ counter); {}",
+                        self.period_text()
+                    )
                 } else {
                     "nvmlDeviceGetPowerUsage polling: the energy counter is not supported; NVIDIA documents the reading as a 1 s average on Ampere and newer".to_string()
                 },
@@ -215,13 +304,9 @@ impl PowerSource for Nvml {
                     in_total: true,
                 })
                 .collect(),
-            // The energy counter's update period is not documented and varies by GPU;
-            // eprof records the staleness it observes. Power readings average 1 s.
-            nominal_resolution_ns: if self.counter {
-                20_000_000
-            } else {
-                1_000_000_000
-            },
+            // The energy counter's update period is not documented and varies by GPU:
+            // it is measured at open. Power readings average 1 s.
+            nominal_resolution_ns: self.resolution_ns(),
             details,
         }
     }
@@ -272,9 +357,9 @@ fn availability() -> Availability {
                     .collect::<Vec<_>>()
                     .join(", "),
                 if n.counter {
-                    "energy counter"
+                    format!("energy counter, {}", n.period_text())
                 } else {
-                    "power polling (1 s average)"
+                    "power polling (1 s average)".to_string()
                 }
             ),
         },

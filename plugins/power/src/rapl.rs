@@ -7,7 +7,8 @@
 //! (`core`, `uncore`) are recorded but not added to the total; `dram` is; `psys`
 //! (the whole platform) already contains the package, so it is not added either.
 //!
-//! `--power rapl[:root=DIR]`: the sysfs root is configurable (tests use a fake tree).
+//! `--power rapl[:root=DIR]`: the sysfs root is configurable (`EPROF_RAPL_ROOT` too;
+//! tests use a fake tree).
 
 use std::path::{Path, PathBuf};
 
@@ -163,14 +164,21 @@ impl PowerSource for Rapl {
     }
 }
 
-fn root_of(opts: &SourceOptions) -> PathBuf {
-    opts.args
-        .get("root")
+/// The powercap root: `EPROF_RAPL_ROOT`, else [`DEFAULT_ROOT`].
+pub fn default_root() -> PathBuf {
+    std::env::var_os("EPROF_RAPL_ROOT")
+        .filter(|r| !r.is_empty())
         .map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from)
 }
 
+fn root_of(opts: &SourceOptions) -> PathBuf {
+    opts.args
+        .get("root")
+        .map_or_else(default_root, PathBuf::from)
+}
+
 fn availability() -> Availability {
-    match Rapl::open_at(Path::new(DEFAULT_ROOT)) {
+    match Rapl::open_at(&default_root()) {
         Ok(r) => Availability::Available {
             detail: format!(
                 "{} zones: {}",

@@ -2,40 +2,14 @@
 //! path: the energy counter's deltas, the fallback to power polling, and the error
 //! when no driver is installed.
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use eprof_core::power::{CounterUnwrap, PowerSource};
 use eprof_format::SourceKind;
 use eprof_power::nvml::Nvml;
 
-/// Build the fake library once per test binary.
-fn fake_lib() -> PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let dir = env!("CARGO_MANIFEST_DIR");
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-nvml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--quiet", "--offline", "--manifest-path"])
-            .arg(format!("{dir}/tests/fake-nvml/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("cargo runs");
-        assert!(st.success(), "building the fake libnvidia-ml failed");
-        let name = format!(
-            "{}fake_nvml{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        );
-        let p = target.join("debug").join(name);
-        assert!(p.exists(), "{} was not built", p.display());
-        p
-    })
-    .clone()
-}
+mod common;
+use common::fake_lib;
 
 #[test]
 fn counter_mode_gives_energy_deltas_and_gpu_details() {
@@ -102,5 +76,46 @@ fn a_missing_library_says_the_driver_is_not_found() {
     assert!(
         e.contains("NVIDIA driver not found") && e.contains("install the NVIDIA driver"),
         "{e}"
+    );
+}
+
+#[test]
+fn the_counter_update_period_is_measured_and_becomes_the_resolution() {
+    // A child process: the fake reads FAKE_NVML_PERIOD_MS, and the measurement is
+    // cached per process.
+    if std::env::var("FAKE_NVML_PERIOD_MS").is_err() {
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(exe)
+            .args([
+                "the_counter_update_period_is_measured_and_becomes_the_resolution",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("FAKE_NVML_PERIOD_MS", "20")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A stale test name would run nothing and pass: the child must have run it.
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+        return;
+    }
+    let n = Nvml::open(fake_lib().to_str().unwrap()).unwrap();
+    let d = n.desc();
+    let ms = d.nominal_resolution_ns as f64 / 1e6;
+    // Polled every 0.2 ms (plus scheduling): the median change-to-change time is the
+    // period, never less, and a loaded machine delays a read by a few ms at most.
+    assert!(
+        (19.0..30.0).contains(&ms),
+        "measured {ms} ms for a 20 ms counter"
+    );
+    let mode = &d.details.iter().find(|(k, _)| k == "mode").unwrap().1;
+    assert!(
+        mode.contains("counter updates every") && mode.contains("measured"),
+        "{mode}"
     );
 }

@@ -49,7 +49,20 @@ pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
     if no_counter() {
         return 3; // NVML_ERROR_NOT_SUPPORTED
     }
-    unsafe { *mj = ENERGY_MJ.fetch_add(1500, Ordering::SeqCst) };
+    // FAKE_NVML_PERIOD_MS=N: a counter that updates every N ms (1500 mJ a step, as a
+    // real GPU's does at its own period); otherwise it moves on every read.
+    let period = std::env::var("FAKE_NVML_PERIOD_MS")
+        .ok()
+        .and_then(|p| p.parse::<u64>().ok());
+    let v = match period {
+        Some(p) if p > 0 => {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            let t = START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64;
+            1_000_000 + t / p * 1500
+        }
+        _ => ENERGY_MJ.fetch_add(1500, Ordering::SeqCst),
+    };
+    unsafe { *mj = v };
     0
 }
 
