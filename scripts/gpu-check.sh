@@ -52,7 +52,7 @@ print(":".join(sorted(dirs)))
 EOF
 )"
   export LD_LIBRARY_PATH="${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:/usr/local/cuda/lib64:/usr/local/nvidia/lib64"
-  export EPROF_DATA_DIR="$work/data"
+  export EPROF_HOME="$work/data"
   local missing
   missing="$(ldd "$bin" | awk '/not found/ {print $1}' | tr '\n' ' ')"
   [ -z "$missing" ] || { echo "gpu-check: the binary cannot find: $missing (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)" >&2; exit 1; }
@@ -60,7 +60,6 @@ EOF
   "$bin" --version >&2
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$work/gpu.txt" || true
   "$bin" doctor --json >"$work/doctor.json"
-  "$bin" power read --source nvml --update-period --json >"$work/nvml.json" || true
 
   echo "synthesizing llama-3.2-1b (q4_0)..." >&2
   "$bin" model synth --shape llama-3.2-1b --dtype q4_0 "$work/llama-3.2-1b.q4_0.gguf" >&2
@@ -107,7 +106,7 @@ except Exception as e:
     res["gpu"] = f"nvidia-smi: {e}"
 doctor = load("doctor.json")
 res["auto_power"] = doctor.get("auto_power")
-res["nvml"] = load("nvml.json")
+res["power_sources"] = [p for p in doctor.get("power_sources", []) if p.get("name") in ("nvml", "rapl", "nvml+rapl")]
 res["logits"] = {"llama-3.2-1b": load("logits-1b.json"), "tiny": load("logits-tiny.json")}
 info = load("info-1b.json")
 res["llama-3.2-1b_parameters"] = info.get("identity", {}).get("parameters")

@@ -160,7 +160,10 @@ pub fn model_check_device(
     let reg = Registry::discover()?;
     let src = eprof_models::load::detect(path)?;
     let adapter = reg.adapter_for(&src)?;
-    let dev = eprof_record::candle_device(device)?;
+    let dev = eprof_record::candle_device(device).map_err(|e| match e.hint {
+        Some(h) => anyhow::anyhow!("{}; {h}", e.message),
+        None => anyhow::anyhow!(e.message),
+    })?;
     let mut cpu = adapter.load(&src, &Device::Cpu)?;
     let mut gpu = adapter.load(&src, &dev)?;
     let mut ids = cpu.tokenizer.encode(prompt, true)?;
