@@ -17,26 +17,38 @@
 # It measures, each for off, module and deep depth: decode tok/s and J/token; the
 # overhead of module and deep against off (interleaved rounds); the NVML energy
 # counter's update period; and CUDA-against-CPU logits. Budget: about 6 minutes on an
-# H200 (set ROUNDS and TOKENS to change it).
+# H200 (set ROUNDS and TOKENS to change it). A dry run of the script without a GPU:
+# `DEVICE=cpu EPROF_BIN=target/release/eprof ROUNDS=1 TOKENS=4 scripts/gpu-check.sh run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build() {
-  eval "$(scripts/cuda-env.sh)"
+  cuda_env="$(scripts/cuda-env.sh)"
+  eval "$cuda_env"
   export CARGO_TARGET_DIR="${EPROF_GPU_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/eprof/target-gpu}"
   RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --locked --release -p eprof --features cuda
   mkdir -p .gpu-check
   strip -o .gpu-check/eprof "$CARGO_TARGET_DIR/release/eprof"
-  ls -l .gpu-check/eprof
   # The binary links these by SONAME; the GPU machine must have them.
   objdump -p .gpu-check/eprof | awk '/NEEDED/ {print "  needs", $2}'
+  # Stripped, it is still about 64 MB (candle's PTX for every kernel is text): xz
+  # makes it about 10 MB, well inside what travels to the GPU machine.
+  xz -T2 -6 -f .gpu-check/eprof
+  ls -l .gpu-check/eprof.xz
 }
 
 run() {
-  local bin="${EPROF_BIN:-.gpu-check/eprof}"
-  local rounds="${ROUNDS:-3}" tokens="${TOKENS:-64}"
-  local out="${OUT:-$(mktemp -d)}" work
+  local rounds="${ROUNDS:-3}" tokens="${TOKENS:-64}" device="${DEVICE:-cuda}"
+  local out="${OUT:-$(mktemp -d)}" work bin
   work="$(mktemp -d)"
+  mkdir -p "$out"
+  bin="${EPROF_BIN:-$work/eprof}"
+  if [ -z "${EPROF_BIN:-}" ]; then
+    [ -f .gpu-check/eprof.xz ] || { echo "gpu-check: no .gpu-check/eprof.xz: run 'scripts/gpu-check.sh build' here and carry .gpu-check" >&2; exit 1; }
+    xz -dc .gpu-check/eprof.xz >"$bin" 2>/dev/null \
+      || python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' .gpu-check/eprof.xz >"$bin"
+    chmod +x "$bin"
+  fi
   # CUDA 13 runtime libraries from the Python environment (PyTorch's nvidia-* wheels).
   local libs
   libs="$(python3 - <<'EOF' 2>/dev/null || true
@@ -54,7 +66,7 @@ EOF
   export LD_LIBRARY_PATH="${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:/usr/local/cuda/lib64:/usr/local/nvidia/lib64"
   export EPROF_HOME="$work/data"
   local missing
-  missing="$(ldd "$bin" | awk '/not found/ {print $1}' | tr '\n' ' ')"
+  missing="$(ldd "$bin" | awk '/not found/ {print $1}' | tr '\n' ' ' || true)"
   [ -z "$missing" ] || { echo "gpu-check: the binary cannot find: $missing (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)" >&2; exit 1; }
 
   "$bin" --version >&2
@@ -66,14 +78,14 @@ EOF
   "$bin" model info --json "$work/llama-3.2-1b.q4_0.gguf" >"$work/info-1b.json"
 
   echo "CUDA against CPU logits..." >&2
-  "$bin" model check-device --device cuda --tokens 8 --json "$work/llama-3.2-1b.q4_0.gguf" >"$work/logits-1b.json"
-  "$bin" model check-device --device cuda --tokens 8 --json builtin:tiny-llama >"$work/logits-tiny.json"
+  "$bin" model check-device --device "$device" --tokens 8 --json "$work/llama-3.2-1b.q4_0.gguf" >"$work/logits-1b.json"
+  "$bin" model check-device --device "$device" --tokens 8 --json builtin:tiny-llama >"$work/logits-tiny.json"
 
   local prompt="Explain, step by step, how a transformer decodes one token."
   for model in "$work/llama-3.2-1b.q4_0.gguf" builtin:tiny-llama; do
     local name
     name="$(basename "$model" | tr ':' '-')"
-    "$bin" record --model "$model" --device cuda --depth off --max-tokens 8 --no-index \
+    "$bin" record --model "$model" --device "$device" --depth off --max-tokens 8 --no-index \
       --out "$work/warmup.eprof" "$prompt" >/dev/null 2>&1 || true
     for r in $(seq "$rounds"); do
       # Interleaved, the order rotating from round to round.
@@ -82,23 +94,23 @@ EOF
       order=("${order[@]:$k}" "${order[@]:0:$k}")
       for depth in "${order[@]}"; do
         echo "$name round $r $depth" >&2
-        "$bin" record --model "$model" --device cuda --depth "$depth" --max-tokens "$tokens" \
+        "$bin" record --model "$model" --device "$device" --depth "$depth" --max-tokens "$tokens" \
           --no-index --json --out "$work/$name-$depth-$r.eprof" "$prompt" \
           >"$work/$name-$depth-$r.json"
       done
     done
   done
 
-  python3 - "$work" "$rounds" "$out/gpu-check.json" <<'EOF'
+  python3 - "$work" "$rounds" "$out/gpu-check.json" "$device" <<'EOF'
 import json, os, statistics, sys
-work, rounds, dest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+work, rounds, dest, device = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def load(p):
     try:
         with open(os.path.join(work, p)) as f:
             return json.load(f)
     except Exception as e:
         return {"error": f"{p}: {e}"}
-res = {"date": os.popen("date -u +%Y-%m-%dT%H:%MZ").read().strip()}
+res = {"date": os.popen("date -u +%Y-%m-%dT%H:%MZ").read().strip(), "device": device}
 try:
     gpu = open(os.path.join(work, "gpu.txt")).read().strip().split(", ")
     res["gpu"], res["driver"], res["memory"] = gpu[0], gpu[1], gpu[2]

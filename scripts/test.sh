@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Installs what it needs, idempotently: the wasm32 and aarch64 targets (with qemu for
-# the NEON kernels' tests), the real models, Debian's
+# the NEON kernels' tests), the CUDA 13 compiler (scripts/cuda-env.sh), the macOS
+# target for the Metal check, the real models, Debian's
 # chromium and firefox-esr, the browser tests' npm packages, and a Python virtual
 # environment with DuckDB and prometheus_client. Fails, never skips, when a required
 # part cannot run.
@@ -10,8 +11,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "toolchain: wasm32 target; aarch64 target, cross linker and qemu for the NEON kernels"
-rustup target add wasm32-unknown-unknown aarch64-unknown-linux-gnu >/dev/null
+step "toolchain: wasm32 target; aarch64 target, cross linker and qemu for the NEON kernels; aarch64-apple-darwin for the Metal check"
+rustup target add wasm32-unknown-unknown aarch64-unknown-linux-gnu aarch64-apple-darwin >/dev/null
 if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -54,6 +55,28 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "CUDA: lint the --features cuda build (candle's CUDA kernels compiled by nvcc from NVIDIA's Python packages)"
+# Its own target folder, kept between runs on this machine (a cold one compiles
+# candle's CUDA kernels with nvcc: about 15 minutes on 2 cores; a warm one, seconds).
+# `cargo clippy` runs every build script, nvcc's too, and type-checks the CUDA code
+# paths; linking needs no GPU either (`scripts/gpu-check.sh build` links and strips
+# the binary the GPU machine runs).
+(
+  cuda_env="$(scripts/cuda-env.sh)"
+  eval "$cuda_env"
+  CARGO_TARGET_DIR="${EPROF_CUDA_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/eprof/target-cuda}" \
+    cargo clippy --locked -p eprof --features cuda -- -D warnings
+)
+
+step "Metal: lint the decoder, power sources and probes with --features metal for macOS (aarch64-apple-darwin)"
+# Not the whole binary: the run index's bundled SQLite is C, compiled for the target
+# by its C compiler against the macOS SDK, which no Linux machine has (the SDK ships
+# with Xcode only). Everything with Metal code in it is checked.
+CARGO_TARGET_DIR="${EPROF_METAL_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/eprof/target-metal}" \
+RUSTFLAGS="-C target-cpu=apple-m1" \
+  cargo clippy --locked --target aarch64-apple-darwin \
+    -p eprof-models -p eprof-power -p eprof-probes --features eprof-models/metal -- -D warnings
 
 step "the viewer: lint for wasm32, build one HTML file"
 cargo clippy --locked --target wasm32-unknown-unknown -p eprof-viewer -- -D warnings

@@ -454,6 +454,8 @@ impl Packed {
             out.len()
         );
         if !self.grouped {
+            // The last statement where the x86 path below is compiled out (aarch64).
+            #[allow(clippy::needless_return)]
             return matvec_rows_with(self.isa, self.t, &self.data, self.cols, first, act, out);
         }
         #[cfg(target_arch = "x86_64")]

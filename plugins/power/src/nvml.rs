@@ -55,15 +55,17 @@ pub struct Nvml {
     gpus: Vec<(Gpu, String, Option<f64>)>,
     counter: bool,
     lib: String,
-    /// The energy counter's update period as measured at open, and over how many
-    /// changes (`None`: not measurable, e.g. it did not change while polled).
-    period: Option<(u64, usize)>,
+    /// The energy counter's update period as measured at open.
+    period: Option<Period>,
 }
+
+/// A counter's measured update period (ns) and over how many changes (`None` where
+/// used: not measurable, e.g. it did not change while polled).
+pub type Period = (u64, usize);
 
 /// Measured update periods by library path: measured once per process (doctor and
 /// `auto` open the library before the run does).
-static PERIODS: std::sync::Mutex<Vec<(String, Option<(u64, usize)>)>> =
-    std::sync::Mutex::new(Vec::new());
+static PERIODS: std::sync::Mutex<Vec<(String, Option<Period>)>> = std::sync::Mutex::new(Vec::new());
 
 /// How long [`Nvml::measure_update_period`] polls the counter at most.
 pub const PERIOD_BUDGET: std::time::Duration = std::time::Duration::from_millis(300);
@@ -211,10 +213,7 @@ impl Nvml {
     /// NVIDIA does not document the period; a span shorter than it cannot be told
     /// apart, so it is the source's resolution. `None` if it changed fewer than
     /// three times.
-    pub fn measure_update_period(
-        &self,
-        budget: std::time::Duration,
-    ) -> Result<Option<(u64, usize)>> {
+    pub fn measure_update_period(&self, budget: std::time::Duration) -> Result<Option<Period>> {
         let Some((gpu, name, _)) = self.gpus.first() else {
             return Ok(None);
         };
