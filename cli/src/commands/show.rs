@@ -127,6 +127,21 @@ fn render_show(
         fmt::label(s.total),
         fmt::watts(s.avg_power_w)
     )?;
+    // A run that combined sources: each channel with its source, resolution and label.
+    if trace.channel_sources.is_some() {
+        for c in &s.channels {
+            writeln!(
+                out,
+                "  {:<14} {} ({}, {}; resolution {}){}",
+                c.name,
+                c.joules.map_or_else(|| "-".to_string(), fmt::joules),
+                c.source,
+                c.label.as_str(),
+                fmt::ns(c.resolution_ns),
+                if c.in_total { "" } else { ", not in total" }
+            )?;
+        }
+    }
     if let (Some(w), Some(d)) = (s.idle_w, s.dynamic_j) {
         writeln!(
             out,

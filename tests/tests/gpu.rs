@@ -1,7 +1,9 @@
-//! End-to-end: `eprof model synth` writes a real model's exact shapes with random
-//! weights, `model info` counts the real model's parameters, `record` runs it (on the
-//! CPU here; the GPU check runs it on CUDA) and marks every trace `random_weights`;
-//! `model check-device` compares a device's logits with the CPU's.
+//! End-to-end, what a GPU user meets that runs without a GPU: `eprof model synth`
+//! writes a real model's exact shapes with random weights, `model info` counts the
+//! real model's parameters, `record` runs it (on the CPU here; `scripts/gpu-check.sh`
+//! runs it on CUDA) and marks every trace `random_weights`; `model check-device`
+//! compares a device's logits with the CPU's; `show` gives each channel of a run that
+//! combined power sources its own line.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -216,4 +218,34 @@ fn check_device_against_the_cpu_itself_agrees_exactly() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn show_lists_each_channel_of_a_combined_source_with_its_resolution() {
+    use eprof_format::synthetic::{self, Shape};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut t = synthetic::trace(&Shape::default());
+    let n = t.meta.power.channels.len();
+    t.channel_sources = Some(
+        (0..n)
+            .map(|_| eprof_format::ChannelSource {
+                source: "rapl".into(),
+                nominal_resolution_ns: 2_000_000,
+            })
+            .collect(),
+    );
+    let path = home.join("combined.eprof");
+    std::fs::write(&path, eprof_format::encode(&t)).unwrap();
+    let shown = ok(home, &["show", path.to_str().unwrap()]);
+    let name = &t.meta.power.channels[0].name;
+    let line = shown
+        .lines()
+        .find(|l| l.trim_start().starts_with(name.as_str()) && l.contains("(rapl, "))
+        .unwrap_or_else(|| panic!("no channel line for {name}:\n{shown}"));
+    assert!(line.contains("resolution 2.000 ms"), "{line}");
+    let json = json(home, &["show", path.to_str().unwrap(), "--json"]);
+    let ch = &json["channels"][0];
+    assert_eq!(ch["source"], "rapl", "{json}");
+    assert!(ch["joules"].as_f64().unwrap() > 0.0);
 }
