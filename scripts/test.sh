@@ -58,7 +58,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "CUDA: lint the --features cuda build (candle's CUDA kernels compiled by nvcc from NVIDIA's Python packages)"
 # Its own target folder, kept between runs on this machine (a cold one compiles
-# candle's CUDA kernels with nvcc: about 15 minutes on 2 cores; a warm one, seconds).
+# candle's CUDA kernels with nvcc: 20 minutes on 2 cores; a warm one, seconds).
 # `cargo clippy` runs every build script, nvcc's too, and type-checks the CUDA code
 # paths; linking needs no GPU either (`scripts/gpu-check.sh build` links and strips
 # the binary the GPU machine runs).
