@@ -119,6 +119,10 @@ except Exception as e:
 doctor = load("doctor.json")
 res["auto_power"] = doctor.get("auto_power")
 res["power_sources"] = [p for p in doctor.get("power_sources", []) if p.get("name") in ("nvml", "rapl", "nvml+rapl")]
+import re
+period = [re.search(r"updates every ([0-9.]+) ms \(measured over (\d+) changes\)", p.get("detail", "")) for p in res["power_sources"]]
+period = [m for m in period if m]
+res["nvml_counter_period_ms"] = float(period[0].group(1)) if period else None
 res["logits"] = {"llama-3.2-1b": load("logits-1b.json"), "tiny": load("logits-tiny.json")}
 info = load("info-1b.json")
 res["llama-3.2-1b_parameters"] = info.get("identity", {}).get("parameters")
