@@ -41,8 +41,8 @@ pub struct BenchArgs {
     /// Runs per configuration made first and discarded (caches, frequency ramp-up)
     #[arg(long, default_value_t = 1)]
     pub warmup: u32,
-    /// Seconds to wait between runs (lets the machine cool down)
-    #[arg(long, value_name = "SECONDS")]
+    /// Seconds to wait between runs (lets the machine cool down), 0 to 3600
+    #[arg(long, value_name = "SECONDS", value_parser = cooldown_seconds)]
     pub cooldown: Option<f64>,
     /// Run the configurations of each round in a random order, from this seed
     /// [default order: A B A B ...]
@@ -142,6 +142,19 @@ impl RunSink for BenchSink {
     }
 }
 
+/// `--cooldown`: a number of seconds from 0 to an hour (`inf`, `NaN` and negative
+/// values are refused on the command line, not met as a panic between runs).
+fn cooldown_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && (0.0..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not 0 to 3600 seconds"))
+    }
+}
+
 fn sleep_unless(stop: &AtomicBool, seconds: f64) {
     let end = std::time::Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
     while std::time::Instant::now() < end && !stop.load(Ordering::Relaxed) {
@@ -154,6 +167,13 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
         bail!("--repeat must be 2 or more: one run has no interval (use `eprof record`)");
     }
     let configs = configurations(&a);
+    // Refused before any model loads, as `record` and the server refuse them.
+    for c in &configs {
+        let req = a
+            .settings
+            .request(&a.prompt, c.model.clone(), c.depth, c.max_tokens);
+        req.check().map_err(|e| crate::Exit(2, e.message))?;
+    }
     let mut profiler = Profiler::new(data.clone(), plugin_paths)?;
     for w in profiler.take_warnings() {
         eprintln!("warning: {w}");

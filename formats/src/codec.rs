@@ -71,18 +71,27 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-pub fn encode_payload<T: Encode>(value: &T) -> Vec<u8> {
-    // Encoding into a Vec cannot fail for these types: no I/O, no limit.
-    bincode::encode_to_vec(value, config()).unwrap_or_default()
+/// A value's chunk payload. An encode error (none of eprof's types makes one today)
+/// is returned, never replaced by an empty or short payload: a trace is right or the
+/// write fails.
+pub fn encode_payload<T: Encode>(value: &T) -> Result<Vec<u8>, crate::FormatError> {
+    bincode::encode_to_vec(value, config()).map_err(encode_error)
 }
 
 /// [`encode_payload`] into `out` (cleared first), so that a writer reuses one buffer
 /// for every chunk instead of growing a new one per chunk.
-pub fn encode_payload_into<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) {
+pub fn encode_payload_into<T: Encode + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), crate::FormatError> {
     out.clear();
-    // Writing to a Vec cannot fail; an encode error would leave a short payload that
-    // the round-trip tests catch.
-    let _ = bincode::encode_into_std_write(value, out, config());
+    bincode::encode_into_std_write(value, out, config())
+        .map(|_| ())
+        .map_err(encode_error)
+}
+
+fn encode_error(e: EncodeError) -> crate::FormatError {
+    crate::FormatError::Io(std::io::Error::other(format!("cannot encode a chunk: {e}")))
 }
 
 /// Decode a whole payload; trailing bytes are an error.
@@ -463,14 +472,14 @@ mod tests {
     fn payloads_into_a_reused_buffer_equal_owned_ones() {
         let t = crate::synthetic::trace(&crate::synthetic::Shape::default());
         let mut buf = vec![0xAB; 7];
-        encode_payload_into(&t.tokens[..], &mut buf);
-        assert_eq!(buf, encode_payload(&t.tokens.clone()));
-        encode_payload_into(&t.samples[..], &mut buf);
-        assert_eq!(buf, encode_payload(&t.samples.clone()));
-        encode_payload_into(&t.spans, &mut buf);
-        assert_eq!(buf, encode_payload(&t.spans.clone()));
-        encode_payload_into(&t.sections[..2], &mut buf);
-        assert_eq!(buf, encode_payload(&t.sections[..2].to_vec()));
+        encode_payload_into(&t.tokens[..], &mut buf).unwrap();
+        assert_eq!(buf, encode_payload(&t.tokens.clone()).unwrap());
+        encode_payload_into(&t.samples[..], &mut buf).unwrap();
+        assert_eq!(buf, encode_payload(&t.samples.clone()).unwrap());
+        encode_payload_into(&t.spans, &mut buf).unwrap();
+        assert_eq!(buf, encode_payload(&t.spans.clone()).unwrap());
+        encode_payload_into(&t.sections[..2], &mut buf).unwrap();
+        assert_eq!(buf, encode_payload(&t.sections[..2].to_vec()).unwrap());
     }
 
     #[test]

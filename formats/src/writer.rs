@@ -50,8 +50,8 @@ impl<W: Write> TraceWriter<W> {
 
     fn chunk<T: Encode + ?Sized>(&mut self, tag: [u8; 4], value: &T) -> Result<(), FormatError> {
         let mut payload = std::mem::take(&mut self.scratch);
-        codec::encode_payload_into(value, &mut payload);
-        let r = self.raw_chunk(tag, &payload);
+        let r = codec::encode_payload_into(value, &mut payload)
+            .and_then(|()| self.raw_chunk(tag, &payload));
         self.scratch = payload;
         r
     }
@@ -247,5 +247,36 @@ fn encode_into(trace: &Trace, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
             w.flush()?;
             Ok(w.out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value whose encoding fails, as a future type's could.
+    struct Unencodable;
+
+    impl Encode for Unencodable {
+        fn encode<E: bincode::enc::Encoder>(
+            &self,
+            _: &mut E,
+        ) -> Result<(), bincode::error::EncodeError> {
+            Err(bincode::error::EncodeError::Other("refuses to encode"))
+        }
+    }
+
+    #[test]
+    fn an_encode_error_fails_the_write_and_writes_nothing() {
+        let meta = crate::synthetic::meta(&crate::synthetic::Shape::default());
+        let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
+        let before = w.bytes_written();
+        let e = w.chunk(*b"test", &Unencodable).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot encode a chunk") && e.contains("refuses"),
+            "{e}"
+        );
+        assert_eq!(w.bytes_written(), before, "no partial or empty chunk");
+        assert_eq!(w.out.len() as u64, before);
     }
 }

@@ -291,6 +291,7 @@ impl Profiler {
         id: &str,
         sink: &mut dyn RunSink,
     ) -> Result<RecordedRun> {
+        req.check()?;
         if !is_valid_run_id(id) {
             return Err(RecordError::bad_request(format!("invalid run id {id:?}")));
         }

@@ -51,6 +51,55 @@ pub struct RecordRequest {
     pub group: Option<GroupRef>,
 }
 
+/// The longest idle baseline a request may ask for: the baseline runs on the only
+/// recording thread, before the run, so an unbounded one would hold every queued run.
+pub const MAX_IDLE_MS: u64 = 60_000;
+
+impl RecordRequest {
+    /// What every front end refuses before loading a model: a blank prompt, no tokens
+    /// to generate, sampling settings outside their ranges, an idle baseline or a
+    /// power interval beyond a minute.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(RecordError::bad_request(m));
+        if self.prompt.trim().is_empty() {
+            return bad("the prompt is empty".into());
+        }
+        if self.max_tokens == 0 {
+            return bad("max_tokens must be at least 1".into());
+        }
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad(format!(
+                "temperature {} is not a number from 0 up (0 is greedy)",
+                self.temperature
+            ));
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return bad(format!("top_p {p} is outside (0, 1]"));
+        }
+        if self.idle_ms > MAX_IDLE_MS {
+            return bad(format!(
+                "idle_ms {} is over the limit of {MAX_IDLE_MS} (one minute)",
+                self.idle_ms
+            ));
+        }
+        if self.power_interval_ms == 0 || self.power_interval_ms > MAX_IDLE_MS {
+            return bad(format!(
+                "power_interval_ms {} must be 1 to {MAX_IDLE_MS}",
+                self.power_interval_ms
+            ));
+        }
+        if !self.sparsity_threshold.is_finite() || self.sparsity_threshold < 0.0 {
+            return bad(format!(
+                "sparsity_threshold {} is not a number from 0 up",
+                self.sparsity_threshold
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RecordRequest {
     fn default() -> Self {
         RecordRequest {

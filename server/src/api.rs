@@ -208,9 +208,7 @@ fn octets(bytes: Vec<u8>) -> Response {
 
 /// Check a request body against what this server allows over HTTP.
 fn admit(app: &App, mut req: RecordRequest) -> ApiResult<RecordRequest> {
-    if req.prompt.trim().is_empty() {
-        return Err(ApiError::bad("the prompt is empty"));
-    }
+    req.check()?;
     let n = req.prompt.chars().count();
     if n > app.opts.max_prompt_chars {
         return Err(ApiError::bad(format!(

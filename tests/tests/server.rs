@@ -176,6 +176,10 @@ fn endpoints_answer_with_the_right_codes_and_refuse_hostile_requests() {
             "unknown power source",
         ),
         (br#"{"prompt":"x","max_tokens":0}"#, "max_tokens"),
+        // The idle baseline runs on the only recording thread: bounded.
+        (br#"{"prompt":"x","idle_ms":86400000}"#, "idle_ms"),
+        (br#"{"prompt":"x","top_p":1.5}"#, "top_p"),
+        (br#"{"prompt":"x","temperature":-1}"#, "temperature"),
     ] {
         let r = raw(body);
         assert_eq!(

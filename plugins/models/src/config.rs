@@ -140,7 +140,9 @@ impl HfConfig {
         a
     }
 
-    pub fn to_decoder(&self) -> DecoderConfig {
+    pub fn to_decoder(&self) -> Result<DecoderConfig, String> {
+        let head_dim = head_dim(self.hidden_size, self.num_attention_heads, self.head_dim)
+            .map_err(|e| format!("config.json: {e}"))?;
         let arch = self.architecture();
         let rope_scaling = self.rope_scaling.as_ref().and_then(|v| {
             (v.get("rope_type").and_then(|t| t.as_str()) == Some("llama3"))
@@ -150,25 +152,20 @@ impl HfConfig {
         let gemma3 = (arch == "gemma3").then(|| Gemma3 {
             global_every: self.sliding_window_pattern.unwrap_or(6),
             rope_local_theta: self.rope_local_base_freq.unwrap_or(10_000.0),
-            query_pre_attn_scalar: self.query_pre_attn_scalar.unwrap_or(
-                self.head_dim
-                    .unwrap_or(self.hidden_size / self.num_attention_heads),
-            ),
+            query_pre_attn_scalar: self.query_pre_attn_scalar.unwrap_or(head_dim),
         });
         let sliding_window = match arch.as_str() {
             "mistral" | "gemma3" => self.sliding_window,
             "qwen2" if self.use_sliding_window == Some(true) => self.sliding_window,
             _ => None,
         };
-        DecoderConfig {
+        let cfg = DecoderConfig {
             hidden_size: self.hidden_size,
             intermediate_size: self.intermediate_size,
             layers: self.num_hidden_layers,
             heads: self.num_attention_heads,
             kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
-            head_dim: self
-                .head_dim
-                .unwrap_or(self.hidden_size / self.num_attention_heads),
+            head_dim,
             vocab_size: self.vocab_size,
             rms_norm_eps: self.rms_norm_eps,
             rope_theta: self.rope_theta.unwrap_or(10_000.0),
@@ -186,6 +183,52 @@ impl HfConfig {
             },
             gemma3,
             architecture: arch,
+        };
+        cfg.check().map_err(|e| format!("config.json: {e}"))?;
+        Ok(cfg)
+    }
+}
+
+/// A head's width: `explicit` where the file gives it, else hidden size / heads. The
+/// one place that divides by the head count, so a file with none is an error, not a
+/// division by zero.
+pub fn head_dim(hidden: usize, heads: usize, explicit: Option<usize>) -> Result<usize, String> {
+    match explicit {
+        Some(d) => Ok(d),
+        None if heads == 0 => Err("the attention head count is 0".into()),
+        None => Ok(hidden / heads),
+    }
+}
+
+impl DecoderConfig {
+    /// Sizes the decoder divides by or splits into: a file that breaks them is refused
+    /// with what is wrong, before any weight is read.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |what: &str| Err(what.to_string());
+        if self.heads == 0 {
+            return bad("the attention head count is 0");
         }
+        if self.kv_heads == 0 {
+            return bad("the key/value head count is 0");
+        }
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(format!(
+                "{} attention heads are not a multiple of {} key/value heads",
+                self.heads, self.kv_heads
+            ));
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return Err(format!(
+                "a head of {} values (RoPE needs an even, non-zero width)",
+                self.head_dim
+            ));
+        }
+        if self.hidden_size == 0 || self.layers == 0 {
+            return Err(format!(
+                "hidden size {} and {} layers: both must be at least 1",
+                self.hidden_size, self.layers
+            ));
+        }
+        Ok(())
     }
 }

@@ -102,12 +102,16 @@ pub fn gguf_config(c: &gguf_file::Content, arch: &str, path: &Path) -> Result<De
             .and_then(|v| v.to_f32().ok())
             .unwrap_or(d)
     };
-    let head_dim = c
-        .metadata
-        .get(&k("attention.key_length"))
-        .or_else(|| c.metadata.get(&k("rope.dimension_count")))
-        .and_then(|v| v.to_u32().ok())
-        .map_or(hidden / heads, |v| v as usize);
+    let head_dim = crate::config::head_dim(
+        hidden,
+        heads,
+        c.metadata
+            .get(&k("attention.key_length"))
+            .or_else(|| c.metadata.get(&k("rope.dimension_count")))
+            .and_then(|v| v.to_u32().ok())
+            .map(|v| v as usize),
+    )
+    .map_err(|e| merr(path, format!("GGUF metadata: {e}")))?;
     // llama.cpp's defaults for Gemma 3 where the file says nothing.
     let gemma3 = (arch == "gemma3").then(|| crate::config::Gemma3 {
         global_every: c
@@ -118,7 +122,7 @@ pub fn gguf_config(c: &gguf_file::Content, arch: &str, path: &Path) -> Result<De
         rope_local_theta: f32_or("rope.local_freq_base", 10_000.0),
         query_pre_attn_scalar: head_dim,
     });
-    Ok(DecoderConfig {
+    let cfg = DecoderConfig {
         architecture: arch.to_string(),
         hidden_size: hidden,
         intermediate_size: md_u32(c, &k("feed_forward_length"), path)?,
@@ -147,7 +151,10 @@ pub fn gguf_config(c: &gguf_file::Content, arch: &str, path: &Path) -> Result<De
             crate::config::Activation::Silu
         },
         gemma3,
-    })
+    };
+    cfg.check()
+        .map_err(|e| merr(path, format!("GGUF metadata: {e}")))?;
+    Ok(cfg)
 }
 
 /// Load a GGUF model of any of the four architectures.
@@ -327,7 +334,7 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn load_hf(src: &ModelSource, dev: &Device) -> Result<LoadedModel> {
     let dir = &src.path;
     let hf = read_hf_config(dir)?;
-    let cfg = hf.to_decoder();
+    let cfg = hf.to_decoder().map_err(|e| merr(dir, e))?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut dtype = None;
     for f in safetensors_files(dir)? {
