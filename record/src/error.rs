@@ -11,6 +11,9 @@ pub struct RecordError {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
+    /// The run panicked (caught): the model it ran on may hold a half-done step, so
+    /// a front end that keeps models loaded drops it.
+    pub panicked: bool,
 }
 
 pub type Result<T, E = RecordError> = std::result::Result<T, E>;
@@ -21,6 +24,7 @@ impl RecordError {
             kind,
             message: message.into(),
             hint: None,
+            panicked: false,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {

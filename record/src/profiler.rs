@@ -203,7 +203,16 @@ impl Profiler {
         let src = eprof_models::load::detect(&path)?;
         let adapter = self.registry.adapter_for(&src)?;
         let dev = candle_device(device)?;
-        let mut loaded = adapter.load(&src, &dev)?;
+        // A file that makes a loader panic is an error naming it, not a dead thread.
+        let mut loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            adapter.load(&src, &dev)
+        }))
+        .unwrap_or_else(|p| {
+            Err(eprof_core::Error::model(
+                path.display().to_string(),
+                format!("loading panicked: {}", panic_message(p.as_ref())),
+            ))
+        })?;
         loaded.identity.file_hash = model_hash(&path)?;
         Ok(ModelHandle {
             loaded,
@@ -277,11 +286,81 @@ impl Profiler {
         id: &str,
         sink: &mut dyn RunSink,
     ) -> Result<RecordedRun> {
-        let r = self.record_inner(model, req, id, sink);
+        // A panic anywhere in the run (a model, a probe, a power source) ends this run
+        // as an error, not the caller's thread: the server's recording thread carries
+        // on with the next run. The partial trace is closed as an error and indexed.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.record_inner(model, req, id, sink)
+        }))
+        .unwrap_or_else(|p| {
+            let what = panic_message(p.as_ref());
+            let out = req.out.clone().unwrap_or_else(|| self.data.trace_path(id));
+            let kept = self.close_as_error(&out, &format!("panic: {what}"), req.index);
+            let mut e = RecordError::new(
+                ErrorKind::Model,
+                format!(
+                    "the run panicked: {what}{}",
+                    match kept {
+                        Ok(()) => format!(" (its partial trace is at {})", out.display()),
+                        Err(k) => format!(" (its trace could not be kept: {k})"),
+                    }
+                ),
+            );
+            e.panicked = true;
+            Err(e)
+        });
         if let Err(e) = &r {
             let _ = sink.event(&error_event(id, e));
         }
         r
+    }
+
+    /// A trace whose run died: what it holds, closed with `stop_reason` `error: WHY`
+    /// (rewritten whole, through a temporary file) and indexed when asked.
+    fn close_as_error(&self, path: &Path, why: &str, index: bool) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            RecordError::new(
+                ErrorKind::Io,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let mut trace = eprof_format::decode(&bytes)?.trace;
+        if trace.end.is_none() {
+            let last = trace
+                .samples
+                .iter()
+                .map(|s| s.t1_ns)
+                .chain(trace.sections.iter().map(|s| s.end_ns))
+                .chain(trace.spans.end_ns.iter().copied())
+                .max()
+                .unwrap_or(0);
+            trace.end = Some(eprof_format::RunEnd {
+                generated_text: trace
+                    .tokens
+                    .iter()
+                    .filter(|t| t.step.is_some())
+                    .map(|t| t.text.as_str())
+                    .collect(),
+                stop_reason: format!("error: {why}"),
+                end_ns: last,
+                observed_spacing_ns: eprof_format::attribution::median_spacing(&trace),
+                max_spacing_ns: 0,
+                stale_reads: 0,
+            });
+        }
+        let tmp = path.with_extension("eprof.tmp");
+        std::fs::write(&tmp, eprof_format::encode(&trace))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| {
+                RecordError::new(
+                    ErrorKind::Io,
+                    format!("cannot write {}: {e}", path.display()),
+                )
+            })?;
+        if index {
+            Index::open(&self.data.index())?.insert(&trace, path, false)?;
+        }
+        Ok(())
     }
 
     fn record_inner(
@@ -681,4 +760,12 @@ fn models_in_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The text of a panic's payload.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -209,8 +209,13 @@ pub fn run(profiler: Profiler, queue: Arc<Queue>, hub: Arc<Hub>, metrics: Arc<Me
             }
         }
         if let Some((_, _, model)) = cached.as_mut() {
-            // Failures reach the clients as an `error` event from `record` itself.
-            let _ = profiler.record(model, &job.req, &job.id, &mut sink);
+            // Failures reach the clients as an `error` event from `record` itself, a
+            // panic too (it catches them); a model a run panicked on is reloaded.
+            if let Err(e) = profiler.record(model, &job.req, &job.id, &mut sink)
+                && e.panicked
+            {
+                cached = None;
+            }
         }
         metrics.job_done();
         queue.done();
