@@ -19,8 +19,8 @@
 # runs no AVX-512, so eprof is built for x86-64-v3 (AVX2, FMA) in target/callgrind.
 #
 # Usage: scripts/overhead-callgrind.sh [CONFIG ...]
-#   CONFIG: off | module | activation (module depth, --probe activation) | deep
-#   [default: off module activation]
+#   CONFIG: off | module (with the activation probe, its default) | spans (module
+#   depth, --no-probes) | deep   [default: off spans module]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +29,10 @@ command -v valgrind >/dev/null || {
     exit 1
 }
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(off module activation)
+[ ${#configs[@]} -gt 0 ] || configs=(off spans module)
 for c in "${configs[@]}"; do
-    case "$c" in off | module | activation | deep) ;; *)
-        echo "unknown configuration $c (off, module, activation, deep)" >&2
+    case "$c" in off | module | spans | deep) ;; *)
+        echo "unknown configuration $c (off, module, spans, deep)" >&2
         exit 2
         ;;
     esac
@@ -56,7 +56,7 @@ fi
 for c in "${configs[@]}"; do
     case "$c" in
     off) flags=(--depth off) ;;
-    activation) flags=(--depth module --probe activation) ;;
+    spans) flags=(--depth module --no-probes) ;;
     *) flags=(--depth "$c") ;;
     esac
     for n in 4 12; do

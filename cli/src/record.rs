@@ -25,8 +25,9 @@ pub struct RecordArgs {
     /// directory's models/, then the Hugging Face cache, then the built-in tiny model]
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
-    /// off: phases and tokens; module: + layers and components; deep: + attention ops
-    /// and the built-in probes' metrics (--probe NAME runs one at module depth)
+    /// off: phases and tokens; module: + layers and components, timed, with their
+    /// activation statistics (--no-probes: timing alone); deep: + attention ops and
+    /// every built-in probe's metrics (--probe NAME runs one at module depth)
     #[arg(long, default_value = "module")]
     pub depth: Depth,
     #[arg(long, default_value_t = 64)]
@@ -88,7 +89,8 @@ pub struct RunSettings {
     #[arg(long)]
     pub experiment: Option<String>,
     /// cpu, cuda[:N] or metal (GPU devices need eprof built with --features cuda or
-    /// metal; spans then synchronize the device, which --depth off avoids)
+    /// metal; on CUDA spans are timed by CUDA events, on Metal they synchronize the
+    /// device)
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// CPU threads for the matmuls [default: $RAYON_NUM_THREADS, else

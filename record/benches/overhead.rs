@@ -4,8 +4,8 @@
 //! (reference, its own decode loop) and eprof through the recording API every front end uses
 //! ([`Profiler::record`]: session, sampler thread, synthetic counter read at every
 //! step boundary, trace written and flushed after every step) at depth off, module
-//! (the components' spans; no built-in probe runs there by default), module with the
-//! `activation` probe (`--probe activation`: every component's output statistics),
+//! (the components' spans and the `activation` probe's statistics of every component's
+//! output, module depth's default), module with spans alone (`--no-probes`),
 //! module with the example outliers plugin, module with a sink that serializes every
 //! event to JSON (what a connected dashboard costs the run), and deep.
 //!
@@ -18,7 +18,7 @@
 //!
 //! `cargo bench -p eprof-record --bench overhead` (EPROF_TEST_MODEL or the data
 //! directory's copy; BENCH_ROUNDS, BENCH_TOKENS override the defaults 5 and 64;
-//! BENCH_VARIANTS=module,activation,... runs only those rows and `off`).
+//! BENCH_VARIANTS=module,spans,... runs only those rows and `off`).
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -305,16 +305,19 @@ fn main() {
             "off-again",
             "eprof off again (A/A control: what the order in a round costs)".to_string(),
         ),
-        ("module", "eprof module".to_string()),
         (
-            "activation",
-            "eprof module + activation probe (--probe activation)".to_string(),
+            "module",
+            "eprof module (with the activation probe)".to_string(),
+        ),
+        (
+            "spans",
+            "eprof module, spans alone (--no-probes)".to_string(),
         ),
         ("plugin", "eprof module + outliers plugin".to_string()),
         ("json", "eprof module + JSON event sink".to_string()),
         ("deep", "eprof deep".to_string()),
     ];
-    // BENCH_VARIANTS=module,activation runs only those and `off` (every row is against it):
+    // BENCH_VARIANTS=module,spans runs only those and `off` (every row is against it):
     // more rounds in the same time when one difference is in question.
     let wanted: Option<Vec<String>> = std::env::var("BENCH_VARIANTS")
         .ok()
@@ -383,11 +386,11 @@ fn main() {
                 }
                 "off" | "off-again" => run_ours(&plain, &mut ours, Depth::Off, n, d, &mut NoSink),
                 "module" => run_ours(&plain, &mut ours, Depth::Module, n, d, &mut NoSink),
-                "activation" => run_with(
+                "spans" => run_with(
                     &plain,
                     &mut ours,
                     Depth::Module,
-                    ProbeSelection::Only(vec!["activation".into()]),
+                    ProbeSelection::None,
                     n,
                     d,
                     &mut NoSink,

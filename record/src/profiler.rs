@@ -204,15 +204,14 @@ impl Profiler {
         let adapter = self.registry.adapter_for(&src)?;
         let dev = candle_device(device)?;
         // A file that makes a loader panic is an error naming it, not a dead thread.
-        let mut loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            adapter.load(&src, &dev)
-        }))
-        .unwrap_or_else(|p| {
-            Err(eprof_core::Error::model(
-                path.display().to_string(),
-                format!("loading panicked: {}", panic_message(p.as_ref())),
-            ))
-        })?;
+        let mut loaded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| adapter.load(&src, &dev)))
+                .unwrap_or_else(|p| {
+                    Err(eprof_core::Error::model(
+                        path.display().to_string(),
+                        format!("loading panicked: {}", panic_message(p.as_ref())),
+                    ))
+                })?;
         loaded.identity.file_hash = model_hash(&path)?;
         Ok(ModelHandle {
             loaded,

@@ -339,8 +339,9 @@ fn depth_off_records_no_spans_and_deep_records_operations() {
     let s = e.json(&["show", &id, "--json"]);
     assert_eq!(s["layers"].as_array().unwrap().len(), 0);
     assert_eq!(s["generated_tokens"], 4);
-    // Module depth times the components and runs no built-in probe unless asked
-    // (ARCHITECTURE §3: the metrics are deep's); `--probe` runs one there.
+    // Module depth times the components and records each component's activation
+    // statistics (the layer and component metrics of the design); `--no-probes` times
+    // alone.
     let metrics = |s: &serde_json::Value| -> Vec<String> {
         s["metrics"]
             .as_array()
@@ -354,10 +355,6 @@ fn depth_off_records_no_spans_and_deep_records_operations() {
     let id = e.record(&args);
     let s = e.json(&["show", &id, "--json"]);
     assert_eq!(s["layer_components"].as_array().unwrap().len(), 4 * 12);
-    assert_eq!(metrics(&s), Vec::<String>::new());
-    args.extend(["--probe", "activation"]);
-    let id = e.record(&args);
-    let s = e.json(&["show", &id, "--json"]);
     assert_eq!(
         metrics(&s),
         [
@@ -367,6 +364,11 @@ fn depth_off_records_no_spans_and_deep_records_operations() {
             "activation/sparsity"
         ]
     );
+    args.push("--no-probes");
+    let id = e.record(&args);
+    let s = e.json(&["show", &id, "--json"]);
+    assert_eq!(s["layer_components"].as_array().unwrap().len(), 4 * 12);
+    assert_eq!(metrics(&s), Vec::<String>::new());
     let mut args = common.to_vec();
     args.extend(["--depth", "deep"]);
     let id = e.record(&args);

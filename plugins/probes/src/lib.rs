@@ -7,9 +7,9 @@
 //! the tensor is shown; their metrics are made at the step's flush
 //! ([`Probe::moment_metrics`]).
 //!
-//! Every built-in probe runs at `deep` depth by default (ARCHITECTURE §3: module depth
-//! times the components, deep adds the metrics); `--probe NAME` runs one at module
-//! depth too.
+//! `activation` runs from `module` depth (the layer and component metrics module depth
+//! records), the others at `deep` (the attention and MLP metrics deep adds); `--probe
+//! NAME` runs one at module depth too, `--no-probes` none.
 //!
 //! | probe | sees | metrics |
 //! |---|---|---|
@@ -238,10 +238,11 @@ inventory::submit! {
     ProbeRegistration {
         name: "activation",
         summary: "per component output: mean, std, max |x|, sparsity",
-        // Deep by default, as ARCHITECTURE §3 has it: on 360 tensors a SmolLM2 token it
-        // costs 1-2% of a 5.5 ms step, more than module depth's timing (README,
-        // "Building and performance"); `--probe activation` runs it at module depth.
-        min_depth: Depth::Deep,
+        // Module depth: each layer's and component's activation mean, std, max and
+        // sparsity are the layer and component metrics module depth records. On 360
+        // tensors a SmolLM2 token it costs about 1.3% of decode speed (docs and README,
+        // "Building and performance"); `--no-probes` records timing alone.
+        min_depth: Depth::Module,
         create: |o: &ProbeOptions| Box::new(Activation { threshold: o.sparsity_threshold }),
         origin: module_path!(),
     }
