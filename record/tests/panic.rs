@@ -78,10 +78,9 @@ fn a_panicking_run_is_an_error_with_a_closed_indexed_trace_and_the_next_run_work
     };
     let id = eprof_record::new_run_id();
     let mut events = Events::default();
-    let e = profiler
-        .record(&mut handle, &req, &id, &mut events)
-        .err()
-        .expect("the run fails");
+    let Err(e) = profiler.record(&mut handle, &req, &id, &mut events) else {
+        panic!("the run succeeded");
+    };
     assert!(e.panicked);
     assert!(
         e.message
