@@ -165,18 +165,37 @@ pub fn queue_message(q: &QueueView) -> Msg {
     message(&M { r#type: "queue", q }, false)
 }
 
+/// A run event for the clients, with its run's id: `run_started`,
+/// `inference_complete` and `error` carry it themselves; the others (power samples,
+/// sections, tokens, metrics, notes) get it here, so a client that connects mid-run,
+/// or watches queued runs, knows whose event it is.
+pub fn run_message(e: &RunEvent, run_id: &str) -> Msg {
+    let droppable = matches!(e, RunEvent::PowerSample { .. });
+    let mut m = message(e, droppable);
+    let has_id = matches!(
+        e,
+        RunEvent::RunStarted(_) | RunEvent::InferenceComplete { .. } | RunEvent::Error { .. }
+    );
+    // Serialized as `{"type":...}`: the id (letters, digits, `-`, `_`: nothing to
+    // escape) goes first.
+    if !has_id && m.json.starts_with('{') && eprof_record::is_valid_run_id(run_id) {
+        m.json = format!("{{\"run_id\":\"{run_id}\",{}", &m.json[1..]).into();
+    }
+    m
+}
+
 /// Sends each event to the hub; `Break` once the run is cancelled.
 struct HubSink<'a> {
     hub: &'a Hub,
     metrics: &'a Metrics,
     cancel: &'a AtomicBool,
+    run_id: &'a str,
 }
 
 impl RunSink for HubSink<'_> {
     fn event(&mut self, e: &RunEvent) -> ControlFlow<()> {
         self.metrics.observe(e);
-        self.hub
-            .publish(message(e, matches!(e, RunEvent::PowerSample { .. })));
+        self.hub.publish(run_message(e, self.run_id));
         if self.cancel.load(Ordering::Acquire) {
             ControlFlow::Break(())
         } else {
@@ -195,6 +214,7 @@ pub fn run(profiler: Profiler, queue: Arc<Queue>, hub: Arc<Hub>, metrics: Arc<Me
             hub: &hub,
             metrics: &metrics,
             cancel: &cancel,
+            run_id: &job.id,
         };
         let same = cached
             .as_ref()

@@ -433,6 +433,18 @@ fn runs_queue_up_and_a_running_run_can_be_cancelled() {
         !ma.iter().any(|m| m["run_id"] == ib),
         "the second run starts after the first ends"
     );
+    // Every run event says whose it is (a client that connects mid-run needs it);
+    // only the queue's own messages have none.
+    for (id, msgs) in [(ia, &ma), (ib, &mb)] {
+        let events: Vec<&Value> = msgs.iter().filter(|m| m["type"] != "queue").collect();
+        assert!(
+            events.iter().any(|m| m["type"] == "token_complete"),
+            "{events:?}"
+        );
+        for m in events.iter().skip_while(|m| m["type"] != "run_started") {
+            assert_eq!(m["run_id"], *id, "{m}");
+        }
+    }
     for (id, msgs) in [(ia, &ma), (ib, &mb)] {
         let show: Value = serde_json::from_str(&s.cli(&["show", id, "--json"])).unwrap();
         assert_eq!(show["generated_tokens"], 6);
