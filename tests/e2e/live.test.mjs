@@ -122,6 +122,9 @@ try {
 
   // Finished: the page loads the trace into the six views.
   await page.waitForFunction(() => document.querySelector("#live-now")?.textContent.startsWith("finished"), null, { timeout: 120000 });
+  // The status beside Start/Stop follows the run: not "starting" once it has ended.
+  await page.waitForFunction(() => /^run \w+ finished: max_tokens$/.test(document.querySelector("#live-status")?.textContent ?? ""), null, { timeout: 10000 });
+  check(/finished: max_tokens/.test(await page.locator("#live-status").textContent()), "the status beside Start says the run finished");
   await page.waitForSelector("body[data-loaded='1']", { timeout: 60000 });
   check(await page.evaluate(() => window.eprofWorker.ready) === true, "eprof serve: the run's trace was decoded in the worker");
   const runs = JSON.parse(eprof(["ls", "--json"]));
@@ -194,6 +197,8 @@ try {
   await page.waitForFunction(() => Number(document.querySelector("#live-tokens")?.textContent ?? 0) >= 3, null, { timeout: 120000 });
   await page.click("#live-stop");
   await page.waitForFunction(() => document.querySelector("#live-now")?.textContent.startsWith("finished (cancelled)"), null, { timeout: 120000 });
+  await page.waitForFunction(() => /finished: cancelled$/.test(document.querySelector("#live-status")?.textContent ?? ""), null, { timeout: 10000 });
+  check(/finished: cancelled/.test(await page.locator("#live-status").textContent()), "after Stop the status says the run was cancelled");
   await page.waitForFunction(() => document.querySelector("#hist-table .hist-row .hist-stop")?.textContent === "cancelled", null, { timeout: 60000 });
   check(true, "Stop leaves a cancelled run in the history");
 

@@ -410,6 +410,19 @@ pub fn ServerPanel() -> impl IntoView {
     }
 }
 
+/// What the panel says of run `id` once the live stream has it: running, or how it
+/// ended; `None` before its `run_started`.
+fn run_status(inbox: &Shared, id: &str) -> Option<String> {
+    let ib = inbox.lock_();
+    if ib.run.run_id != id {
+        return None;
+    }
+    Some(match ib.run.finished {
+        Some(r) => format!("run {id} finished: {}", r.as_str()),
+        None => format!("run {id} running"),
+    })
+}
+
 #[component]
 fn Controls(inbox: Shared, live: Live) -> impl IntoView {
     let prompt = RwSignal::new("Give me three tips for staying healthy.".to_string());
@@ -424,6 +437,27 @@ fn Controls(inbox: Shared, live: Live) -> impl IntoView {
     let tags = RwSignal::new(String::new());
     let experiment = RwSignal::new(String::new());
     let status = RwSignal::new(String::new());
+    // The run this panel started: its status follows the run's events (running,
+    // then how it ended), not only the answer to the POST.
+    let posted = RwSignal::new(String::new());
+    {
+        let inbox = Arc::clone(&inbox);
+        Effect::new(move |_| {
+            live.version.track();
+            live.finished.track();
+            let id = posted.get_untracked();
+            if id.is_empty() {
+                return;
+            }
+            // Not started yet: it waits in the queue, as the POST's answer said.
+            let Some(text) = run_status(&inbox, &id) else {
+                return;
+            };
+            if status.get_untracked() != text {
+                status.set(text);
+            }
+        });
+    }
     let models: RwSignal<Vec<(String, bool)>> = RwSignal::new(Vec::new());
     let sources: RwSignal<Vec<(String, bool, String)>> = RwSignal::new(Vec::new());
     spawn_local(async move {
@@ -461,7 +495,9 @@ fn Controls(inbox: Shared, live: Live) -> impl IntoView {
             );
         }
     });
+    let inbox_start = Arc::clone(&inbox);
     let start = move |_| {
+        let inbox_start = Arc::clone(&inbox_start);
         let num = |s: &str| s.trim().parse::<f64>().ok();
         let mut body = json!({
             "prompt": prompt.get_untracked(),
@@ -497,6 +533,11 @@ fn Controls(inbox: Shared, live: Live) -> impl IntoView {
                 match api("POST", "/api/profiling/generate", Some(body.to_string())).await {
                     Ok((202, v)) => {
                         let id = v["id"].as_str().unwrap_or_default();
+                        posted.set(id.to_string());
+                        // A short run may have ended before this answer came.
+                        if let Some(t) = run_status(&inbox_start, id) {
+                            return status.set(t);
+                        }
                         match v["queue_position"].as_u64() {
                             Some(0) | None => format!("run {id} starting"),
                             Some(n) => format!("run {id} queued: {n} ahead of it"),
@@ -514,6 +555,7 @@ fn Controls(inbox: Shared, live: Live) -> impl IntoView {
             status.set("no run is running".into());
             return;
         }
+        let inbox = Arc::clone(&inbox);
         spawn_local(async move {
             status.set(
                 match api(
@@ -523,7 +565,11 @@ fn Controls(inbox: Shared, live: Live) -> impl IntoView {
                 )
                 .await
                 {
-                    Ok((202, _)) => format!("stopping run {}…", run.run_id),
+                    // The run may have ended (its status set) before this answer.
+                    Ok((202, _)) => match run_status(&inbox, &run.run_id) {
+                        Some(t) if t.contains(" finished: ") => t,
+                        _ => format!("stopping run {}…", run.run_id),
+                    },
                     Ok((_, v)) => format!("stop refused: {}", error_text(&v)),
                     Err(e) => e,
                 },
