@@ -655,6 +655,60 @@ impl Index {
         }
         Ok((ok, failed))
     }
+
+    /// Index the unfinished traces in `dir` that the index lacks: runs whose process
+    /// died before it could close and index them (a killed server, a power loss) are
+    /// history too. A finished trace outside the index is left alone (recorded with
+    /// `--no-index`, or removed with `rm --keep-files`: kept out on purpose); so is a
+    /// file written in the last `quiet` (a recording in progress indexes its own run
+    /// when it ends) and one that does not decode. Returns the ids adopted.
+    pub fn adopt(
+        &mut self,
+        dir: &Path,
+        here: impl Fn() -> String,
+        quiet: Duration,
+    ) -> Result<Vec<String>> {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Ok(Vec::new());
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eprof"))
+            .collect();
+        files.sort();
+        let now = std::time::SystemTime::now();
+        let mut adopted = Vec::new();
+        for f in files {
+            // The file name is the run id for traces eprof writes there.
+            let Some(stem) = f.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if self.get(stem)?.is_some() {
+                continue;
+            }
+            let recent = std::fs::metadata(&f)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_none_or(|age| age < quiet);
+            if recent {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&f) else {
+                continue;
+            };
+            let Ok(d) = eprof_format::decode(&bytes) else {
+                continue;
+            };
+            if d.trace.end.is_some() || self.get(&d.trace.meta.id)?.is_some() {
+                continue;
+            }
+            let imported = d.trace.meta.machine.hostname != here();
+            self.insert(&d.trace, &f, imported)?;
+            adopted.push(d.trace.meta.id.clone());
+        }
+        Ok(adopted)
+    }
 }
 
 fn sql_err(path: &Path, e: rusqlite::Error) -> Error {

@@ -139,11 +139,26 @@ pub fn serve(
             });
             match made {
                 Ok(mut p) => {
-                    let _ = tx.send(Ok((
-                        p.catalog().clone(),
-                        p.probe_names(),
-                        p.take_warnings(),
-                    )));
+                    let mut notes = p.take_warnings();
+                    // Runs that died with a previous server (SIGKILL, power loss) left
+                    // readable traces but no index row: they are history too.
+                    let adopted = eprof_index::Index::open(&p.data().index()).and_then(|mut i| {
+                        i.adopt(
+                            &p.data().traces(),
+                            || eprof_core::machine::detect().hostname,
+                            std::time::Duration::ZERO,
+                        )
+                    });
+                    match adopted {
+                        Ok(ids) if !ids.is_empty() => notes.push(format!(
+                            "indexed {} trace(s) the index lacked (runs that ended without being indexed): {}",
+                            ids.len(),
+                            ids.join(", ")
+                        )),
+                        Ok(_) => {}
+                        Err(e) => notes.push(format!("could not adopt unindexed traces: {e}")),
+                    }
+                    let _ = tx.send(Ok((p.catalog().clone(), p.probe_names(), notes)));
                     worker::run(p, q, h, m);
                 }
                 Err(e) => {

@@ -19,7 +19,10 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+    /// A server on an existing data directory (a previous server's).
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let mut child = Command::new(eprof_bin())
             .args(["serve", "--port", "0"])
             .args(extra)
@@ -741,4 +744,47 @@ fn smollm2_deep_every_layer_and_component_of_every_token_arrives() {
     }
     let show: Value = serde_json::from_str(&s.cli(&["show", &id, "--json"])).unwrap();
     assert_eq!(done["summary"], show);
+}
+
+#[test]
+fn a_run_killed_with_its_server_is_in_the_next_servers_history() {
+    let mut s = Server::start(&["--model", "builtin:tiny-llama"]);
+    let mut ws = s.ws();
+    next(&mut ws);
+    let run = s.post("/api/profiling/generate", &tiny_run(8000)).json();
+    let id = run["id"].as_str().unwrap().to_string();
+    let mut tokens = 0;
+    for _ in 0..1_000_000 {
+        if next(&mut ws)["type"] == "token_complete" {
+            tokens += 1;
+            if tokens == 50 {
+                break;
+            }
+        }
+    }
+    // The trace reaches the file at least every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    s.child.kill().unwrap(); // SIGKILL: nothing is closed, nothing indexed
+    s.child.wait().unwrap();
+    drop(s);
+    assert!(
+        dir.path()
+            .join("traces")
+            .join(format!("{id}.eprof"))
+            .exists()
+    );
+
+    let s = Server::start_in(dir, &["--model", "builtin:tiny-llama"]);
+    let runs = s.get("/api/profiling/runs").json();
+    let ids: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(ids.contains(&id.as_str()), "{runs}");
+    let shown = s.get(&format!("/api/profiling/run/{id}/summary"));
+    assert_eq!(shown.status, 200, "{}", shown.text());
+    assert!(shown.json()["generated_tokens"].as_u64().unwrap() >= 1);
 }

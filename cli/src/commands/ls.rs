@@ -8,8 +8,24 @@ use crate::fmt::{self, Table};
 
 use super::Out;
 
+/// Traces written this long ago and not indexed are adopted by `ls`: a run whose
+/// process died before indexing it. Newer ones may be recordings in progress.
+const ADOPT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
-    let idx = Index::open(&data.index())?;
+    let mut idx = Index::open(&data.index())?;
+    let adopted = idx.adopt(
+        &data.traces(),
+        || eprof_core::machine::detect().hostname,
+        ADOPT_AFTER,
+    )?;
+    if !adopted.is_empty() && !a.json {
+        eprintln!(
+            "note: indexed {} trace(s) the index lacked (runs that ended without being indexed): {}",
+            adopted.len(),
+            adopted.join(", ")
+        );
+    }
     if a.groups {
         return groups(&idx, a.json, out);
     }
