@@ -213,6 +213,40 @@ try {
   const hash = await deep.evaluate(() => location.hash);
   check(hash.includes(`run=${id}`) && hash.includes("token=12") && hash.includes("metric=time"), `the URL keeps the run, token and metric (${hash})`);
 
+  // A server with a token: the history's downloads carry it (a link cannot send the
+  // Authorization header), and they download.
+  const token = "0123456789abcdef0123";
+  const tokenServer = spawn(bin, ["--data-dir", dataDir, "serve", "--port", "0", "--model", model, "--token", token], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    const turl = await new Promise((ok, fail) => {
+      let buf = "";
+      const t = setTimeout(() => fail(new Error(`eprof serve --token printed no address: ${buf}`)), 60000);
+      tokenServer.stdout.on("data", (d) => {
+        buf += d;
+        const m = buf.match(/http:\/\/127\.0\.0\.1:\d+\//);
+        if (m) { clearTimeout(t); ok(m[0]); }
+      });
+      tokenServer.on("exit", (c) => fail(new Error(`eprof serve --token exited (${c})`)));
+    });
+    const tp = await newPage("token-server");
+    await tp.goto(`${turl}#auth=${token}`);
+    await tp.waitForSelector(`#hist-table .hist-row[data-id='${id}'] .hist-export`, { timeout: 60000 });
+    const hrefs = await tp.locator(`#hist-table .hist-row[data-id='${id}'] .hist-export`).evaluateAll((as) => as.map((a) => a.href));
+    eq(hrefs.length, 4, "the token server's history offers the four downloads");
+    check(hrefs.every((h) => h.includes(`token=${token}`)), `each download link carries the token (${hrefs[0]})`);
+    for (const h of hrefs) {
+      const r = await tp.evaluate(async (h) => { const r = await fetch(h); return { status: r.status, size: (await r.arrayBuffer()).byteLength }; }, h);
+      check(r.status === 200 && r.size > 0, `download ${h.split("?")[1].split("&token")[0]}: ${r.status}, ${r.size} bytes`);
+    }
+    // (Fetched from here, not the page: the page would log the refusal as an error.)
+    const bare = (await fetch(hrefs[0].replace(/&token=[^&]*/, ""))).status;
+    eq(bare, 401, "the same link without the token is refused");
+  } finally {
+    tokenServer.kill();
+  }
+
   // The offline file has none of it (the viewer test checks the rest of it).
   const offline = await newPage("offline");
   await offline.goto(`file://${join(root, "target/viewer/eprof-viewer.html")}`);

@@ -831,11 +831,23 @@ fn History(finished: RwSignal<u64>) -> impl IntoView {
                     .replace('T', " ")[..16]
                     .to_string()
             });
+            // A link cannot send the Authorization header: on a server with a token
+            // the query carries it (the server takes `?token=` on every guarded path).
+            let auth_q = auth()
+                .map(|t| {
+                    format!(
+                        "&token={}",
+                        esc(&js_sys::encode_uri_component(&t)
+                            .as_string()
+                            .unwrap_or_default())
+                    )
+                })
+                .unwrap_or_default();
             let exports = ["json", "chrome", "eprof", "csv&table=tokens"]
                 .iter()
                 .map(|f| {
                     let name = f.split('&').next().unwrap_or(f);
-                    format!(r#"<a class="hist-export" href="/api/profiling/export/{e}?format={f}" download>{name}</a>"#)
+                    format!(r#"<a class="hist-export" href="/api/profiling/export/{e}?format={f}{auth_q}" download>{name}</a>"#)
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
