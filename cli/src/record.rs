@@ -227,6 +227,10 @@ impl RunSink for TerminalSink {
     fn wants_sites(&self) -> bool {
         false
     }
+
+    fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+        Some(Arc::clone(&self.stop))
+    }
 }
 
 /// `Break` once Ctrl-C was pressed: the run stops at the next token.

@@ -38,6 +38,9 @@ pub struct SessionConfig {
     pub interval: Duration,
     /// Idle measurement before the run; zero disables it.
     pub idle_baseline: Duration,
+    /// Set when the run is cancelled: the idle baseline stops waiting (and is then
+    /// not recorded).
+    pub cancel: Option<Arc<AtomicBool>>,
     /// Counter sources: also read at step boundaries, so per-token energy is measured.
     pub boundary_reads: bool,
     /// The model's sites; their ids are their indices.
@@ -337,6 +340,7 @@ impl Session {
             clock,
             interval,
             idle_baseline,
+            cancel,
             boundary_reads,
             sites,
             probes,
@@ -440,7 +444,7 @@ impl Session {
         };
         s.recompute_wants();
         if !idle_baseline.is_zero() {
-            s.measure_baseline(idle_baseline)?;
+            s.measure_baseline(idle_baseline, cancel.as_deref())?;
         }
         Ok(s)
     }
@@ -492,9 +496,21 @@ impl Session {
         }
     }
 
-    fn measure_baseline(&mut self, d: Duration) -> Result<()> {
+    fn measure_baseline(&mut self, d: Duration, cancel: Option<&AtomicBool>) -> Result<()> {
         let start = self.clock.now();
-        std::thread::sleep(d);
+        let until = std::time::Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+                // Cancelled while idle: no baseline (a shortened one would not be the
+                // one asked for); the run ends `cancelled` at its first event.
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
         let end = self.boundary_or_now();
         let a = Attribution::from_samples(&self.desc, &lock(&self.shared.state).samples);
         let b = IdleBaseline {

@@ -101,6 +101,7 @@ fn start_with(
             clock,
             interval,
             idle_baseline: idle,
+            cancel: None,
             boundary_reads: true,
             sites: vec![SiteDef {
                 layer: Some(0),

@@ -410,6 +410,7 @@ impl Profiler {
             tags: req.tags.clone(),
             experiment: req.experiment.clone(),
         };
+        let cancel = sink.cancel_flag();
         let mut live = Live::new(sink, meta.power.clone());
         live.send(RunEvent::RunStarted(Box::new(RunStarted {
             run_id: id.to_string(),
@@ -436,6 +437,7 @@ impl Profiler {
                 clock,
                 interval,
                 idle_baseline: Duration::from_millis(req.idle_ms),
+                cancel,
                 boundary_reads: true,
                 sites,
                 probes,

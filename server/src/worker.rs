@@ -188,7 +188,7 @@ pub fn run_message(e: &RunEvent, run_id: &str) -> Msg {
 struct HubSink<'a> {
     hub: &'a Hub,
     metrics: &'a Metrics,
-    cancel: &'a AtomicBool,
+    cancel: &'a Arc<AtomicBool>,
     run_id: &'a str,
 }
 
@@ -201,6 +201,10 @@ impl RunSink for HubSink<'_> {
         } else {
             ControlFlow::Continue(())
         }
+    }
+
+    fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+        Some(Arc::clone(self.cancel))
     }
 }
 

@@ -788,3 +788,34 @@ fn a_run_killed_with_its_server_is_in_the_next_servers_history() {
     assert_eq!(shown.status, 200, "{}", shown.text());
     assert!(shown.json()["generated_tokens"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn delete_cancels_a_run_during_its_idle_baseline() {
+    let s = Server::start(&["--model", "builtin:tiny-llama"]);
+    let mut ws = s.ws();
+    next(&mut ws);
+    // A minute of idle baseline, the most a request may ask for.
+    let body = json!({"prompt": "Hello", "max_tokens": 4, "power": "synthetic", "idle_ms": 60000});
+    let run = s.post("/api/profiling/generate", &body).json();
+    let id = run["id"].as_str().unwrap().to_string();
+    for _ in 0..1000 {
+        let m = next(&mut ws);
+        if m["type"] == "run_started" && m["run_id"] == id.as_str() {
+            break;
+        }
+    }
+    let t = Instant::now();
+    let d = s.delete(&format!("/api/profiling/run/{id}"));
+    assert_eq!(d.json()["status"], "cancelling", "{}", d.text());
+    let msgs = until_complete(&mut ws, &id, 100_000);
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(20), "the cancel waited {took:?}");
+    let done = msgs.last().unwrap();
+    assert_eq!(done["type"], "inference_complete", "{done}");
+    assert_eq!(done["stop_reason"], "cancelled");
+    // The worker is free: the next run starts and finishes.
+    let next_run = s.post("/api/profiling/generate", &tiny_run(2)).json();
+    let nid = next_run["id"].as_str().unwrap();
+    let m = until_complete(&mut ws, nid, 100_000);
+    assert_eq!(m.last().unwrap()["type"], "inference_complete");
+}

@@ -73,6 +73,7 @@ fn auto_records_nvml_and_rapl_together_each_with_its_resolution() {
             clock,
             interval: Duration::from_millis(5),
             idle_baseline: Duration::ZERO,
+            cancel: None,
             boundary_reads: true,
             sites: vec![SiteDef {
                 layer: Some(0),

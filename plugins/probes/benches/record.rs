@@ -93,6 +93,7 @@ fn session(variant: Variant, dir: &std::path::Path) -> Session {
             clock,
             interval: Duration::from_millis(100),
             idle_baseline: Duration::ZERO,
+            cancel: None,
             boundary_reads: true,
             sites,
             sync_device: false,
