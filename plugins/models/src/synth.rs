@@ -301,8 +301,9 @@ impl Shape {
     }
 }
 
-/// Byte-level BPE metadata for a vocabulary of `vocab` tokens.
-fn tokenizer_metadata(vocab: usize) -> Vec<(String, gguf_file::Value)> {
+/// Byte-level BPE metadata for a vocabulary of `vocab` tokens (also what the
+/// tokenizer fuzz target tokenizes with).
+pub fn tokenizer_metadata(vocab: usize) -> Vec<(String, gguf_file::Value)> {
     use gguf_file::Value as V;
     // GPT-2's byte-to-character map: printable bytes stand for themselves, the others
     // are shifted above 255.

@@ -1,4 +1,4 @@
-//! `cargo +nightly fuzz run decode` (from formats/): the decoder must never panic and
+//! The trace reader (`scripts/fuzz.sh`, or `cargo +nightly fuzz run decode` in fuzz/): it must never panic and
 //! never allocate more than a bounded multiple of its input, whatever the bytes.
 #![no_main]
 
