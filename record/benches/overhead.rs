@@ -57,6 +57,9 @@ fn argmax(t: &Tensor) -> u32 {
 #[derive(Clone, Copy)]
 struct Timing {
     prefill_s: f64,
+    /// Time to first token: the pipeline's start to the end of prefill (the
+    /// reference: its prefill).
+    ttft_s: f64,
     /// Decode steps over the decode phase's time: what a user sees.
     tokens_per_s: f64,
     /// One over the median decode step's time: the same cost per step, without the
@@ -87,6 +90,7 @@ fn run_ref(m: &mut Reference, prompt: &[u32], n: usize) -> Timing {
     }
     Timing {
         prefill_s: prefill,
+        ttft_s: prefill,
         tokens_per_s: n as f64 / t.elapsed().as_secs_f64(),
         median_step_per_s: 1.0 / median(steps),
     }
@@ -160,6 +164,10 @@ fn run_with(
         .collect();
     Timing {
         prefill_s: prefill as f64 * 1e-9,
+        ttft_s: run
+            .summary
+            .time_to_first_token_ns
+            .map_or(f64::NAN, |t| t as f64 * 1e-9),
         tokens_per_s: run.summary.decode_tokens_per_s.unwrap_or(f64::NAN),
         median_step_per_s: 1.0 / median(steps),
     }
@@ -352,6 +360,7 @@ fn main() {
     let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut step_tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut ttft: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut json = JsonSink::default();
     // One warm-up round, not counted.
     for round in 0..=rounds {
@@ -361,6 +370,7 @@ fn main() {
         let mut res = vec![
             Timing {
                 prefill_s: f64::NAN,
+                ttft_s: f64::NAN,
                 tokens_per_s: f64::NAN,
                 median_step_per_s: f64::NAN,
             };
@@ -408,6 +418,7 @@ fn main() {
             prefill[i].push(r.prefill_s);
             tps[i].push(r.tokens_per_s);
             step_tps[i].push(r.median_step_per_s);
+            ttft[i].push(r.ttft_s * 1e3);
         }
     }
     let threads = rayon_threads();
@@ -482,6 +493,20 @@ fn main() {
             "| {} | {:.1} | {vs} | {verdict} |",
             names[i],
             median(step_tps[i].clone())
+        );
+    }
+    println!();
+    println!(
+        "Time to first token (the pipeline's start to the end of prefill; the reference: its prefill), the same rounds; vs off, + is slower."
+    );
+    println!("| variant | time to first token, ms | vs off (95% interval) | verdict |");
+    println!("|---|---|---|---|");
+    for i in 0..names.len() {
+        let (vs, verdict) = vs_off(&ttft, i);
+        println!(
+            "| {} | {:.2} | {vs} | {verdict} |",
+            names[i],
+            median(ttft[i].clone())
         );
     }
 }
