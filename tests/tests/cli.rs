@@ -662,6 +662,14 @@ fn bench_groups_interleaved_runs_and_compare_recomputes_from_the_traces() {
         .to_string();
     assert!(stderr.contains(&format!("bench {group}:")), "{stderr}");
 
+    // A group id where a run is expected points to what takes groups.
+    let o = e.run(&["show", &group]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("is a group of runs") && err.contains("eprof compare"),
+        "{err}"
+    );
+
     // Ten runs in one group, alternating configurations, repeats 0..5 each.
     let runs = e.json(&["ls", "--group", &group, "--json"]);
     let runs = runs.as_array().unwrap();

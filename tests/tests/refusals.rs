@@ -78,3 +78,27 @@ fn bench_cooldown_must_be_a_finite_number_of_seconds() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn errors_name_what_is_wrong_with_a_model_folder_or_a_trace_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("tiny.Q4_0.gguf"), b"not really").unwrap();
+    // The folder that holds the GGUF file, given as the model.
+    let o = run(&["record", "hi", "--model", models.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("without config.json") && err.contains("tiny.Q4_0.gguf"),
+        "{err}"
+    );
+    // A trace path that does not exist is a missing file, not a missing run.
+    let o = run(&["show", "/path/that/does/not/exist.eprof"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("no such file") && !err.contains("index"),
+        "{err}"
+    );
+}

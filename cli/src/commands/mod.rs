@@ -50,6 +50,31 @@ pub(crate) fn resolve(data: &DataDir, run: &str) -> anyhow::Result<PathBuf> {
     if p.exists() {
         return Ok(p.to_path_buf());
     }
+    // What looks like a file (a path, or a name ending in .eprof) is not a run id:
+    // say the file is missing rather than "no run in the index".
+    if run.contains(std::path::MAIN_SEPARATOR) || run.ends_with(".eprof") {
+        return Err(Exit(1, format!("{run}: no such file")).into());
+    }
+    // A group id (`eprof bench`) names several runs.
+    if run.starts_with('g')
+        && run.len() == 13
+        && let Ok(idx) = Index::open(&data.index())
+        && idx
+            .list(&eprof_index::RunFilter {
+                group: Some(run.to_string()),
+                limit: Some(1),
+                ..Default::default()
+            })
+            .is_ok_and(|r| !r.is_empty())
+    {
+        return Err(Exit(
+            1,
+            format!(
+                "{run} is a group of runs (eprof bench): `eprof ls --group {run}` lists them, `eprof compare {run}` compares its configurations"
+            ),
+        )
+        .into());
+    }
     let idx = Index::open(&data.index())?;
     Ok(PathBuf::from(idx.find(run)?.trace_path))
 }

@@ -48,6 +48,28 @@ pub fn detect(path: &Path) -> Result<ModelSource> {
         ));
     }
     if path.is_dir() {
+        if !path.join("config.json").exists() {
+            // Likely the folder that holds the model file, given for the file.
+            let mut ggufs: Vec<String> = std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+                .map(|p| p.display().to_string())
+                .collect();
+            ggufs.sort();
+            return Err(merr(
+                path,
+                if ggufs.is_empty() {
+                    "is a folder without config.json, so not a Hugging Face model folder, and it holds no .gguf file".to_string()
+                } else {
+                    format!(
+                        "is a folder without config.json, so not a Hugging Face model folder; give one of its GGUF files instead: {}",
+                        ggufs.join(", ")
+                    )
+                },
+            ));
+        }
         let cfg = read_hf_config(path)?;
         return Ok(ModelSource {
             path: path.to_path_buf(),
