@@ -3,7 +3,6 @@
 //! resolution and label, the total their sum.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use eprof_core::power::SourceOptions;
@@ -29,29 +28,18 @@ fn auto_records_nvml_and_rapl_together_each_with_its_resolution() {
     eprof_power::link();
     // The registry reads EPROF_NVML_LIB and EPROF_RAPL_ROOT: set them in a child
     // process only.
-    if std::env::var_os("EPROF_RAPL_ROOT").is_none() {
-        let sysfs = tempfile::tempdir().unwrap();
-        zone(sysfs.path(), "intel-rapl:0", "package-0", 10_000_000);
-        zone(sysfs.path(), "intel-rapl:0:0", "dram", 2_000_000);
-        let exe = std::env::current_exe().unwrap();
-        let out = Command::new(exe)
-            .args([
-                "auto_records_nvml_and_rapl_together_each_with_its_resolution",
-                "--exact",
-                "--nocapture",
-            ])
-            .env("EPROF_RAPL_ROOT", sysfs.path())
-            .env("EPROF_NVML_LIB", fake_lib())
-            .env("FAKE_NVML_PERIOD_MS", "10")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+    let sysfs = tempfile::tempdir().unwrap();
+    zone(sysfs.path(), "intel-rapl:0", "package-0", 10_000_000);
+    zone(sysfs.path(), "intel-rapl:0:0", "dram", 2_000_000);
+    if common::in_child(
+        "auto_records_nvml_and_rapl_together_each_with_its_resolution",
+        "EPROF_RAPL_ROOT",
+        &[
+            ("EPROF_RAPL_ROOT", sysfs.path().into()),
+            ("EPROF_NVML_LIB", fake_lib().into()),
+            ("FAKE_NVML_PERIOD_MS", "10".into()),
+        ],
+    ) {
         return;
     }
     let root = std::path::PathBuf::from(std::env::var_os("EPROF_RAPL_ROOT").unwrap());

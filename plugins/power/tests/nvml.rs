@@ -2,8 +2,6 @@
 //! path: the energy counter's deltas, the fallback to power polling, and the error
 //! when no driver is installed.
 
-use std::process::Command;
-
 use eprof_core::power::{CounterUnwrap, PowerSource};
 use eprof_format::SourceKind;
 use eprof_power::nvml::Nvml;
@@ -40,19 +38,11 @@ fn counter_mode_gives_energy_deltas_and_gpu_details() {
 
 #[test]
 fn unsupported_counter_falls_back_to_power_polling() {
-    // Run in a child process so the environment change stays there.
-    if std::env::var("FAKE_NVML_MODE").is_err() {
-        let exe = std::env::current_exe().unwrap();
-        let st = Command::new(exe)
-            .args([
-                "unsupported_counter_falls_back_to_power_polling",
-                "--exact",
-                "--nocapture",
-            ])
-            .env("FAKE_NVML_MODE", "nosupport")
-            .status()
-            .unwrap();
-        assert!(st.success());
+    if common::in_child(
+        "unsupported_counter_falls_back_to_power_polling",
+        "FAKE_NVML_MODE",
+        &[("FAKE_NVML_MODE", "nosupport".into())],
+    ) {
         return;
     }
     let mut n = Nvml::open(fake_lib().to_str().unwrap()).unwrap();
@@ -83,25 +73,11 @@ fn a_missing_library_says_the_driver_is_not_found() {
 fn the_counter_update_period_is_measured_and_becomes_the_resolution() {
     // A child process: the fake reads FAKE_NVML_PERIOD_MS, and the measurement is
     // cached per process.
-    if std::env::var("FAKE_NVML_PERIOD_MS").is_err() {
-        let exe = std::env::current_exe().unwrap();
-        let out = Command::new(exe)
-            .args([
-                "the_counter_update_period_is_measured_and_becomes_the_resolution",
-                "--exact",
-                "--nocapture",
-            ])
-            .env("FAKE_NVML_PERIOD_MS", "20")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // A stale test name would run nothing and pass: the child must have run it.
-        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+    if common::in_child(
+        "the_counter_update_period_is_measured_and_becomes_the_resolution",
+        "FAKE_NVML_PERIOD_MS",
+        &[("FAKE_NVML_PERIOD_MS", "20".into())],
+    ) {
         return;
     }
     let n = Nvml::open(fake_lib().to_str().unwrap()).unwrap();

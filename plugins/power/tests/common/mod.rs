@@ -30,3 +30,29 @@ pub fn fake_lib() -> PathBuf {
     })
     .clone()
 }
+
+/// Run test `name` of this binary again in a child process with `env` set (the
+/// environment change stays there), and check that it ran and passed. `true` in the
+/// parent, which then returns; `false` in the child (where `marker` is set), which
+/// runs the test's body. A stale name would run no test: that fails too.
+pub fn in_child(name: &str, marker: &str, env: &[(&str, std::ffi::OsString)]) -> bool {
+    if std::env::var_os(marker).is_some() {
+        return false;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture"])
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 passed"),
+        "the child ran no test {name:?}: {text}"
+    );
+    true
+}
