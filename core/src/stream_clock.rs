@@ -76,6 +76,11 @@ impl EventSpans {
     /// Start a step: synchronize the device, then anchor mark 0 at `host_now_ns`
     /// (read right after the synchronization).
     pub fn begin(&mut self, rec: &dyn Recorder) -> Result<()> {
+        if self.open {
+            // The last step failed before its end: forget its marks.
+            self.clock.resolve(&mut self.times)?;
+            self.times.clear();
+        }
         self.clock.synchronize()?;
         self.anchor_ns = rec.now();
         self.pending.clear();
@@ -290,6 +295,28 @@ mod tests {
         // Finishing a step that was not begun hands over nothing.
         ev.finish(&mut rec).unwrap();
         assert_eq!(rec.spans.len(), 3);
+    }
+
+    #[test]
+    fn a_step_that_failed_midway_leaves_nothing_for_the_next() {
+        let clock = crate::Clock::start();
+        let mut ev = EventSpans::new(Box::new(HostStreamClock::new(clock)));
+        let mut rec = Collect {
+            now: clock.now(),
+            ..Default::default()
+        };
+        ev.begin(&rec).unwrap();
+        let a = ev.mark().unwrap();
+        let b = ev.mark().unwrap();
+        ev.span(1, a, b);
+        // No finish: the forward pass failed. The next step starts clean.
+        ev.begin(&rec).unwrap();
+        let a = ev.mark().unwrap();
+        let b = ev.mark().unwrap();
+        ev.span(2, a, b);
+        ev.finish(&mut rec).unwrap();
+        let sites: Vec<SiteId> = rec.spans.iter().map(|s| s.0).collect();
+        assert_eq!(sites, [2]);
     }
 
     #[test]

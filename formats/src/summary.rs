@@ -143,6 +143,7 @@ pub struct Summary {
     pub source_kind: SourceKind,
     /// Each channel's energy over the pipeline, with its source, label and
     /// resolution (a run that combines NVML and RAPL has a line for each).
+    #[serde(default)]
     pub channels: Vec<ChannelRow>,
     pub resolution_ns: u64,
     pub nominal_resolution_ns: u64,
