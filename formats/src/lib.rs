@@ -27,4 +27,4 @@ pub use error::FormatError;
 pub use model::*;
 pub use reader::{Decoded, Truncation, decode, decode_complete, decode_with_progress};
 pub use summary::{Energies, Grid, GridMetric, StepOrder, Summary};
-pub use writer::{TraceWriter, encode};
+pub use writer::{TraceWriter, encode, try_encode};

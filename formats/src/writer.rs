@@ -214,10 +214,16 @@ impl<W: Write> TraceWriter<W> {
     }
 }
 
-/// Encode a whole trace at once (imports, exports, tests).
+/// Encode a whole trace at once (imports, exports, tests). Writing into a Vec cannot
+/// fail and chunk sizes are bounded by ROWS_PER_CHUNK; where a failure would lose
+/// data (a file rewritten in place), use [`try_encode`].
 pub fn encode(trace: &Trace) -> Vec<u8> {
-    // Writing into a Vec cannot fail, and chunk sizes are bounded by ROWS_PER_CHUNK.
     encode_into(trace, Vec::new()).unwrap_or_default()
+}
+
+/// [`encode`], with the error instead of an empty result.
+pub fn try_encode(trace: &Trace) -> Result<Vec<u8>, FormatError> {
+    encode_into(trace, Vec::new())
 }
 
 fn encode_into(trace: &Trace, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {

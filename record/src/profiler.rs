@@ -347,8 +347,9 @@ impl Profiler {
                 stale_reads: 0,
             });
         }
+        let bytes = eprof_format::try_encode(&trace)?;
         let tmp = path.with_extension("eprof.tmp");
-        std::fs::write(&tmp, eprof_format::encode(&trace))
+        std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| {
                 RecordError::new(
