@@ -77,9 +77,20 @@ EOF
   "$bin" model synth --shape llama-3.2-1b --dtype q4_0 "$work/llama-3.2-1b.q4_0.gguf" >&2
   "$bin" model info --json "$work/llama-3.2-1b.q4_0.gguf" >"$work/info-1b.json"
 
+  # A step that fails leaves its error in the JSON and the others still run: the
+  # first run on a GPU is when the CUDA paths are first exercised.
+  attempt() { # attempt OUT.json CMD...: CMD's stdout to OUT.json, or its error there
+    local dest="$1"
+    shift
+    if ! "$@" >"$dest" 2>"$dest.err"; then
+      python3 -c 'import json, sys; print(json.dumps({"error": open(sys.argv[1]).read()[-3000:]}))' "$dest.err" >"$dest"
+      echo "gpu-check: failed: $*" >&2
+      tail -5 "$dest.err" >&2
+    fi
+  }
   echo "CUDA against CPU logits..." >&2
-  "$bin" model check-device --device "$device" --tokens 8 --json "$work/llama-3.2-1b.q4_0.gguf" >"$work/logits-1b.json"
-  "$bin" model check-device --device "$device" --tokens 8 --json builtin:tiny-llama >"$work/logits-tiny.json"
+  attempt "$work/logits-1b.json" "$bin" model check-device --device "$device" --tokens 8 --json "$work/llama-3.2-1b.q4_0.gguf"
+  attempt "$work/logits-tiny.json" "$bin" model check-device --device "$device" --tokens 8 --json builtin:tiny-llama
 
   local prompt="Explain, step by step, how a transformer decodes one token."
   for model in "$work/llama-3.2-1b.q4_0.gguf" builtin:tiny-llama; do
@@ -94,9 +105,9 @@ EOF
       order=("${order[@]:$k}" "${order[@]:0:$k}")
       for depth in "${order[@]}"; do
         echo "$name round $r $depth" >&2
-        "$bin" record --model "$model" --device "$device" --depth "$depth" --max-tokens "$tokens" \
-          --no-index --json --out "$work/$name-$depth-$r.eprof" "$prompt" \
-          >"$work/$name-$depth-$r.json"
+        attempt "$work/$name-$depth-$r.json" "$bin" record --model "$model" --device "$device" \
+          --depth "$depth" --max-tokens "$tokens" --no-index --json \
+          --out "$work/$name-$depth-$r.eprof" "$prompt"
       done
     done
   done
