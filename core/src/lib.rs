@@ -36,4 +36,12 @@ pub use session::{Flushed, Session, SessionConfig};
 pub use stream_clock::{EventSpans, HostStreamClock, StreamClock};
 
 pub use eprof_format as format;
+
+/// The text of a caught panic's payload (`panic!("...")` or a formatted message).
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
 pub use eprof_plugin_api as plugin_api;

@@ -806,7 +806,7 @@ impl Session {
             match r {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => failures.push((i, e.to_string())),
-                Err(p) => failures.push((i, format!("panicked: {}", panic_text(&*p)))),
+                Err(p) => failures.push((i, format!("panicked: {}", crate::panic_text(&*p)))),
             }
         }
         for (i, why) in failures {
@@ -871,7 +871,7 @@ impl Session {
                         break;
                     }
                     Err(p) => {
-                        failures.push((i, format!("panicked: {}", panic_text(&*p))));
+                        failures.push((i, format!("panicked: {}", crate::panic_text(&*p))));
                         break;
                     }
                 }
@@ -1036,13 +1036,6 @@ impl Recorder for Session {
     fn sync_device(&self) -> bool {
         self.sync_device
     }
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub mod writer;
 pub use attribution::{Attribution, Energy, EnergyLabel};
 pub use error::FormatError;
 pub use model::*;
-pub use reader::{Decoded, Truncation, decode, decode_complete, decode_with_progress};
+pub use reader::{
+    Decoded, Truncation, decode, decode_complete, decode_with_progress, ends_finished,
+};
 pub use summary::{Energies, Grid, GridMetric, StepOrder, Summary};
 pub use writer::{TraceWriter, encode, try_encode};

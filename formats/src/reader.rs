@@ -157,6 +157,37 @@ pub fn decode_with_progress(
 }
 
 /// Decode a trace that must be complete.
+/// Whether a trace file whose last bytes are `tail` ends with its `END_` chunk (the
+/// run finished and closed it), without decoding the file: an `END_` tag whose length
+/// and checksum make a chunk that ends exactly at the end of `tail`. `tail` must hold
+/// that whole chunk (the run's generated text and a few numbers); a tail too short for
+/// it reads as unfinished.
+pub fn ends_finished(tail: &[u8]) -> bool {
+    let n = tail.len();
+    let mut at = n.saturating_sub(codec::CHUNK_OVERHEAD);
+    loop {
+        if tail[at..].starts_with(&tag::END) {
+            let len = tail
+                .get(at + 4..at + 8)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            if let Some(len) = len
+                && at + codec::CHUNK_OVERHEAD + len == n
+            {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&tail[at..at + 4]);
+                crc.update(&tail[at + 8..at + 8 + len]);
+                if crc.finalize().to_le_bytes() == tail[n - 4..] {
+                    return true;
+                }
+            }
+        }
+        if at == 0 {
+            return false;
+        }
+        at -= 1;
+    }
+}
+
 pub fn decode_complete(bytes: &[u8]) -> Result<Trace, FormatError> {
     let d = decode(bytes)?;
     match d.truncation {

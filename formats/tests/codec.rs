@@ -279,3 +279,28 @@ proptest! {
         let _ = decode(&bytes);
     }
 }
+
+#[test]
+fn ends_finished_reads_only_the_last_chunk() {
+    let t = small(Depth::Module);
+    let bytes = encode(&t);
+    assert!(eprof_format::ends_finished(&bytes));
+    // Any tail that holds the END_ chunk will do.
+    assert!(eprof_format::ends_finished(&bytes[bytes.len() - 200..]));
+    // Cut anywhere before the end: unfinished.
+    for cut in [1, 4, 12, 40] {
+        assert!(
+            !eprof_format::ends_finished(&bytes[..bytes.len() - cut]),
+            "{cut}"
+        );
+    }
+    let mut open = t.clone();
+    open.end = None;
+    assert!(!eprof_format::ends_finished(&encode(&open)));
+    // A flipped byte in the END_ payload fails its checksum.
+    let mut bad = bytes.clone();
+    let n = bad.len();
+    bad[n - 6] ^= 0x55;
+    assert!(!eprof_format::ends_finished(&bad));
+    assert!(!eprof_format::ends_finished(b""));
+}

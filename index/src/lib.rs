@@ -691,7 +691,9 @@ impl Index {
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .is_none_or(|age| age < quiet);
-            if recent {
+            // A finished trace is kept out on purpose: known from its last chunk,
+            // without reading (or decoding) the whole file on every call.
+            if recent || tail(&f).is_none_or(|t| eprof_format::ends_finished(&t)) {
                 continue;
             }
             let Ok(bytes) = std::fs::read(&f) else {
@@ -709,6 +711,19 @@ impl Index {
         }
         Ok(adopted)
     }
+}
+
+/// The last MiB of a file (enough for a trace's `END_` chunk: the generated text and
+/// a few numbers); `None` if it cannot be read.
+fn tail(path: &Path) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 1 << 20;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut buf = Vec::with_capacity(len.min(TAIL) as usize);
+    f.read_to_end(&mut buf).ok()?;
+    Some(buf)
 }
 
 fn sql_err(path: &Path, e: rusqlite::Error) -> Error {

@@ -209,7 +209,7 @@ impl Profiler {
                 .unwrap_or_else(|p| {
                     Err(eprof_core::Error::model(
                         path.display().to_string(),
-                        format!("loading panicked: {}", panic_message(p.as_ref())),
+                        format!("loading panicked: {}", eprof_core::panic_text(p.as_ref())),
                     ))
                 })?;
         loaded.identity.file_hash = model_hash(&path)?;
@@ -292,7 +292,7 @@ impl Profiler {
             self.record_inner(model, req, id, sink)
         }))
         .unwrap_or_else(|p| {
-            let what = panic_message(p.as_ref());
+            let what = eprof_core::panic_text(p.as_ref());
             let out = req.out.clone().unwrap_or_else(|| self.data.trace_path(id));
             let kept = self.close_as_error(&out, &format!("panic: {what}"), req.index);
             let mut e = RecordError::new(
@@ -762,12 +762,4 @@ fn models_in_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// The text of a panic's payload.
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
