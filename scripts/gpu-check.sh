@@ -42,6 +42,8 @@ run() {
   local out="${OUT:-$(mktemp -d)}" work bin
   work="$(mktemp -d)"
   mkdir -p "$out"
+  # Progress to a log that comes back even when the run is stopped at its limit.
+  exec 2> >(tee "$out/gpu-check.log" >&2)
   bin="${EPROF_BIN:-$work/eprof}"
   if [ -z "${EPROF_BIN:-}" ]; then
     [ -f .gpu-check/eprof.xz ] || { echo "gpu-check: no .gpu-check/eprof.xz: run 'scripts/gpu-check.sh build' here and carry .gpu-check" >&2; exit 1; }
@@ -82,7 +84,8 @@ EOF
   attempt() { # attempt OUT.json CMD...: CMD's stdout to OUT.json, or its error there
     local dest="$1"
     shift
-    if ! "$@" >"$dest" 2>"$dest.err"; then
+    # Bounded: a hang on a device seen for the first time must not eat the lease.
+    if ! timeout -k 5 "${STEP_TIMEOUT:-120}" "$@" >"$dest" 2>"$dest.err"; then
       python3 -c 'import json, sys; print(json.dumps({"error": open(sys.argv[1]).read()[-3000:]}))' "$dest.err" >"$dest"
       echo "gpu-check: failed: $*" >&2
       tail -5 "$dest.err" >&2
@@ -91,6 +94,12 @@ EOF
   echo "CUDA against CPU logits..." >&2
   attempt "$work/logits-1b.json" "$bin" model check-device --device "$device" --tokens 8 --json "$work/llama-3.2-1b.q4_0.gguf"
   attempt "$work/logits-tiny.json" "$bin" model check-device --device "$device" --tokens 8 --json builtin:tiny-llama
+  # The other adapters, with k-quants: Qwen2 (biases, tied head) and Gemma 3 (its
+  # norms, sliding window; its 1152-wide rows fall back to q5_0).
+  for shape in qwen2.5-0.5b gemma-3-1b; do
+    attempt "$work/synth-$shape.txt" "$bin" model synth --shape "$shape" --dtype q4_k "$work/$shape.gguf"
+    attempt "$work/logits-$shape.json" "$bin" model check-device --device "$device" --tokens 8 --json "$work/$shape.gguf"
+  done
 
   local prompt="Explain, step by step, how a transformer decodes one token."
   for model in "$work/llama-3.2-1b.q4_0.gguf" builtin:tiny-llama; do
@@ -134,7 +143,8 @@ import re
 period = [re.search(r"updates every ([0-9.]+) ms \(measured over (\d+) changes\)", p.get("detail", "")) for p in res["power_sources"]]
 period = [m for m in period if m]
 res["nvml_counter_period_ms"] = float(period[0].group(1)) if period else None
-res["logits"] = {"llama-3.2-1b": load("logits-1b.json"), "tiny": load("logits-tiny.json")}
+res["logits"] = {"llama-3.2-1b": load("logits-1b.json"), "tiny": load("logits-tiny.json"),
+                 "qwen2.5-0.5b": load("logits-qwen2.5-0.5b.json"), "gemma-3-1b": load("logits-gemma-3-1b.json")}
 info = load("info-1b.json")
 res["llama-3.2-1b_parameters"] = info.get("identity", {}).get("parameters")
 def summary(name):

@@ -172,7 +172,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
         let req = a
             .settings
             .request(&a.prompt, c.model.clone(), c.depth, c.max_tokens);
-        req.check().map_err(|e| crate::Exit(2, e.message))?;
+        profiler.check(&req).map_err(|e| crate::Exit(2, e.message))?;
     }
     let mut profiler = Profiler::new(data.clone(), plugin_paths)?;
     for w in profiler.take_warnings() {

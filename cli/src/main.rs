@@ -287,8 +287,8 @@ enum ModelCommand {
     ///   eprof model synth --shape qwen2.5-7b --dtype q4_k qwen-7b.gguf
     #[command(verbatim_doc_comment)]
     Synth {
-        /// The model whose shapes to copy: smollm2-135m, llama-3.2-1b, llama-3.1-8b,
-        /// mistral-7b, qwen2.5-7b, gemma-3-1b
+        /// The model whose shapes to copy: smollm2-135m, qwen2.5-0.5b, llama-3.2-1b,
+        /// gemma-3-1b, mistral-7b, qwen2.5-7b, llama-3.1-8b
         #[arg(long)]
         shape: String,
         /// Storage type of the matrices: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k,

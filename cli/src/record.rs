@@ -257,7 +257,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
     }
     let req = a.request();
     // Refused before the model loads, as the server refuses them (exit 2).
-    req.check().map_err(|e| crate::Exit(2, e.message))?;
+    profiler.check(&req).map_err(|e| crate::Exit(2, e.message))?;
     let mut model = profiler.load_model(&req.model, req.device)?;
     if !model.origin.is_empty() {
         eprintln!("model: {} ({})", model.path.display(), model.origin);

@@ -84,9 +84,22 @@ impl Energy {
 struct Cumulative {
     t: Vec<u64>,
     e: Vec<f64>,
+    /// When non-zero, [`Cumulative::at`] is the curve's average over a window of this
+    /// many ns centred on `t` (see [`Cumulative::smoothed`]).
+    smooth_ns: u64,
+    /// The curve's integral from `t[0]` to each `t[i]` (J·ns), for the average.
+    area: Vec<f64>,
 }
 
 impl Cumulative {
+    /// A counter's readings, `(time, cumulative joules)`. A counter read more often than
+    /// it updates (NVML's on an H200 changes about every 100 ms; eprof reads every few
+    /// ms) returns the same value again until it updates: such a repeat says nothing
+    /// new, and drawing the curve through it would put every update's energy into the
+    /// one short interval in which the change was seen (a token 600 W, the next ten
+    /// 0 W). So the curve runs through the first reading of each value only: an
+    /// update's energy is spread over the time since the previous update was seen.
+    /// A counter that never changed keeps its first and last reading (no energy seen).
     fn from_counter(points: impl Iterator<Item = (u64, f64)>) -> Option<Self> {
         let mut pts: Vec<(u64, f64)> = points.filter(|(_, e)| e.is_finite()).collect();
         pts.sort_by_key(|p| p.0);
@@ -94,10 +107,17 @@ impl Cumulative {
         if pts.len() < 2 {
             return None;
         }
+        let last = pts[pts.len() - 1];
+        pts.dedup_by(|later, kept| later.1 == kept.1);
+        if pts.len() < 2 {
+            pts.push(last);
+        }
         let base = pts[0].1;
         Some(Cumulative {
             t: pts.iter().map(|p| p.0).collect(),
             e: pts.iter().map(|p| p.1 - base).collect(),
+            smooth_ns: 0,
+            area: Vec::new(),
         })
     }
 
@@ -109,6 +129,8 @@ impl Cumulative {
         let mut c = Cumulative {
             t: vec![first.0],
             e: vec![0.0],
+            smooth_ns: 0,
+            area: Vec::new(),
         };
         for (_, t1, p) in w {
             let (last_t, last_e) = (*c.t.last()?, *c.e.last()?);
@@ -121,17 +143,61 @@ impl Cumulative {
         (c.t.len() >= 2).then_some(c)
     }
 
-    /// `F(t)`, extrapolated past the ends with the edge segments' power.
+    /// The same curve, read as its moving average over `window_ns`. For a counter
+    /// whose updates come about every `window_ns` but are seen at uneven times (NVML
+    /// on an H200: each update adds the same ~12 J, yet they are seen 40 to 115 ms
+    /// apart), the straight line between two sightings would put 100 ms of energy
+    /// into 40 ms. Averaged over one update period, every span gets the power of the
+    /// period around it; over spans much longer than the period nothing changes, and
+    /// a curve of constant power stays exactly itself.
+    fn smoothed(mut self, window_ns: u64) -> Self {
+        if window_ns == 0 {
+            return self;
+        }
+        let mut area = Vec::with_capacity(self.t.len());
+        area.push(0.0);
+        for i in 0..self.t.len() - 1 {
+            let dt = (self.t[i + 1] - self.t[i]) as f64;
+            area.push(area[i] + 0.5 * (self.e[i] + self.e[i + 1]) * dt);
+        }
+        self.area = area;
+        self.smooth_ns = window_ns;
+        self
+    }
+
+    /// `F(t)`, extrapolated past the ends with the edge segments' power (averaged
+    /// over the smoothing window, when the curve has one).
     fn at(&self, t: u64) -> f64 {
+        if self.smooth_ns > 0 {
+            let h = self.smooth_ns as f64 / 2.0;
+            let x = t as f64 - self.t[0] as f64;
+            return (self.integral(x + h) - self.integral(x - h)) / self.smooth_ns as f64;
+        }
         let n = self.t.len();
         let k = self.t.partition_point(|&x| x <= t);
         self.on_segment(k.saturating_sub(1).min(n - 2), t)
+    }
+
+    /// The integral of `F` from `t[0]` to `t[0] + x` (x in ns, negative before the
+    /// first point), `F` extended past its ends along the edge segments.
+    fn integral(&self, x: f64) -> f64 {
+        let n = self.t.len();
+        let t0 = self.t[0] as f64;
+        let k = self.t.partition_point(|&p| (p as f64 - t0) <= x);
+        let i = k.saturating_sub(1).min(n - 2);
+        let (ti, ti1) = (self.t[i] as f64 - t0, self.t[i + 1] as f64 - t0);
+        let slope = (self.e[i + 1] - self.e[i]) / (ti1 - ti);
+        let d = x - ti;
+        self.area[i] + self.e[i] * d + 0.5 * slope * d * d
     }
 
     /// [`Cumulative::at`], starting from the segment `hint` found last time: times
     /// asked in order (a trace's spans) move it by a segment at most, instead of a
     /// binary search each. The same segment, so the same value, bit for bit.
     fn at_from(&self, t: u64, hint: &mut usize) -> f64 {
+        if self.smooth_ns > 0 {
+            return self.at(t);
+        }
         let last = self.t.len() - 2;
         let holds = |i: usize| (i == 0 || self.t[i] <= t) && (i == last || t < self.t[i + 1]);
         let i = (*hint).min(last);
@@ -173,7 +239,6 @@ pub struct Attribution {
     resolution_ns: u64,
     /// Per channel (runs that combine sources give each channel its own).
     channel_resolution: Vec<u64>,
-    reading_times: Vec<u64>,
 }
 
 impl Attribution {
@@ -207,7 +272,12 @@ impl Attribution {
                     .filter_map(move |s| s.values.get(c).copied().flatten().map(|v| (s, v)));
                 match kind {
                     SourceKind::Counter => {
+                        // A counter seen to update more slowly than it is read: its
+                        // energy is averaged over one update period.
+                        let period =
+                            stale_update_period_of(samples, |v| v.get(c).copied().flatten());
                         Cumulative::from_counter(values.map(|(s, v)| (s.t0_ns, v)))
+                            .map(|curve| curve.smoothed(period))
                     }
                     SourceKind::Sampler | SourceKind::Estimate => {
                         Cumulative::from_windows(values.map(|(s, v)| (s.t0_ns, s.t1_ns, v)))
@@ -215,9 +285,6 @@ impl Attribution {
                 }
             })
             .collect();
-        let mut reading_times: Vec<u64> = samples.iter().map(|s| s.t0_ns).collect();
-        reading_times.sort_unstable();
-        reading_times.dedup();
         let resolution_ns = match kind {
             SourceKind::Counter => desc
                 .nominal_resolution_ns
@@ -254,7 +321,6 @@ impl Attribution {
             in_total,
             resolution_ns,
             channel_resolution,
-            reading_times,
         }
     }
 
@@ -271,6 +337,7 @@ impl Attribution {
                 .get(c)
                 .copied()
                 .unwrap_or(self.resolution_ns),
+            Some(c),
             a,
             b,
         )
@@ -352,23 +419,37 @@ impl Attribution {
 
     /// How the figure for `[a, b]` is obtained.
     pub fn label(&self, a: u64, b: u64) -> EnergyLabel {
-        self.label_at(self.resolution_ns, a, b)
+        self.label_at(self.resolution_ns, None, a, b)
     }
 
-    fn label_at(&self, resolution_ns: u64, a: u64, b: u64) -> EnergyLabel {
+    fn label_at(&self, resolution_ns: u64, channel: Option<usize>, a: u64, b: u64) -> EnergyLabel {
         if self.kind == SourceKind::Estimate {
             return EnergyLabel::Estimated;
         }
         if b.saturating_sub(a) < resolution_ns {
             return EnergyLabel::Attributed;
         }
-        if self.kind == SourceKind::Counter
-            && self.reading_times.binary_search(&a).is_ok()
-            && self.reading_times.binary_search(&b).is_ok()
-        {
+        if self.kind == SourceKind::Counter && self.read_at(channel, a) && self.read_at(channel, b) {
             return EnergyLabel::Measured;
         }
         EnergyLabel::Interpolated
+    }
+
+    /// Whether `t` is a point of the energy curve of `channel` (of every channel in the
+    /// total when `None`): a reading that saw the counter's value change, not a repeat
+    /// of an earlier one.
+    fn read_at(&self, channel: Option<usize>, t: u64) -> bool {
+        // An averaged curve passes through no reading.
+        let on = |c: &Cumulative| c.smooth_ns == 0 && c.t.binary_search(&t).is_ok();
+        match channel {
+            Some(k) => self.curves.get(k).and_then(Option::as_ref).is_some_and(on),
+            None => self
+                .curves
+                .iter()
+                .zip(&self.in_total)
+                .filter_map(|(c, &t)| c.as_ref().filter(|_| t))
+                .all(on),
+        }
     }
 }
 

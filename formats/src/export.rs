@@ -350,15 +350,20 @@ pub fn to_chrome_trace(trace: &Trace, en: &Energies) -> String {
         };
         match kind {
             SourceKind::Counter => {
-                let pts: Vec<(u64, f64)> = trace
+                // Power between readings from the energy curve the figures use: a
+                // counter read faster than it updates would otherwise draw 0 W with
+                // a spike at each update.
+                let times: Vec<u64> = trace
                     .samples
                     .iter()
-                    .filter_map(|s| s.values.get(c).copied().flatten().map(|v| (s.t0_ns, v)))
+                    .filter(|s| s.values.get(c).copied().flatten().is_some())
+                    .map(|s| s.t0_ns)
                     .collect();
-                for w in pts.windows(2) {
-                    let dt = w[1].0.saturating_sub(w[0].0) as f64 * 1e-9;
-                    if dt > 0.0 {
-                        push(w[0].0, (w[1].1 - w[0].1) / dt);
+                for w in times.windows(2) {
+                    if w[1] > w[0]
+                        && let Some(j) = en.attribution.channel_joules(c, w[0], w[1])
+                    {
+                        push(w[0], j / ((w[1] - w[0]) as f64 * 1e-9));
                     }
                 }
             }

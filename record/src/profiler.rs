@@ -197,6 +197,31 @@ impl Profiler {
         builtin.chain(plugins).collect()
     }
 
+    /// What a front end refuses before loading a model: [`RecordRequest::check`], and a
+    /// power source or probe this profiler does not have (the message lists those it
+    /// has).
+    pub fn check(&self, req: &RecordRequest) -> Result<()> {
+        req.check()?;
+        let power: Vec<&str> = self.registry.power.iter().map(|p| p.name).collect();
+        if req.power.name != "auto" && !power.contains(&req.power.name.as_str()) {
+            return Err(RecordError::bad_request(format!(
+                "unknown power source {:?}; known: auto, {} (see `eprof power list`)",
+                req.power.name,
+                power.join(", ")
+            )));
+        }
+        if let ProbeSelection::Only(names) = &req.probes {
+            let known = self.probe_names();
+            if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
+                return Err(RecordError::bad_request(format!(
+                    "unknown probe {bad:?}; known: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Load a model onto a device.
     pub fn load_model(&self, choice: &ModelChoice, device: DeviceSpec) -> Result<ModelHandle> {
         let (path, origin) = self.catalog.resolve_model(choice)?;
