@@ -24,7 +24,8 @@ use crate::record::{RunSettings, interrupt_flag, stop_flow};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The prompt
+    /// The prompt; `-` reads it from standard input, `@FILE` from a file (`@@` for a
+    /// prompt that starts with `@`)
     pub prompt: String,
     /// Model(s): give several to compare them [default: as `eprof record`]
     #[arg(long = "model", short = 'm')]
@@ -164,19 +165,26 @@ fn sleep_unless(stop: &AtomicBool, seconds: f64) {
 
 pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.repeat < 2 {
-        bail!("--repeat must be 2 or more: one run has no interval (use `eprof record`)");
+        return Err(crate::Exit(
+            2,
+            "--repeat must be 2 or more: one run has no interval (use `eprof record`)".into(),
+        )
+        .into());
     }
+    let prompt = crate::record::prompt_text(&a.prompt)?;
     let configs = configurations(&a);
+    let mut profiler = Profiler::new(data.clone(), plugin_paths)?;
+    for w in profiler.take_warnings() {
+        eprintln!("warning: {w}");
+    }
     // Refused before any model loads, as `record` and the server refuse them.
     for c in &configs {
         let req = a
             .settings
-            .request(&a.prompt, c.model.clone(), c.depth, c.max_tokens);
-        profiler.check(&req).map_err(|e| crate::Exit(2, e.message))?;
-    }
-    let mut profiler = Profiler::new(data.clone(), plugin_paths)?;
-    for w in profiler.take_warnings() {
-        eprintln!("warning: {w}");
+            .request(&prompt, c.model.clone(), c.depth, c.max_tokens);
+        profiler
+            .check(&req)
+            .map_err(|e| crate::Exit(2, e.message))?;
     }
     // Each model once, kept loaded for all its runs.
     let mut models = Vec::new();
@@ -187,9 +195,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
                 .clone()
                 .map_or(ModelChoice::Default, ModelChoice::Path);
             let h = profiler.load_model(&choice, a.settings.device)?;
-            if !h.origin.is_empty() {
-                eprintln!("model: {} ({})", h.path.display(), h.origin);
-            }
+            crate::record::announce_model(&h);
             models.push((c.model.clone(), h));
         }
     }
@@ -229,7 +235,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
             let c = &configs[ci];
             let mut req = a
                 .settings
-                .request(&a.prompt, c.model.clone(), c.depth, c.max_tokens);
+                .request(&prompt, c.model.clone(), c.depth, c.max_tokens);
             if warm {
                 req.out = Some(warmup_path.clone());
                 req.index = false;

@@ -8,6 +8,13 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Return an invalid-command-line error: exit 2, as clap's own parse errors.
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err($crate::Exit(2, format!($($t)*)).into())
+    };
+}
+
 mod bench;
 mod commands;
 mod fmt;
@@ -52,23 +59,46 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Profile one prompt: run the model, record energy and time, write a trace
+    #[command(
+        after_help = "Examples:\n  eprof record --model SmolLM2-135M-Instruct.Q4_1.gguf \"Explain attention.\"\n  eprof record --depth deep --max-tokens 32 --power nvml+rapl -m model.gguf \"Hi\"\n  eprof record --device cuda -o runs/ -m model.gguf @prompt.txt\n  echo \"Summarise this.\" | eprof record -m model.gguf -"
+    )]
     Record(record::RecordArgs),
     /// Run one prompt N times (several configurations interleaved) and report each
     /// figure with its 95% interval, and whether configurations differ beyond the noise
+    #[command(
+        after_help = "Examples:\n  eprof bench --repeat 10 --depth off --depth module -m model.gguf \"Hi\"\n  eprof bench --repeat 5 -m a.gguf -m b.gguf --fail-if-higher 5 \"Hi\""
+    )]
     Bench(bench::BenchArgs),
     /// List recorded runs
+    #[command(
+        after_help = "Examples:\n  eprof ls\n  eprof ls --sort energy -n 10 --model SmolLM2\n  eprof ls --groups"
+    )]
     Ls(LsArgs),
     /// Summarise one run: phases, tokens, layers, components, operations, metrics
+    #[command(
+        after_help = "Examples:\n  eprof show 3fa2            (a run id, or a unique prefix)\n  eprof show run.eprof --json"
+    )]
     Show(ShowArgs),
     /// Open runs in the viewer: served on 127.0.0.1, or one HTML file with --html
+    #[command(
+        after_help = "Examples:\n  eprof view 3fa2\n  eprof view 3fa2 9bc1         (side by side)\n  eprof view 3fa2 -o run.html (one file to send)"
+    )]
     View(view::ViewArgs),
     /// Serve the REST API, the live event stream (WebSocket) and the viewer
+    #[command(
+        after_help = "Examples:\n  eprof serve --port 8080\n  eprof serve --bind 0.0.0.0 --token SECRET"
+    )]
     Serve(serve::ServeArgs),
     /// Export a run as JSON, CSV tables, Chrome trace-event JSON, or a copy of the trace
+    #[command(
+        after_help = "Examples:\n  eprof export 3fa2 -o run.json\n  eprof export 3fa2 --format chrome -o run.trace.json\n  eprof export 3fa2 --format csv -o tables/\n  eprof export --all --format parquet -o dataset/"
+    )]
     Export(ExportArgs),
     /// Add trace files (e.g. from a colleague's machine) to the index
+    #[command(after_help = "Examples:\n  eprof import colleague-run.eprof other/*.eprof")]
     Import(ImportArgs),
     /// Remove runs from the index and delete their trace files (those in the data directory)
+    #[command(after_help = "Examples:\n  eprof rm 3fa2\n  eprof rm g1a2b3c4d5e6f --keep-files")]
     Rm(RmArgs),
     /// Maintain the run index
     Index {
@@ -76,13 +106,19 @@ enum Command {
         command: IndexCommand,
     },
     /// Compare runs side by side (different machines and models included)
+    #[command(
+        after_help = "Examples:\n  eprof compare 3fa2 9bc1\n  eprof compare g1a2b3c4d5e6f --fail-if-higher 5"
+    )]
     Compare(CompareArgs),
     /// Check what can be used on this machine and how to fix what cannot
+    #[command(after_help = "Examples:\n  eprof doctor\n  eprof doctor --json")]
     Doctor(JsonFlag),
     /// List built-in and dynamic plugins: power sources, model adapters, probes
+    #[command(after_help = "Examples:\n  eprof plugins\n  eprof plugins check libmy_probe.so")]
     Plugins {
         #[command(subcommand)]
         command: Option<PluginsCommand>,
+        /// Print JSON for scripts
         #[arg(long)]
         json: bool,
     },
@@ -154,8 +190,8 @@ struct LsArgs {
     /// List groups of repeated runs (`eprof bench`) instead of runs
     #[arg(long)]
     groups: bool,
-    /// Sort by created, energy, duration or j_per_token (largest first)
-    #[arg(long, default_value = "created")]
+    /// Sort by (largest first)
+    #[arg(long, default_value = "created", value_parser = clap::builder::PossibleValuesParser::new(eprof_index::SORT_KEYS))]
     sort: String,
     /// Show at most this many runs
     #[arg(long, short = 'n')]
@@ -163,6 +199,7 @@ struct LsArgs {
     /// Skip this many runs first (paging, with --limit)
     #[arg(long)]
     offset: Option<u32>,
+    /// Print JSON for scripts
     #[arg(long)]
     json: bool,
 }
@@ -171,6 +208,7 @@ struct LsArgs {
 struct ShowArgs {
     /// Run id (or unique prefix) or a path to a .eprof file
     run: String,
+    /// Print JSON for scripts
     #[arg(long)]
     json: bool,
 }
@@ -181,7 +219,7 @@ struct ExportArgs {
     runs: Vec<String>,
     /// json (full), csv (a folder of tables), chrome (Perfetto / chrome://tracing),
     /// eprof (a copy), parquet (a dataset folder for DuckDB, Polars, Spark: docs/dataset.md)
-    #[arg(long, default_value = "json")]
+    #[arg(long, default_value = "json", value_parser = clap::builder::PossibleValuesParser::new(["json", "csv", "chrome", "eprof", "parquet"]))]
     format: String,
     /// Output file (a folder for csv and parquet) [default: stdout for json/chrome]
     #[arg(long, short = 'o')]
@@ -213,8 +251,11 @@ struct RmArgs {
 #[derive(Subcommand)]
 enum PluginsCommand {
     /// Load one plugin and report whether this eprof can use it
+    #[command(after_help = "Example:\n  eprof plugins check target/release/libmy_probe.so")]
     Check {
+        /// The plugin's shared library (.so, .dylib, .dll)
         path: PathBuf,
+        /// Print JSON for scripts
         #[arg(long)]
         json: bool,
     },
@@ -223,6 +264,7 @@ enum PluginsCommand {
 #[derive(Subcommand)]
 enum IndexCommand {
     /// Drop the index and rebuild it from the trace files in the data directory
+    #[command(after_help = "Example:\n  eprof index rebuild")]
     Rebuild,
 }
 
@@ -233,6 +275,7 @@ struct CompareArgs {
     /// (a configuration by label or index), several groups
     #[arg(num_args = 1.., required = true)]
     runs: Vec<String>,
+    /// Print JSON for scripts
     #[arg(long)]
     json: bool,
     /// Groups: exit 4 when energy or J per generated token is significantly higher
@@ -244,25 +287,38 @@ struct CompareArgs {
 #[derive(Subcommand)]
 enum PowerCommand {
     /// Every power source, whether it is usable here, and why not
+    #[command(after_help = "Example:\n  eprof power list")]
     List(JsonFlag),
     /// Print readings from one source
+    #[command(
+        after_help = "Examples:\n  eprof power read --power nvml --samples 10\n  eprof power read --power powermetrics --from-file capture.plist"
+    )]
     Read(PowerReadArgs),
 }
 
 #[derive(Args)]
 struct PowerReadArgs {
-    /// Source name, with options: synthetic:step=10/30@0.5, estimate:idle=5,max=40 ...
-    #[arg(long)]
-    source: String,
+    /// Power source, with its options, as `record --power` takes it: nvml+rapl, rapl,
+    /// nvml, powermetrics, estimate[:idle=5,max=40], synthetic[:step=10/30@0.5],
+    /// replay:FILE (`eprof power list` says which work here)
+    #[arg(long, value_name = "SOURCE", required_unless_present = "source")]
+    power: Option<String>,
+    /// The old spelling of --power
+    #[arg(long, hide = true, conflicts_with = "power")]
+    source: Option<String>,
     /// Read a saved capture instead of live hardware (replay; powermetrics captures)
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     from_file: Option<PathBuf>,
     /// Number of readings
     #[arg(long, default_value_t = 5)]
     samples: u32,
     /// Milliseconds between readings
-    #[arg(long, default_value_t = 100)]
-    interval_ms: u64,
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    power_interval: u64,
+    /// The old spelling of --power-interval
+    #[arg(long, hide = true, conflicts_with = "power_interval")]
+    interval_ms: Option<u64>,
+    /// Print JSON for scripts
     #[arg(long)]
     json: bool,
 }
@@ -270,9 +326,11 @@ struct PowerReadArgs {
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Architecture, sizes, quantization and tokenizer of a model
+    #[command(after_help = "Example:\n  eprof model info SmolLM2-135M-Instruct.Q4_1.gguf")]
     Info {
         /// A .gguf file, a Hugging Face folder, or builtin:tiny-llama
         path: PathBuf,
+        /// Print JSON for scripts
         #[arg(long)]
         json: bool,
     },
@@ -300,6 +358,7 @@ enum ModelCommand {
         seed: u64,
         /// The .gguf file to write
         out: PathBuf,
+        /// Print JSON for scripts
         #[arg(long)]
         json: bool,
     },
@@ -318,16 +377,21 @@ enum ModelCommand {
         /// The prompt
         #[arg(long, default_value = "The capital of France is")]
         prompt: String,
+        /// Print JSON for scripts
         #[arg(long)]
         json: bool,
     },
     /// Token ids of a text
+    #[command(after_help = "Example:\n  eprof model tokenize model.gguf \"Hello, world!\"")]
     Tokenize {
+        /// A .gguf file, a Hugging Face folder, or builtin:tiny-llama
         path: PathBuf,
+        /// The text to tokenize
         text: String,
         /// Treat special-token strings (<|im_start|>) as plain text
         #[arg(long)]
         no_special: bool,
+        /// Print JSON for scripts
         #[arg(long)]
         json: bool,
     },
@@ -358,14 +422,49 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let code = e.downcast_ref::<Exit>().map_or(1, |x| x.0);
-            let mut msg = format!("error: {e}");
-            for cause in e.chain().skip(1) {
-                msg.push_str(&format!(": {cause}"));
-            }
-            let _ = writeln!(std::io::stderr(), "{msg}");
+            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let _ = writeln!(std::io::stderr(), "error: {}", error_line(&causes));
             ExitCode::from(code)
         }
     }
+}
+
+/// An error and its causes as one line: a cause that the message already holds (an
+/// error whose text includes its source's) is not repeated, and a backtrace that a
+/// library put inside its message (candle does, under `RUST_BACKTRACE=1`) is cut.
+fn error_line(causes: &[String]) -> String {
+    let mut msg = String::new();
+    for c in causes {
+        let c = without_backtrace(c);
+        if c.is_empty() || msg.contains(c) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(c);
+    }
+    msg
+}
+
+/// `text` up to the first line that is a backtrace's (`stack backtrace:`, or a frame
+/// such as `   0: candle_core::...`).
+fn without_backtrace(text: &str) -> &str {
+    let mut end = text.len();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        let frame = t
+            .split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            && line.starts_with(' ');
+        if at > 0 && (frame || t.starts_with("stack backtrace:")) {
+            end = at;
+            break;
+        }
+        at += line.len();
+    }
+    text[..end].trim_end()
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -490,5 +589,87 @@ fn set_thread_count(n: u16) {
     unsafe {
         std::env::set_var("CANDLE_NUM_THREADS", &n);
         std::env::set_var("RAYON_NUM_THREADS", &n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` is the manual: every argument of every command says what it is, every
+    /// command that does something shows an example, and no flag shows two defaults.
+    #[test]
+    fn every_flag_is_described_and_every_command_has_an_example() {
+        use clap::CommandFactory;
+        let mut missing = Vec::new();
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", c.get_name());
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" || a.is_hide_set() {
+                    continue;
+                }
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path}: {id} has no description"));
+                }
+                if help.contains("[default:") && !a.get_default_values().is_empty() {
+                    missing.push(format!("{path}: {id} shows two defaults"));
+                }
+            }
+            let subs: Vec<&clap::Command> = c.get_subcommands().collect();
+            if subs.is_empty() {
+                let text = c.clone().render_long_help().to_string();
+                if !text.contains("Example") {
+                    missing.push(format!("{path}: no example"));
+                }
+            }
+            for s in subs {
+                if s.get_name() != "help" {
+                    walk(s, &path, missing);
+                }
+            }
+        }
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    /// `record --power`'s help names every power source this binary has.
+    #[test]
+    fn the_power_flag_lists_every_source() {
+        use clap::CommandFactory;
+        eprof_power::link();
+        let cli = Cli::command();
+        let record = cli.find_subcommand("record").expect("record");
+        let help = record
+            .get_arguments()
+            .find(|a| a.get_id() == "power")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .expect("--power has help");
+        for p in eprof_core::Registry::discover().expect("registry").power {
+            assert!(
+                help.contains(p.name),
+                "--power's help lacks {}: {help}",
+                p.name
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_line_says_each_cause_once_and_no_backtrace() {
+        let io = "File exists (os error 17)".to_string();
+        assert_eq!(
+            error_line(&[format!("cannot write x: {io}"), io.clone()]),
+            "cannot write x: File exists (os error 17)"
+        );
+        assert_eq!(error_line(&["a".into(), "b".into()]), "a: b");
+        let candle = candle_core::Error::Msg("shape mismatch in matmul".into());
+        let with_bt = format!("{candle}\n{}", std::backtrace::Backtrace::force_capture());
+        assert!(with_bt.lines().count() > 2, "a real backtrace: {with_bt}");
+        assert_eq!(
+            error_line(&[format!("model x: {with_bt}")]),
+            "model x: shape mismatch in matmul"
+        );
     }
 }

@@ -19,7 +19,8 @@ use crate::fmt;
 
 #[derive(Args)]
 pub struct RecordArgs {
-    /// The prompt
+    /// The prompt; `-` reads it from standard input, `@FILE` from a file (`@@` for a
+    /// prompt that starts with `@`)
     pub prompt: String,
     /// A .gguf file or Hugging Face folder [default: $EPROF_MODEL, then the data
     /// directory's models/, then the Hugging Face cache, then the built-in tiny model]
@@ -30,11 +31,14 @@ pub struct RecordArgs {
     /// every built-in probe's metrics (--probe NAME runs one at module depth)
     #[arg(long, default_value = "module")]
     pub depth: Depth,
+    /// Tokens to generate at most (the run stops earlier at the end-of-text token)
     #[arg(long, default_value_t = 64)]
     pub max_tokens: u32,
     #[command(flatten)]
     pub settings: RunSettings,
-    /// Write the trace here [default: the data directory's traces/]
+    /// Write the trace to this file, or into this folder (an existing one, or a path
+    /// ending in /) as RUN_ID.eprof; folders are created [default: the data
+    /// directory's traces/]
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
     /// Do not add the run to the index
@@ -52,22 +56,29 @@ pub struct RecordArgs {
 /// limit across configurations; these are the same for all of them).
 #[derive(Args)]
 pub struct RunSettings {
-    /// Power source: auto, estimate, synthetic[:w=10,mode=sampler,noise=2], ...
-    #[arg(long, default_value = "auto")]
+    /// Power source: auto (the best that works here), nvml+rapl, rapl, nvml,
+    /// powermetrics, estimate[:idle=5,max=40] (a CPU-utilisation model), replay:FILE,
+    /// synthetic[:w=10,mode=sampler,noise=2] (made up, for tests); `eprof power list`
+    /// says which work here
+    #[arg(long, value_name = "SOURCE", default_value = "auto")]
     pub power: PowerSpec,
     /// Milliseconds between power readings
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_name = "MS", default_value_t = 100)]
     pub power_interval: u64,
     /// Milliseconds of idle measurement before the run (0 disables the baseline)
     #[arg(long, default_value_t = 500)]
     pub idle_ms: u64,
-    /// 0 is greedy
+    /// Sampling temperature; 0 is greedy (the most likely token every time)
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
-    #[arg(long)]
+    /// Sample only among the K most likely tokens (with --temperature above 0)
+    #[arg(long, value_name = "K")]
     pub top_k: Option<u32>,
-    #[arg(long)]
+    /// Sample only among the most likely tokens whose probabilities add up to P, in
+    /// (0, 1] (nucleus sampling, with --temperature above 0)
+    #[arg(long, value_name = "P")]
     pub top_p: Option<f64>,
+    /// Seed of the sampler: the same seed, prompt and settings give the same tokens
     #[arg(long, default_value_t = 299_792_458)]
     pub seed: u64,
     /// Send the prompt as is, without the model's chat template
@@ -83,10 +94,11 @@ pub struct RunSettings {
     /// |x| below this counts as zero in sparsity metrics
     #[arg(long, default_value_t = 0.01)]
     pub sparsity_threshold: f32,
-    /// Tag the run (repeatable)
+    /// Tag the run (repeatable); `eprof ls --tag` finds it
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-    #[arg(long)]
+    /// Name of the experiment the run belongs to; `eprof ls --experiment` finds it
+    #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,
     /// cpu, cuda[:N] or metal (GPU devices need eprof built with --features cuda or
     /// metal; on CUDA spans are timed by CUDA events, on Metal they synchronize the
@@ -152,6 +164,47 @@ impl RecordArgs {
                 self.max_tokens,
             )
         }
+    }
+}
+
+/// The prompt a command-line argument stands for: itself, standard input (`-`), or a
+/// file's text (`@FILE`; `@@text` is the text `@text`).
+pub fn prompt_text(arg: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| anyhow::anyhow!("cannot read the prompt from standard input: {e}"))?;
+        return Ok(s);
+    }
+    if let Some(rest) = arg.strip_prefix("@@") {
+        return Ok(format!("@{rest}"));
+    }
+    if let Some(path) = arg.strip_prefix('@') {
+        return std::fs::read_to_string(path).map_err(|e| {
+            crate::Exit(
+                2,
+                format!(
+                    "cannot read the prompt from {path}: {e} (a prompt that starts with @ is written @@)"
+                ),
+            )
+            .into()
+        });
+    }
+    Ok(arg.to_string())
+}
+
+/// Say which model a run uses when the user did not name it; loudly when it is the
+/// built-in random-weight one, whose text is noise.
+pub fn announce_model(h: &eprof_record::ModelHandle) {
+    if h.origin.is_empty() {
+        return;
+    }
+    if h.path.as_os_str() == eprof_models::load::BUILTIN_TINY {
+        eprintln!("warning: {}", h.origin);
+    } else {
+        eprintln!("model: {} ({})", h.path.display(), h.origin);
     }
 }
 
@@ -255,13 +308,17 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
     for w in profiler.take_warnings() {
         eprintln!("warning: {w}");
     }
-    let req = a.request();
+    let prompt = prompt_text(&a.prompt)?;
+    let req = RecordRequest {
+        prompt,
+        ..a.request()
+    };
     // Refused before the model loads, as the server refuses them (exit 2).
-    profiler.check(&req).map_err(|e| crate::Exit(2, e.message))?;
+    profiler
+        .check(&req)
+        .map_err(|e| crate::Exit(2, e.message))?;
     let mut model = profiler.load_model(&req.model, req.device)?;
-    if !model.origin.is_empty() {
-        eprintln!("model: {} ({})", model.path.display(), model.origin);
-    }
+    announce_model(&model);
     let mut sink = TerminalSink {
         stream: !a.quiet && !a.json,
         live: !a.quiet && std::io::stderr().is_terminal(),

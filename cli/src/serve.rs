@@ -16,8 +16,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
     /// Port [default: a free port]
-    #[arg(long, default_value_t = 0)]
-    port: u16,
+    #[arg(long)]
+    port: Option<u16>,
     /// Token that every API call and the WebSocket must carry [default:
     /// $EPROF_TOKEN; generated and printed when binding beyond loopback without one]
     #[arg(long)]
@@ -54,8 +54,9 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: &ServeArgs) -> anyhow::R
     {
         bail!("--token must be at least 16 characters");
     }
-    let listener = TcpListener::bind(SocketAddr::new(a.bind, a.port))
-        .with_context(|| format!("cannot listen on {}:{}", a.bind, a.port))?;
+    let port = a.port.unwrap_or(0);
+    let listener = TcpListener::bind(SocketAddr::new(a.bind, port))
+        .with_context(|| format!("cannot listen on {}:{port}", a.bind))?;
     let addr = listener.local_addr()?;
     let opts = ServeOptions {
         token: token.clone(),

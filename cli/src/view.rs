@@ -29,14 +29,17 @@ pub struct ViewArgs {
     #[arg(required = true)]
     runs: Vec<String>,
     /// Write one self-contained HTML file (viewer and traces) instead of serving
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, short = 'o', value_name = "FILE.html")]
+    out: Option<PathBuf>,
+    /// The old spelling of --out
+    #[arg(long, hide = true, value_name = "FILE", conflicts_with = "out")]
     html: Option<PathBuf>,
     /// Do not try to open a browser; only print the URL
     #[arg(long)]
     no_open: bool,
     /// Port to serve on [default: a free port]
-    #[arg(long, default_value_t = 0)]
-    port: u16,
+    #[arg(long)]
+    port: Option<u16>,
 }
 
 /// The viewer page, or how to get it.
@@ -136,7 +139,10 @@ fn url_name(name: &str) -> String {
 pub fn run(data: &DataDir, a: &ViewArgs) -> anyhow::Result<()> {
     let html = viewer_html()?;
     let traces = load_all(data, &a.runs)?;
-    if let Some(out) = &a.html {
+    if a.html.is_some() {
+        eprintln!("warning: --html is the old spelling of --out");
+    }
+    if let Some(out) = a.out.as_ref().or(a.html.as_ref()) {
         let page = page_with_traces(html, &traces)?;
         std::fs::write(out, page).with_context(|| format!("cannot write {}", out.display()))?;
         writeln!(
@@ -151,8 +157,9 @@ pub fn run(data: &DataDir, a: &ViewArgs) -> anyhow::Result<()> {
 }
 
 fn serve(html: &'static str, traces: Vec<Loaded>, a: &ViewArgs) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", a.port))
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
+    let port = a.port.unwrap_or(0);
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     let port = listener.local_addr()?.port();
     let query: Vec<String> = traces
         .iter()

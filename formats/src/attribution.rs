@@ -429,7 +429,8 @@ impl Attribution {
         if b.saturating_sub(a) < resolution_ns {
             return EnergyLabel::Attributed;
         }
-        if self.kind == SourceKind::Counter && self.read_at(channel, a) && self.read_at(channel, b) {
+        if self.kind == SourceKind::Counter && self.read_at(channel, a) && self.read_at(channel, b)
+        {
             return EnergyLabel::Measured;
         }
         EnergyLabel::Interpolated

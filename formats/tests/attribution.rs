@@ -320,5 +320,8 @@ fn real_h200_nvml_trace_gives_every_decode_token_energy() {
         .windows(2)
         .map(|w| a.energy(w[0].end_ns, w[1].start_ns).unwrap().joules)
         .sum();
-    close(sum + gaps, a.energy(first.start_ns, last.end_ns).unwrap().joules);
+    close(
+        sum + gaps,
+        a.energy(first.start_ns, last.end_ns).unwrap().joules,
+    );
 }

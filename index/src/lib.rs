@@ -189,6 +189,9 @@ pub struct GroupRow {
     pub models: Vec<String>,
 }
 
+/// What [`Index::list`] sorts by (largest first), as `RunFilter::sort` names it.
+pub const SORT_KEYS: [&str; 4] = ["created", "energy", "duration", "j_per_token"];
+
 /// Filters and order of `eprof ls`.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -385,7 +388,8 @@ impl Index {
             Some("j_per_token") => "decode_j_per_token DESC",
             Some(other) => {
                 return Err(Error::Invalid(format!(
-                    "cannot sort by {other:?}: use created, energy, duration or j_per_token"
+                    "cannot sort by {other:?}: use {}",
+                    SORT_KEYS.join(", ")
                 )));
             }
         };

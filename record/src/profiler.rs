@@ -210,6 +210,23 @@ impl Profiler {
                 power.join(", ")
             )));
         }
+        // The trace's folder exists (created, as for the data directory's) before
+        // a model is loaded, so a bad path costs no load.
+        if let Some(p) = &req.out {
+            let dir = if is_folder(p) {
+                p.as_path()
+            } else {
+                p.parent().unwrap_or(Path::new(""))
+            };
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    RecordError::bad_request(format!(
+                        "cannot create the folder {} for the trace: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+        }
         if let ProbeSelection::Only(names) = &req.probes {
             let known = self.probe_names();
             if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
@@ -220,6 +237,17 @@ impl Profiler {
             }
         }
         Ok(())
+    }
+
+    /// Where the trace of run `id` is written: `req.out`, or a file named for the run
+    /// in it when it names a folder (one that exists, or a path ending in `/`), or the
+    /// data directory's `traces/`.
+    pub fn trace_out(&self, req: &RecordRequest, id: &str) -> PathBuf {
+        match &req.out {
+            None => self.data.trace_path(id),
+            Some(p) if is_folder(p) => p.join(format!("{id}.eprof")),
+            Some(p) => p.clone(),
+        }
     }
 
     /// Load a model onto a device.
@@ -318,7 +346,7 @@ impl Profiler {
         }))
         .unwrap_or_else(|p| {
             let what = eprof_core::panic_text(p.as_ref());
-            let out = req.out.clone().unwrap_or_else(|| self.data.trace_path(id));
+            let out = self.trace_out(req, id);
             let kept = self.close_as_error(&out, &format!("panic: {what}"), req.index);
             let mut e = RecordError::new(
                 ErrorKind::Model,
@@ -408,7 +436,7 @@ impl Profiler {
 
         let loaded = &mut model.loaded;
         let chat = !req.raw && loaded.tokenizer.has_chat_template();
-        let out = req.out.clone().unwrap_or_else(|| self.data.trace_path(id));
+        let out = self.trace_out(req, id);
         let meta = RunMeta {
             id: id.to_string(),
             created_at_ms: std::time::SystemTime::now()
@@ -618,8 +646,10 @@ impl ModelCatalog {
         }
         (
             PathBuf::from(eprof_models::load::BUILTIN_TINY),
-            "no model found: using the built-in tiny Llama with random weights (its numbers \
-             are real, its text is noise); run scripts/fetch-model.sh for SmolLM2"
+            "no --model given and none found ($EPROF_MODEL, the data directory's models/, \
+             the Hugging Face cache): this is the built-in tiny Llama with RANDOM WEIGHTS; \
+             its time and energy are real, its text is noise. Give --model FILE.gguf or a \
+             Hugging Face folder (scripts/fetch-model.sh in eprof's source fetches SmolLM2)"
                 .into(),
         )
     }
@@ -787,4 +817,13 @@ fn models_in_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Whether an output path names a folder: one that exists, or a path ending in a
+/// separator.
+fn is_folder(p: &Path) -> bool {
+    p.is_dir()
+        || p.as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR)
 }

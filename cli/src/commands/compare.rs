@@ -13,11 +13,11 @@ use super::{Out, groups, load};
 pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> {
     if a.runs.iter().any(|r| groups::is_group_ref(r)) {
         if !a.runs.iter().all(|r| groups::is_group_ref(r)) {
-            bail!("compare groups with groups and runs with runs (a run has no interval)");
+            usage!("compare groups with groups and runs with runs (a run has no interval)");
         }
         let samples = if let [one] = &a.runs[..] {
             if one.contains('/') {
-                bail!(
+                usage!(
                     "{one} is one configuration: compare it with another (GROUP/0 GROUP/1), or give the group alone"
                 );
             }
@@ -37,10 +37,10 @@ pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> 
         return groups::report(&samples, a.json, a.fail_if_higher, out);
     }
     if a.runs.len() < 2 {
-        bail!("compare needs two or more runs, or groups of repeated runs (`eprof ls --groups`)");
+        usage!("compare needs two or more runs, or groups of repeated runs (`eprof ls --groups`)");
     }
     if a.fail_if_higher.is_some() {
-        bail!(
+        usage!(
             "--fail-if-higher needs groups of repeated runs (`eprof bench`): one run has no interval to test against"
         );
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use eprof_core::paths::DataDir;
 use eprof_dataset::{Dataset, TABLES};
 use eprof_format::{Energies, Summary, export, units};
@@ -18,12 +18,12 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
         return parquet(data, a, out);
     }
     if a.all || a.filter.is_set() {
-        bail!("--all and the run filters select runs for --format parquet only");
+        usage!("--all and the run filters select runs for --format parquet only");
     }
     let run = match &a.runs[..] {
         [run] => run,
-        [] => bail!("which run? give a run id (or prefix) or a .eprof path"),
-        _ => bail!(
+        [] => usage!("which run? give a run id (or prefix) or a .eprof path"),
+        _ => usage!(
             "--format {} exports one run; --format parquet takes several",
             a.format
         ),
@@ -51,13 +51,13 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
         "chrome" => write(export::to_chrome_trace(&trace, &en).as_bytes(), out)?,
         "eprof" => {
             let Some(p) = &a.out else {
-                bail!("--format eprof needs --out FILE")
+                usage!("--format eprof needs --out FILE")
             };
             std::fs::copy(&path, p).with_context(|| format!("cannot write {}", p.display()))?;
         }
         "csv" => {
             let Some(dir) = &a.out else {
-                bail!("--format csv needs --out DIR (one file per table)")
+                usage!("--format csv needs --out DIR (one file per table)")
             };
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -67,7 +67,7 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", p.display()))?;
             }
         }
-        other => bail!("unknown export format {other:?}: use json, csv, chrome, eprof or parquet"),
+        other => usage!("unknown export format {other:?}: use json, csv, chrome, eprof or parquet"),
     }
     if let Some(p) = &a.out {
         eprintln!("wrote {}", p.display());
@@ -81,13 +81,13 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
 /// exported, and the exit code is 3.
 fn parquet(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
     let Some(dir) = &a.out else {
-        bail!("--format parquet needs --out DIR (the dataset folder; created, or appended to)")
+        usage!("--format parquet needs --out DIR (the dataset folder; created, or appended to)")
     };
     let from_index = a.all || a.filter.is_set();
     let paths: Vec<PathBuf> = match (from_index, a.runs.is_empty()) {
-        (true, false) => bail!("give run ids or --all / filters, not both"),
+        (true, false) => usage!("give run ids or --all / filters, not both"),
         (false, true) => {
-            bail!("which runs? give run ids (or prefixes, or .eprof paths), or --all")
+            usage!("which runs? give run ids (or prefixes, or .eprof paths), or --all")
         }
         (false, false) => a
             .runs

@@ -37,7 +37,15 @@ pub fn power_list(json: bool, out: Out) -> anyhow::Result<()> {
 
 pub fn power_read(a: &PowerReadArgs, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
-    let mut spec = a.source.clone();
+    if a.source.is_some() {
+        eprintln!("warning: --source is the old spelling of --power (as `record` takes it)");
+    }
+    if a.interval_ms.is_some() {
+        eprintln!("warning: --interval-ms is the old spelling of --power-interval");
+    }
+    let Some(mut spec) = a.power.clone().or_else(|| a.source.clone()) else {
+        usage!("which source? give --power NAME (`eprof power list` names them)");
+    };
     if let Some(f) = &a.from_file {
         // A saved capture is read through the replay source, without pacing.
         if spec == "powermetrics" {
@@ -50,7 +58,7 @@ pub fn power_read(a: &PowerReadArgs, out: Out) -> anyhow::Result<()> {
         }
     }
     let clock = Clock::start();
-    let interval = Duration::from_millis(a.interval_ms.max(1));
+    let interval = Duration::from_millis(a.interval_ms.unwrap_or(a.power_interval).max(1));
     let (mut src, why) = open_power(&reg, &spec.parse::<PowerSpec>()?, clock, interval)?;
     if let Some(w) = why {
         eprintln!("{w}");

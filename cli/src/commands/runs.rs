@@ -4,7 +4,7 @@ use anyhow::Context;
 use eprof_core::paths::DataDir;
 use eprof_index::Index;
 
-use crate::{Exit, ImportArgs, RmArgs};
+use crate::{ImportArgs, RmArgs};
 
 use super::Out;
 
@@ -14,24 +14,23 @@ pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
     std::fs::create_dir_all(data.traces())?;
     for f in &a.files {
         let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let d =
-            eprof_format::decode(&bytes).map_err(|e| Exit(3, format!("{}: {e}", f.display())))?;
-        let dest = data.trace_path(&d.trace.meta.id);
+        // Exit codes as `show`'s: 3 for a damaged trace, 1 for a file that is none.
+        let (trace, truncation) = super::decode_file(f, &bytes)?;
+        let dest = data.trace_path(&trace.meta.id);
         if std::fs::canonicalize(f).ok() != std::fs::canonicalize(&dest).ok() {
             std::fs::write(&dest, &bytes)
                 .with_context(|| format!("cannot write {}", dest.display()))?;
         }
-        let imported = d.trace.meta.machine.hostname != here;
-        idx.insert(&d.trace, &dest, imported)?;
+        let imported = trace.meta.machine.hostname != here;
+        idx.insert(&trace, &dest, imported)?;
         writeln!(
             out,
             "imported {} ({} on {}{}){}",
-            d.trace.meta.id,
-            d.trace.meta.model.name,
-            d.trace.meta.machine.hostname,
+            trace.meta.id,
+            trace.meta.model.name,
+            trace.meta.machine.hostname,
             if imported { ", another machine" } else { "" },
-            d.truncation
-                .map_or_else(String::new, |t| format!(" WARNING: {t}"))
+            truncation.map_or_else(String::new, |t| format!(" WARNING: {t}"))
         )?;
     }
     Ok(())
