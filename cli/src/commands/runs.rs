@@ -4,7 +4,7 @@ use anyhow::Context;
 use eprof_core::paths::DataDir;
 use eprof_index::Index;
 
-use crate::{ImportArgs, RmArgs};
+use crate::{Exit, ImportArgs, RmArgs};
 
 use super::Out;
 
@@ -12,6 +12,7 @@ pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
     let mut idx = Index::open(&data.index())?;
     let here = eprof_core::machine::detect().hostname;
     std::fs::create_dir_all(data.traces())?;
+    let mut damaged = Vec::new();
     for f in &a.files {
         let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
         // Exit codes as `show`'s: 3 for a damaged trace, 1 for a file that is none.
@@ -30,8 +31,24 @@ pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
             trace.meta.model.name,
             trace.meta.machine.hostname,
             if imported { ", another machine" } else { "" },
-            truncation.map_or_else(String::new, |t| format!(" WARNING: {t}"))
+            truncation
+                .as_ref()
+                .map_or_else(String::new, |t| format!(" WARNING: {t}"))
         )?;
+        if truncation.is_some() {
+            damaged.push(f.display().to_string());
+        }
+    }
+    // As `show` does: what could be read is in, and the exit code says it was not all.
+    if !damaged.is_empty() {
+        return Err(Exit(
+            3,
+            format!(
+                "imported what could be read of damaged trace(s): {}",
+                damaged.join(", ")
+            ),
+        )
+        .into());
     }
     Ok(())
 }

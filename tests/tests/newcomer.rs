@@ -1,0 +1,326 @@
+//! The command line as a newcomer meets it: one exit code per kind of failure, one
+//! spelling per flag, prompts from where people keep them, and the built-in model
+//! announced for what it is.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use eprof_tests::eprof_bin;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(eprof_bin());
+        c.args(args)
+            .env("EPROF_HOME", self.dir.path().join("data"))
+            .env("HOME", self.dir.path())
+            .env_remove("EPROF_MODEL")
+            .env_remove("RUST_BACKTRACE");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+    /// A short recorded run; its trace path.
+    fn trace(&self) -> String {
+        let out = self.path("run.eprof");
+        let o = self.run(&[
+            "record",
+            "hi",
+            "--power",
+            "synthetic",
+            "--idle-ms",
+            "0",
+            "--max-tokens",
+            "2",
+            "-q",
+            "--out",
+            &out,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The README's table: 2 is an invalid command line, whichever command and however
+/// it is invalid; 1 a failure; 3 a damaged trace.
+#[test]
+fn every_command_exits_as_the_table_says() {
+    let e = Env::new();
+    let trace = e.trace();
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    for (args, code) in [
+        (vec!["export", trace.as_str(), "--format", "xml"], 2),
+        (vec!["ls", "--sort", "joules"], 2),
+        (
+            vec!["record", "hi", "--power", "foo", "--model", "/none.gguf"],
+            2,
+        ),
+        (vec!["bench", "hi", "--power", "foo", "--repeat", "2"], 2),
+        (vec!["bench", "hi", "--repeat", "1"], 2),
+        (vec!["compare", trace.as_str()], 2),
+        (vec!["export"], 2),
+        (vec!["export", trace.as_str(), "--format", "csv"], 2),
+        (vec!["export", trace.as_str(), "--format", "eprof"], 2),
+        (vec!["power", "read"], 2),
+        (vec!["no-such-command"], 2),
+        // A file that is no trace at all: the same failure from both.
+        (vec!["import", readme], 1),
+        (vec!["show", readme], 1),
+        (vec!["show", "/no/such/run.eprof"], 1),
+    ] {
+        let o = e.run(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("error"),
+            "{args:?} says why: {}",
+            stderr(&o)
+        );
+    }
+    // A damaged trace: 3, from `show` and `import` alike.
+    let bytes = std::fs::read(&trace).unwrap();
+    let cut = e.path("cut.eprof");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    for cmd in ["show", "import"] {
+        let o = e.run(&[cmd, &cut]);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{cmd} of a cut trace: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// `power read` takes `record`'s spelling; the old one still works, with a note.
+#[test]
+fn power_read_and_view_take_the_flags_record_takes() {
+    let e = Env::new();
+    let o = e.run(&[
+        "power",
+        "read",
+        "--power",
+        "synthetic",
+        "--samples",
+        "2",
+        "--power-interval",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("old spelling"));
+    let o = e.run(&[
+        "power",
+        "read",
+        "--source",
+        "synthetic",
+        "--samples",
+        "2",
+        "--interval-ms",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--source is the old spelling of --power"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("--interval-ms is the old spelling"),
+        "{}",
+        stderr(&o)
+    );
+
+    // `view --out FILE.html`, as `export -o`; `--html` still works.
+    let trace = e.trace();
+    let html = e.path("v.html");
+    let o = e.run(&["view", &trace, "--out", &html]);
+    if stderr(&o).contains("built without the viewer") {
+        panic!("this test needs the viewer in the binary: run `cargo xtask viewer` first");
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::metadata(&html).unwrap().len() > 1000);
+    let old = e.path("old.html");
+    let o = e.run(&["view", &trace, "--html", &old]);
+    assert!(
+        o.status.success() && Path::new(&old).exists(),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--html is the old spelling of --out"));
+}
+
+/// `record --out DIR/` writes DIR/RUN_ID.eprof (creating DIR), and an output that
+/// cannot be written is refused before the model loads.
+#[test]
+fn record_out_takes_a_folder_and_is_checked_before_the_model_loads() {
+    let e = Env::new();
+    let dir = format!("{}/", e.path("new/runs"));
+    let o = e.run(&[
+        "record",
+        "hi",
+        "--power",
+        "synthetic",
+        "--idle-ms",
+        "0",
+        "--max-tokens",
+        "2",
+        "-q",
+        "--json",
+        "--out",
+        &dir,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = v["id"].as_str().unwrap();
+    assert!(Path::new(&format!("{dir}{id}.eprof")).is_file());
+
+    let file = e.path("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = e.run(&[
+        "record",
+        "hi",
+        "--model",
+        "/nonexistent/model.gguf",
+        "--out",
+        &format!("{file}/x.eprof"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot create the folder"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("model.gguf"),
+        "reached the model: {}",
+        stderr(&o)
+    );
+}
+
+/// A prompt from standard input (`-`) or a file (`@FILE`); `@@` is a literal `@`.
+#[test]
+fn prompts_come_from_stdin_or_a_file() {
+    let e = Env::new();
+    let args = |p: &str| {
+        vec![
+            "record".to_string(),
+            p.to_string(),
+            "--power".into(),
+            "synthetic".into(),
+            "--idle-ms".into(),
+            "0".into(),
+            "--max-tokens".into(),
+            "1".into(),
+            "-q".into(),
+            "--json".into(),
+            "--raw".into(),
+        ]
+    };
+    let prompt_of = |o: &Output| -> String {
+        assert!(o.status.success(), "{}", stderr(o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let t = std::fs::read(v["trace"].as_str().unwrap()).unwrap();
+        eprof_format::decode(&t).unwrap().trace.meta.prompt
+    };
+    let mut child = e
+        .cmd(&args("-").iter().map(String::as_str).collect::<Vec<_>>())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from standard input")
+        .unwrap();
+    assert_eq!(
+        prompt_of(&child.wait_with_output().unwrap()),
+        "from standard input"
+    );
+
+    let f = e.path("prompt.txt");
+    std::fs::write(&f, "from a file\nwith two lines").unwrap();
+    let o = e.run(
+        &args(&format!("@{f}"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(prompt_of(&o), "from a file\nwith two lines");
+    let o = e.run(
+        &args("@@handle")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(prompt_of(&o), "@handle");
+    let o = e.run(
+        &args("@/no/such/prompt.txt")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot read the prompt from /no/such/prompt.txt"));
+}
+
+/// Without --model and with no model anywhere, `record` says in a warning that the
+/// built-in model has random weights and its text is noise.
+#[test]
+fn the_built_in_model_is_announced_loudly() {
+    let e = Env::new();
+    let o = e.run(&[
+        "record",
+        "hi",
+        "--power",
+        "synthetic",
+        "--idle-ms",
+        "0",
+        "--max-tokens",
+        "1",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning:") && err.contains("RANDOM WEIGHTS") && err.contains("text is noise"),
+        "{err}"
+    );
+}
+
+/// An error names each cause once (an I/O error's text is in its message and is its
+/// source too).
+#[test]
+fn errors_do_not_repeat_their_cause() {
+    let e = Env::new();
+    let file = e.path("plain");
+    std::fs::write(&file, "x").unwrap();
+    let o = e.run(&[
+        "model",
+        "synth",
+        "--shape",
+        "smollm2-135m",
+        &format!("{file}/x.gguf"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
