@@ -171,6 +171,13 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
         )
         .into());
     }
+    if a.repeat < 5 {
+        eprintln!(
+            "warning: {} runs per configuration make wide 95% intervals (the t factor is {:.1}, against 2.3 at 10 runs); give --repeat 5 or more for intervals that tell configurations apart",
+            a.repeat,
+            eprof_format::stats::t_quantile(0.975, f64::from(a.repeat - 1))
+        );
+    }
     let prompt = crate::record::prompt_text(&a.prompt)?;
     let configs = configurations(&a);
     let mut profiler = Profiler::new(data.clone(), plugin_paths)?;

@@ -44,7 +44,8 @@ pub struct Describe {
     pub sd: f64,
     /// Coefficient of variation, sd / |mean|.
     pub cv: f64,
-    /// 95% interval of the mean; equal to the mean when n < 2.
+    /// 95% interval of the mean; equal to the mean when n < 2; never below 0 when no
+    /// value is.
     pub ci_low: f64,
     pub ci_high: f64,
     pub method: IntervalMethod,
@@ -181,6 +182,14 @@ pub fn describe(values: &[f64]) -> Option<Describe> {
     } else {
         let half = t_quantile(1.0 - ALPHA / 2.0, (n - 1) as f64) * sd / (n as f64).sqrt();
         (m - half, m + half, IntervalMethod::StudentT)
+    };
+    // Figures that cannot be negative (energy, time, rates: every figure eprof
+    // describes) have a mean that cannot be either: the interval is cut at zero,
+    // which keeps its coverage (a t interval of 2 runs reaches far below).
+    let ci_low = if v.iter().all(|x| *x >= 0.0) {
+        ci_low.max(0.0)
+    } else {
+        ci_low
     };
     Some(Describe {
         n,
@@ -417,6 +426,17 @@ pub fn adjust_family(family: &mut [Difference]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_of_figures_that_cannot_be_negative_stop_at_zero() {
+        // Two runs: t(0.975, 1) = 12.7, so mean - half is far below zero.
+        let d = describe(&[0.1, 1.9]).unwrap();
+        assert_eq!(d.ci_low, 0.0, "{d:?}");
+        assert!(d.ci_high > 1.9);
+        // Values that can be negative keep their interval.
+        let d = describe(&[-0.1, 1.9]).unwrap();
+        assert!(d.ci_low < -1.0, "{d:?}");
+    }
 
     #[test]
     fn known_values() {

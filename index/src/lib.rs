@@ -622,10 +622,27 @@ impl Index {
             .map_err(|e| self.err(e))
     }
 
-    /// Drop every row and index each `*.eprof` file in `dir` again; a trace recorded
-    /// on another host than `here` counts as imported. Returns the number indexed and,
-    /// per file that could not be read, why.
+    /// Drop every row and index each `*.eprof` file in `dir` again, and every trace the
+    /// index held outside `dir` whose file still exists; a trace recorded on another
+    /// host than `here` counts as imported. Returns the number indexed and, per file
+    /// that could not be read, why.
     pub fn rebuild(&mut self, dir: &Path, here: &str) -> Result<(usize, Vec<(PathBuf, String)>)> {
+        // The runs indexed from elsewhere (`record --out`, imports kept in place) are
+        // read again from where they are, as long as their file still exists: a
+        // rebuild never forgets a run it can still read.
+        let elsewhere: Vec<PathBuf> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT trace_path FROM runs")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| self.err(e))?;
+            let canon_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            rows.filter_map(|r| r.ok().map(PathBuf::from))
+                .filter(|p| !p.starts_with(&canon_dir) && !p.starts_with(dir) && p.is_file())
+                .collect()
+        };
         self.conn
             .execute_batch("DELETE FROM runs")
             .map_err(|e| self.err(e))?;
@@ -638,6 +655,7 @@ impl Index {
             Err(e) => return Err(Error::io(dir, e)),
         };
         files.sort();
+        files.extend(elsewhere);
         let mut ok = 0;
         let mut failed = Vec::new();
         for f in files {

@@ -215,7 +215,7 @@ fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("built-in tiny Llama with random weights"),
+        err.contains("built-in tiny Llama with RANDOM WEIGHTS"),
         "{err}"
     );
     let id = e.json(&["ls", "--json"])[0]["id"]

@@ -324,3 +324,118 @@ fn errors_do_not_repeat_their_cause() {
     let err = stderr(&o);
     assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
+
+/// `compare A B` gives B's difference from A and the ratio, and warns when the runs
+/// are not like for like.
+#[test]
+fn compare_shows_difference_and_ratio_and_warns_on_unlike_runs() {
+    let e = Env::new();
+    let rec = |out: &str, prompt: &str, power: &str| {
+        let o = e.run(&[
+            "record",
+            prompt,
+            "--power",
+            power,
+            "--idle-ms",
+            "0",
+            "--max-tokens",
+            "3",
+            "-q",
+            "--out",
+            out,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let (a, b, c) = (e.path("a.eprof"), e.path("b.eprof"), e.path("c.eprof"));
+    rec(&a, "hi", "synthetic:w=10");
+    rec(&b, "hi", "synthetic:w=20");
+    rec(&c, "another prompt", "estimate");
+    let o = e.run(&["compare", &a, &b]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let total = text
+        .lines()
+        .skip_while(|l| !l.starts_with("against"))
+        .find(|l| l.starts_with("total"))
+        .unwrap_or_else(|| panic!("no difference table: {text}"));
+    assert!(
+        (total.contains(" +") || total.contains(" -")) && total.contains("(x"),
+        "{total}"
+    );
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+
+    let o = e.run(&["compare", &a, &c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("different power sources (synthetic / estimate)"),
+        "{err}"
+    );
+    assert!(err.contains("different prompts"), "{err}");
+}
+
+/// `bench --repeat 2`: a warning that two runs make wide intervals, and no energy or
+/// time interval below zero.
+#[test]
+fn bench_with_few_repeats_warns_and_keeps_intervals_above_zero() {
+    let e = Env::new();
+    let o = e.run(&[
+        "bench",
+        "hi",
+        "--repeat",
+        "2",
+        "--warmup",
+        "0",
+        "--power",
+        "synthetic:noise=5",
+        "--idle-ms",
+        "0",
+        "--max-tokens",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("make wide 95% intervals"),
+        "{}",
+        stderr(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut lows = Vec::new();
+    fn walk(v: &serde_json::Value, lows: &mut Vec<f64>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(l) = m.get("ci_low").and_then(serde_json::Value::as_f64) {
+                    lows.push(l);
+                }
+                m.values().for_each(|x| walk(x, lows));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, lows)),
+            _ => {}
+        }
+    }
+    walk(&v, &mut lows);
+    assert!(!lows.is_empty(), "no intervals in {v}");
+    assert!(lows.iter().all(|l| *l >= 0.0), "{lows:?}");
+}
+
+/// `index rebuild` keeps a run whose trace was written outside the data directory.
+#[test]
+fn index_rebuild_keeps_runs_recorded_elsewhere() {
+    let e = Env::new();
+    let trace = e.trace();
+    let ls = |e: &Env| -> Vec<serde_json::Value> {
+        let o = e.run(&["ls", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+    };
+    assert_eq!(ls(&e).len(), 1);
+    let o = e.run(&["index", "rebuild"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = ls(&e);
+    assert_eq!(rows.len(), 1, "the run at {trace} was forgotten: {rows:?}");
+    // A trace that is gone is dropped.
+    std::fs::remove_file(&trace).unwrap();
+    assert!(e.run(&["index", "rebuild"]).status.success());
+    assert!(ls(&e).is_empty());
+}

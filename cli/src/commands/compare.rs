@@ -54,6 +54,9 @@ pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> 
         let s = Summary::compute(&t, &en);
         runs.push((t, s));
     }
+    for w in comparability(&runs) {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         let v: Vec<_> = runs
             .iter()
@@ -110,5 +113,93 @@ pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> 
         });
     }
     t.render(out)?;
+    // Each later run against the first: the difference and the ratio.
+    let (first_t, first) = &runs[0];
+    let mut head = vec![format!(
+        "against {}",
+        &first_t.meta.id[..first_t.meta.id.len().min(10)]
+    )];
+    head.extend(
+        runs[1..]
+            .iter()
+            .map(|(t, _)| t.meta.id[..t.meta.id.len().min(10)].to_string()),
+    );
+    let hr: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut d = Table::new(&hr);
+    type Figure = fn(&Summary) -> Option<f64>;
+    type Show = fn(f64) -> String;
+    let figures: [(&str, Figure, Show); 4] = [
+        ("total", |s| s.total.map(|e| e.joules), signed_joules),
+        ("duration", |s| Some(s.duration_ns as f64), signed_ns),
+        ("decode J/token", |s| s.decode_j_per_token, signed_joules),
+        (
+            "decode tok/s",
+            |s| s.decode_tokens_per_s,
+            |v| format!("{v:+.1}"),
+        ),
+    ];
+    for (name, get, show) in figures {
+        let mut cells = vec![name.to_string()];
+        for (_, s) in &runs[1..] {
+            cells.push(match (get(first), get(s)) {
+                (Some(a), Some(b)) if a != 0.0 => format!("{} (x{:.3})", show(b - a), b / a),
+                (Some(a), Some(b)) => show(b - a),
+                _ => "-".into(),
+            });
+        }
+        d.row(cells);
+    }
+    writeln!(out)?;
+    d.render(out)?;
     Ok(())
+}
+
+fn signed_joules(j: f64) -> String {
+    format!(
+        "{}{}",
+        if j < 0.0 { "-" } else { "+" },
+        fmt::joules(j.abs())
+    )
+}
+
+fn signed_ns(v: f64) -> String {
+    format!(
+        "{}{}",
+        if v < 0.0 { "-" } else { "+" },
+        fmt::ns(v.abs() as u64)
+    )
+}
+
+/// What makes the runs' figures not like for like: another power source (energy
+/// measured another way), another model, another prompt.
+fn comparability(runs: &[(Trace, Summary)]) -> Vec<String> {
+    let mut w = Vec::new();
+    let differ = |f: &dyn Fn(&Trace) -> String| {
+        let first = f(&runs[0].0);
+        runs.iter().any(|(t, _)| f(t) != first)
+    };
+    let list = |f: &dyn Fn(&Trace) -> String| {
+        runs.iter()
+            .map(|(t, _)| f(t))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let source = |t: &Trace| t.meta.power.name.clone();
+    if differ(&source) {
+        w.push(format!(
+            "the runs used different power sources ({}): their joules were not obtained the same way",
+            list(&source)
+        ));
+    }
+    let model = |t: &Trace| format!("{} {}", t.meta.model.name, t.meta.model.file_hash);
+    if differ(&model) {
+        w.push(format!(
+            "the runs used different models ({})",
+            list(&|t: &Trace| t.meta.model.name.clone())
+        ));
+    }
+    if differ(&|t: &Trace| t.meta.prompt.clone()) {
+        w.push("the runs had different prompts: per-token figures compare, totals less so".into());
+    }
+    w
 }

@@ -88,7 +88,11 @@ pub fn rm(data: &DataDir, a: &RmArgs, out: Out) -> anyhow::Result<()> {
 pub fn index_rebuild(data: &DataDir, out: Out) -> anyhow::Result<()> {
     let mut idx = Index::open(&data.index())?;
     let (n, failed) = idx.rebuild(&data.traces(), &eprof_core::machine::detect().hostname)?;
-    writeln!(out, "indexed {n} traces from {}", data.traces().display())?;
+    writeln!(
+        out,
+        "indexed {n} traces from {} and the indexed ones kept elsewhere",
+        data.traces().display()
+    )?;
     for (p, why) in &failed {
         writeln!(out, "  skipped {}: {why}", p.display())?;
     }
