@@ -439,3 +439,31 @@ fn index_rebuild_keeps_runs_recorded_elsewhere() {
     assert!(e.run(&["index", "rebuild"]).status.success());
     assert!(ls(&e).is_empty());
 }
+
+/// A run that failed before its first token keeps its partial trace; after a rebuild
+/// `ls` says it FAILED instead of showing an empty row as if it were a run.
+#[test]
+fn a_failed_run_is_marked_in_ls_after_a_rebuild() {
+    let e = Env::new();
+    let mut t = eprof_format::synthetic::trace(&eprof_format::synthetic::Shape::default());
+    t.meta.id = "badrun0000000001".into();
+    t.tokens.retain(|k| k.step.is_none());
+    t.end.as_mut().expect("synthetic traces end").stop_reason =
+        "error: the model could not be loaded on cuda".into();
+    let traces = e.dir.path().join("data/traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    std::fs::write(
+        traces.join("badrun0000000001.eprof"),
+        eprof_format::encode(&t),
+    )
+    .unwrap();
+    let o = e.run(&["index", "rebuild"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = e.run(&["ls"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("badrun0000"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("FAILED"), "{text}");
+}

@@ -59,6 +59,7 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
         "J/token",
         "tok/s",
         "how",
+        "ended",
         "group",
         "tags",
         "prompt",
@@ -80,6 +81,7 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
             r.decode_tokens_per_s
                 .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
             r.energy_label.unwrap_or_else(|| "-".into()),
+            ended(r.stop_reason.as_deref()),
             match (&r.group_id, &r.config_label, r.repeat) {
                 (Some(g), Some(c), Some(i)) => format!("{g} {c} #{i}"),
                 _ => String::new(),
@@ -128,4 +130,15 @@ fn groups(idx: &Index, json: bool, out: Out) -> anyhow::Result<()> {
     }
     t.render(out)?;
     Ok(())
+}
+
+/// How a run ended, for `ls`: a failed run says FAILED (its partial trace is kept and
+/// indexed: what it measured before the failure is still there), a trace without an
+/// end says unfinished (the recording process died).
+fn ended(stop_reason: Option<&str>) -> String {
+    match stop_reason {
+        Some(s) if s.starts_with("error") => "FAILED".into(),
+        Some(s) => s.into(),
+        None => "unfinished".into(),
+    }
 }
