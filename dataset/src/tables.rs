@@ -179,14 +179,9 @@ impl Interned {
     fn new(id: &str) -> Self {
         Interned {
             id: ByteArray::from(id),
-            labels: [
-                EnergyLabel::Measured,
-                EnergyLabel::Interpolated,
-                EnergyLabel::Attributed,
-                EnergyLabel::Estimated,
-            ]
-            .map(|l| (l, ByteArray::from(l.as_str())))
-            .into(),
+            labels: EnergyLabel::ALL
+                .map(|l| (l, ByteArray::from(l.as_str())))
+                .into(),
             phases: Phase::ALL.map(|p| (p, ByteArray::from(p.as_str()))).into(),
         }
     }

@@ -30,14 +30,17 @@ pub enum EnergyLabel {
     Interpolated,
     Attributed,
     Estimated,
+    /// Made up by the `synthetic` power source (tests, demos): never a measurement.
+    Synthetic,
 }
 
 impl EnergyLabel {
-    pub const ALL: [EnergyLabel; 4] = [
+    pub const ALL: [EnergyLabel; 5] = [
         EnergyLabel::Measured,
         EnergyLabel::Interpolated,
         EnergyLabel::Attributed,
         EnergyLabel::Estimated,
+        EnergyLabel::Synthetic,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +48,7 @@ impl EnergyLabel {
             EnergyLabel::Interpolated => "interpolated",
             EnergyLabel::Attributed => "attributed",
             EnergyLabel::Estimated => "estimated",
+            EnergyLabel::Synthetic => "synthetic",
         }
     }
     /// One line for users on what the label means.
@@ -58,6 +62,9 @@ impl EnergyLabel {
                 "time share of a reading interval: the span is shorter than the source's resolution"
             }
             EnergyLabel::Estimated => "from a power model, not a measurement",
+            EnergyLabel::Synthetic => {
+                "made up by the synthetic power source (for tests and demos), not a measurement"
+            }
         }
     }
 }
@@ -239,6 +246,8 @@ pub struct Attribution {
     resolution_ns: u64,
     /// Per channel (runs that combine sources give each channel its own).
     channel_resolution: Vec<u64>,
+    /// The source's figures are made up ([`PowerSourceDesc::is_synthetic`]).
+    synthetic: bool,
 }
 
 impl Attribution {
@@ -321,6 +330,7 @@ impl Attribution {
             in_total,
             resolution_ns,
             channel_resolution,
+            synthetic: desc.is_synthetic(),
         }
     }
 
@@ -423,6 +433,9 @@ impl Attribution {
     }
 
     fn label_at(&self, resolution_ns: u64, channel: Option<usize>, a: u64, b: u64) -> EnergyLabel {
+        if self.synthetic {
+            return EnergyLabel::Synthetic;
+        }
         if self.kind == SourceKind::Estimate {
             return EnergyLabel::Estimated;
         }

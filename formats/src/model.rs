@@ -230,6 +230,9 @@ pub struct PowerSourceDesc {
     pub details: Vec<(String, String)>,
 }
 
+/// The `details` key that marks a power source whose figures are made up.
+pub const SYNTHETIC_DETAIL: &str = "synthetic";
+
 impl PowerSourceDesc {
     /// Sum of `values` (indexed like `channels`) over the channels that add into the
     /// total; `None` when none of them has a value (absent is not zero).
@@ -241,6 +244,13 @@ impl PowerSourceDesc {
             }
         }
         sum
+    }
+
+    /// Whether the source's figures are made up: a `details` entry with the key
+    /// [`SYNTHETIC_DETAIL`] (the `synthetic` source writes one). Every figure of such a
+    /// run is labelled `synthetic`.
+    pub fn is_synthetic(&self) -> bool {
+        self.details.iter().any(|(k, _)| k == SYNTHETIC_DETAIL)
     }
 }
 

@@ -48,7 +48,7 @@ const FAMILIES: [(&str, &str, &str); 6] = [
     (
         "eprof_energy_joules",
         "counter",
-        "Energy of finished runs per pipeline phase, in joules; label says how it was obtained (measured, interpolated, attributed, estimated)",
+        "Energy of finished runs per pipeline phase, in joules; label says how it was obtained (measured, interpolated, attributed, estimated, synthetic)",
     ),
     (
         "eprof_power_watts",

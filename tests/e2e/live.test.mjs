@@ -153,7 +153,7 @@ try {
   await page.waitForFunction((id) => document.querySelector("#hist-table .hist-row")?.dataset.id === id, id);
   check(true, "the run is first in the history");
   const row = page.locator(`#hist-table .hist-row[data-id='${id}']`);
-  check((await row.locator(".hist-labels").textContent()).includes("measured"), "its row shows how its figures were obtained");
+  check((await row.locator(".hist-labels").textContent()).includes("synthetic"), "its row shows how its figures were obtained (made up: synthetic)");
   eq(await row.locator(".hist-stop").textContent(), "max_tokens", "its row shows why it stopped");
 
   // A second, shorter run with another tag.

@@ -236,7 +236,9 @@ fn record_show_ls_export_import_rm_rebuild_with_the_builtin_model() {
         "down_proj",
         "activation/mean",
         "how the figures were obtained",
-        "measured",
+        // Made-up figures never read as measured.
+        "synthetic",
+        "made up by the synthetic power source",
     ] {
         assert!(show.contains(needle), "show lacks {needle:?}:\n{show}");
     }

@@ -467,3 +467,48 @@ fn a_failed_run_is_marked_in_ls_after_a_rebuild() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains("FAILED"), "{text}");
 }
+
+/// Figures the synthetic source made up never read as measured: not in `record`'s
+/// summary, `ls`, `show`, or the exported JSON.
+#[test]
+fn synthetic_figures_are_labelled_synthetic_everywhere() {
+    let e = Env::new();
+    let out = e.path("s.eprof");
+    let o = e.run(&[
+        "record",
+        "hi",
+        "--power",
+        "synthetic",
+        "--idle-ms",
+        "0",
+        "--max-tokens",
+        "3",
+        "-q",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("total (synthetic)") && !err.contains("(measured)"),
+        "{err}"
+    );
+    let ls = String::from_utf8_lossy(&e.run(&["ls"]).stdout).into_owned();
+    assert!(ls.contains("synthetic") && !ls.contains("measured"), "{ls}");
+    let show = e.run(&["show", &out, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["total"]["label"], "synthetic", "{v}");
+    let labels: Vec<&str> = v["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[0].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["synthetic"]);
+    let json = e.run(&["export", &out]);
+    let text = String::from_utf8_lossy(&json.stdout);
+    assert!(
+        !text.contains("\"measured\""),
+        "exported JSON has a measured figure"
+    );
+}

@@ -214,6 +214,10 @@ impl PowerSource for Synthetic {
             nominal_resolution_ns: self.resolution_ns,
             details: {
                 let mut d = vec![
+                    (
+                        eprof_format::SYNTHETIC_DETAIL.into(),
+                        "made-up figures, not a measurement".into(),
+                    ),
                     ("waveform".into(), self.wave.describe()),
                     ("origin_ns".into(), self.origin_ns.to_string()),
                 ];
