@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, on a fresh machine: fetch the real model, build eprof for this CPU,
+# The main job, on a fresh machine: build eprof for this CPU, fetch the real model,
 # profile one prompt at deep depth with the best power source this machine has, and
 # leave things to look at in target/demo/:
 #   demo.html          the viewer with the trace inside: open it in a browser (offline)
@@ -10,18 +10,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-model="$(scripts/fetch-model.sh)"
 rustup target add wasm32-unknown-unknown >/dev/null
 cargo xtask viewer            # one HTML file, embedded into the eprof binary below
 cargo build --release --locked -p eprof
 eprof=target/release/eprof
+model="$("$eprof" model fetch --quiet smollm2)"   # checked, once; then left alone
 out=target/demo
 mkdir -p "$out"
 
 "$eprof" record "Give me three tips for staying healthy." \
   --model "$model" --depth deep --max-tokens 48 --tag demo --out "$out/demo.eprof"
 "$eprof" show "$out/demo.eprof" > "$out/show.txt"
-"$eprof" view "$out/demo.eprof" --html "$out/demo.html"
+"$eprof" view "$out/demo.eprof" --out "$out/demo.html"
 "$eprof" export "$out/demo.eprof" --format chrome --out "$out/demo.chrome.json"
 "$eprof" export "$out/demo.eprof" --format csv --out "$out/csv"
 sed -n '1,40p' "$out/show.txt"

@@ -38,10 +38,10 @@ for c in "${configs[@]}"; do
     esac
 done
 
-model=$(scripts/fetch-model.sh)
 target=target/callgrind
 RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --quiet --release -p eprof --target-dir "$target"
 eprof="$target/release/eprof"
+model=$("$eprof" model fetch --quiet smollm2)
 # CALLGRIND_OUT=DIR keeps the profiles (callgrind_annotate reads them) and reuses
 # the ones already there.
 if [ -n "${CALLGRIND_OUT:-}" ]; then

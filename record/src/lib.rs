@@ -19,7 +19,7 @@ pub use error::{ErrorKind, RecordError, Result};
 pub use event::{NoSink, RunSink, error_event};
 pub use profiler::{
     KnownModel, ModelCatalog, ModelHandle, PowerSourceInfo, Profiler, RecordedRun, candle_device,
-    is_valid_run_id, new_run_id, open_power, power_sources,
+    hf_hub_cache, is_valid_run_id, new_run_id, open_power, power_sources,
 };
 pub use request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
 

@@ -649,7 +649,7 @@ impl ModelCatalog {
             "no --model given and none found ($EPROF_MODEL, the data directory's models/, \
              the Hugging Face cache): this is the built-in tiny Llama with RANDOM WEIGHTS; \
              its time and energy are real, its text is noise. Give --model FILE.gguf or a \
-             Hugging Face folder (scripts/fetch-model.sh in eprof's source fetches SmolLM2)"
+             Hugging Face folder, or fetch one: `eprof model fetch smollm2`"
                 .into(),
         )
     }
@@ -741,16 +741,21 @@ fn models_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Models in the Hugging Face cache: (`org/name`, snapshot folder or GGUF file).
-fn hf_cache_models() -> Vec<(String, PathBuf)> {
-    let Some(root) = std::env::var_os("HF_HUB_CACHE")
+/// The Hugging Face cache's `hub` folder, as the Hub's own clients find it:
+/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`. Where
+/// `eprof model fetch` puts what it downloads and where a run looks for a model.
+pub fn hf_hub_cache() -> PathBuf {
+    std::env::var_os("HF_HUB_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
         })
-    else {
-        return Vec::new();
-    };
+        .unwrap_or_else(|| PathBuf::from(".cache/huggingface/hub"))
+}
+
+fn hf_cache_models() -> Vec<(String, PathBuf)> {
+    let root = hf_hub_cache();
     let mut repos: Vec<PathBuf> = std::fs::read_dir(root)
         .into_iter()
         .flatten()

@@ -15,6 +15,7 @@ use crate::Exit;
 mod compare;
 mod doctor;
 mod export;
+pub mod fetch;
 pub mod groups;
 mod ls;
 mod model;

@@ -44,7 +44,7 @@ pub fn detect(path: &Path) -> Result<ModelSource> {
     if !path.exists() {
         return Err(merr(
             path,
-            "does not exist; give a .gguf file or a Hugging Face folder (config.json + *.safetensors), or run scripts/fetch-model.sh",
+            "does not exist; give a .gguf file or a Hugging Face folder (config.json + *.safetensors), or fetch one: `eprof model fetch smollm2` (or OWNER/REPO from the Hugging Face Hub)",
         ));
     }
     if path.is_dir() {
