@@ -429,9 +429,7 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
-    eprof_power::link();
-    eprof_models::link();
-    eprof_probes::link();
+    eprof_record::link();
     match run() {
         Ok(code) => code,
         Err(e) => {
@@ -665,7 +663,7 @@ mod tests {
     #[test]
     fn the_power_flag_lists_every_source() {
         use clap::CommandFactory;
-        eprof_power::link();
+        eprof_record::link();
         let cli = Cli::command();
         let record = cli.find_subcommand("record").expect("record");
         let help = record

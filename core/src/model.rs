@@ -1,4 +1,4 @@
-//! Model adapters and instrumented models (ARCHITECTURE §2).
+//! Model adapters and instrumented models (docs/architecture.md).
 
 use std::path::PathBuf;
 

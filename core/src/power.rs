@@ -1,4 +1,4 @@
-//! The power source trait (ARCHITECTURE §2) and what the session needs around it.
+//! The power source trait (docs/architecture.md) and what the session needs around it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

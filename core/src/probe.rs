@@ -1,4 +1,4 @@
-//! Probes compute metrics from tensors at hook sites (ARCHITECTURE §2).
+//! Probes compute metrics from tensors at hook sites (docs/architecture.md).
 
 use eprof_format::{Phase, SiteDef};
 

@@ -1,5 +1,6 @@
-//! Energy attribution (ARCHITECTURE §4): every energy figure is derived here from the
-//! trace's power readings, with a label saying how it was obtained.
+//! Energy attribution: every energy figure is derived here from the trace's power
+//! readings, with a label saying how it was obtained (the rules: formats/SPEC.md; the
+//! overview: docs/architecture.md, "Attribution and labels").
 //!
 //! Each channel's readings become a piecewise-linear cumulative energy function
 //! `F(t)` (joules since the first reading):

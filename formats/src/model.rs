@@ -156,7 +156,7 @@ pub struct Machine {
     pub gpu: Option<String>,
 }
 
-/// How a power source obtains its readings (ARCHITECTURE §2).
+/// How a power source obtains its readings (docs/architecture.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
@@ -312,7 +312,7 @@ impl IdleBaseline {
     }
 }
 
-/// The four pipeline phases of ARCHITECTURE §3.
+/// The four pipeline phases of a run (docs/architecture.md, "Recording one prompt").
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode,
 )]

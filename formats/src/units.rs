@@ -52,7 +52,7 @@ pub fn trim_zeros(s: &str) -> String {
 }
 
 /// A size in bytes: `812 B`, `41.3 kB`, `12.8 MB` (decimal units, like the sizes the
-/// README reports).
+/// docs report).
 pub fn bytes(n: u64) -> String {
     let v = n as f64;
     if v < 1e3 {

@@ -1,4 +1,4 @@
-//! The SQLite index of runs (ARCHITECTURE §6).
+//! The SQLite index of runs (docs/architecture.md).
 //!
 //! The trace files are the source of truth; the index holds what history lists filter
 //! and sort on, plus per-section and per-token rows for cross-run queries, and can be

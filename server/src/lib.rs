@@ -1,6 +1,6 @@
 //! `eprof serve`: the REST API, the WebSocket stream of run events and the viewer,
-//! on axum + tokio (ARCHITECTURE §8). `eprof view` runs on the same stack
-//! ([`serve_view`]).
+//! on axum + tokio (docs/architecture.md, "The server"). `eprof view` runs on the same
+//! stack ([`serve_view`]).
 //!
 //! Runs execute one at a time on their own thread ([`worker`]); handlers only queue
 //! jobs, read the index and trace files (on tokio's blocking pool) and never wait

@@ -1,4 +1,5 @@
-//! The checks every request passes before a handler sees it (ARCHITECTURE §8):
+//! The checks every request passes before a handler sees it (docs/architecture.md,
+//! "The server"):
 //! - `Host` must name this server (a loopback name and its port when bound to
 //!   loopback), so a DNS-rebinding page cannot reach it under another name;
 //! - a mutating request or a WebSocket upgrade with an `Origin` header must come from

@@ -151,7 +151,7 @@ try {
 
   // ---------------------------------------------------------------- history
   await page.waitForFunction((id) => document.querySelector("#hist-table .hist-row")?.dataset.id === id, id);
-  check(true, "the run is first in the history");
+  check(await page.evaluate(() => document.querySelector("#hist-table .hist-row")?.dataset.id) === id, "the run is first in the history");
   const row = page.locator(`#hist-table .hist-row[data-id='${id}']`);
   check((await row.locator(".hist-labels").textContent()).includes("synthetic"), "its row shows how its figures were obtained (made up: synthetic)");
   eq(await row.locator(".hist-stop").textContent(), "max_tokens", "its row shows why it stopped");
@@ -200,14 +200,14 @@ try {
   await page.waitForFunction(() => /finished: cancelled$/.test(document.querySelector("#live-status")?.textContent ?? ""), null, { timeout: 10000 });
   check(/finished: cancelled/.test(await page.locator("#live-status").textContent()), "after Stop the status says the run was cancelled");
   await page.waitForFunction(() => document.querySelector("#hist-table .hist-row .hist-stop")?.textContent === "cancelled", null, { timeout: 60000 });
-  check(true, "Stop leaves a cancelled run in the history");
+  check(await page.locator("#hist-table .hist-row .hist-stop").first().textContent() === "cancelled", "Stop leaves a cancelled run in the history");
 
   // A deep link reopens a run and a token.
   const deep = await newPage("deep-link");
   await deep.goto(`${url}#run=${id}&token=12&metric=time`);
   await deep.waitForSelector("body[data-loaded='1']", { timeout: 60000 });
   await deep.waitForFunction(() => document.querySelector("#token-label")?.textContent.startsWith("token 12"));
-  check(true, "a deep link reopens the run at token 12");
+  check((await deep.locator("#token-label").textContent()).startsWith("token 12"), "a deep link reopens the run at token 12");
   eq(await deep.locator("#metric").inputValue(), "time", "the deep link chose the heatmap metric");
   eq(await deep.locator("#trace-select option").textContent(), `${id}.eprof`, "the deep link opened the right run");
   const hash = await deep.evaluate(() => location.hash);

@@ -6,7 +6,7 @@ source, and a trace imported from another machine) are exported with
 and token counts equal `eprof show --json`; per run, token energies and phase spans
 sum to the trace's phase totals (1e-9 relative); labels survive; appending one more
 run adds exactly its rows and rewrites nothing; the column types DuckDB reads are the
-documented ones; the README's queries run as written.
+documented ones; the queries of docs/machines.md run as written.
 """
 
 import hashlib
@@ -42,9 +42,9 @@ def documented_columns() -> dict:
 
 
 def readme_queries() -> list:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Many machines", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sql\n(.*?)```", section, re.S)
+    """The SQL queries of docs/machines.md, as a user copies them."""
+    text = (ROOT / "docs" / "machines.md").read_text()
+    return re.findall(r"```sql\n(.*?)```", text, re.S)
 
 
 def files_of(ds: Path) -> dict:
@@ -196,9 +196,9 @@ def main() -> None:
         check(len(grouped) == 2 and grouped[0][0] == grouped[1][0]
               and [r[1:] for r in grouped] == [("all", 0, 0), ("all", 1, 1)], f"group rows {grouped}")
 
-        # The README's queries, as written, from the folder holding dataset/.
+        # The documented queries (docs/machines.md), as written, from the folder holding dataset/.
         queries = readme_queries()
-        check(len(queries) == 3, f"{len(queries)} queries in README")
+        check(len(queries) == 3, f"{len(queries)} queries in docs/machines.md")
         os.chdir(tmp)
         local = duckdb.connect()
         by_model_machine = local.execute(queries[0]).fetchall()
@@ -209,7 +209,7 @@ def main() -> None:
         per_position = local.execute(queries[2]).fetchall()
         check(len(per_position) >= 3 and all(r[2] > 0 for r in per_position), f"per position {per_position}")
         print(f"dataset test: {common.checks} checks passed")
-        print("  J/token by model and machine (README query 1):")
+        print("  J/token by model and machine (docs/machines.md query 1):")
         for r in by_model_machine:
             print("   ", r)
 

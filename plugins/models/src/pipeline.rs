@@ -1,4 +1,5 @@
-//! The inference pipeline of ARCHITECTURE §3, recorded section by section:
+//! The inference pipeline (docs/architecture.md, "Recording one prompt"), recorded
+//! section by section:
 //! pre_inference (tokenization, tensor transfer, KV-cache init), prefill (the model's
 //! sections, then sampling of the first token), decode (per token the same), and
 //! post_inference (detokenization, memory cleanup).

@@ -240,8 +240,8 @@ inventory::submit! {
         summary: "per component output: mean, std, max |x|, sparsity",
         // Module depth: each layer's and component's activation mean, std, max and
         // sparsity are the layer and component metrics module depth records. On 360
-        // tensors a SmolLM2 token it costs about 1.3% of decode speed (docs and README,
-        // "Building and performance"); `--no-probes` records timing alone.
+        // tensors a SmolLM2 token it costs about 1.3% of decode speed (docs/performance.md,
+        // the overhead benchmark); `--no-probes` records timing alone.
         min_depth: Depth::Module,
         create: |o: &ProbeOptions| Box::new(Activation { threshold: o.sparsity_threshold }),
         origin: module_path!(),
