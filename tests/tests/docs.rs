@@ -117,7 +117,7 @@ fn every_relative_link_in_the_docs_leads_somewhere() {
         }
     }
     assert!(
-        checked > 50,
+        checked > 30,
         "only {checked} links found: is the parser right?"
     );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
