@@ -10,7 +10,9 @@ use std::io::BufWriter;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use eprof_format::sync::lock;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -70,11 +72,6 @@ struct Shared {
     stop: AtomicBool,
     kind: SourceKind,
     clock: Clock,
-}
-
-fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind: keep using it.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

@@ -18,6 +18,7 @@ pub mod model;
 pub mod reader;
 pub mod stats;
 pub mod summary;
+pub mod sync;
 pub mod synthetic;
 pub mod units;
 pub mod writer;

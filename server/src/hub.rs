@@ -8,7 +8,9 @@
 //! at full speed.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use eprof_format::sync::lock;
 
 use tokio::sync::Notify;
 
@@ -50,10 +52,6 @@ pub struct Hub {
     soft_bytes: usize,
     /// Above this, the client is disconnected.
     hard_bytes: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Hub {

@@ -137,7 +137,7 @@ impl Metrics {
     }
 
     fn current(&self) -> std::sync::MutexGuard<'_, Option<Current>> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner())
+        eprof_format::sync::lock(&self.current)
     }
 
     /// Take one event of the run being recorded into account.

@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
+
+use eprof_format::sync::lock;
 
 use eprof_record::{
     DeviceSpec, ModelChoice, ModelHandle, Profiler, RecordRequest, RunEvent, RunSink,
@@ -54,10 +56,6 @@ pub enum Cancel {
     /// It was waiting and is gone.
     Dequeued,
     NotQueued,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Queue {

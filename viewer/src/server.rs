@@ -6,9 +6,10 @@
 //! the live views redraw once: never one DOM update per event.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use eprof_format::live::RunEvent;
+use eprof_format::sync::lock;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::{Value, json};
@@ -160,16 +161,6 @@ fn open_runs_at(ctx: Ctx, ids: Vec<String>, token: Option<u32>, metric: Option<S
 /// page is single-threaded; the lock is never contended).
 type Shared = Arc<Mutex<Inbox>>;
 
-trait LockExt {
-    fn lock_(&self) -> MutexGuard<'_, Inbox>;
-}
-
-impl LockExt for Mutex<Inbox> {
-    fn lock_(&self) -> MutexGuard<'_, Inbox> {
-        self.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Messages waiting for the next frame, and the live state they build.
 #[derive(Default)]
 struct Inbox {
@@ -225,11 +216,11 @@ fn report(inbox: &Inbox) {
 /// Apply everything queued, once per frame.
 fn frame(inbox: Shared, live: Live, ctx: Ctx) {
     let t0 = now_ms();
-    let msgs = std::mem::take(&mut inbox.lock_().queue);
+    let msgs = std::mem::take(&mut lock(&inbox).queue);
     let mut finished: Option<String> = None;
     let (mut tokens, mut sites, mut power) = (false, false, false);
     {
-        let mut ib = inbox.lock_();
+        let mut ib = lock(&inbox);
         ib.scheduled = false;
         for m in &msgs {
             // The live views do not draw operations: skip parsing them (the largest
@@ -283,7 +274,7 @@ fn frame(inbox: Shared, live: Live, ctx: Ctx) {
         }
     }
     {
-        let mut ib = inbox.lock_();
+        let mut ib = lock(&inbox);
         ib.apply_ms += now_ms() - t0;
         if sites || ib.heat_pending {
             let due = t0 - ib.heat_drawn_ms >= HEATMAP_EVERY_MS || finished.is_some();
@@ -311,7 +302,7 @@ fn frame(inbox: Shared, live: Live, ctx: Ctx) {
     // Leptos redraws in a microtask queued by the update above; this one runs after
     // it, so the time counted includes the DOM work.
     let done = Closure::once_into_js(move || {
-        let mut ib = inbox.lock_();
+        let mut ib = lock(&inbox);
         ib.handle_ms += now_ms() - t0;
         ib.frames += 1;
         report(&ib);
@@ -344,7 +335,7 @@ fn connect(inbox: Shared, live: Live, ctx: Ctx) {
                 return;
             };
             let schedule = {
-                let mut ib = inbox.lock_();
+                let mut ib = lock(&inbox);
                 ib.queue.push(text);
                 !std::mem::replace(&mut ib.scheduled, true)
             };
@@ -413,7 +404,7 @@ pub fn ServerPanel() -> impl IntoView {
 /// What the panel says of run `id` once the live stream has it: running, or how it
 /// ended; `None` before its `run_started`.
 fn run_status(inbox: &Shared, id: &str) -> Option<String> {
-    let ib = inbox.lock_();
+    let ib = lock(&inbox);
     if ib.run.run_id != id {
         return None;
     }
@@ -550,7 +541,7 @@ fn Controls(inbox: Shared, live: Live) -> impl IntoView {
         });
     };
     let stop = move |_| {
-        let run = inbox.lock_().run.clone();
+        let run = lock(&inbox).run.clone();
         if run.run_id.is_empty() || run.finished.is_some() {
             status.set("no run is running".into());
             return;
@@ -667,7 +658,7 @@ fn LiveView(inbox: Shared, live: Live) -> impl IntoView {
     let ib = Arc::clone(&inbox);
     let figures = move || {
         live.version.track();
-        let ib = ib.lock_();
+        let ib = lock(&ib);
         let r = &ib.run;
         if r.run_id.is_empty() {
             return "no run yet: start one above, or with POST /api/profiling/generate".into();
@@ -683,7 +674,7 @@ fn LiveView(inbox: Shared, live: Live) -> impl IntoView {
     let ib = Arc::clone(&inbox);
     let now = move || {
         live.version.track();
-        let ib = ib.lock_();
+        let ib = lock(&ib);
         match &ib.run.error {
             Some(e) => format!("failed: {e}"),
             None => ib.run.now.clone(),
@@ -692,17 +683,17 @@ fn LiveView(inbox: Shared, live: Live) -> impl IntoView {
     let ib = Arc::clone(&inbox);
     let count = move || {
         live.version.track();
-        ib.lock_().run.tokens.len().to_string()
+        lock(&ib).run.tokens.len().to_string()
     };
     let ib = Arc::clone(&inbox);
     let text = move || {
         live.tokens.track();
-        ib.lock_().run.text_html()
+        lock(&ib).run.text_html()
     };
     let ib = Arc::clone(&inbox);
     let power = move || {
         live.power.track();
-        let ib = ib.lock_();
+        let ib = lock(&ib);
         let r = &ib.run;
         if r.run_id.is_empty() {
             return String::new();
@@ -712,12 +703,12 @@ fn LiveView(inbox: Shared, live: Live) -> impl IntoView {
     let ib = Arc::clone(&inbox);
     let metrics = move || {
         live.sites.track();
-        ib.lock_().run.metrics()
+        lock(&ib).run.metrics()
     };
     let ib = Arc::clone(&inbox);
     let heat = move || {
         live.sites.track();
-        let ib = ib.lock_();
+        let ib = lock(&ib);
         let r = &ib.run;
         let m = metric.get();
         if r.cells(&m) == 0 {

@@ -191,7 +191,7 @@ impl Nvml {
             me.gpus.push((Gpu(d), gpu_name, limit_w));
         }
         if me.counter {
-            let mut known = PERIODS.lock().unwrap_or_else(|p| p.into_inner());
+            let mut known = eprof_format::sync::lock(&PERIODS);
             me.period = match known.iter().find(|(l, _)| *l == me.lib) {
                 Some((_, p)) => *p,
                 None => {
