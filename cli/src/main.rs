@@ -219,7 +219,7 @@ struct ExportArgs {
     runs: Vec<String>,
     /// json (full), csv (a folder of tables), chrome (Perfetto / chrome://tracing),
     /// eprof (a copy), parquet (a dataset folder for DuckDB, Polars, Spark: docs/dataset.md)
-    #[arg(long, default_value = "json", value_parser = clap::builder::PossibleValuesParser::new(["json", "csv", "chrome", "eprof", "parquet"]))]
+    #[arg(long, default_value = "json", value_parser = export_formats())]
     format: String,
     /// Output file (a folder for csv and parquet) [default: stdout for json/chrome]
     #[arg(long, short = 'o')]
@@ -229,6 +229,16 @@ struct ExportArgs {
     all: bool,
     #[command(flatten)]
     filter: RunFilterArgs,
+}
+
+/// `export --format`'s names: one run's formats (shared with the server), and parquet.
+fn export_formats() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        eprof_format::export::Format::ALL
+            .map(|f| f.as_str())
+            .into_iter()
+            .chain(["parquet"]),
+    )
 }
 
 #[derive(Args)]

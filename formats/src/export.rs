@@ -140,6 +140,77 @@ fn metric_rows(t: &Trace) -> Vec<MetricRow<'_>> {
     rows
 }
 
+/// The formats one run exports to, as `eprof export --format` and the server's
+/// `GET /api/profiling/runs/{id}/export?format=` name them. One switch for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Everything: metadata, summary, sections, tokens, spans, metrics, samples.
+    Json,
+    /// One table per file.
+    Csv,
+    /// Chrome trace-event JSON (Perfetto, chrome://tracing), power as counter tracks.
+    Chrome,
+    /// The trace file itself.
+    Eprof,
+}
+
+/// What [`Format::render`] makes of a run.
+pub enum Rendered {
+    /// One text file.
+    Text(String),
+    /// One file per table: (file name, text).
+    Tables(Vec<(String, String)>),
+    /// The trace file as stored: the front end copies it from where it keeps it.
+    TraceFile,
+}
+
+impl Format {
+    pub const ALL: [Format; 4] = [Format::Json, Format::Csv, Format::Chrome, Format::Eprof];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Chrome => "chrome",
+            Format::Eprof => "eprof",
+        }
+    }
+
+    /// The format called `name`, if any.
+    pub fn parse(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
+    /// Its media type (of each file, for CSV).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Json | Format::Chrome => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Eprof => "application/octet-stream",
+        }
+    }
+
+    /// The file name a download of run `id` gets (for CSV, of table file `table`).
+    pub fn file_name(self, id: &str, table: Option<&str>) -> String {
+        match self {
+            Format::Json => format!("{id}.json"),
+            Format::Chrome => format!("{id}.chrome.json"),
+            Format::Eprof => format!("{id}.eprof"),
+            Format::Csv => format!("{id}.{}", table.unwrap_or("csv")),
+        }
+    }
+
+    /// The run in this format.
+    pub fn render(self, trace: &Trace, en: &Energies) -> Rendered {
+        match self {
+            Format::Json => Rendered::Text(to_json(trace, en, &Summary::compute(trace, en))),
+            Format::Chrome => Rendered::Text(to_chrome_trace(trace, en)),
+            Format::Csv => Rendered::Tables(to_csv(trace, en)),
+            Format::Eprof => Rendered::TraceFile,
+        }
+    }
+}
+
 /// The whole trace as one JSON document, every record with its energy and label.
 pub fn to_json(trace: &Trace, en: &Energies, summary: &Summary) -> String {
     let doc = JsonExport {

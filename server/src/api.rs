@@ -478,24 +478,18 @@ async fn export_run(
     blocking(move || {
         let (row, bytes, trace) = load(&app, &id)?;
         let en = Energies::compute(&trace);
-        let (name, ctype, body): (String, &str, Vec<u8>) = match q.format.as_deref() {
-            None | Some("json") => (
-                format!("{}.json", row.id),
-                "application/json",
-                export::to_json(&trace, &en, &Summary::compute(&trace, &en)).into_bytes(),
-            ),
-            Some("chrome") => (
-                format!("{}.chrome.json", row.id),
-                "application/json",
-                export::to_chrome_trace(&trace, &en).into_bytes(),
-            ),
-            Some("eprof") => (
-                format!("{}.eprof", row.id),
-                "application/octet-stream",
-                bytes,
-            ),
-            Some("csv") => {
-                let tables = export::to_csv(&trace, &en);
+        let format = match q.format.as_deref() {
+            None => export::Format::Json,
+            Some(f) => export::Format::parse(f).ok_or_else(|| {
+                ApiError::bad(format!(
+                    "unknown export format {f:?}: use json, csv, chrome or eprof"
+                ))
+            })?,
+        };
+        let (name, body): (String, Vec<u8>) = match format.render(&trace, &en) {
+            export::Rendered::Text(text) => (format.file_name(&row.id, None), text.into_bytes()),
+            export::Rendered::TraceFile => (format.file_name(&row.id, None), bytes),
+            export::Rendered::Tables(tables) => {
                 let names: Vec<String> = tables
                     .iter()
                     .map(|(n, _)| n.trim_end_matches(".csv").to_string())
@@ -513,21 +507,12 @@ async fn export_run(
                     return Err(ApiError::bad(format!("no table {want:?}"))
                         .hint(format!("tables: {}", names.join(", "))));
                 };
-                (
-                    format!("{}.{n}", row.id),
-                    "text/csv; charset=utf-8",
-                    text.into_bytes(),
-                )
-            }
-            Some(other) => {
-                return Err(ApiError::bad(format!(
-                    "unknown export format {other:?}: use json, csv, chrome or eprof"
-                )));
+                (format.file_name(&row.id, Some(&n)), text.into_bytes())
             }
         };
         Ok((
             [
-                (header::CONTENT_TYPE, ctype.to_string()),
+                (header::CONTENT_TYPE, format.media_type().to_string()),
                 (
                     header::CONTENT_DISPOSITION,
                     format!("attachment; filename=\"{name}\""),

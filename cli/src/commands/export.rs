@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use eprof_core::paths::DataDir;
 use eprof_dataset::{Dataset, TABLES};
-use eprof_format::{Energies, Summary, export, units};
+use eprof_format::{Energies, export, units};
 use eprof_index::Index;
 
 use crate::{Exit, ExportArgs};
@@ -43,31 +43,32 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
             }
         }
     };
-    match a.format.as_str() {
-        "json" => write(
-            export::to_json(&trace, &en, &Summary::compute(&trace, &en)).as_bytes(),
-            out,
-        )?,
-        "chrome" => write(export::to_chrome_trace(&trace, &en).as_bytes(), out)?,
-        "eprof" => {
+    let Some(format) = export::Format::parse(&a.format) else {
+        usage!(
+            "unknown export format {:?}: use json, csv, chrome, eprof or parquet",
+            a.format
+        )
+    };
+    match format.render(&trace, &en) {
+        export::Rendered::Text(text) => write(text.as_bytes(), out)?,
+        export::Rendered::TraceFile => {
             let Some(p) = &a.out else {
                 usage!("--format eprof needs --out FILE")
             };
             std::fs::copy(&path, p).with_context(|| format!("cannot write {}", p.display()))?;
         }
-        "csv" => {
+        export::Rendered::Tables(tables) => {
             let Some(dir) = &a.out else {
                 usage!("--format csv needs --out DIR (one file per table)")
             };
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            for (name, text) in export::to_csv(&trace, &en) {
+            for (name, text) in tables {
                 let p = dir.join(name);
                 std::fs::write(&p, text)
                     .with_context(|| format!("cannot write {}", p.display()))?;
             }
         }
-        other => usage!("unknown export format {other:?}: use json, csv, chrome, eprof or parquet"),
     }
     if let Some(p) = &a.out {
         eprintln!("wrote {}", p.display());
