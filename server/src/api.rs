@@ -14,15 +14,16 @@ use eprof_core::paths::DataDir;
 use eprof_format::{Energies, Summary, Trace, export};
 use eprof_index::{Index, RunFilter, RunRow};
 use eprof_record::{
-    ErrorKind, ModelCatalog, ModelChoice, ProbeSelection, RecordError, RecordRequest,
-    is_valid_run_id, new_run_id,
+    ModelCatalog, ModelChoice, ProbeSelection, RecordError, RecordRequest, is_valid_run_id,
+    new_run_id,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::ServeOptions;
+use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::options::ServeOptions;
 use crate::security::{Security, guard};
 use crate::worker::{Cancel, Job, Queue, queue_message};
 
@@ -38,68 +39,6 @@ pub struct App {
 }
 
 type AppState = State<Arc<App>>;
-
-/// An error answer: `{"error": ..., "hint": ...}` with its status.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    error: String,
-    hint: Option<String>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            error: error.into(),
-            hint: None,
-        }
-    }
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-    fn bad(error: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, error)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.error, "hint": self.hint})),
-        )
-            .into_response()
-    }
-}
-
-impl From<RecordError> for ApiError {
-    fn from(e: RecordError) -> Self {
-        let status = match e.kind {
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::PowerUnavailable => StatusCode::CONFLICT,
-            ErrorKind::Model | ErrorKind::Io => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError {
-            status,
-            error: e.message,
-            hint: e.hint,
-        }
-    }
-}
-
-impl From<eprof_index::Error> for ApiError {
-    fn from(e: eprof_index::Error) -> Self {
-        RecordError::from(e).into()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// Run blocking work (SQLite, file reads, decoding) off the async threads.
 async fn blocking<T: Send + 'static>(

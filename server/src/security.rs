@@ -15,7 +15,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 #[derive(Debug)]
 pub struct Security {

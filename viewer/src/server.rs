@@ -17,8 +17,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::app::{Ctx, data_of, fetch_bytes, now_ms};
 use crate::charts::{self, ColourScale, esc};
+use crate::ctx::{Ctx, data_of, fetch_bytes, now_ms};
 use crate::data::fmt_joules;
 use crate::live::LiveRun;
 
@@ -404,7 +404,7 @@ pub fn ServerPanel() -> impl IntoView {
 /// What the panel says of run `id` once the live stream has it: running, or how it
 /// ended; `None` before its `run_started`.
 fn run_status(inbox: &Shared, id: &str) -> Option<String> {
-    let ib = lock(&inbox);
+    let ib = lock(inbox);
     if ib.run.run_id != id {
         return None;
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use eprof_format::layout::Measure;
 use leptos::prelude::*;
 
-use crate::app::{Ctx, data_of};
 use crate::charts::{self, SpanChart, Stack};
+use crate::ctx::{Ctx, data_of};
 use crate::data::TraceView;
 
 /// What the sections of one trace's views share.
