@@ -165,7 +165,7 @@ fn sleep_unless(stop: &AtomicBool, seconds: f64) {
 
 pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.repeat < 2 {
-        return Err(crate::Exit(
+        return Err(crate::exit::Exit(
             2,
             "--repeat must be 2 or more: one run has no interval (use `eprof record`)".into(),
         )
@@ -191,7 +191,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: BenchArgs) -> anyhow::Re
             .request(&prompt, c.model.clone(), c.depth, c.max_tokens);
         profiler
             .check(&req)
-            .map_err(|e| crate::Exit(2, e.message))?;
+            .map_err(|e| crate::exit::Exit(2, e.message))?;
     }
     // Each model once, kept loaded for all its runs.
     let mut models = Vec::new();

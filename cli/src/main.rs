@@ -11,12 +11,14 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Return an invalid-command-line error: exit 2, as clap's own parse errors.
 macro_rules! usage {
     ($($t:tt)*) => {
-        return Err($crate::Exit(2, format!($($t)*)).into())
+        return Err($crate::exit::Exit(2, format!($($t)*)).into())
     };
 }
 
+mod args;
 mod bench;
 mod commands;
+mod exit;
 mod fmt;
 mod plugins;
 mod record;
@@ -27,7 +29,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+use crate::args::{
+    CompareArgs, ExportArgs, ImportArgs, JsonFlag, LsArgs, PowerReadArgs, RmArgs, ShowArgs,
+};
+use crate::exit::Exit;
 
 const EXIT_CODES: &str = "Exit codes:
   0  success
@@ -134,130 +141,6 @@ enum Command {
     },
 }
 
-#[derive(Args)]
-struct JsonFlag {
-    /// Print JSON for scripts
-    #[arg(long)]
-    json: bool,
-}
-
-/// Which runs of the index: shared by `ls` and `export --format parquet`.
-#[derive(Args)]
-struct RunFilterArgs {
-    /// Only runs whose model name contains this
-    #[arg(long)]
-    model: Option<String>,
-    /// Only runs with this tag
-    #[arg(long)]
-    tag: Option<String>,
-    /// Only runs of this experiment
-    #[arg(long)]
-    experiment: Option<String>,
-    /// Only runs whose prompt contains this
-    #[arg(long)]
-    prompt: Option<String>,
-    /// Only the runs of this group (`eprof bench`)
-    #[arg(long)]
-    group: Option<String>,
-}
-
-impl RunFilterArgs {
-    fn is_set(&self) -> bool {
-        self.model.is_some()
-            || self.tag.is_some()
-            || self.experiment.is_some()
-            || self.prompt.is_some()
-            || self.group.is_some()
-    }
-
-    /// The index filter, unsorted and unpaged.
-    fn filter(&self) -> eprof_index::RunFilter {
-        eprof_index::RunFilter {
-            model: self.model.clone(),
-            tag: self.tag.clone(),
-            experiment: self.experiment.clone(),
-            prompt_contains: self.prompt.clone(),
-            group: self.group.clone(),
-            ..Default::default()
-        }
-    }
-}
-
-#[derive(Args)]
-struct LsArgs {
-    #[command(flatten)]
-    filter: RunFilterArgs,
-    /// List groups of repeated runs (`eprof bench`) instead of runs
-    #[arg(long)]
-    groups: bool,
-    /// Sort by (largest first)
-    #[arg(long, default_value = "created", value_parser = clap::builder::PossibleValuesParser::new(eprof_index::SORT_KEYS))]
-    sort: String,
-    /// Show at most this many runs
-    #[arg(long, short = 'n')]
-    limit: Option<u32>,
-    /// Skip this many runs first (paging, with --limit)
-    #[arg(long)]
-    offset: Option<u32>,
-    /// Print JSON for scripts
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct ShowArgs {
-    /// Run id (or unique prefix) or a path to a .eprof file
-    run: String,
-    /// Print JSON for scripts
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct ExportArgs {
-    /// Run id (or unique prefix) or a path to a .eprof file; parquet takes several
-    runs: Vec<String>,
-    /// json (full), csv (a folder of tables), chrome (Perfetto / chrome://tracing),
-    /// eprof (a copy), parquet (a dataset folder for DuckDB, Polars, Spark: docs/dataset.md)
-    #[arg(long, default_value = "json", value_parser = export_formats())]
-    format: String,
-    /// Output file (a folder for csv and parquet) [default: stdout for json/chrome]
-    #[arg(long, short = 'o')]
-    out: Option<PathBuf>,
-    /// parquet: every run in the index (or every one matching the filters)
-    #[arg(long)]
-    all: bool,
-    #[command(flatten)]
-    filter: RunFilterArgs,
-}
-
-/// `export --format`'s names: one run's formats (shared with the server), and parquet.
-fn export_formats() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(
-        eprof_format::export::Format::ALL
-            .map(|f| f.as_str())
-            .into_iter()
-            .chain(["parquet"]),
-    )
-}
-
-#[derive(Args)]
-struct ImportArgs {
-    /// Trace files to import
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
-}
-
-#[derive(Args)]
-struct RmArgs {
-    /// Run ids (or unique prefixes), or group ids (all their runs)
-    #[arg(required = true)]
-    runs: Vec<String>,
-    /// Keep the trace files, remove only the index rows
-    #[arg(long)]
-    keep_files: bool,
-}
-
 #[derive(Subcommand)]
 enum PluginsCommand {
     /// Load one plugin and report whether this eprof can use it
@@ -278,22 +161,6 @@ enum IndexCommand {
     Rebuild,
 }
 
-#[derive(Args)]
-struct CompareArgs {
-    /// Two or more run ids, prefixes or trace paths; or groups of repeated runs
-    /// (`eprof bench`): GROUP (its configurations against the first), GROUP/CONFIG
-    /// (a configuration by label or index), several groups
-    #[arg(num_args = 1.., required = true)]
-    runs: Vec<String>,
-    /// Print JSON for scripts
-    #[arg(long)]
-    json: bool,
-    /// Groups: exit 4 when energy or J per generated token is significantly higher
-    /// than the first group's by more than PCT percent (a CI gate)
-    #[arg(long, value_name = "PCT")]
-    fail_if_higher: Option<f64>,
-}
-
 #[derive(Subcommand)]
 enum PowerCommand {
     /// Every power source, whether it is usable here, and why not
@@ -304,33 +171,6 @@ enum PowerCommand {
         after_help = "Examples:\n  eprof power read --power nvml --samples 10\n  eprof power read --power powermetrics --from-file capture.plist"
     )]
     Read(PowerReadArgs),
-}
-
-#[derive(Args)]
-struct PowerReadArgs {
-    /// Power source, with its options, as `record --power` takes it: nvml+rapl, rapl,
-    /// nvml, powermetrics, estimate[:idle=5,max=40], synthetic[:step=10/30@0.5],
-    /// replay:FILE (`eprof power list` says which work here)
-    #[arg(long, value_name = "SOURCE", required_unless_present = "source")]
-    power: Option<String>,
-    /// The old spelling of --power
-    #[arg(long, hide = true, conflicts_with = "power")]
-    source: Option<String>,
-    /// Read a saved capture instead of live hardware (replay; powermetrics captures)
-    #[arg(long, value_name = "FILE")]
-    from_file: Option<PathBuf>,
-    /// Number of readings
-    #[arg(long, default_value_t = 5)]
-    samples: u32,
-    /// Milliseconds between readings
-    #[arg(long, value_name = "MS", default_value_t = 100)]
-    power_interval: u64,
-    /// The old spelling of --power-interval
-    #[arg(long, hide = true, conflicts_with = "power_interval")]
-    interval_ms: Option<u64>,
-    /// Print JSON for scripts
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -425,18 +265,6 @@ enum ModelCommand {
         json: bool,
     },
 }
-
-/// An error that carries its own exit code.
-#[derive(Debug)]
-pub struct Exit(pub u8, pub String);
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.1)
-    }
-}
-
-impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
     eprof_record::link();

@@ -183,7 +183,7 @@ pub fn prompt_text(arg: &str) -> anyhow::Result<String> {
     }
     if let Some(path) = arg.strip_prefix('@') {
         return std::fs::read_to_string(path).map_err(|e| {
-            crate::Exit(
+            crate::exit::Exit(
                 2,
                 format!(
                     "cannot read the prompt from {path}: {e} (a prompt that starts with @ is written @@)"
@@ -316,7 +316,7 @@ pub fn run(data: &DataDir, plugin_paths: &[PathBuf], a: RecordArgs) -> anyhow::R
     // Refused before the model loads, as the server refuses them (exit 2).
     profiler
         .check(&req)
-        .map_err(|e| crate::Exit(2, e.message))?;
+        .map_err(|e| crate::exit::Exit(2, e.message))?;
     let mut model = profiler.load_model(&req.model, req.device)?;
     announce_model(&model);
     let mut sink = TerminalSink {

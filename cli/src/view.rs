@@ -14,8 +14,8 @@ use eprof_core::paths::DataDir;
 
 use eprof_server::TRACE_SLOT;
 
-use crate::Exit;
 use crate::commands::{decode_file, resolve};
+use crate::exit::Exit;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/viewer.rs"));

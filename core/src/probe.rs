@@ -199,7 +199,7 @@ pub trait Probe: Send {
     /// tensor's moments. An error disables the probe, as in [`Probe::observe`].
     fn moment_values(&mut self, m: &Moments, out: &mut [f32]) -> Result<()> {
         let _ = (m, out);
-        Err(crate::Error::Probe {
+        Err(crate::error::Error::Probe {
             probe: self.name().to_string(),
             message: "declares moment_metrics but does not implement moment_values".into(),
         })

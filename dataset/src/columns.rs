@@ -16,7 +16,7 @@ use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Physical and logical type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

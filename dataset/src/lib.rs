@@ -22,21 +22,13 @@ use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
 
 pub mod columns;
+mod error;
 pub mod tables;
 
+pub use error::Error;
 pub use tables::{RowCounts, TABLES};
 
 use columns::TableWriter;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("parquet: {0}")]
-    Parquet(String),
-    #[error("{0}")]
-    Busy(String),
-}
 
 /// An open dataset folder: which runs it holds.
 #[derive(Debug)]

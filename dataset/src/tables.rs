@@ -7,8 +7,8 @@ use eprof_format::{Energies, Energy, EnergyLabel, Phase, Summary, Trace};
 use parquet::data_type::ByteArray;
 use sha2::{Digest, Sha256};
 
-use crate::Error;
 use crate::columns::{Col, TableWriter, Ty, V, opt, req};
+use crate::error::Error;
 
 /// One row per run.
 pub const RUNS: &[Col] = &[

@@ -4,8 +4,8 @@
 
 use std::arch::aarch64::*;
 
-use crate::WeightType;
 use crate::half::f16_to_f32;
+use crate::types::WeightType;
 
 pub fn dot(t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
     debug_assert!(row.len() >= blocks * t.block_bytes());

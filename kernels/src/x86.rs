@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::{BLOCK, WeightType};
+use crate::types::{BLOCK, WeightType};
 
 /// Which copy of the kernels runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

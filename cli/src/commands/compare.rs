@@ -5,10 +5,11 @@ use anyhow::bail;
 use eprof_core::paths::DataDir;
 use eprof_format::{Energies, Summary, Trace};
 
-use crate::CompareArgs;
+use crate::args::CompareArgs;
 use crate::fmt::{self, Table};
 
-use super::{Out, groups, load};
+use super::groups;
+use super::traces::{Out, load};
 
 pub fn compare(data: &DataDir, a: &CompareArgs, out: Out) -> anyhow::Result<()> {
     if a.runs.iter().any(|r| groups::is_group_ref(r)) {

@@ -5,7 +5,7 @@ use eprof_core::paths::DataDir;
 use eprof_index::Index;
 use eprof_record::{Profiler, power_sources};
 
-use super::Out;
+use super::traces::Out;
 
 pub fn doctor(data: &DataDir, json: bool, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;

@@ -9,9 +9,10 @@ use eprof_dataset::{Dataset, TABLES};
 use eprof_format::{Energies, export, units};
 use eprof_index::Index;
 
-use crate::{Exit, ExportArgs};
+use crate::args::ExportArgs;
+use crate::exit::Exit;
 
-use super::{Out, decode_file, finish_truncated, load, resolve};
+use super::traces::{Out, decode_file, finish_truncated, load, resolve};
 
 pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
     if a.format == "parquet" {

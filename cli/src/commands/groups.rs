@@ -11,10 +11,10 @@ use eprof_format::stats::{ALPHA, Verdict};
 use eprof_format::{Energies, Summary};
 use eprof_index::{Index, RunFilter};
 
-use crate::Exit;
+use crate::exit::Exit;
 use crate::fmt::Table;
 
-use super::Out;
+use super::traces::Out;
 
 /// Runs of one configuration (or one whole group), in run order.
 pub struct Sample {

@@ -3,10 +3,10 @@
 use eprof_core::paths::DataDir;
 use eprof_index::{Index, RunFilter};
 
-use crate::LsArgs;
+use crate::args::LsArgs;
 use crate::fmt::{self, Table};
 
-use super::Out;
+use super::traces::Out;
 
 /// Traces written this long ago and not indexed are adopted by `ls`: a run whose
 /// process died before indexing it. Newer ones may be recordings in progress.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use eprof_core::Registry;
 
-use super::Out;
+use super::traces::Out;
 
 pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;
@@ -104,10 +104,10 @@ pub fn model_synth(
     out: Out,
 ) -> anyhow::Result<()> {
     use eprof_models::synth;
-    let shape = synth::shape(shape).map_err(|e| crate::Exit(2, e.to_string()))?;
-    let ty = synth::dtype(dtype).map_err(|e| crate::Exit(2, e.to_string()))?;
+    let shape = synth::shape(shape).map_err(|e| crate::exit::Exit(2, e.to_string()))?;
+    let ty = synth::dtype(dtype).map_err(|e| crate::exit::Exit(2, e.to_string()))?;
     if file.is_dir() {
-        return Err(crate::Exit(
+        return Err(crate::exit::Exit(
             2,
             format!(
                 "{} is a folder: give the .gguf file to write",

@@ -8,7 +8,7 @@ use eprof_record::Profiler;
 
 use crate::fmt::Table;
 
-use super::Out;
+use super::traces::Out;
 
 pub fn plugins(data: &DataDir, explicit: &[PathBuf], json: bool, out: Out) -> anyhow::Result<()> {
     let reg = Registry::discover()?;

@@ -5,10 +5,10 @@ use std::time::Duration;
 use eprof_core::{Clock, Registry};
 use eprof_record::{PowerSpec, open_power, power_sources};
 
-use crate::PowerReadArgs;
+use crate::args::PowerReadArgs;
 use crate::fmt::{self, Table};
 
-use super::Out;
+use super::traces::Out;
 
 pub fn power_list(json: bool, out: Out) -> anyhow::Result<()> {
     let rows = power_sources(&Registry::discover()?);

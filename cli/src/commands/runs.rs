@@ -4,9 +4,10 @@ use anyhow::Context;
 use eprof_core::paths::DataDir;
 use eprof_index::Index;
 
-use crate::{Exit, ImportArgs, RmArgs};
+use crate::args::{ImportArgs, RmArgs};
+use crate::exit::Exit;
 
-use super::Out;
+use super::traces::Out;
 
 pub fn import(data: &DataDir, a: &ImportArgs, out: Out) -> anyhow::Result<()> {
     let mut idx = Index::open(&data.index())?;

@@ -5,10 +5,10 @@ use std::path::Path;
 use eprof_core::paths::DataDir;
 use eprof_format::{Energies, GridMetric, Summary, Trace, summary};
 
-use crate::ShowArgs;
+use crate::args::ShowArgs;
 use crate::fmt::{self, Table};
 
-use super::{Out, finish_truncated, load};
+use super::traces::{Out, finish_truncated, load};
 
 pub fn show(data: &DataDir, a: &ShowArgs, out: Out) -> anyhow::Result<()> {
     let (trace, path, warn) = load(data, &a.run)?;
