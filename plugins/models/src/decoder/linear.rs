@@ -1,0 +1,226 @@
+//! A projection: candle's (dense or quantized) or eprof's own CPU kernels on packed
+//! blocks, and the process-wide switch between them.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor};
+
+/// A projection: dense (safetensors), quantized through candle (GGUF), or quantized
+/// through eprof's own CPU kernels (GGUF Q4_1 / Q5_0 / Q5_1 on the CPU, which candle
+/// runs in scalar code), with an optional bias.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Dense(candle_nn::Linear),
+    Quant(QMatMul, Option<Tensor>),
+    /// The bias, if any, is added by the layer itself, into its output buffer.
+    Blocks(BlockLinear),
+}
+
+impl Linear {
+    /// A GGUF weight on `dev`: through eprof's kernels where they apply (and
+    /// [`own_kernels`] is on), else candle's.
+    pub fn quantized(
+        w: std::sync::Arc<candle_core::quantized::QTensor>,
+        bias: Option<Tensor>,
+        dev: &Device,
+    ) -> candle_core::Result<Linear> {
+        if own_kernels()
+            && dev.is_cpu()
+            && let Some(b) = BlockLinear::from_qtensor(&w)?
+        {
+            return Ok(Linear::Blocks(b.with_bias(bias.as_ref())?));
+        }
+        Ok(Linear::Quant(QMatMul::from_arc(w)?, bias))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (y, b) = match self {
+            Linear::Dense(l) => return l.forward(x),
+            Linear::Quant(m, b) => (m.forward(x)?, b),
+            Linear::Blocks(m) => return m.forward(x),
+        };
+        match b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+
+    /// eprof's kernels' layer, whose output is a host buffer before it is a tensor.
+    pub fn blocks(&self) -> Option<&BlockLinear> {
+        match self {
+            Linear::Blocks(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// 0: not decided yet (read `EPROF_CPU_KERNELS`), 1: eprof's, 2: candle's.
+pub(super) static OWN_KERNELS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Whether models loaded from now on use eprof's CPU kernels for Q4_1, Q5_0 and Q5_1
+/// weights or candle's (the benchmark compares both in one process).
+pub fn set_own_kernels(on: bool) {
+    OWN_KERNELS.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// eprof's kernels unless `EPROF_CPU_KERNELS=candle` (or [`set_own_kernels`]).
+pub fn own_kernels() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match OWN_KERNELS.load(Relaxed) {
+        0 => {
+            let on = std::env::var("EPROF_CPU_KERNELS").map_or(true, |v| v != "candle");
+            OWN_KERNELS.store(if on { 1 } else { 2 }, Relaxed);
+            on
+        }
+        v => v == 1,
+    }
+}
+
+/// A `out x in` weight matrix of GGUF blocks, multiplied by eprof-kernels: each input
+/// row quantized to Q8 once, output rows split across candle's CPU threads. The
+/// blocks are repacked at load in the layout the kernels read fastest
+/// ([`eprof_kernels::Packed`]).
+#[derive(Debug, Clone)]
+pub struct BlockLinear {
+    pub(super) w: std::sync::Arc<eprof_kernels::Packed>,
+    pub(super) bias: Option<std::sync::Arc<[f32]>>,
+}
+
+/// A layer's output as a host buffer, before it becomes a tensor.
+pub struct HostOutput {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
+impl HostOutput {
+    pub fn into_tensor(self, dev: &Device) -> candle_core::Result<Tensor> {
+        Tensor::from_vec(self.data, self.shape, dev)
+    }
+}
+
+impl BlockLinear {
+    /// `None` for a type or shape these kernels do not handle.
+    pub fn from_qtensor(
+        q: &candle_core::quantized::QTensor,
+    ) -> candle_core::Result<Option<BlockLinear>> {
+        use candle_core::quantized::GgmlDType;
+        use eprof_kernels::WeightType;
+        let wt = match q.dtype() {
+            GgmlDType::Q4_1 => WeightType::Q4_1,
+            GgmlDType::Q5_0 => WeightType::Q5_0,
+            GgmlDType::Q5_1 => WeightType::Q5_1,
+            _ => return Ok(None),
+        };
+        let (out_features, in_features) = match q.shape().dims() {
+            [o, i] => (*o, *i),
+            _ => return Ok(None),
+        };
+        if !in_features.is_multiple_of(eprof_kernels::BLOCK) {
+            return Ok(None);
+        }
+        let data = q.data()?;
+        if data.len() != out_features * in_features / eprof_kernels::BLOCK * wt.block_bytes() {
+            return Ok(None);
+        }
+        let w = eprof_kernels::Packed::new(wt, &data, out_features, in_features);
+        Ok(Some(BlockLinear {
+            w: w.into(),
+            bias: None,
+        }))
+    }
+
+    /// The layer with `bias` (one value per output feature) added to its output.
+    pub fn with_bias(mut self, bias: Option<&Tensor>) -> candle_core::Result<BlockLinear> {
+        self.bias = match bias {
+            None => None,
+            Some(b) => {
+                let b: Vec<f32> = b.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+                if b.len() != self.w.rows() {
+                    candle_core::bail!(
+                        "bias of {} values for a projection with {} outputs",
+                        b.len(),
+                        self.w.rows()
+                    );
+                }
+                Some(b.into())
+            }
+        };
+        Ok(self)
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_host(x)?.into_tensor(x.device())
+    }
+
+    /// The output as a host buffer: what [`BlockLinear::forward`] makes a tensor of.
+    /// Probes can be shown it before, without the tensor's storage lock.
+    pub fn forward_host(&self, x: &Tensor) -> candle_core::Result<HostOutput> {
+        let dims = x.dims().to_vec();
+        let k = *dims.last().unwrap_or(&0);
+        if k != self.w.cols() {
+            candle_core::bail!(
+                "projection expects {} inputs, got shape {:?}",
+                self.w.cols(),
+                dims
+            );
+        }
+        let m = x.elem_count() / k.max(1);
+        let xs: Vec<f32> = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+        let at = self.w.weight_type().activation();
+        let act_row = k / eprof_kernels::BLOCK * at.block_bytes();
+        let mut act = Vec::with_capacity(m * act_row);
+        for row in xs.chunks_exact(k) {
+            eprof_kernels::quantize_activations(row, at, &mut act);
+        }
+        let n = self.w.rows();
+        let w = &*self.w;
+        // Spans of four output rows are shared out by candle's own CPU pool (a spinning
+        // barrier pool with a shared cursor, the one its quantized matmuls use), so the
+        // threads are awake between projections. Each span runs every input row
+        // through it: a weight row is read from memory once per call, also in prefill.
+        // Results are stored as f32 bits in atomics (disjoint, relaxed: plain stores).
+        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+        let out_t: Vec<AtomicU32> = (0..n * m).map(|_| AtomicU32::new(0)).collect();
+        candle_core::utils::barrier_pool().execute_chunked(w.units(), |units| {
+            let rows = 4 * units.start..(4 * units.end).min(n);
+            let mut col = vec![0f32; rows.len()];
+            for i in 0..m {
+                let a = &act[i * act_row..(i + 1) * act_row];
+                w.matvec_units(units.clone(), a, &mut col);
+                for (r, v) in rows.clone().zip(&col) {
+                    out_t[r * m + i].store(v.to_bits(), Relaxed);
+                }
+            }
+        });
+        let mut out: Vec<f32> = if m == 1 {
+            out_t
+                .into_iter()
+                .map(|v| f32::from_bits(v.into_inner()))
+                .collect()
+        } else {
+            let mut out = vec![0f32; m * n];
+            for (j, row) in out_t.chunks_exact(m).enumerate() {
+                for (i, v) in row.iter().enumerate() {
+                    out[i * n + j] = f32::from_bits(v.load(Relaxed));
+                }
+            }
+            out
+        };
+        if let Some(b) = &self.bias {
+            for row in out.chunks_exact_mut(n) {
+                for (v, b) in row.iter_mut().zip(b.iter()) {
+                    *v += b;
+                }
+            }
+        }
+        let mut shape = dims;
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        Ok(HostOutput { data: out, shape })
+    }
+}
+
+/// Multiply-adds of one row through an `in x out` projection, counted as 2 FLOPs each.
+pub(super) fn proj_flops(in_features: usize, out_features: usize) -> f32 {
+    2.0 * in_features as f32 * out_features as f32
+}
