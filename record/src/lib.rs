@@ -9,17 +9,20 @@
 
 #![deny(unsafe_code)]
 
+pub mod catalog;
 pub mod error;
 pub mod event;
+pub mod power;
 pub mod profiler;
 pub mod request;
 
+pub use catalog::{KnownModel, ModelCatalog, hf_hub_cache};
 pub use eprof_format::live::{RunEvent, RunStarted, SiteColumns};
 pub use error::{ErrorKind, RecordError, Result};
 pub use event::{NoSink, RunSink, error_event};
+pub use power::{PowerSourceInfo, open_power, power_sources};
 pub use profiler::{
-    KnownModel, ModelCatalog, ModelHandle, PowerSourceInfo, Profiler, RecordedRun, candle_device,
-    hf_hub_cache, is_valid_run_id, new_run_id, open_power, power_sources,
+    ModelHandle, Profiler, RecordedRun, candle_device, is_valid_run_id, new_run_id,
 };
 pub use request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
 

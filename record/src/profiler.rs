@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use eprof_core::paths::DataDir;
 use eprof_core::plugin_host::{Plugin, plugin_files};
-use eprof_core::power::{Availability, SourceOptions};
 use eprof_core::probe::ProbeOptions;
 use eprof_core::{Clock, LoadedModel, PowerSource, Probe, Registry, Session, SessionConfig};
 use eprof_format::{Depth, NoteLevel, RunMeta, Settings, StopReason, Summary, Trace};
 use eprof_index::Index;
 use eprof_models::pipeline::{GenerateOptions, generate};
 use eprof_models::sampling::SamplingConfig;
-use serde::Serialize;
 
+use crate::catalog::{ModelCatalog, models_in_ext};
 use crate::error::{ErrorKind, RecordError, Result};
 use crate::event::{Live, RunSink, error_event};
+use crate::power::{PowerSourceInfo, open_power, power_sources};
 use crate::request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
 use eprof_format::live::{RunEvent, RunStarted};
 
@@ -30,30 +30,6 @@ pub struct Profiler {
     warnings: Vec<String>,
 }
 
-/// The models a profiler can run by id: the data directory's `models/`, the Hugging
-/// Face cache, `$EPROF_MODEL`, models given by path at start, the built-in tiny model.
-/// Cheap to clone; listing reads the folders each time, so a model fetched while a
-/// server runs appears without a restart.
-#[derive(Debug, Clone)]
-pub struct ModelCatalog {
-    data: DataDir,
-    /// Models given by path when the profiler was made (`eprof serve --model`).
-    extra: Vec<PathBuf>,
-}
-
-/// A model the profiler can run by id (`GET /api/models`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KnownModel {
-    /// What a request names: the file or folder name, `org/name` for the Hugging Face
-    /// cache, `builtin:tiny-llama`.
-    pub id: String,
-    pub path: PathBuf,
-    /// `data_dir`, `hf_cache`, `env` ($EPROF_MODEL), `given` (at start), `builtin`.
-    pub origin: &'static str,
-    /// The model [`ModelChoice::Default`] picks.
-    pub default: bool,
-}
-
 /// A loaded model, ready for any number of runs.
 pub struct ModelHandle {
     pub loaded: LoadedModel,
@@ -61,19 +37,6 @@ pub struct ModelHandle {
     pub device: DeviceSpec,
     /// How the model was chosen, for the user (empty when given explicitly).
     pub origin: String,
-}
-
-/// A power source and whether it can be used here (`eprof power list`, `/api/power`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PowerSourceInfo {
-    pub name: &'static str,
-    pub kind: &'static str,
-    pub available: bool,
-    /// What it reads, or why it cannot be used and how to fix that.
-    pub detail: String,
-    pub summary: &'static str,
-    /// Whether `auto` considers it.
-    pub auto: bool,
 }
 
 /// A finished run.
@@ -563,142 +526,6 @@ impl Profiler {
     }
 }
 
-/// Open a power source of a registry; the second value says what `auto` picked.
-pub fn open_power(
-    reg: &Registry,
-    spec: &PowerSpec,
-    clock: Clock,
-    interval: Duration,
-) -> Result<(Box<dyn PowerSource>, Option<String>)> {
-    let (entry, why) = if spec.name == "auto" {
-        let (e, why) = reg.auto_power()?;
-        (e, Some(format!("power: auto picked {why}")))
-    } else {
-        (reg.power_source(&spec.name)?, None)
-    };
-    let mut opts = SourceOptions::new(clock, interval);
-    opts.args = spec.args.clone();
-    let src = (entry.open)(&opts)?;
-    Ok((src, why))
-}
-
-impl ModelCatalog {
-    pub fn data(&self) -> &DataDir {
-        &self.data
-    }
-
-    /// Every model this profiler can run by id, the default first.
-    pub fn models(&self) -> Vec<KnownModel> {
-        let mut out: Vec<KnownModel> = Vec::new();
-        let mut add = |path: PathBuf, id: String, origin: &'static str| {
-            if !out.iter().any(|m| m.path == path || m.id == id) {
-                out.push(KnownModel {
-                    id,
-                    path,
-                    origin,
-                    default: false,
-                });
-            }
-        };
-        let name_of = |p: &Path| {
-            p.file_name().map_or_else(
-                || p.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        };
-        for p in &self.extra {
-            add(p.clone(), name_of(p), "given");
-        }
-        if let Some(p) = env_model() {
-            add(p.clone(), name_of(&p), "env");
-        }
-        for p in models_in(&self.data.models()) {
-            add(p.clone(), name_of(&p), "data_dir");
-        }
-        for (id, p) in hf_cache_models() {
-            add(p, id, "hf_cache");
-        }
-        add(
-            PathBuf::from(eprof_models::load::BUILTIN_TINY),
-            eprof_models::load::BUILTIN_TINY.into(),
-            "builtin",
-        );
-        let (default, _) = self.default_model();
-        if let Some(m) = out.iter_mut().find(|m| m.path == default) {
-            m.default = true;
-        }
-        out
-    }
-
-    /// The model [`ModelChoice::Default`] picks, and why (for the user).
-    pub fn default_model(&self) -> (PathBuf, String) {
-        if let Some(p) = self.extra.first() {
-            return (p.clone(), "given at start".into());
-        }
-        if let Some(p) = env_model() {
-            return (p, "from $EPROF_MODEL".into());
-        }
-        if let Some(p) = models_in(&self.data.models()).into_iter().next() {
-            return (p, format!("from {}", self.data.models().display()));
-        }
-        if let Some((_, p)) = hf_cache_models().into_iter().next() {
-            return (p, "from the Hugging Face cache".into());
-        }
-        (
-            PathBuf::from(eprof_models::load::BUILTIN_TINY),
-            "no --model given and none found ($EPROF_MODEL, the data directory's models/, \
-             the Hugging Face cache): this is the built-in tiny Llama with RANDOM WEIGHTS; \
-             its time and energy are real, its text is noise. Give --model FILE.gguf or a \
-             Hugging Face folder, or fetch one: `eprof model fetch smollm2`"
-                .into(),
-        )
-    }
-
-    /// The file or folder a choice names, and how it was chosen.
-    pub fn resolve_model(&self, choice: &ModelChoice) -> Result<(PathBuf, String)> {
-        match choice {
-            ModelChoice::Default => Ok(self.default_model()),
-            ModelChoice::Path(p) => Ok((p.clone(), String::new())),
-            ModelChoice::Id(id) => self
-                .models()
-                .into_iter()
-                .find(|m| &m.id == id)
-                .map(|m| (m.path, String::new()))
-                .ok_or_else(|| {
-                    RecordError::new(ErrorKind::NotFound, format!("no model with id {id:?}"))
-                        .with_hint("GET /api/models (or `eprof model list`) lists the ids")
-                }),
-        }
-    }
-}
-
-/// Every power source of a registry and whether it can be used here.
-pub fn power_sources(reg: &Registry) -> Vec<PowerSourceInfo> {
-    reg.power
-        .iter()
-        .map(|p| {
-            let (available, detail) = match (p.availability)() {
-                Availability::Available { detail } => (true, detail),
-                Availability::Unavailable { reason, fix } => (
-                    false,
-                    match fix {
-                        Some(f) => format!("{reason}; fix: {f}"),
-                        None => reason,
-                    },
-                ),
-            };
-            PowerSourceInfo {
-                name: p.name,
-                kind: p.kind.as_str(),
-                available,
-                detail,
-                summary: p.summary,
-                auto: p.auto_rank.is_some(),
-            }
-        })
-        .collect()
-}
-
 /// The candle device of a [`DeviceSpec`], with a hint when this build or machine
 /// cannot open it.
 pub fn candle_device(d: DeviceSpec) -> Result<candle_core::Device> {
@@ -722,77 +549,6 @@ pub fn candle_device(d: DeviceSpec) -> Result<candle_core::Device> {
     }
 }
 
-fn env_model() -> Option<PathBuf> {
-    std::env::var_os("EPROF_MODEL")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-}
-
-/// GGUF files and Hugging Face folders in `dir`, sorted.
-fn models_in(dir: &Path) -> Vec<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gguf") || p.join("config.json").exists())
-        .collect();
-    entries.sort();
-    entries
-}
-
-/// Models in the Hugging Face cache: (`org/name`, snapshot folder or GGUF file).
-/// The Hugging Face cache's `hub` folder, as the Hub's own clients find it:
-/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`. Where
-/// `eprof model fetch` puts what it downloads and where a run looks for a model.
-pub fn hf_hub_cache() -> PathBuf {
-    std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-        })
-        .unwrap_or_else(|| PathBuf::from(".cache/huggingface/hub"))
-}
-
-fn hf_cache_models() -> Vec<(String, PathBuf)> {
-    let root = hf_hub_cache();
-    let mut repos: Vec<PathBuf> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("models--"))
-        })
-        .collect();
-    repos.sort();
-    let mut out = Vec::new();
-    for r in repos {
-        let id = r
-            .file_name()
-            .map(|n| {
-                n.to_string_lossy()
-                    .trim_start_matches("models--")
-                    .replace("--", "/")
-            })
-            .unwrap_or_default();
-        let Ok(snaps) = std::fs::read_dir(r.join("snapshots")) else {
-            continue;
-        };
-        for s in snaps.filter_map(|e| e.ok().map(|e| e.path())) {
-            if s.join("config.json").exists() && s.join("tokenizer.json").exists() {
-                out.push((id.clone(), s));
-                break;
-            }
-            if let Some(g) = models_in(&s).into_iter().next() {
-                out.push((id.clone(), g));
-                break;
-            }
-        }
-    }
-    out
-}
-
 /// SHA-256 of the model's weight files (one GGUF, or a folder's safetensors).
 fn model_hash(path: &Path) -> Result<String> {
     let read = |p: &Path| {
@@ -811,17 +567,6 @@ fn model_hash(path: &Path) -> Result<String> {
         all.push_str(&eprof_index::sha256_hex(&read(&f)?));
     }
     Ok(eprof_index::sha256_hex(all.as_bytes()))
-}
-
-fn models_in_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Whether an output path names a folder: one that exists, or a path ending in a
