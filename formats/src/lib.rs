@@ -15,6 +15,7 @@ pub mod group;
 pub mod layout;
 pub mod live;
 pub mod model;
+pub mod power;
 pub mod reader;
 pub mod stats;
 pub mod summary;
