@@ -33,6 +33,14 @@ fn render_show(
     s: &Summary,
     out: Out,
 ) -> std::io::Result<()> {
+    header(trace, path, s, out)?;
+    totals(trace, s, out)?;
+    step_tables(trace, s, out)?;
+    site_tables(trace, en, s, out)
+}
+
+/// Which run, of what, where, with which settings and power source.
+fn header(trace: &Trace, path: &Path, s: &Summary, out: Out) -> std::io::Result<()> {
     let m = &trace.meta;
     writeln!(out, "run        {}  ({})", m.id, path.display())?;
     writeln!(
@@ -118,7 +126,12 @@ fn render_show(
     for (k, v) in &m.power.details {
         writeln!(out, "           {k}: {v}")?;
     }
-    writeln!(out)?;
+    writeln!(out)
+}
+
+/// The run's energy and time, per channel, above idle, per token, and how the figures
+/// were obtained.
+fn totals(trace: &Trace, s: &Summary, out: Out) -> std::io::Result<()> {
     writeln!(
         out,
         "total      {} over {} ({}), average {}",
@@ -171,7 +184,11 @@ fn render_show(
             l.explain()
         )?;
     }
+    Ok(())
+}
 
+/// Phases, sections and tokens.
+fn step_tables(trace: &Trace, s: &Summary, out: Out) -> std::io::Result<()> {
     out.write_all("\nphases\n".as_bytes())?;
     energy_table("phase", &s.phases, out)?;
     out.write_all("\nsections (summed over steps)\n".as_bytes())?;
@@ -193,7 +210,7 @@ fn render_show(
         "step", "pos", "id", "token", "phase", "time", "energy", "power", "how",
     ]);
     for r in &s.tokens {
-        let total_w = m.power.total_of(&r.power_w);
+        let total_w = trace.meta.power.total_of(&r.power_w);
         t.row(vec![
             r.step.to_string(),
             r.position.to_string(),
@@ -206,8 +223,11 @@ fn render_show(
             fmt::label(r.energy).into(),
         ]);
     }
-    t.render(out)?;
+    t.render(out)
+}
 
+/// Layers, the layer x component grid, components, operations, probe metrics, notes.
+fn site_tables(trace: &Trace, en: &Energies, s: &Summary, out: Out) -> std::io::Result<()> {
     if !s.layers.is_empty() {
         out.write_all("\nlayers (all steps)\n".as_bytes())?;
         let mut t = Table::new(&["layer", "time", "energy", "share", "how"]);
