@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use eprof_format::{Energies, Energy, EnergyLabel, Phase, Summary, Trace};
+use eprof_format::{Energies, Energy, EnergyLabel, Phase, RunMeta, Summary, Trace};
 use parquet::data_type::ByteArray;
 use sha2::{Digest, Sha256};
 
@@ -215,14 +215,27 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
     let before = w.each_ref().map(TableWriter::rows);
     let en = Energies::compute(trace);
     let s = Summary::compute(trace, &en);
+    let text = Interned::new(&trace.meta.id);
+    let [runs, tokens, spans, metrics, power] = w;
+    run_row(trace, &s, runs)?;
+    token_rows(trace, &en, &text, tokens)?;
+    span_rows(trace, &en, &text, spans)?;
+    metric_rows(trace, &text, metrics)?;
+    power_rows(trace, power)?;
+    let after = w.each_ref().map(TableWriter::rows);
+    Ok(std::array::from_fn(|i| after[i] - before[i]))
+}
+
+/// Trace times count from the recording's start; the wall clock of that start is
+/// `created_at`. Microseconds since the epoch.
+fn wall_us(m: &RunMeta, t_ns: u64) -> i64 {
+    m.created_at_ms.saturating_mul(1000) + i64_of(t_ns / 1000)
+}
+
+/// The run's one row of `runs`.
+fn run_row(trace: &Trace, s: &Summary, runs: &mut TableWriter) -> Result<(), Error> {
     let m = &trace.meta;
     let id = m.id.as_str();
-    // Trace times count from the recording's start; the wall clock of that start is
-    // `created_at`.
-    let at_us = |t_ns: u64| m.created_at_ms.saturating_mul(1000) + i64_of(t_ns / 1000);
-
-    let text = Interned::new(id);
-    let [runs, tokens, spans, metrics, power] = w;
     let end = trace.end.as_ref();
     let g = trace.group.as_ref();
     runs.row(&[
@@ -292,7 +305,18 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
         V::F64(s.decode_j_per_token),
         V::F64(s.j_per_generated_token),
     ])?;
+    Ok(())
+}
 
+/// A row of `tokens` per token.
+fn token_rows(
+    trace: &Trace,
+    en: &Energies,
+    text: &Interned,
+    tokens: &mut TableWriter,
+) -> Result<(), Error> {
+    let m = &trace.meta;
+    let at_us = |t_ns: u64| wall_us(m, t_ns);
     for (t, e) in trace.tokens.iter().zip(&en.tokens) {
         let step = t.step;
         let power_w = step.and_then(|st| {
@@ -314,7 +338,18 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
             V::F64(power_w),
         ])?;
     }
+    Ok(())
+}
 
+/// A row of `spans` per phase, section and span (layers, components, operations).
+fn span_rows(
+    trace: &Trace,
+    en: &Energies,
+    text: &Interned,
+    spans: &mut TableWriter,
+) -> Result<(), Error> {
+    let id = trace.meta.id.as_str();
+    let at_us = |t_ns: u64| wall_us(&trace.meta, t_ns);
     for (sec, e) in trace.sections.iter().zip(&en.sections) {
         spans.row(&[
             V::Str(Some(id)),
@@ -391,7 +426,11 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
             V::F64(flops.get(&(step, site)).map(|&f| f64::from(f))),
         ])?;
     }
+    Ok(())
+}
 
+/// A row of `metrics` per probe value.
+fn metric_rows(trace: &Trace, text: &Interned, metrics: &mut TableWriter) -> Result<(), Error> {
     let site_parts: Vec<(Option<i32>, ByteArray, Option<ByteArray>)> = trace
         .sites
         .iter()
@@ -422,7 +461,14 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
             ])?;
         }
     }
+    Ok(())
+}
 
+/// A row of `power` per reading and channel.
+fn power_rows(trace: &Trace, power: &mut TableWriter) -> Result<(), Error> {
+    let m = &trace.meta;
+    let id = m.id.as_str();
+    let at_us = |t_ns: u64| wall_us(m, t_ns);
     let kind = m.power.kind;
     let unit = match kind {
         eprof_format::SourceKind::Counter => "J",
@@ -450,7 +496,5 @@ pub fn write_run(trace: &Trace, w: &mut [TableWriter; 5]) -> Result<RowCounts, E
         }
         prev = Some(smp);
     }
-
-    let after = w.each_ref().map(TableWriter::rows);
-    Ok(std::array::from_fn(|i| after[i] - before[i]))
+    Ok(())
 }
