@@ -156,36 +156,123 @@ impl Summary {
     pub fn compute(trace: &Trace, en: &Energies) -> Self {
         let (start, end) = trace.pipeline_bounds().unwrap_or((0, 0));
         let duration_ns = end.saturating_sub(start);
+        let (phases, sections) = section_rows(trace, en);
+        let sites = SiteRows::of(trace, en);
+        let tokens = token_rows(trace, en);
 
-        let mut phases: Vec<Row> = Vec::new();
-        let mut sections: Vec<Row> = Vec::new();
-        // (is a phase, phase, name) of each row, so repeated sections (one per decode
-        // step) find their row without building its name again.
-        let mut keys: Vec<(bool, Phase, &str, usize)> = Vec::new();
-        for (s, e) in trace.sections.iter().zip(&en.sections) {
-            let is_phase = s.is_phase();
-            let found = keys
+        let phase = |p: Phase| phases.iter().find(|r| r.name == p.as_str());
+        let decode = phase(Phase::Decode).filter(|r| r.duration_ns > 0);
+        let decode_steps = tokens
+            .iter()
+            .filter(|t| t.phase == TokenPhase::Decode)
+            .count();
+        let generated = tokens.len();
+        let idle_w = trace
+            .baseline
+            .as_ref()
+            .and_then(|b| b.total_w(&trace.meta.power));
+        let total = en.total;
+
+        Summary {
+            duration_ns,
+            total,
+            idle_w,
+            dynamic_j: total
+                .zip(idle_w)
+                .map(|(t, w)| t.joules - w * duration_ns as f64 * 1e-9),
+            avg_power_w: total
+                .filter(|_| duration_ns > 0)
+                .map(|t| t.joules / (duration_ns as f64 * 1e-9)),
+            prompt_tokens: trace
+                .tokens
                 .iter()
-                .find(|k| k.0 == is_phase && k.1 == s.phase && k.2 == s.name)
-                .map(|k| k.3);
-            let rows = if is_phase { &mut phases } else { &mut sections };
-            let r = match found {
-                Some(r) => r,
-                None => {
-                    let name = if is_phase {
-                        s.name.clone()
-                    } else {
-                        format!("{}/{}", s.phase.as_str(), s.name)
-                    };
-                    rows.push(Row::new(name));
-                    keys.push((is_phase, s.phase, &s.name, rows.len() - 1));
-                    rows.len() - 1
-                }
-            };
-            rows[r].add(s.duration_ns(), *e);
+                .filter(|t| t.phase == TokenPhase::Prompt)
+                .count() as u32,
+            generated_tokens: generated as u32,
+            time_to_first_token_ns: phase(Phase::Prefill).map(|_| {
+                trace
+                    .sections
+                    .iter()
+                    .filter(|s| s.is_phase() && s.phase == Phase::Prefill)
+                    .map(|s| s.end_ns)
+                    .max()
+                    .unwrap_or(start)
+                    .saturating_sub(start)
+            }),
+            decode_tokens_per_s: decode
+                .filter(|_| decode_steps > 0)
+                .map(|r| decode_steps as f64 / (r.duration_ns as f64 * 1e-9)),
+            decode_j_per_token: decode
+                .and_then(Row::joules)
+                .filter(|_| decode_steps > 0)
+                .map(|j| j / decode_steps as f64),
+            j_per_generated_token: total
+                .filter(|_| generated > 0)
+                .map(|t| t.joules / generated as f64),
+            phases,
+            sections,
+            layers: sites.layers,
+            components: sites.components,
+            layer_components: sites.layer_components,
+            operations: sites.operations,
+            tokens,
+            metrics: metric_rows(trace),
+            labels: label_counts(en),
+            source: trace.meta.power.name.clone(),
+            source_kind: trace.meta.power.kind,
+            channels: channel_rows(trace, en, start, end),
+            resolution_ns: en.attribution.resolution_ns(),
+            nominal_resolution_ns: trace.meta.power.nominal_resolution_ns,
+            observed_spacing_ns: median_spacing(trace),
+            samples: trace.samples.len() as u32,
+            complete: trace.end.is_some(),
         }
-        phases.sort_by_key(|r| Phase::ALL.iter().position(|p| p.as_str() == r.name));
+    }
+}
 
+/// Phases and sections, each summed over its steps, phases in pipeline order.
+fn section_rows(trace: &Trace, en: &Energies) -> (Vec<Row>, Vec<Row>) {
+    let mut phases: Vec<Row> = Vec::new();
+    let mut sections: Vec<Row> = Vec::new();
+    // (is a phase, phase, name) of each row, so repeated sections (one per decode
+    // step) find their row without building its name again.
+    let mut keys: Vec<(bool, Phase, &str, usize)> = Vec::new();
+    for (s, e) in trace.sections.iter().zip(&en.sections) {
+        let is_phase = s.is_phase();
+        let found = keys
+            .iter()
+            .find(|k| k.0 == is_phase && k.1 == s.phase && k.2 == s.name)
+            .map(|k| k.3);
+        let rows = if is_phase { &mut phases } else { &mut sections };
+        let r = match found {
+            Some(r) => r,
+            None => {
+                let name = if is_phase {
+                    s.name.clone()
+                } else {
+                    format!("{}/{}", s.phase.as_str(), s.name)
+                };
+                rows.push(Row::new(name));
+                keys.push((is_phase, s.phase, &s.name, rows.len() - 1));
+                rows.len() - 1
+            }
+        };
+        rows[r].add(s.duration_ns(), *e);
+    }
+    phases.sort_by_key(|r| Phase::ALL.iter().position(|p| p.as_str() == r.name));
+    (phases, sections)
+}
+
+/// The span rows: per layer, component, layer x component and operation.
+struct SiteRows {
+    layers: Vec<Row>,
+    components: Vec<Row>,
+    layer_components: Vec<Row>,
+    operations: Vec<Row>,
+}
+
+impl SiteRows {
+    fn of(trace: &Trace, en: &Energies) -> SiteRows {
         // What each site adds into, decided once per site rather than once per span.
         enum Slot {
             Layer(usize),
@@ -250,105 +337,50 @@ impl Summary {
         }
         let mut operations: Vec<Row> = operations.into_iter().flatten().collect();
         operations.sort_by(|a, b| a.name.cmp(&b.name));
-
-        let tokens: Vec<TokenRow> = trace
-            .tokens
-            .iter()
-            .zip(&en.tokens)
-            .filter_map(|(t, e)| {
-                let s = t.step?;
-                Some(TokenRow {
-                    position: t.position,
-                    step: s.index,
-                    id: t.id,
-                    text: t.text.clone(),
-                    phase: t.phase,
-                    duration_ns: s.end_ns.saturating_sub(s.start_ns),
-                    energy: *e,
-                    power_w: en.attribution.power_w(s.start_ns, s.end_ns),
-                })
-            })
-            .collect();
-
-        let phase = |p: Phase| phases.iter().find(|r| r.name == p.as_str());
-        let decode = phase(Phase::Decode).filter(|r| r.duration_ns > 0);
-        let decode_steps = tokens
-            .iter()
-            .filter(|t| t.phase == TokenPhase::Decode)
-            .count();
-        let generated = tokens.len();
-        let idle_w = trace
-            .baseline
-            .as_ref()
-            .and_then(|b| b.total_w(&trace.meta.power));
-        let total = en.total;
-
-        let mut labels: BTreeMap<EnergyLabel, u32> = BTreeMap::new();
-        for e in en
-            .sections
-            .iter()
-            .chain(&en.tokens)
-            .chain(&en.spans)
-            .flatten()
-        {
-            *labels.entry(e.label).or_default() += 1;
-        }
-
-        Summary {
-            duration_ns,
-            total,
-            idle_w,
-            dynamic_j: total
-                .zip(idle_w)
-                .map(|(t, w)| t.joules - w * duration_ns as f64 * 1e-9),
-            avg_power_w: total
-                .filter(|_| duration_ns > 0)
-                .map(|t| t.joules / (duration_ns as f64 * 1e-9)),
-            prompt_tokens: trace
-                .tokens
-                .iter()
-                .filter(|t| t.phase == TokenPhase::Prompt)
-                .count() as u32,
-            generated_tokens: generated as u32,
-            time_to_first_token_ns: phase(Phase::Prefill).map(|_| {
-                trace
-                    .sections
-                    .iter()
-                    .filter(|s| s.is_phase() && s.phase == Phase::Prefill)
-                    .map(|s| s.end_ns)
-                    .max()
-                    .unwrap_or(start)
-                    .saturating_sub(start)
-            }),
-            decode_tokens_per_s: decode
-                .filter(|_| decode_steps > 0)
-                .map(|r| decode_steps as f64 / (r.duration_ns as f64 * 1e-9)),
-            decode_j_per_token: decode
-                .and_then(Row::joules)
-                .filter(|_| decode_steps > 0)
-                .map(|j| j / decode_steps as f64),
-            j_per_generated_token: total
-                .filter(|_| generated > 0)
-                .map(|t| t.joules / generated as f64),
-            phases,
-            sections,
+        SiteRows {
             layers: layers.into_iter().flatten().collect(),
             components: components.into_iter().flatten().collect(),
             layer_components: layer_components.into_iter().flatten().collect(),
             operations,
-            tokens,
-            metrics: metric_rows(trace),
-            labels: labels.into_iter().collect(),
-            source: trace.meta.power.name.clone(),
-            source_kind: trace.meta.power.kind,
-            channels: channel_rows(trace, en, start, end),
-            resolution_ns: en.attribution.resolution_ns(),
-            nominal_resolution_ns: trace.meta.power.nominal_resolution_ns,
-            observed_spacing_ns: median_spacing(trace),
-            samples: trace.samples.len() as u32,
-            complete: trace.end.is_some(),
         }
     }
+}
+
+/// A row per generated token.
+fn token_rows(trace: &Trace, en: &Energies) -> Vec<TokenRow> {
+    trace
+        .tokens
+        .iter()
+        .zip(&en.tokens)
+        .filter_map(|(t, e)| {
+            let s = t.step?;
+            Some(TokenRow {
+                position: t.position,
+                step: s.index,
+                id: t.id,
+                text: t.text.clone(),
+                phase: t.phase,
+                duration_ns: s.end_ns.saturating_sub(s.start_ns),
+                energy: *e,
+                power_w: en.attribution.power_w(s.start_ns, s.end_ns),
+            })
+        })
+        .collect()
+}
+
+/// How many figures of the run carry each label.
+fn label_counts(en: &Energies) -> Vec<(EnergyLabel, u32)> {
+    let mut labels: BTreeMap<EnergyLabel, u32> = BTreeMap::new();
+    for e in en
+        .sections
+        .iter()
+        .chain(&en.tokens)
+        .chain(&en.spans)
+        .flatten()
+    {
+        *labels.entry(e.label).or_default() += 1;
+    }
+    labels.into_iter().collect()
 }
 
 /// One channel of the run's power source over the pipeline.
