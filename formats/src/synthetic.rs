@@ -89,36 +89,7 @@ pub fn meta(shape: &Shape) -> RunMeta {
 /// Build a complete synthetic trace.
 pub fn trace(shape: &Shape) -> Trace {
     let mut t = Trace::new(meta(shape));
-    let mut site_ids = Vec::new();
-    for l in 0..shape.layers {
-        let layer = t.sites.len() as u32;
-        t.sites.push(SiteDef {
-            layer: Some(l),
-            component: LAYER.into(),
-            op: None,
-        });
-        let mut comps = Vec::new();
-        for c in COMPONENTS {
-            comps.push(t.sites.len() as u32);
-            t.sites.push(SiteDef {
-                layer: Some(l),
-                component: c.into(),
-                op: None,
-            });
-        }
-        let mut ops = Vec::new();
-        if shape.depth == Depth::Deep {
-            for op in DEEP_OPS {
-                ops.push(t.sites.len() as u32);
-                t.sites.push(SiteDef {
-                    layer: Some(l),
-                    component: "attention".into(),
-                    op: Some(op.into()),
-                });
-            }
-        }
-        site_ids.push((layer, comps, ops));
-    }
+    let site_ids = add_sites(&mut t, shape);
 
     let mut now = 0u64;
     let mut samples_at = vec![0u64];
@@ -167,33 +138,7 @@ pub fn trace(shape: &Shape) -> Trace {
         } else {
             20_000
         };
-        for (l, (layer, comps, ops)) in site_ids.iter().enumerate() {
-            let layer_start = now;
-            for (ci, &c) in comps.iter().enumerate() {
-                let d = comp_ns + (ci as u64 * 997 + l as u64 * 131 + u64::from(step) * 7) % 5_000;
-                if ci == 5 {
-                    let mut op_t = now;
-                    for &o in ops {
-                        t.spans.push(step, o, op_t, op_t + d / 8);
-                        op_t += d / 6;
-                    }
-                }
-                t.spans.push(step, c, now, now + d);
-                if shape.depth != Depth::Off {
-                    let x = (step as f32 + 1.0) * 0.01 + l as f32 * 0.1 + ci as f32 * 0.001;
-                    for (m, v) in [
-                        ("mean", x),
-                        ("std", 1.0 + x),
-                        ("max", 4.0 + x),
-                        ("sparsity", 0.1),
-                    ] {
-                        push_metric(&mut t, "activation", m, step, c, v);
-                    }
-                }
-                now += d + 300;
-            }
-            t.spans.push(step, *layer, layer_start, now);
-        }
+        now = step_spans(&mut t, shape, &site_ids, step, comp_ns, now);
         now += 150_000; // lm_head, sampling
         let end = now;
         if step == 0 {
@@ -236,6 +181,90 @@ pub fn trace(shape: &Shape) -> Trace {
         now + 500_000,
     );
     now += 500_000;
+    finish(&mut t, shape, samples_at, now);
+    t
+}
+
+/// Per layer: the layer's site, its components' and (at deep depth) its operations'.
+type LayerSites = (u32, Vec<u32>, Vec<u32>);
+
+/// The sites of `shape`'s layers, added to `t`.
+fn add_sites(t: &mut Trace, shape: &Shape) -> Vec<LayerSites> {
+    let mut site_ids = Vec::new();
+    for l in 0..shape.layers {
+        let layer = t.sites.len() as u32;
+        t.sites.push(SiteDef {
+            layer: Some(l),
+            component: LAYER.into(),
+            op: None,
+        });
+        let mut comps = Vec::new();
+        for c in COMPONENTS {
+            comps.push(t.sites.len() as u32);
+            t.sites.push(SiteDef {
+                layer: Some(l),
+                component: c.into(),
+                op: None,
+            });
+        }
+        let mut ops = Vec::new();
+        if shape.depth == Depth::Deep {
+            for op in DEEP_OPS {
+                ops.push(t.sites.len() as u32);
+                t.sites.push(SiteDef {
+                    layer: Some(l),
+                    component: "attention".into(),
+                    op: Some(op.into()),
+                });
+            }
+        }
+        site_ids.push((layer, comps, ops));
+    }
+    site_ids
+}
+
+/// One step's spans (every layer, its components and operations) and metrics, from
+/// `now`; returns when they end.
+fn step_spans(
+    t: &mut Trace,
+    shape: &Shape,
+    site_ids: &[LayerSites],
+    step: u32,
+    comp_ns: u64,
+    mut now: u64,
+) -> u64 {
+    for (l, (layer, comps, ops)) in site_ids.iter().enumerate() {
+        let layer_start = now;
+        for (ci, &c) in comps.iter().enumerate() {
+            let d = comp_ns + (ci as u64 * 997 + l as u64 * 131 + u64::from(step) * 7) % 5_000;
+            if ci == 5 {
+                let mut op_t = now;
+                for &o in ops {
+                    t.spans.push(step, o, op_t, op_t + d / 8);
+                    op_t += d / 6;
+                }
+            }
+            t.spans.push(step, c, now, now + d);
+            if shape.depth != Depth::Off {
+                let x = (step as f32 + 1.0) * 0.01 + l as f32 * 0.1 + ci as f32 * 0.001;
+                for (m, v) in [
+                    ("mean", x),
+                    ("std", 1.0 + x),
+                    ("max", 4.0 + x),
+                    ("sparsity", 0.1),
+                ] {
+                    push_metric(t, "activation", m, step, c, v);
+                }
+            }
+            now += d + 300;
+        }
+        t.spans.push(step, *layer, layer_start, now);
+    }
+    now
+}
+
+/// The readings (at step ends and every 100 ms, constant power), notes and end.
+fn finish(t: &mut Trace, shape: &Shape, mut samples_at: Vec<u64>, now: u64) {
     samples_at.push(now);
     let mut tick = 100_000_000;
     while tick < now {
@@ -269,7 +298,6 @@ pub fn trace(shape: &Shape) -> Trace {
         max_spacing_ns: 100_000_000,
         stale_reads: 0,
     });
-    t
 }
 
 fn push_metric(t: &mut Trace, probe: &str, metric: &str, step: u32, site: u32, v: f32) {
