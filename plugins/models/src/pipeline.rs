@@ -98,46 +98,19 @@ pub fn generate(
     obs: &mut dyn Observer,
 ) -> Result<Generation> {
     let max_tokens = opts.max_tokens.max(1);
-    let tok = &m.tokenizer;
-    let dev = m.model.device().clone();
     let clock = s.clock();
     let mut cancelled = false;
-
-    s.set_phase(Phase::PreInference);
-    let p0 = s.boundary();
-    cancelled |= obs.phase_started(s, Phase::PreInference, p0).is_break();
-    let prompt_text = if opts.chat {
-        tok.chat_prompt(prompt)?
-            .unwrap_or_else(|| prompt.to_string())
-    } else {
-        prompt.to_string()
-    };
-    let t = clock.now();
-    let ids = tok.encode(&prompt_text, true)?;
-    if ids.is_empty() {
-        return Err(eprof_core::Error::Config("the prompt has no tokens".into()));
-    }
-    s.section(Phase::PreInference, "tokenization", None, t, clock.now());
-    let t = clock.now();
-    let input = Tensor::new(ids.as_slice(), &dev)?.unsqueeze(0)?;
-    s.section(Phase::PreInference, "tensor_transfer", None, t, clock.now());
-    let t = clock.now();
-    m.model.clear_kv_cache();
-    m.model.reserve(ids.len() + max_tokens as usize);
-    s.section(Phase::PreInference, "kv_cache_init", None, t, clock.now());
-    let p1 = s.boundary();
-    s.section(Phase::PreInference, "pre_inference", None, p0, p1);
-    for (i, &id) in ids.iter().enumerate() {
-        s.token(Token {
-            position: i as u32,
-            id,
-            text: String::from_utf8_lossy(&tok.token_bytes(id)).into_owned(),
-            phase: TokenPhase::Prompt,
-            step: None,
-        });
-    }
-    s.flush()?;
-    cancelled |= obs.flushed(s, None).is_break();
+    let Prepared {
+        prompt_text,
+        ids,
+        input,
+        p0,
+        p1,
+        cancelled: stop_asked,
+    } = pre_inference(m, s, prompt, opts.chat, max_tokens, obs)?;
+    cancelled |= stop_asked;
+    let tok = &m.tokenizer;
+    let dev = m.model.device().clone();
 
     let eos = tok.eos();
     let mut rng = Rng(opts.sampling.seed);
@@ -230,6 +203,98 @@ pub fn generate(
     };
     s.section(Phase::Decode, "decode", None, decode_start, step_start);
 
+    let text = post_inference(m, s, &generated, step_start, obs)?;
+    Ok(Generation {
+        prompt_text,
+        prompt_ids: ids,
+        ids: generated,
+        text,
+        stop_reason,
+    })
+}
+
+/// What pre_inference hands to the steps.
+struct Prepared {
+    prompt_text: String,
+    ids: Vec<u32>,
+    input: Tensor,
+    /// When the pipeline, and then its first step, started.
+    p0: u64,
+    p1: u64,
+    cancelled: bool,
+}
+
+/// Tokenize the prompt (through the chat template when asked), move it to the device,
+/// make the KV cache room, and record the prompt's tokens.
+fn pre_inference(
+    m: &mut LoadedModel,
+    s: &mut Session,
+    prompt: &str,
+    chat: bool,
+    max_tokens: u32,
+    obs: &mut dyn Observer,
+) -> Result<Prepared> {
+    let tok = &m.tokenizer;
+    let dev = m.model.device().clone();
+    let clock = s.clock();
+    let mut cancelled = false;
+    s.set_phase(Phase::PreInference);
+    let p0 = s.boundary();
+    cancelled |= obs.phase_started(s, Phase::PreInference, p0).is_break();
+    let prompt_text = if chat {
+        tok.chat_prompt(prompt)?
+            .unwrap_or_else(|| prompt.to_string())
+    } else {
+        prompt.to_string()
+    };
+    let t = clock.now();
+    let ids = tok.encode(&prompt_text, true)?;
+    if ids.is_empty() {
+        return Err(eprof_core::Error::Config("the prompt has no tokens".into()));
+    }
+    s.section(Phase::PreInference, "tokenization", None, t, clock.now());
+    let t = clock.now();
+    let input = Tensor::new(ids.as_slice(), &dev)?.unsqueeze(0)?;
+    s.section(Phase::PreInference, "tensor_transfer", None, t, clock.now());
+    let t = clock.now();
+    m.model.clear_kv_cache();
+    m.model.reserve(ids.len() + max_tokens as usize);
+    s.section(Phase::PreInference, "kv_cache_init", None, t, clock.now());
+    let p1 = s.boundary();
+    s.section(Phase::PreInference, "pre_inference", None, p0, p1);
+    for (i, &id) in ids.iter().enumerate() {
+        s.token(Token {
+            position: i as u32,
+            id,
+            text: String::from_utf8_lossy(&tok.token_bytes(id)).into_owned(),
+            phase: TokenPhase::Prompt,
+            step: None,
+        });
+    }
+    s.flush()?;
+    cancelled |= obs.flushed(s, None).is_break();
+
+    Ok(Prepared {
+        prompt_text,
+        ids,
+        input,
+        p0,
+        p1,
+        cancelled,
+    })
+}
+
+/// Detokenize what was generated, free the KV cache, and close the pipeline.
+fn post_inference(
+    m: &mut LoadedModel,
+    s: &mut Session,
+    generated: &[u32],
+    step_start: u64,
+    obs: &mut dyn Observer,
+) -> Result<String> {
+    let clock = s.clock();
+    let eos = m.tokenizer.eos();
+    let tok = &m.tokenizer;
     s.set_phase(Phase::PostInference);
     // Cancelling now would change nothing: post_inference is short and always runs.
     let _ = obs.phase_started(s, Phase::PostInference, step_start);
@@ -248,11 +313,5 @@ pub fn generate(
     s.section(Phase::PostInference, "post_inference", None, step_start, p3);
     s.flush()?;
     let _ = obs.flushed(s, None);
-    Ok(Generation {
-        prompt_text,
-        prompt_ids: ids,
-        ids: generated,
-        text,
-        stop_reason,
-    })
+    Ok(text)
 }
