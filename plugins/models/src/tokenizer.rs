@@ -241,47 +241,7 @@ impl HfTokenizers {
                     format!("byte-level BPE (gguf, pre={pre}{skipped})"),
                 )
             }
-            "llama" => {
-                let scores: Vec<f32> = match get("tokenizer.ggml.scores").map(|v| v.to_vec()) {
-                    Some(Ok(v)) => v.iter().map(|x| x.to_f32().unwrap_or(0.0)).collect(),
-                    _ => return Err("tokenizer.ggml.scores is missing".into()),
-                };
-                let merges = sentencepiece_merges(&tokens, &scores, &types, &vocab);
-                let mut b = BPE::builder()
-                    .vocab_and_merges(vocab.clone(), merges)
-                    .byte_fallback(true);
-                if let Some(unk) = get("tokenizer.ggml.unknown_token_id")
-                    .and_then(|v| v.to_u32().ok())
-                    .and_then(|i| tokens.get(i as usize))
-                {
-                    b = b.unk_token(unk.clone());
-                }
-                let mut tok = HfTokenizer::new(b.build().map_err(|e| format!("BPE: {e}"))?);
-                let space = flag("tokenizer.ggml.add_space_prefix").unwrap_or(true);
-                let mut norm: Vec<NormalizerWrapper> = Vec::new();
-                if space {
-                    norm.push(Prepend::new("\u{2581}".into()).into());
-                }
-                norm.push(
-                    Replace::new(" ", "\u{2581}")
-                        .map_err(|e| e.to_string())?
-                        .into(),
-                );
-                tok.with_normalizer(Some(NormSequence::new(norm)))
-                    .map_err(|e| e.to_string())?;
-                tok.with_decoder(Some(DecoderSequence::new(vec![
-                    DecoderWrapper::Replace(
-                        Replace::new("\u{2581}", " ").map_err(|e| e.to_string())?,
-                    ),
-                    ByteFallback::new().into(),
-                    Fuse::new().into(),
-                ])));
-                (
-                    tok,
-                    Pieces::SentencePiece,
-                    format!("SentencePiece BPE (gguf, add_space_prefix={space})"),
-                )
-            }
+            "llama" => sentencepiece_from_gguf(c, &tokens, &types, vocab)?,
             other => {
                 return Err(format!(
                     "tokenizer.ggml.model {other:?} is not supported (eprof reads \"gpt2\" and \"llama\")"
@@ -467,6 +427,55 @@ fn byte_level_pre(pre: &str) -> std::result::Result<PreTokenizerWrapper, String>
             ));
         }
     })
+}
+
+/// A SentencePiece tokenizer (GGUF `tokenizer.ggml.model` "llama") as a BPE with byte
+/// fallback: merges from the scores, `▁` for spaces, the space prefix llama.cpp adds.
+fn sentencepiece_from_gguf(
+    c: &gguf_file::Content,
+    tokens: &[String],
+    types: &[i32],
+    vocab: Vocab,
+) -> std::result::Result<(HfTokenizer, Pieces, String), String> {
+    let get = |k: &str| c.metadata.get(k);
+    let flag = |k: &str| get(k).and_then(|v| v.to_bool().ok());
+    let scores: Vec<f32> = match get("tokenizer.ggml.scores").map(|v| v.to_vec()) {
+        Some(Ok(v)) => v.iter().map(|x| x.to_f32().unwrap_or(0.0)).collect(),
+        _ => return Err("tokenizer.ggml.scores is missing".into()),
+    };
+    let merges = sentencepiece_merges(tokens, &scores, types, &vocab);
+    let mut b = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true);
+    if let Some(unk) = get("tokenizer.ggml.unknown_token_id")
+        .and_then(|v| v.to_u32().ok())
+        .and_then(|i| tokens.get(i as usize))
+    {
+        b = b.unk_token(unk.clone());
+    }
+    let mut tok = HfTokenizer::new(b.build().map_err(|e| format!("BPE: {e}"))?);
+    let space = flag("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+    let mut norm: Vec<NormalizerWrapper> = Vec::new();
+    if space {
+        norm.push(Prepend::new("\u{2581}".into()).into());
+    }
+    norm.push(
+        Replace::new(" ", "\u{2581}")
+            .map_err(|e| e.to_string())?
+            .into(),
+    );
+    tok.with_normalizer(Some(NormSequence::new(norm)))
+        .map_err(|e| e.to_string())?;
+    tok.with_decoder(Some(DecoderSequence::new(vec![
+        DecoderWrapper::Replace(Replace::new("\u{2581}", " ").map_err(|e| e.to_string())?),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ])));
+    Ok((
+        tok,
+        Pieces::SentencePiece,
+        format!("SentencePiece BPE (gguf, add_space_prefix={space})"),
+    ))
 }
 
 /// Merges for a SentencePiece vocabulary: every way to split each entry into two
