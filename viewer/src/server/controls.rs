@@ -12,17 +12,7 @@ use super::inbox::*;
 
 #[component]
 pub(super) fn Controls(inbox: Shared, live: Live) -> impl IntoView {
-    let prompt = RwSignal::new("Give me three tips for staying healthy.".to_string());
-    let model = RwSignal::new(String::new());
-    let depth = RwSignal::new("module".to_string());
-    let max_tokens = RwSignal::new("64".to_string());
-    let temperature = RwSignal::new("0".to_string());
-    let top_k = RwSignal::new(String::new());
-    let top_p = RwSignal::new(String::new());
-    let seed = RwSignal::new("299792458".to_string());
-    let power = RwSignal::new("auto".to_string());
-    let tags = RwSignal::new(String::new());
-    let experiment = RwSignal::new(String::new());
+    let form = Form::new();
     let status = RwSignal::new(String::new());
     // The run this panel started: its status follows the run's events (running,
     // then how it ended), not only the answer to the POST.
@@ -47,73 +37,11 @@ pub(super) fn Controls(inbox: Shared, live: Live) -> impl IntoView {
     }
     let models: RwSignal<Vec<(String, bool)>> = RwSignal::new(Vec::new());
     let sources: RwSignal<Vec<(String, bool, String)>> = RwSignal::new(Vec::new());
-    spawn_local(async move {
-        if let Ok((200, v)) = api("GET", "/api/models", None).await {
-            let list: Vec<(String, bool)> = v["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| {
-                    (
-                        m["id"].as_str().unwrap_or_default().to_string(),
-                        m["default"].as_bool().unwrap_or(false),
-                    )
-                })
-                .collect();
-            if let Some((id, _)) = list.iter().find(|m| m.1).or(list.first()) {
-                model.set(id.clone());
-            }
-            models.set(list);
-        }
-        if let Ok((200, v)) = api("GET", "/api/power", None).await {
-            sources.set(
-                v["sources"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| {
-                        (
-                            s["name"].as_str().unwrap_or_default().to_string(),
-                            s["available"].as_bool().unwrap_or(false),
-                            s["detail"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect(),
-            );
-        }
-    });
+    load_choices(form.model, models, sources);
     let inbox_start = Arc::clone(&inbox);
     let start = move |_| {
         let inbox_start = Arc::clone(&inbox_start);
-        let num = |s: &str| s.trim().parse::<f64>().ok();
-        let mut body = json!({
-            "prompt": prompt.get_untracked(),
-            "depth": depth.get_untracked(),
-            "max_tokens": num(&max_tokens.get_untracked()).unwrap_or(64.0) as u64,
-            "temperature": num(&temperature.get_untracked()).unwrap_or(0.0),
-            "seed": num(&seed.get_untracked()).unwrap_or(299_792_458.0) as u64,
-            "power": power.get_untracked(),
-            "tags": tags
-                .get_untracked()
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .collect::<Vec<_>>(),
-        });
-        let m = model.get_untracked();
-        if !m.is_empty() {
-            body["model"] = json!(m);
-        }
-        if let Some(k) = num(&top_k.get_untracked()) {
-            body["top_k"] = json!(k as u64);
-        }
-        if let Some(p) = num(&top_p.get_untracked()) {
-            body["top_p"] = json!(p);
-        }
-        let e = experiment.get_untracked();
-        if !e.trim().is_empty() {
-            body["experiment"] = json!(e.trim());
-        }
+        let body = form.body();
         status.set("sending…".into());
         spawn_local(async move {
             status.set(
@@ -163,6 +91,145 @@ pub(super) fn Controls(inbox: Shared, live: Live) -> impl IntoView {
             );
         });
     };
+    view! {
+        <section id="live-controls">
+            <h2>"Profile a prompt"</h2>
+            {fields(form, models, sources)}
+            <div class="controls">
+                <button id="live-start" on:click=start>"Start"</button>
+                <button id="live-stop" on:click=stop>"Stop"</button>
+                <span id="live-status" aria-live="polite">{move || status.get()}</span>
+                <span id="live-queue" class="hint">{move || live.queue_text.get()}</span>
+                <span id="live-dropped" class="hint">
+                    {move || {
+                        let d = live.dropped.get();
+                        (d > 0).then(|| format!("{d} power samples dropped (this page fell behind)"))
+                    }}
+                </span>
+            </div>
+        </section>
+    }
+}
+
+/// The request's settings, as the form holds them.
+#[derive(Clone, Copy)]
+struct Form {
+    prompt: RwSignal<String>,
+    model: RwSignal<String>,
+    depth: RwSignal<String>,
+    max_tokens: RwSignal<String>,
+    temperature: RwSignal<String>,
+    top_k: RwSignal<String>,
+    top_p: RwSignal<String>,
+    seed: RwSignal<String>,
+    power: RwSignal<String>,
+    tags: RwSignal<String>,
+    experiment: RwSignal<String>,
+}
+
+impl Form {
+    fn new() -> Form {
+        Form {
+            prompt: RwSignal::new("Give me three tips for staying healthy.".to_string()),
+            model: RwSignal::new(String::new()),
+            depth: RwSignal::new("module".to_string()),
+            max_tokens: RwSignal::new("64".to_string()),
+            temperature: RwSignal::new("0".to_string()),
+            top_k: RwSignal::new(String::new()),
+            top_p: RwSignal::new(String::new()),
+            seed: RwSignal::new("299792458".to_string()),
+            power: RwSignal::new("auto".to_string()),
+            tags: RwSignal::new(String::new()),
+            experiment: RwSignal::new(String::new()),
+        }
+    }
+
+    /// The body of `POST /api/profiling/generate`.
+    fn body(&self) -> serde_json::Value {
+        let num = |s: &str| s.trim().parse::<f64>().ok();
+        let mut body = json!({
+            "prompt": self.prompt.get_untracked(),
+            "depth": self.depth.get_untracked(),
+            "max_tokens": num(&self.max_tokens.get_untracked()).unwrap_or(64.0) as u64,
+            "temperature": num(&self.temperature.get_untracked()).unwrap_or(0.0),
+            "seed": num(&self.seed.get_untracked()).unwrap_or(299_792_458.0) as u64,
+            "power": self.power.get_untracked(),
+            "tags": self
+                .tags
+                .get_untracked()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>(),
+        });
+        let m = self.model.get_untracked();
+        if !m.is_empty() {
+            body["model"] = json!(m);
+        }
+        if let Some(k) = num(&self.top_k.get_untracked()) {
+            body["top_k"] = json!(k as u64);
+        }
+        if let Some(p) = num(&self.top_p.get_untracked()) {
+            body["top_p"] = json!(p);
+        }
+        let e = self.experiment.get_untracked();
+        if !e.trim().is_empty() {
+            body["experiment"] = json!(e.trim());
+        }
+        body
+    }
+}
+
+/// Fill the model and power source choices from the server; the default model is
+/// chosen.
+fn load_choices(
+    model: RwSignal<String>,
+    models: RwSignal<Vec<(String, bool)>>,
+    sources: RwSignal<Vec<(String, bool, String)>>,
+) {
+    spawn_local(async move {
+        if let Ok((200, v)) = api("GET", "/api/models", None).await {
+            let list: Vec<(String, bool)> = v["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    (
+                        m["id"].as_str().unwrap_or_default().to_string(),
+                        m["default"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect();
+            if let Some((id, _)) = list.iter().find(|m| m.1).or(list.first()) {
+                model.set(id.clone());
+            }
+            models.set(list);
+        }
+        if let Ok((200, v)) = api("GET", "/api/power", None).await {
+            sources.set(
+                v["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        (
+                            s["name"].as_str().unwrap_or_default().to_string(),
+                            s["available"].as_bool().unwrap_or(false),
+                            s["detail"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+    });
+}
+
+/// The form's fields: the prompt, and the settings in a row.
+fn fields(
+    form: Form,
+    models: RwSignal<Vec<(String, bool)>>,
+    sources: RwSignal<Vec<(String, bool, String)>>,
+) -> impl IntoView {
     let text_input = |id: &'static str, label: &'static str, sig: RwSignal<String>, size: u32| {
         view! {
             <label>
@@ -177,9 +244,20 @@ pub(super) fn Controls(inbox: Shared, live: Live) -> impl IntoView {
             </label>
         }
     };
+    let Form {
+        prompt,
+        model,
+        depth,
+        max_tokens,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        power,
+        tags,
+        experiment,
+    } = form;
     view! {
-        <section id="live-controls">
-            <h2>"Profile a prompt"</h2>
             <textarea
                 id="live-prompt"
                 rows="3"
@@ -232,18 +310,5 @@ pub(super) fn Controls(inbox: Shared, live: Live) -> impl IntoView {
                 {text_input("live-tags", "Tags", tags, 12)}
                 {text_input("live-experiment", "Experiment", experiment, 12)}
             </div>
-            <div class="controls">
-                <button id="live-start" on:click=start>"Start"</button>
-                <button id="live-stop" on:click=stop>"Stop"</button>
-                <span id="live-status" aria-live="polite">{move || status.get()}</span>
-                <span id="live-queue" class="hint">{move || live.queue_text.get()}</span>
-                <span id="live-dropped" class="hint">
-                    {move || {
-                        let d = live.dropped.get();
-                        (d > 0).then(|| format!("{d} power samples dropped (this page fell behind)"))
-                    }}
-                </span>
-            </div>
-        </section>
     }
 }
