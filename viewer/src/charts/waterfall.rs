@@ -82,36 +82,8 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, fit_decode: bool) -> S
     svg_open(&mut o, "chart waterfall", w, h);
     let st = &v.steps;
     let bars = waterfall_bars(v);
-    // Per bar: mean per token of each stack part, and the total.
     let groups = layer_groups(v.layers);
-    let parts_of = |i: usize| -> Vec<f64> {
-        match stack {
-            Stack::Component => st.by_component(i, m).to_vec(),
-            Stack::LayerGroup => groups
-                .iter()
-                .map(|&(a, b)| st.by_layer(i, m).get(a..=b).map_or(0.0, |x| x.iter().sum()))
-                .collect(),
-        }
-    };
-    let bar_values: Vec<(Vec<f64>, f64)> = bars
-        .iter()
-        .map(|r| {
-            let k = r.len() as f64;
-            let mut parts: Vec<f64> = Vec::new();
-            let mut total = 0.0;
-            for i in r.clone() {
-                let p = parts_of(i);
-                if parts.is_empty() {
-                    parts = vec![0.0; p.len()];
-                }
-                for (a, b) in parts.iter_mut().zip(p) {
-                    *a += b / k;
-                }
-                total += st.total(i, m) / k;
-            }
-            (parts, total)
-        })
-        .collect();
+    let bar_values = bar_values(v, m, stack, &groups, &bars);
     let all_max = bar_values.iter().map(|b| b.1).fold(0.0f64, f64::max);
     let decode_max = bars
         .iter()
@@ -133,28 +105,7 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, fit_decode: bool) -> S
         );
         return o;
     }
-    let (names, colours): (Vec<String>, Vec<String>) = match stack {
-        Stack::Component => v
-            .components
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let t = i as f64 / (v.components.len().max(2) - 1) as f64;
-                (c.clone(), hex(viridis(t)))
-            })
-            .unzip(),
-        Stack::LayerGroup => {
-            let n = groups.len();
-            groups
-                .iter()
-                .enumerate()
-                .map(|(i, (a, b))| {
-                    let t = i as f64 / (n.max(2) - 1) as f64;
-                    (format!("L{a}-L{b}"), hex(viridis(t)))
-                })
-                .unzip()
-        }
-    };
+    let (names, colours) = stack_names(v, stack, &groups);
     let bw = plot / bars.len() as f64;
     let sw = (bw * 0.9).max(0.3);
     let ys = |val: f64| val / max * ph;
@@ -234,7 +185,86 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, fit_decode: bool) -> S
         o,
         r##"<polyline class="wf-cum" points="{line}" fill="none" stroke="#D55E00" stroke-width="2" pointer-events="none"/>"##
     );
-    // Axes: per-token values on the left, cumulative on the right.
+    axes(&mut o, v, m, max, cum_total, bars.len());
+    legend(&mut o, &names, &colours);
+    o.push_str("</svg>");
+    o
+}
+
+/// Per bar: the mean per token of each stack part, and of the total.
+fn bar_values(
+    v: &TraceView,
+    m: Measure,
+    stack: Stack,
+    groups: &[(usize, usize)],
+    bars: &[std::ops::Range<usize>],
+) -> Vec<(Vec<f64>, f64)> {
+    let st = &v.steps;
+    let parts_of = |i: usize| -> Vec<f64> {
+        match stack {
+            Stack::Component => st.by_component(i, m).to_vec(),
+            Stack::LayerGroup => groups
+                .iter()
+                .map(|&(a, b)| st.by_layer(i, m).get(a..=b).map_or(0.0, |x| x.iter().sum()))
+                .collect(),
+        }
+    };
+    bars.iter()
+        .map(|r| {
+            let k = r.len() as f64;
+            let mut parts: Vec<f64> = Vec::new();
+            let mut total = 0.0;
+            for i in r.clone() {
+                let p = parts_of(i);
+                if parts.is_empty() {
+                    parts = vec![0.0; p.len()];
+                }
+                for (a, b) in parts.iter_mut().zip(p) {
+                    *a += b / k;
+                }
+                total += st.total(i, m) / k;
+            }
+            (parts, total)
+        })
+        .collect()
+}
+
+/// The stack parts' names and colours.
+fn stack_names(
+    v: &TraceView,
+    stack: Stack,
+    groups: &[(usize, usize)],
+) -> (Vec<String>, Vec<String>) {
+    match stack {
+        Stack::Component => v
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let t = i as f64 / (v.components.len().max(2) - 1) as f64;
+                (c.clone(), hex(viridis(t)))
+            })
+            .unzip(),
+        Stack::LayerGroup => {
+            let n = groups.len();
+            groups
+                .iter()
+                .enumerate()
+                .map(|(i, (a, b))| {
+                    let t = i as f64 / (n.max(2) - 1) as f64;
+                    (format!("L{a}-L{b}"), hex(viridis(t)))
+                })
+                .unzip()
+        }
+    }
+}
+
+/// The axes (per-token values on the left, cumulative on the right) and the caption.
+fn axes(o: &mut String, v: &TraceView, m: Measure, max: f64, cum_total: f64, n_bars: usize) {
+    let (h, left, top) = (WF_H, WF_LEFT, WF_TOP);
+    let (plot, ph) = (WF_PLOT, WF_PH);
+    let st = &v.steps;
+    let ys = |val: f64| val / max * ph;
     for t in nice_ticks(0.0, max, 4) {
         let y = top + ph - ys(t);
         let _ = write!(
@@ -263,7 +293,7 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, fit_decode: bool) -> S
         a = st.step[0],
         b = st.step[st.len() - 1],
         mn = measure_name(m),
-        binned = if bars.len() < st.len() {
+        binned = if n_bars < st.len() {
             format!(
                 " (mean of up to {} tokens per bar)",
                 st.len().div_ceil(WF_MAX_BARS)
@@ -272,11 +302,14 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, fit_decode: bool) -> S
             String::new()
         }
     );
-    // Legend.
-    let mut lx = left;
+}
+
+/// The legend: a swatch and name per stack part.
+fn legend(o: &mut String, names: &[String], colours: &[String]) {
+    let mut lx = WF_LEFT;
     for (name, c) in names
         .iter()
-        .zip(&colours)
+        .zip(colours)
         .chain([(&"other".to_string(), &OTHER.to_string())])
     {
         let _ = write!(
@@ -287,6 +320,4 @@ pub fn waterfall(v: &TraceView, m: Measure, stack: Stack, fit_decode: bool) -> S
         );
         lx += 16.0 + name.len() as f64 * 5.6;
     }
-    o.push_str("</svg>");
-    o
 }
