@@ -36,9 +36,38 @@ pub fn summary(v: &TraceView) -> String {
     } else {
         dl_row(&mut o, "output", &output);
     }
-    dl_row(&mut o, "model", &m.model.describe());
+    run_rows(&mut o, v);
+    figure_rows(&mut o, s);
+    o.push_str("</dl>");
+    o.push_str(r#"<h3>How the energy figures were obtained</h3><ul class="labels">"#);
+    if s.labels.is_empty() {
+        o.push_str("<li>No energy figures: the power source gave no readings.</li>");
+    }
+    for (label, n) in &s.labels {
+        let _ = write!(
+            o,
+            "<li><b>{}</b> ({n} figures): {}</li>",
+            label.as_str(),
+            esc(label.explain())
+        );
+    }
+    o.push_str("</ul>");
+    if !t.notes.is_empty() {
+        o.push_str(r#"<h3>Notes recorded during the run</h3><ul class="notes">"#);
+        for n in &t.notes {
+            let _ = write!(o, "<li>{}</li>", esc(&n.text));
+        }
+        o.push_str("</ul>");
+    }
+    o
+}
+
+/// What ran where: model, machine, settings, power source.
+fn run_rows(o: &mut String, v: &TraceView) {
+    let (m, s) = (&v.trace.meta, &v.summary);
+    dl_row(o, "model", &m.model.describe());
     dl_row(
-        &mut o,
+        o,
         "machine",
         &format!(
             "{} · {} {} · {} ({} cores) · {:.1} GiB{}",
@@ -55,7 +84,7 @@ pub fn summary(v: &TraceView) -> String {
         ),
     );
     dl_row(
-        &mut o,
+        o,
         "settings",
         &format!(
             "depth {} · device {} · max {} tokens · temperature {} · seed {}",
@@ -79,7 +108,7 @@ pub fn summary(v: &TraceView) -> String {
         })
         .collect();
     dl_row(
-        &mut o,
+        o,
         "power source",
         &format!(
             "{} ({}) · channels: {} · resolution {} (nominal {}, observed spacing {}) · {} readings",
@@ -92,24 +121,28 @@ pub fn summary(v: &TraceView) -> String {
             s.samples
         ),
     );
+}
+
+/// The run's figures: tokens, duration, energy, power, J per token, speed.
+fn figure_rows(o: &mut String, s: &eprof_format::Summary) {
     dl_row(
-        &mut o,
+        o,
         "tokens",
         &format!(
             "{} prompt · {} generated",
             s.prompt_tokens, s.generated_tokens
         ),
     );
-    dl_row(&mut o, "duration", &fmt_ns(s.duration_ns as f64));
+    dl_row(o, "duration", &fmt_ns(s.duration_ns as f64));
     dl_row(
-        &mut o,
+        o,
         "energy",
         &opt(s.total, |e| {
             format!("{} ({})", fmt_joules(e.joules), e.label.as_str())
         }),
     );
     dl_row(
-        &mut o,
+        o,
         "idle / dynamic",
         &format!(
             "{} idle · {} above idle",
@@ -118,12 +151,12 @@ pub fn summary(v: &TraceView) -> String {
         ),
     );
     dl_row(
-        &mut o,
+        o,
         "average power",
         &opt(s.avg_power_w, |w| format!("{w:.2} W")),
     );
     dl_row(
-        &mut o,
+        o,
         "J / token",
         &format!(
             "{} per generated token · {} per decode token",
@@ -132,7 +165,7 @@ pub fn summary(v: &TraceView) -> String {
         ),
     );
     dl_row(
-        &mut o,
+        o,
         "speed",
         &format!(
             "{} decode tokens/s · time to first token {}",
@@ -140,26 +173,4 @@ pub fn summary(v: &TraceView) -> String {
             opt(s.time_to_first_token_ns, |x| fmt_ns(x as f64))
         ),
     );
-    o.push_str("</dl>");
-    o.push_str(r#"<h3>How the energy figures were obtained</h3><ul class="labels">"#);
-    if s.labels.is_empty() {
-        o.push_str("<li>No energy figures: the power source gave no readings.</li>");
-    }
-    for (label, n) in &s.labels {
-        let _ = write!(
-            o,
-            "<li><b>{}</b> ({n} figures): {}</li>",
-            label.as_str(),
-            esc(label.explain())
-        );
-    }
-    o.push_str("</ul>");
-    if !t.notes.is_empty() {
-        o.push_str(r#"<h3>Notes recorded during the run</h3><ul class="notes">"#);
-        for n in &t.notes {
-            let _ = write!(o, "<li>{}</li>", esc(&n.text));
-        }
-        o.push_str("</ul>");
-    }
-    o
 }
