@@ -249,8 +249,46 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
         .map(|s| if one_group { s.label.clone() } else { s.name() })
         .collect();
     let mut o = String::new();
+    headline(&mut o, &samples, &described, &names);
+    drift_warnings(&mut o, &samples, &described);
+    let layer_marks = comparisons(&mut o, &samples);
+    // Phases and layers with error bars.
+    let phases: Vec<String> = eprof_format::Phase::ALL
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
+    o.push_str(&bars(
+        "Energy per phase (mean, 95% interval)",
+        "phase",
+        &phases,
+        &described,
+        &[],
+    ));
+    let layers = samples
+        .iter()
+        .flat_map(|s| s.runs.iter().map(|v| v.layers))
+        .max()
+        .unwrap_or(0);
+    if layers > 0 {
+        let names: Vec<String> = (0..layers).map(|l| format!("L{l}")).collect();
+        o.push_str(&bars(
+            "Energy per layer (mean, 95% interval; * differs from the first)",
+            "layer",
+            &names,
+            &described,
+            &layer_marks,
+        ));
+    }
+    o
+}
 
-    // Headline figures: a table of mean and interval, then a forest plot each.
+/// Headline figures: a table of mean and interval, then a forest plot each.
+fn headline(
+    o: &mut String,
+    samples: &[Sample<'_>],
+    described: &[Vec<FigureStats>],
+    names: &[String],
+) {
     o.push_str(r#"<table class="group-table"><thead><tr><th>figure</th>"#);
     for (i, s) in samples.iter().enumerate() {
         let _ = write!(
@@ -264,7 +302,7 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
     o.push_str("</tr></thead><tbody>");
     for key in HEADLINE {
         let _ = write!(o, "<tr><th>{}</th>", esc(&group::display_name(key)));
-        for d in &described {
+        for d in described {
             match d.iter().find(|f| f.key == key) {
                 Some(f) => {
                     let s = &f.stats;
@@ -288,15 +326,17 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
     for key in HEADLINE {
         let per: Vec<(String, Option<&FigureStats>)> = names
             .iter()
-            .zip(&described)
+            .zip(described)
             .map(|(n, d)| (n.clone(), d.iter().find(|f| f.key == key)))
             .collect();
         o.push_str(&forest(key, &per));
     }
     o.push_str("</div>");
+}
 
-    // Drift warnings.
-    for (s, d) in samples.iter().zip(&described) {
+/// A warning for each figure that drifts over a group's run order.
+fn drift_warnings(o: &mut String, samples: &[Sample<'_>], described: &[Vec<FigureStats>]) {
+    for (s, d) in samples.iter().zip(described) {
         for f in d.iter().filter(|f| f.family == Family::Run) {
             if let Some(dr) = f.drift.as_ref().filter(|dr| dr.drifting) {
                 let _ = write!(
@@ -310,8 +350,11 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
             }
         }
     }
+}
 
-    // Comparisons: every sample against the first.
+/// Every sample against the first: the headline and phase differences, and how many
+/// layers, components and cells differ. Returns the layers that differ.
+fn comparisons(o: &mut String, samples: &[Sample<'_>]) -> Vec<String> {
     let first = samples[0].summaries();
     let mut layer_marks: Vec<String> = Vec::new();
     for s in samples.iter().skip(1) {
@@ -391,32 +434,5 @@ pub fn groups_html(vs: &[&TraceView]) -> String {
         }
     }
 
-    // Phases and layers with error bars.
-    let phases: Vec<String> = eprof_format::Phase::ALL
-        .iter()
-        .map(|p| p.as_str().to_string())
-        .collect();
-    o.push_str(&bars(
-        "Energy per phase (mean, 95% interval)",
-        "phase",
-        &phases,
-        &described,
-        &[],
-    ));
-    let layers = samples
-        .iter()
-        .flat_map(|s| s.runs.iter().map(|v| v.layers))
-        .max()
-        .unwrap_or(0);
-    if layers > 0 {
-        let names: Vec<String> = (0..layers).map(|l| format!("L{l}")).collect();
-        o.push_str(&bars(
-            "Energy per layer (mean, 95% interval; * differs from the first)",
-            "layer",
-            &names,
-            &described,
-            &layer_marks,
-        ));
-    }
-    o
+    layer_marks
 }
