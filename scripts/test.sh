@@ -53,6 +53,9 @@ PY="$(scripts/py-env.sh)"
 step "format"
 cargo fmt --all -- --check
 
+step "structure: no file over 700 lines, no function over 150, no import circle (scripts/structure.py)"
+python3 scripts/structure.py
+
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

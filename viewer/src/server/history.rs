@@ -64,60 +64,7 @@ pub(super) fn History(finished: RwSignal<u64>) -> impl IntoView {
             }
         });
     });
-    let table = move || {
-        let sel = selected.get();
-        let mut o = String::from(
-            "<table class=\"history\"><thead><tr><th></th><th>created</th><th>prompt</th><th>model</th><th>machine</th><th>tokens</th><th>energy</th><th>J/token</th><th>how obtained</th><th>stop</th><th></th></tr></thead><tbody>",
-        );
-        for r in rows.get() {
-            let id = r["id"].as_str().unwrap_or_default().to_string();
-            let e = esc(&id);
-            let tokens = r["generated_tokens"].as_u64().unwrap_or(0);
-            let energy = r["total_j"].as_f64().map_or_else(|| "-".into(), fmt_joules);
-            let jpt = r["decode_j_per_token"]
-                .as_f64()
-                .map_or_else(|| "-".into(), fmt_joules);
-            let created = r["created_at_ms"].as_f64().map_or(String::new(), |ms| {
-                js_sys::Date::new(&JsValue::from_f64(ms))
-                    .to_iso_string()
-                    .as_string()
-                    .unwrap_or_default()
-                    .replace('T', " ")[..16]
-                    .to_string()
-            });
-            // A link cannot send the Authorization header: on a server with a token
-            // the query carries it (the server takes `?token=` on every guarded path).
-            let auth_q = auth()
-                .map(|t| {
-                    format!(
-                        "&token={}",
-                        esc(&js_sys::encode_uri_component(&t)
-                            .as_string()
-                            .unwrap_or_default())
-                    )
-                })
-                .unwrap_or_default();
-            let exports = ["json", "chrome", "eprof", "csv&table=tokens"]
-                .iter()
-                .map(|f| {
-                    let name = f.split('&').next().unwrap_or(f);
-                    format!(r#"<a class="hist-export" href="/api/profiling/export/{e}?format={f}{auth_q}" download>{name}</a>"#)
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
-            o.push_str(&format!(
-                r#"<tr class="hist-row" data-id="{e}"><td><input type="checkbox" class="hist-sel" data-sel="{e}"{checked} aria-label="select {e}"></td><td>{created}</td><td>{prompt}</td><td>{model}</td><td>{host}</td><td>{tokens}</td><td>{energy}</td><td>{jpt}</td><td class="hist-labels">{labels}</td><td class="hist-stop">{stop}</td><td><button class="hist-open" data-open="{e}">open</button> {exports} <button class="hist-del" data-del="{e}">delete</button></td></tr>"#,
-                checked = if sel.contains(&id) { " checked" } else { "" },
-                prompt = esc(&eprof_format::units::clip(r["prompt"].as_str().unwrap_or_default(), 60)),
-                model = esc(r["model"].as_str().unwrap_or_default()),
-                host = esc(r["hostname"].as_str().unwrap_or_default()),
-                labels = esc(r["label_mix"].as_str().or(r["energy_label"].as_str()).unwrap_or("-")),
-                stop = esc(r["stop_reason"].as_str().unwrap_or("-")),
-            ));
-        }
-        o.push_str("</tbody></table>");
-        o
-    };
+    let table = move || history_table(&rows.get(), &selected.get());
     let on_click = move |ev: web_sys::MouseEvent| {
         if let Some(id) = data_of(&ev, "open") {
             open_runs(ctx, vec![id], None);
@@ -194,4 +141,59 @@ pub(super) fn History(finished: RwSignal<u64>) -> impl IntoView {
             <div id="hist-table" inner_html=table on:click=on_click></div>
         </section>
     }
+}
+
+/// The table of runs, each with its selection box, links and buttons.
+fn history_table(rows: &[Value], selected: &BTreeSet<String>) -> String {
+    let mut o = String::from(
+        "<table class=\"history\"><thead><tr><th></th><th>created</th><th>prompt</th><th>model</th><th>machine</th><th>tokens</th><th>energy</th><th>J/token</th><th>how obtained</th><th>stop</th><th></th></tr></thead><tbody>",
+    );
+    for r in rows {
+        let id = r["id"].as_str().unwrap_or_default().to_string();
+        let e = esc(&id);
+        let tokens = r["generated_tokens"].as_u64().unwrap_or(0);
+        let energy = r["total_j"].as_f64().map_or_else(|| "-".into(), fmt_joules);
+        let jpt = r["decode_j_per_token"]
+            .as_f64()
+            .map_or_else(|| "-".into(), fmt_joules);
+        let created = r["created_at_ms"].as_f64().map_or(String::new(), |ms| {
+            js_sys::Date::new(&JsValue::from_f64(ms))
+                .to_iso_string()
+                .as_string()
+                .unwrap_or_default()
+                .replace('T', " ")[..16]
+                .to_string()
+        });
+        // A link cannot send the Authorization header: on a server with a token
+        // the query carries it (the server takes `?token=` on every guarded path).
+        let auth_q = auth()
+            .map(|t| {
+                format!(
+                    "&token={}",
+                    esc(&js_sys::encode_uri_component(&t)
+                        .as_string()
+                        .unwrap_or_default())
+                )
+            })
+            .unwrap_or_default();
+        let exports = ["json", "chrome", "eprof", "csv&table=tokens"]
+            .iter()
+            .map(|f| {
+                let name = f.split('&').next().unwrap_or(f);
+                format!(r#"<a class="hist-export" href="/api/profiling/export/{e}?format={f}{auth_q}" download>{name}</a>"#)
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        o.push_str(&format!(
+            r#"<tr class="hist-row" data-id="{e}"><td><input type="checkbox" class="hist-sel" data-sel="{e}"{checked} aria-label="select {e}"></td><td>{created}</td><td>{prompt}</td><td>{model}</td><td>{host}</td><td>{tokens}</td><td>{energy}</td><td>{jpt}</td><td class="hist-labels">{labels}</td><td class="hist-stop">{stop}</td><td><button class="hist-open" data-open="{e}">open</button> {exports} <button class="hist-del" data-del="{e}">delete</button></td></tr>"#,
+            checked = if selected.contains(&id) { " checked" } else { "" },
+            prompt = esc(&eprof_format::units::clip(r["prompt"].as_str().unwrap_or_default(), 60)),
+            model = esc(r["model"].as_str().unwrap_or_default()),
+            host = esc(r["hostname"].as_str().unwrap_or_default()),
+            labels = esc(r["label_mix"].as_str().or(r["energy_label"].as_str()).unwrap_or("-")),
+            stop = esc(r["stop_reason"].as_str().unwrap_or("-")),
+        ));
+    }
+    o.push_str("</tbody></table>");
+    o
 }
