@@ -61,9 +61,9 @@ pub(crate) struct LsArgs {
     /// List groups of repeated runs (`eprof bench`) instead of runs
     #[arg(long)]
     pub(crate) groups: bool,
-    /// Sort by (largest first)
-    #[arg(long, default_value = "created", value_parser = clap::builder::PossibleValuesParser::new(eprof_index::SORT_KEYS))]
-    pub(crate) sort: String,
+    /// Sort by created, energy, duration or j_per_token (largest, newest first)
+    #[arg(long, default_value = "created", value_parser = sort_key)]
+    pub(crate) sort: eprof_index::SortKey,
     /// Show at most this many runs
     #[arg(long, short = 'n')]
     pub(crate) limit: Option<u32>,
@@ -170,4 +170,9 @@ pub(crate) struct PowerReadArgs {
     /// Print JSON for scripts
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `--sort`'s values: the index's sort keys, with clap's list of them on a typo.
+fn sort_key(s: &str) -> Result<eprof_index::SortKey, String> {
+    eprof_index::SortKey::parse(s).map_err(|e| e.to_string())
 }

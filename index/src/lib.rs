@@ -20,8 +20,56 @@ pub use error::{Error, Result};
 pub use rows::{GroupRow, RunRow};
 use schema::{MIGRATIONS, retry_busy, setup};
 
-/// What [`Index::list`] sorts by (largest first), as `RunFilter::sort` names it.
-pub const SORT_KEYS: [&str; 4] = ["created", "energy", "duration", "j_per_token"];
+/// What [`Index::list`] sorts by, largest (newest) first. `eprof ls --sort` and the
+/// server's `?sort=` name it the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    Created,
+    Energy,
+    Duration,
+    JPerToken,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [
+        SortKey::Created,
+        SortKey::Energy,
+        SortKey::Duration,
+        SortKey::JPerToken,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Created => "created",
+            SortKey::Energy => "energy",
+            SortKey::Duration => "duration",
+            SortKey::JPerToken => "j_per_token",
+        }
+    }
+
+    /// The key called `name`, or an error listing them.
+    pub fn parse(name: &str) -> Result<SortKey> {
+        SortKey::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cannot sort by {name:?}: use {}",
+                    SortKey::ALL.map(SortKey::as_str).join(", ")
+                ))
+            })
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            SortKey::Created => "created_at_ms DESC",
+            SortKey::Energy => "total_j DESC",
+            SortKey::Duration => "duration_ns DESC",
+            SortKey::JPerToken => "decode_j_per_token DESC",
+        }
+    }
+}
 
 /// Filters and order of `eprof ls`.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +81,7 @@ pub struct RunFilter {
     /// Only the runs of this group.
     pub group: Option<String>,
     /// `created`, `energy`, `duration`, `j_per_token` (newest/largest first).
-    pub sort: Option<String>,
+    pub sort: SortKey,
     pub limit: Option<u32>,
     /// Skip this many matching runs (paging).
     pub offset: Option<u32>,
@@ -212,18 +260,7 @@ impl Index {
     }
 
     pub fn list(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
-        let order = match f.sort.as_deref() {
-            None | Some("created") => "created_at_ms DESC",
-            Some("energy") => "total_j DESC",
-            Some("duration") => "duration_ns DESC",
-            Some("j_per_token") => "decode_j_per_token DESC",
-            Some(other) => {
-                return Err(Error::Invalid(format!(
-                    "cannot sort by {other:?}: use {}",
-                    SORT_KEYS.join(", ")
-                )));
-            }
-        };
+        let order = f.sort.order_by();
         let sql =
             format!("SELECT id FROM runs r WHERE {FILTER} ORDER BY {order} LIMIT ?6 OFFSET ?7");
         let ids: Vec<String> = (|| {

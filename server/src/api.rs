@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, middleware};
 use eprof_core::paths::DataDir;
 use eprof_format::{Energies, Summary, Trace, export};
-use eprof_index::{Index, RunFilter, RunRow};
+use eprof_index::{Index, RunFilter, RunRow, SortKey};
 use eprof_record::{
     ModelCatalog, ModelChoice, ProbeSelection, RecordError, RecordRequest, is_valid_run_id,
     new_run_id,
@@ -278,7 +278,10 @@ async fn runs(
         experiment: q.experiment,
         prompt_contains: q.prompt,
         group: q.group,
-        sort: q.sort,
+        sort: match q.sort.as_deref() {
+            None => SortKey::default(),
+            Some(s) => SortKey::parse(s)?,
+        },
         limit: Some(q.limit.unwrap_or(50).min(1000)),
         offset: q.offset,
     };

@@ -30,7 +30,7 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
         return groups(&idx, a.json, out);
     }
     let rows = idx.list(&RunFilter {
-        sort: Some(a.sort.clone()),
+        sort: a.sort,
         limit: a.limit,
         offset: a.offset,
         ..a.filter.filter()
