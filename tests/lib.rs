@@ -1,6 +1,7 @@
 //! Helpers of the end-to-end tests in `tests/tests/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The `eprof` binary of this build (`EPROF_BIN` overrides): the test executables live
 /// in `target/<profile>/deps/`, the binary in `target/<profile>/`.
@@ -20,6 +21,95 @@ pub fn eprof_bin() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The binary run in a fresh data directory (which is also its `HOME`, so nothing of
+/// the user's is read), removed when dropped. `EPROF_MODEL` and `RUST_BACKTRACE` are
+/// unset: each test says what it runs.
+pub struct CliEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for CliEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CliEnv {
+    pub fn new() -> Self {
+        CliEnv {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        }
+    }
+    pub fn data(&self) -> &Path {
+        self.dir.path()
+    }
+    /// A path in the data directory, as a string for the command line.
+    pub fn path(&self, name: &str) -> String {
+        self.data()
+            .join(name)
+            .to_str()
+            .expect("a UTF-8 path")
+            .to_string()
+    }
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(eprof_bin());
+        c.args(args)
+            .env("EPROF_HOME", self.data())
+            .env("HOME", self.data())
+            .env_remove("EPROF_MODEL")
+            .env_remove("RUST_BACKTRACE");
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("eprof runs")
+    }
+    /// Run, require success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "eprof {args:?} failed ({:?}):\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).expect("UTF-8 output")
+    }
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("eprof {args:?} printed no JSON ({e}):\n{out}"))
+    }
+    /// `eprof record` of a fixed prompt with `extra` flags; the run's id.
+    pub fn record(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "record",
+            "Give me three tips for staying healthy.",
+            "--idle-ms",
+            "20",
+            "--quiet",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let v = self.json(&args);
+        assert!(v["summary"]["total"].is_object(), "{v}");
+        assert!(Path::new(v["trace"].as_str().expect("a trace path")).exists());
+        v["id"].as_str().expect("an id").to_string()
+    }
+    /// A run of the built-in tiny model on the synthetic source.
+    pub fn record_tiny(&self, tokens: u32) -> String {
+        let n = tokens.to_string();
+        self.record(&[
+            "--model",
+            "builtin:tiny-llama",
+            "--power",
+            "synthetic",
+            "--max-tokens",
+            &n,
+        ])
+    }
 }
 
 /// An HTTP/1.1 answer.

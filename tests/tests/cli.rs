@@ -3,79 +3,11 @@
 
 use std::path::Path;
 
-use eprof_tests::eprof_bin;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use eprof_format::synthetic::{self, Shape};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn data(&self) -> &Path {
-        self.dir.path()
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(eprof_bin());
-        c.args(args)
-            .env("EPROF_HOME", self.data())
-            .env_remove("EPROF_MODEL")
-            .env("HOME", self.data());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "eprof {args:?} failed ({:?}):\n{}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("eprof {args:?} printed no JSON ({e}):\n{out}"))
-    }
-    /// A run of the built-in tiny model on the synthetic source.
-    fn record_tiny(&self, tokens: u32) -> String {
-        let n = tokens.to_string();
-        self.record(&[
-            "--model",
-            "builtin:tiny-llama",
-            "--power",
-            "synthetic",
-            "--max-tokens",
-            &n,
-        ])
-    }
-    fn record(&self, extra: &[&str]) -> String {
-        let mut args = vec![
-            "record",
-            "Give me three tips for staying healthy.",
-            "--idle-ms",
-            "20",
-            "--quiet",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let v = self.json(&args);
-        assert!(v["summary"]["total"].is_object(), "{v}");
-        assert!(Path::new(v["trace"].as_str().unwrap()).exists());
-        v["id"].as_str().unwrap().to_string()
-    }
-}
+type Env = eprof_tests::CliEnv;
 
 fn smollm2() -> String {
     real_model("EPROF_TEST_MODEL", eprof_models::SMOLLM2_FILE, "smollm2")

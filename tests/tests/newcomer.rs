@@ -4,54 +4,28 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use eprof_tests::eprof_bin;
+type Env = eprof_tests::CliEnv;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(eprof_bin());
-        c.args(args)
-            .env("EPROF_HOME", self.dir.path().join("data"))
-            .env("HOME", self.dir.path())
-            .env_remove("EPROF_MODEL")
-            .env_remove("RUST_BACKTRACE");
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_string()
-    }
-    /// A short recorded run; its trace path.
-    fn trace(&self) -> String {
-        let out = self.path("run.eprof");
-        let o = self.run(&[
-            "record",
-            "hi",
-            "--power",
-            "synthetic",
-            "--idle-ms",
-            "0",
-            "--max-tokens",
-            "2",
-            "-q",
-            "--out",
-            &out,
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out
-    }
+/// A short recorded run; its trace path.
+fn trace(e: &Env) -> String {
+    let out = e.path("run.eprof");
+    let o = e.run(&[
+        "record",
+        "hi",
+        "--power",
+        "synthetic",
+        "--idle-ms",
+        "0",
+        "--max-tokens",
+        "2",
+        "-q",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
 }
 
 fn stderr(o: &Output) -> String {
@@ -63,7 +37,7 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn every_command_exits_as_the_table_says() {
     let e = Env::new();
-    let trace = e.trace();
+    let trace = trace(&e);
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
     for (args, code) in [
         (vec!["export", trace.as_str(), "--format", "xml"], 2),
@@ -147,7 +121,7 @@ fn power_read_and_view_take_the_flags_record_takes() {
     );
 
     // `view --out FILE.html`, as `export -o`; `--html` still works.
-    let trace = e.trace();
+    let trace = trace(&e);
     let html = e.path("v.html");
     let o = e.run(&["view", &trace, "--out", &html]);
     if stderr(&o).contains("built without the viewer") {
@@ -423,7 +397,7 @@ fn bench_with_few_repeats_warns_and_keeps_intervals_above_zero() {
 #[test]
 fn index_rebuild_keeps_runs_recorded_elsewhere() {
     let e = Env::new();
-    let trace = e.trace();
+    let trace = trace(&e);
     let ls = |e: &Env| -> Vec<serde_json::Value> {
         let o = e.run(&["ls", "--json"]);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -450,7 +424,7 @@ fn a_failed_run_is_marked_in_ls_after_a_rebuild() {
     t.tokens.retain(|k| k.step.is_none());
     t.end.as_mut().expect("synthetic traces end").stop_reason =
         "error: the model could not be loaded on cuda".into();
-    let traces = e.dir.path().join("data/traces");
+    let traces = e.data().join("traces");
     std::fs::create_dir_all(&traces).unwrap();
     std::fs::write(
         traces.join("badrun0000000001.eprof"),
