@@ -485,6 +485,43 @@ pub enum GridMetric {
     },
 }
 
+impl GridMetric {
+    /// The key of [`GridMetric::TimeNs`].
+    pub const TIME: &'static str = "time";
+    /// The key of [`GridMetric::EnergyJ`].
+    pub const ENERGY: &'static str = "energy";
+
+    /// The metric a key names: `time`, `energy`, or `probe/metric` (the keys of the
+    /// viewer's metric menu and of its URLs).
+    pub fn parse(key: &str) -> GridMetric {
+        match key {
+            Self::TIME => GridMetric::TimeNs,
+            Self::ENERGY => GridMetric::EnergyJ,
+            k => {
+                let (probe, metric) = k.split_once('/').unwrap_or((k, ""));
+                GridMetric::Probe {
+                    probe: probe.into(),
+                    metric: metric.into(),
+                }
+            }
+        }
+    }
+
+    /// Its key ([`GridMetric::parse`] of it gives it back).
+    pub fn key(&self) -> String {
+        match self {
+            GridMetric::TimeNs => Self::TIME.into(),
+            GridMetric::EnergyJ => Self::ENERGY.into(),
+            GridMetric::Probe { probe, metric } => format!("{probe}/{metric}"),
+        }
+    }
+
+    /// Whether values add up over steps (time, energy), where a probe's are averaged.
+    pub fn is_sum(&self) -> bool {
+        !matches!(self, GridMetric::Probe { .. })
+    }
+}
+
 /// A layer x component grid (rows: layers, columns: components).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Grid {
@@ -617,5 +654,20 @@ pub fn grid_in(
         layers,
         components,
         values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_metric_key_reads_back_as_the_same_metric() {
+        for k in ["time", "energy", "activation/mean", "attention/entropy"] {
+            assert_eq!(GridMetric::parse(k).key(), k);
+        }
+        assert_eq!(GridMetric::parse("time"), GridMetric::TimeNs);
+        assert!(GridMetric::parse("energy").is_sum());
+        assert!(!GridMetric::parse("activation/mean").is_sum());
     }
 }

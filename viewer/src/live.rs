@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use eprof_format::live::{RunEvent, SiteColumns};
 use eprof_format::model::{ChannelKind, Phase, StopReason};
-use eprof_format::summary::Grid;
+use eprof_format::summary::{Grid, GridMetric};
 use eprof_format::{EnergyLabel, layout::viridis};
 
 use crate::charts::esc;
@@ -184,9 +184,9 @@ impl LiveRun {
                 a.sum += v;
                 a.n += 1;
             };
-            add("time", c.duration_ns[r] as f64);
+            add(GridMetric::TIME, c.duration_ns[r] as f64);
             if let Some(j) = c.joules[r] {
-                add("energy", j);
+                add(GridMetric::ENERGY, j);
             }
             for (m, vals) in &c.metrics {
                 if let Some(v) = vals.get(r).copied().flatten() {
@@ -198,7 +198,7 @@ impl LiveRun {
 
     /// Metrics the heatmap can show: time, energy, then the probes' as they arrive.
     pub fn metrics(&self) -> Vec<String> {
-        let mut out: Vec<String> = ["energy", "time"]
+        let mut out: Vec<String> = [GridMetric::ENERGY, GridMetric::TIME]
             .into_iter()
             .filter(|m| self.cells.contains_key(*m))
             .map(str::to_string)
@@ -206,7 +206,7 @@ impl LiveRun {
         out.extend(
             self.cells
                 .keys()
-                .filter(|k| !["energy", "time", "model/flops"].contains(&k.as_str()))
+                .filter(|k| !GridMetric::parse(k).is_sum() && k.as_str() != "model/flops")
                 .cloned(),
         );
         out
@@ -221,7 +221,7 @@ impl LiveRun {
             .collect();
         let mut values = vec![vec![None; cols.len()]; self.layers];
         if let Some(cells) = self.cells.get(metric) {
-            let mean = !(metric == "time" || metric == "energy");
+            let mean = !GridMetric::parse(metric).is_sum();
             for (&(l, c), a) in cells {
                 if let Some(ci) = cols.iter().position(|&x| x == c) {
                     values[usize::from(l)][ci] =

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use eprof_format::layout::Measure;
+use eprof_format::summary::GridMetric;
 use leptos::prelude::*;
 
 use crate::charts::{self, SpanChart, Stack};
@@ -135,7 +136,11 @@ fn PowerSection(v: Arc<TraceView>) -> impl IntoView {
 #[component]
 fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
     let s = sel();
-    let default_metric = if v.has_energy { "energy" } else { "time" };
+    let default_metric = if v.has_energy {
+        GridMetric::ENERGY
+    } else {
+        GridMetric::TIME
+    };
     // Shared with the page's URL (a deep link may choose it).
     let chosen = expect_context::<Ctx>().metric;
     let metric = Memo::new(move |_| chosen.get().unwrap_or_else(|| default_metric.to_string()));
@@ -185,9 +190,9 @@ fn HeatmapSection(v: Arc<TraceView>) -> impl IntoView {
             )
         }
     };
-    let mut metrics = vec!["time".to_string()];
+    let mut metrics = vec![GridMetric::TIME.to_string()];
     if v.has_energy {
-        metrics.push("energy".into());
+        metrics.push(GridMetric::ENERGY.into());
     }
     metrics.extend(v.metric_keys().into_iter().filter(|k| k != "model/flops"));
     view! {

@@ -140,9 +140,9 @@ pub fn compare_layers(vs: &[&TraceView]) -> String {
 
 /// Render a value of a heatmap metric (`time`, `energy` or `probe/metric`).
 pub fn metric_fmt(metric: &str) -> fn(f64) -> String {
-    match metric {
-        "time" => fmt_ns,
-        "energy" => fmt_joules,
-        _ => fmt_num,
+    match eprof_format::summary::GridMetric::parse(metric) {
+        eprof_format::summary::GridMetric::TimeNs => fmt_ns,
+        eprof_format::summary::GridMetric::EnergyJ => fmt_joules,
+        eprof_format::summary::GridMetric::Probe { .. } => fmt_num,
     }
 }

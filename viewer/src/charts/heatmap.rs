@@ -18,17 +18,7 @@ pub enum ColourScale {
 /// the whole run or one step, reading only that step's rows where the trace is in
 /// step order. The page draws it, or asks the worker holding the spans for it.
 pub fn heatmap_of(v: &TraceView, key: &str, step: Option<u32>, log_scale: bool) -> String {
-    let gm = match key {
-        "time" => GridMetric::TimeNs,
-        "energy" => GridMetric::EnergyJ,
-        k => {
-            let (p, m) = k.split_once('/').unwrap_or((k, ""));
-            GridMetric::Probe {
-                probe: p.into(),
-                metric: m.into(),
-            }
-        }
-    };
+    let gm = GridMetric::parse(key);
     let g = grid_in(&v.trace, &v.energies, &gm, step, &v.order);
     let title = match step {
         Some(st) => format!("{key}, token {st}"),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use eprof_format::summary::GridMetric;
 use eprof_format::sync::lock;
 use leptos::prelude::*;
 
@@ -76,7 +77,7 @@ pub(super) fn LiveView(inbox: Shared, live: Live) -> impl IntoView {
             &title,
             &charts::metric_fmt(&m),
             ColourScale::Linear {
-                zero_based: m == "time" || m == "energy",
+                zero_based: GridMetric::parse(&m).is_sum(),
             },
         )
     };
