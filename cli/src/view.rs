@@ -144,6 +144,7 @@ pub fn run(data: &DataDir, a: &ViewArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = a.out.as_ref().or(a.html.as_ref()) {
         let page = page_with_traces(html, &traces)?;
+        crate::commands::parent_folder(out)?;
         std::fs::write(out, page).with_context(|| format!("cannot write {}", out.display()))?;
         writeln!(
             std::io::stdout(),

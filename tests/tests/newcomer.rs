@@ -144,6 +144,29 @@ fn power_read_and_view_take_the_flags_record_takes() {
 #[test]
 fn record_out_takes_a_folder_and_is_checked_before_the_model_loads() {
     let e = Env::new();
+    // Other outputs make their folder too.
+    let t = trace(&e);
+    for (args, made) in [
+        (
+            vec!["export", t.as_str(), "-o", &e.path("a/b/run.json")],
+            "a/b/run.json",
+        ),
+        (
+            vec![
+                "export",
+                t.as_str(),
+                "--format",
+                "eprof",
+                "-o",
+                &e.path("c/copy.eprof"),
+            ],
+            "c/copy.eprof",
+        ),
+    ] {
+        let o = e.run(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(e.data().join(made).is_file(), "{made}");
+    }
     let dir = format!("{}/", e.path("new/runs"));
     let o = e.run(&[
         "record",

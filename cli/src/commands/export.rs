@@ -12,7 +12,7 @@ use eprof_index::Index;
 use crate::args::ExportArgs;
 use crate::exit::Exit;
 
-use super::traces::{Out, decode_file, finish_truncated, load, resolve};
+use super::traces::{Out, decode_file, finish_truncated, load, parent_folder, resolve};
 
 pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
     if a.format == "parquet" {
@@ -35,6 +35,7 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
     let write = |bytes: &[u8], out: Out| -> anyhow::Result<()> {
         match &a.out {
             Some(p) => {
+                parent_folder(p)?;
                 std::fs::write(p, bytes).with_context(|| format!("cannot write {}", p.display()))
             }
             None => {
@@ -56,6 +57,7 @@ pub fn export(data: &DataDir, a: &ExportArgs, out: Out) -> anyhow::Result<()> {
             let Some(p) = &a.out else {
                 usage!("--format eprof needs --out FILE")
             };
+            parent_folder(p)?;
             std::fs::copy(&path, p).with_context(|| format!("cannot write {}", p.display()))?;
         }
         export::Rendered::Tables(tables) => {

@@ -24,4 +24,4 @@ pub use plugins::plugins;
 pub use power::{power_list, power_read};
 pub use runs::{import, index_rebuild, rm};
 pub use show::show;
-pub(crate) use traces::{decode_file, resolve};
+pub(crate) use traces::{decode_file, parent_folder, resolve};

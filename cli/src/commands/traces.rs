@@ -72,6 +72,16 @@ pub(crate) fn decode_file(path: &Path, bytes: &[u8]) -> anyhow::Result<(Trace, O
     Ok((d.trace, d.truncation.map(|t| t.to_string())))
 }
 
+/// Make the folder an output file goes in, as `record --out` does.
+pub(crate) fn parent_folder(file: &Path) -> anyhow::Result<()> {
+    match file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))
+        }
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn finish_truncated(warn: Option<String>) -> anyhow::Result<()> {
     match warn {
         Some(w) => Err(Exit(3, w).into()),
