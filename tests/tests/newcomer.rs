@@ -8,10 +8,10 @@ use std::process::{Output, Stdio};
 
 type Env = eprof_tests::CliEnv;
 
-/// A short recorded run; its trace path.
-fn trace(e: &Env) -> String {
-    let out = e.path("run.eprof");
-    let o = e.run(&[
+/// `eprof record` of a short prompt on the synthetic source, without an idle
+/// baseline, generating `tokens`, with `extra` flags.
+fn quick(e: &Env, tokens: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "record",
         "hi",
         "--power",
@@ -19,11 +19,17 @@ fn trace(e: &Env) -> String {
         "--idle-ms",
         "0",
         "--max-tokens",
-        "2",
+        tokens,
         "-q",
-        "--out",
-        &out,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    e.run(&args)
+}
+
+/// A short recorded run; its trace path.
+fn trace(e: &Env) -> String {
+    let out = e.path("run.eprof");
+    let o = quick(e, "2", &["--out", &out]);
     assert!(o.status.success(), "{}", stderr(&o));
     out
 }
@@ -168,20 +174,7 @@ fn record_out_takes_a_folder_and_is_checked_before_the_model_loads() {
         assert!(e.data().join(made).is_file(), "{made}");
     }
     let dir = format!("{}/", e.path("new/runs"));
-    let o = e.run(&[
-        "record",
-        "hi",
-        "--power",
-        "synthetic",
-        "--idle-ms",
-        "0",
-        "--max-tokens",
-        "2",
-        "-q",
-        "--json",
-        "--out",
-        &dir,
-    ]);
+    let o = quick(&e, "2", &["--json", "--out", &dir]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let id = v["id"].as_str().unwrap();
@@ -284,17 +277,7 @@ fn prompts_come_from_stdin_or_a_file() {
 #[test]
 fn the_built_in_model_is_announced_loudly() {
     let e = Env::new();
-    let o = e.run(&[
-        "record",
-        "hi",
-        "--power",
-        "synthetic",
-        "--idle-ms",
-        "0",
-        "--max-tokens",
-        "1",
-        "-q",
-    ]);
+    let o = quick(&e, "1", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -471,19 +454,7 @@ fn a_failed_run_is_marked_in_ls_after_a_rebuild() {
 fn synthetic_figures_are_labelled_synthetic_everywhere() {
     let e = Env::new();
     let out = e.path("s.eprof");
-    let o = e.run(&[
-        "record",
-        "hi",
-        "--power",
-        "synthetic",
-        "--idle-ms",
-        "0",
-        "--max-tokens",
-        "3",
-        "-q",
-        "--out",
-        &out,
-    ]);
+    let o = quick(&e, "3", &["--out", &out]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
