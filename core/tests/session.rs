@@ -165,7 +165,7 @@ fn record(sampler: bool, wrap: f64) -> (Trace, u64) {
         t0 = end;
         s.flush().unwrap();
     }
-    let path = s.finish("text".into(), "max_tokens".into()).unwrap();
+    let path = s.finish("text".into(), RunStop::MaxTokens).unwrap();
     let trace = decode_complete(&std::fs::read(path).unwrap()).unwrap();
     (trace, origin)
 }
@@ -417,7 +417,7 @@ fn moments_probes_get_their_metrics_at_the_flush_and_a_failing_one_is_disabled()
         .unwrap();
         s.flush().unwrap();
     }
-    let path = s.finish("text".into(), "max_tokens".into()).unwrap();
+    let path = s.finish("text".into(), RunStop::MaxTokens).unwrap();
     let trace = decode_complete(&std::fs::read(path).unwrap()).unwrap();
     let series = |probe: &str, metric: &str| {
         trace
@@ -503,7 +503,7 @@ fn moments_probes_at_one_site_each_count_below_their_own_threshold() {
             .unwrap();
             s.flush().unwrap();
         }
-        let path = s.finish("text".into(), "max_tokens".into()).unwrap();
+        let path = s.finish("text".into(), RunStop::MaxTokens).unwrap();
         let trace = decode_complete(&std::fs::read(path).unwrap()).unwrap();
         for (&t, name) in thresholds.iter().zip(names) {
             let below = trace

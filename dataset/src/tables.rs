@@ -238,13 +238,15 @@ fn run_row(trace: &Trace, s: &Summary, runs: &mut TableWriter) -> Result<(), Err
     let id = m.id.as_str();
     let end = trace.end.as_ref();
     let g = trace.group.as_ref();
+    let stop = end.map(|e| e.stop_reason.to_string());
+    let device = m.settings.device.to_string();
     runs.row(&[
         V::Str(Some(id)),
         V::I64(Some(m.created_at_ms)),
         V::Str(Some(&m.prompt)),
         V::Str(Some(&prompt_hash(&m.prompt))),
         V::Str(end.map(|e| e.generated_text.as_str())),
-        V::Str(end.map(|e| e.stop_reason.as_str())),
+        V::Str(stop.as_deref()),
         V::Bool(Some(end.is_some())),
         V::Str(Some(&m.model.name)),
         V::Str(Some(&m.model.architecture)),
@@ -276,7 +278,7 @@ fn run_row(trace: &Trace, s: &Summary, runs: &mut TableWriter) -> Result<(), Err
         V::I32(trace.execution.as_ref().map(|e| i32_of(e.threads))),
         V::Str(trace.execution.as_ref().map(|e| e.kernels.as_str())),
         V::Str(Some(m.settings.depth.as_str())),
-        V::Str(Some(&m.settings.device)),
+        V::Str(Some(&device)),
         V::I32(Some(i32_of(m.settings.max_tokens))),
         V::F64(Some(m.settings.temperature)),
         V::I32(m.settings.top_k.map(i32_of)),

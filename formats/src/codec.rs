@@ -129,6 +129,7 @@ fn describe(e: DecodeError) -> String {
             "payload declares more data than it holds (allocation refused)".into()
         }
         DecodeError::Utf8 { .. } => "payload holds a string that is not UTF-8".into(),
+        DecodeError::OtherString(why) => why,
         other => format!("payload does not decode: {other}"),
     }
 }

@@ -8,6 +8,8 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+pub use crate::kinds::{Component, DeviceSpec, RunStop, StopReason};
+
 pub use crate::power::{
     Channel, ChannelKind, IdleBaseline, PowerSample, PowerSourceDesc, SYNTHETIC_DETAIL, SourceKind,
 };
@@ -122,7 +124,8 @@ pub struct Settings {
     pub top_p: Option<f64>,
     pub seed: u64,
     pub chat_template: bool,
-    pub device: String,
+    /// Text on disk: `cpu`, `cuda`, `cuda:N`, `metal`.
+    pub device: DeviceSpec,
     pub power_interval_ms: u32,
     pub idle_baseline_ms: u32,
     pub probes: Vec<String>,
@@ -139,7 +142,7 @@ impl Default for Settings {
             top_p: None,
             seed: 299_792_458,
             chat_template: false,
-            device: "cpu".into(),
+            device: DeviceSpec::Cpu,
             power_interval_ms: 100,
             idle_baseline_ms: 0,
             probes: Vec::new(),
@@ -255,7 +258,7 @@ pub struct Step {
 
 /// A place in the model where time is measured and tensors are observed: a layer's
 /// component (`layer 3 / q_proj`), one of its operations (`layer 3 / attention /
-/// softmax`), a whole layer (`component == "layer"`), or a model-level part
+/// softmax`), a whole layer (`component` [`Component::Layer`]), or a model-level part
 /// (`layer == None`: `embedding`, `final_norm`, `lm_head`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub struct SiteDef {
@@ -267,11 +270,15 @@ pub struct SiteDef {
 impl SiteDef {
     /// The site is a whole layer.
     pub fn is_layer(&self) -> bool {
-        self.layer.is_some() && self.component == LAYER && self.op.is_none()
+        self.layer.is_some() && self.is(Component::Layer) && self.op.is_none()
     }
     /// The site is one component of a layer (not a whole layer, not an operation).
     pub fn is_component(&self) -> bool {
-        self.layer.is_some() && self.component != LAYER && self.op.is_none()
+        self.layer.is_some() && !self.is(Component::Layer) && self.op.is_none()
+    }
+    /// The site's component is `c` (at any layer, with or without an operation).
+    pub fn is(&self, c: Component) -> bool {
+        self.component == c.name()
     }
     pub fn is_operation(&self) -> bool {
         self.op.is_some()
@@ -290,42 +297,27 @@ impl SiteDef {
     }
 }
 
-/// Component name of a whole-layer site.
-pub const LAYER: &str = "layer";
-
 /// The twelve per-layer components of the Llama family (Llama, Mistral, Qwen2) at
 /// module depth, in execution order. Other architectures name theirs in their sites
 /// (Gemma 3 adds `q_norm`, `k_norm`, `post_attention_norm`,
 /// `pre_feedforward_layernorm` and `post_feedforward_layernorm`).
-pub const COMPONENTS: [&str; 12] = [
-    "input_layernorm",
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "rope",
-    "attention",
-    "o_proj",
-    "post_attention_layernorm",
-    "gate_proj",
-    "up_proj",
-    "act",
-    "down_proj",
-];
-
-/// Components on the attention side of a layer (the rest is the MLP side), Gemma 3's
-/// `q_norm`, `k_norm` and `post_attention_norm` included.
-pub const ATTENTION_COMPONENTS: [&str; 10] = [
-    "input_layernorm",
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "q_norm",
-    "k_norm",
-    "rope",
-    "attention",
-    "o_proj",
-    "post_attention_norm",
-];
+pub const COMPONENTS: [Component; 12] = {
+    use Component::*;
+    [
+        InputLayernorm,
+        QProj,
+        KProj,
+        VProj,
+        Rope,
+        Attention,
+        OProj,
+        PostAttentionLayernorm,
+        GateProj,
+        UpProj,
+        Act,
+        DownProj,
+    ]
+};
 
 /// Timed spans inside steps, stored column-wise. Row `i` is one span.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -418,49 +410,13 @@ pub enum NoteLevel {
     Warning,
 }
 
-/// Why generation stopped. The trace keeps it as text ([`RunEnd::stop_reason`]):
-/// [`StopReason::as_str`], with the message after `error: ` for an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The model produced an end-of-sequence token.
-    Eos,
-    /// The token limit was reached.
-    MaxTokens,
-    /// The run was stopped by its caller (Ctrl-C, DELETE on the server).
-    Cancelled,
-    /// Generation failed; the trace holds what was recorded until then.
-    Error,
-}
-
-impl StopReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::Eos => "eos",
-            StopReason::MaxTokens => "max_tokens",
-            StopReason::Cancelled => "cancelled",
-            StopReason::Error => "error",
-        }
-    }
-
-    /// The stop reason of a trace's text (`error: ...` is an error; unknown text too).
-    pub fn of(text: &str) -> StopReason {
-        match text {
-            "eos" => StopReason::Eos,
-            "max_tokens" => StopReason::MaxTokens,
-            "cancelled" => StopReason::Cancelled,
-            _ => StopReason::Error,
-        }
-    }
-}
-
 /// Written when a recording finishes; a trace without it did not finish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub struct RunEnd {
     pub generated_text: String,
-    /// Why generation stopped: `max_tokens`, `eos`, `cancelled`, or `error: MESSAGE`
-    /// ([`StopReason`]).
-    pub stop_reason: String,
+    /// Why generation stopped; text on disk: `max_tokens`, `eos`, `cancelled`, or
+    /// `error: MESSAGE`.
+    pub stop_reason: RunStop,
     pub end_ns: u64,
     /// Median and largest spacing between consecutive power readings.
     pub observed_spacing_ns: u64,

@@ -195,7 +195,7 @@ fn add_sites(t: &mut Trace, shape: &Shape) -> Vec<LayerSites> {
         let layer = t.sites.len() as u32;
         t.sites.push(SiteDef {
             layer: Some(l),
-            component: LAYER.into(),
+            component: Component::Layer.into(),
             op: None,
         });
         let mut comps = Vec::new();
@@ -292,7 +292,7 @@ fn finish(t: &mut Trace, shape: &Shape, mut samples_at: Vec<u64>, now: u64) {
         generated_text: (0..shape.generated_tokens)
             .map(|s| format!(" tok{s}"))
             .collect(),
-        stop_reason: "max_tokens".into(),
+        stop_reason: RunStop::MaxTokens,
         end_ns: now,
         observed_spacing_ns: 100_000_000,
         max_spacing_ns: 100_000_000,

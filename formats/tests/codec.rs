@@ -304,3 +304,23 @@ fn ends_finished_reads_only_the_last_chunk() {
     assert!(!eprof_format::ends_finished(&bad));
     assert!(!eprof_format::ends_finished(b""));
 }
+
+#[test]
+fn unknown_stop_reason_is_refused_with_its_text_not_read_as_an_error() {
+    let t = small(Depth::Off);
+    let end = t.end.as_ref().unwrap();
+    let mut payload = codec::encode_payload(end).unwrap();
+    let at = payload
+        .windows(10)
+        .position(|w| w == b"max_tokens")
+        .expect("the stop reason is stored as its text");
+    payload[at..at + 10].copy_from_slice(b"stopped_by");
+    let mut w = TraceWriter::new(Vec::new(), &t.meta).unwrap();
+    w.raw_chunk(tag::END, &payload).unwrap();
+    let bytes = w.finish(end).unwrap();
+    let e = decode(&bytes).unwrap_err().to_string();
+    assert!(
+        e.contains("END_") && e.contains("unknown stop reason \"stopped_by\""),
+        "{e}"
+    );
+}

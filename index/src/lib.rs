@@ -171,7 +171,7 @@ impl Index {
                     m.model.dtype,
                     m.model.file_hash,
                     m.settings.depth.as_str(),
-                    m.settings.device,
+                    m.settings.device.to_string(),
                     m.machine.hostname,
                     m.machine.cpu,
                     m.machine.os,
@@ -195,7 +195,7 @@ impl Index {
                     path_str,
                     sha,
                     now_ms,
-                    trace.end.as_ref().map(|e| e.stop_reason.clone()),
+                    trace.end.as_ref().map(|e| e.stop_reason.to_string()),
                     label_mix,
                     g.map(|g| g.id.as_str()),
                     g.map(|g| g.config),
@@ -336,7 +336,7 @@ impl Index {
                         architecture: r.get(5)?,
                         dtype: r.get(6)?,
                         depth: r.get(7)?,
-                        device: r.get(8)?,
+                        device: text(r, 8)?,
                         hostname: r.get(9)?,
                         cpu: r.get(10)?,
                         source: r.get(11)?,
@@ -356,7 +356,10 @@ impl Index {
                         imported: r.get(24)?,
                         trace_path: r.get(25)?,
                         trace_sha256: r.get(26)?,
-                        stop_reason: r.get(27)?,
+                        stop_reason: r
+                            .get::<_, Option<String>>(27)?
+                            .map(|_| text(r, 27))
+                            .transpose()?,
                         label_mix: r.get(28)?,
                         group_id: r.get(29)?,
                         config: r.get(30)?,
@@ -621,4 +624,14 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
+}
+
+/// A column the index keeps as the text of a trace's typed value.
+fn text<T: std::str::FromStr<Err = String>>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    r.get::<_, String>(i)?.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
 }

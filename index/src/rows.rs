@@ -1,5 +1,6 @@
 //! What the index answers with: a run's row, a group's.
 
+use eprof_format::{DeviceSpec, RunStop};
 use serde::Serialize;
 
 /// One run as the index lists it.
@@ -13,7 +14,7 @@ pub struct RunRow {
     pub architecture: String,
     pub dtype: String,
     pub depth: String,
-    pub device: String,
+    pub device: DeviceSpec,
     pub hostname: String,
     pub cpu: String,
     pub source: String,
@@ -35,7 +36,7 @@ pub struct RunRow {
     pub trace_sha256: String,
     /// `eos`, `max_tokens`, `cancelled`, `error: ...`; none for an unfinished trace
     /// (and for rows indexed before this column existed, until `index rebuild`).
-    pub stop_reason: Option<String>,
+    pub stop_reason: Option<RunStop>,
     /// How the run's figures were obtained: `measured 26 · attributed 13023`.
     pub label_mix: Option<String>,
     /// The group of repeated runs (`eprof bench`) it belongs to, if any.

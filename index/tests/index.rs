@@ -34,7 +34,7 @@ fn insert_list_filter_find_remove_rebuild() {
     }
     assert_eq!(idx.count().unwrap(), 3);
     let one = idx.find("run0000000000001").unwrap();
-    assert_eq!(one.stop_reason.as_deref(), Some("max_tokens"));
+    assert_eq!(one.stop_reason, Some(eprof_format::RunStop::MaxTokens));
     assert!(
         one.label_mix
             .as_deref()
@@ -167,12 +167,12 @@ fn a_version_1_index_migrates() {
     let row = idx.find("old0000000000001").unwrap();
     assert_eq!(row.prompt, t.meta.prompt, "rows survive the migration");
     assert_eq!(
-        (row.stop_reason.as_deref(), row.label_mix.as_deref()),
+        (row.stop_reason.as_ref(), row.label_mix.as_deref()),
         (None, None)
     );
     idx.rebuild(&traces, "this-host").unwrap();
     let row = idx.find("old0000000000001").unwrap();
-    assert_eq!(row.stop_reason.as_deref(), Some("max_tokens"));
+    assert_eq!(row.stop_reason, Some(eprof_format::RunStop::MaxTokens));
     assert!(row.label_mix.is_some());
     assert_eq!(row.group_id, None);
     let (mut t2, p2) = write_trace(&traces, "new0000000000002", "b", "smol");

@@ -17,6 +17,7 @@ pub mod profiler;
 pub mod request;
 
 pub use catalog::{KnownModel, ModelCatalog, hf_hub_cache};
+pub use eprof_format::DeviceSpec;
 pub use eprof_format::live::{RunEvent, RunStarted, SiteColumns};
 pub use error::{ErrorKind, RecordError, Result};
 pub use event::{NoSink, RunSink, error_event};
@@ -24,7 +25,7 @@ pub use power::{PowerSourceInfo, open_power, power_sources};
 pub use profiler::{
     ModelHandle, Profiler, RecordedRun, candle_device, is_valid_run_id, new_run_id,
 };
-pub use request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
+pub use request::{ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
 
 /// Keep the built-in power sources, model adapters and probes linked into a binary
 /// that uses this crate (their registrations are collected at start-up).

@@ -17,7 +17,8 @@ use crate::catalog::{ModelCatalog, models_in_ext};
 use crate::error::{ErrorKind, RecordError, Result};
 use crate::event::{Live, RunSink, error_event};
 use crate::power::{PowerSourceInfo, open_power, power_sources};
-use crate::request::{DeviceSpec, ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
+use crate::request::{ModelChoice, PowerSpec, ProbeSelection, RecordRequest};
+use eprof_format::DeviceSpec;
 use eprof_format::live::{RunEvent, RunStarted};
 
 /// The registry of built-in parts, the loaded plugins and the data directory: made
@@ -356,7 +357,7 @@ impl Profiler {
                     .filter(|t| t.step.is_some())
                     .map(|t| t.text.as_str())
                     .collect(),
-                stop_reason: format!("error: {why}"),
+                stop_reason: eprof_format::RunStop::Error(why.to_string()),
                 end_ns: last,
                 observed_spacing_ns: eprof_format::attribution::median_spacing(&trace),
                 max_spacing_ns: 0,
@@ -415,7 +416,7 @@ impl Profiler {
                 top_p: req.top_p,
                 seed: req.seed,
                 chat_template: chat,
-                device: model.device.to_string(),
+                device: model.device,
                 power_interval_ms: req.power_interval_ms as u32,
                 idle_baseline_ms: req.idle_ms as u32,
                 probes: probe_names,
@@ -481,10 +482,11 @@ impl Profiler {
             chat,
         };
         let generation = generate(loaded, &mut session, &req.prompt, &opts, &mut live);
-        let (text, stop_reason, stop_text) = match generation {
-            Ok(g) => (g.text, g.stop_reason, g.stop_reason.as_str().to_string()),
+        let (text, stop_reason) = match generation {
+            Ok(g) => (g.text, g.stop_reason),
             Err(e) => {
-                let path = session.finish(String::new(), format!("error: {e}"))?;
+                let path =
+                    session.finish(String::new(), eprof_format::RunStop::Error(e.to_string()))?;
                 return Err(RecordError::new(
                     ErrorKind::Model,
                     format!(
@@ -494,7 +496,7 @@ impl Profiler {
                 ));
             }
         };
-        let path = session.finish(text.clone(), stop_text)?;
+        let path = session.finish(text.clone(), stop_reason.into())?;
         let bytes = std::fs::read(&path).map_err(|e| {
             RecordError::new(
                 ErrorKind::Io,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use eprof_core::power::SourceOptions;
-use eprof_format::{Depth, GroupRef};
+use eprof_format::{Depth, DeviceSpec, GroupRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{RecordError, Result};
@@ -168,46 +168,6 @@ impl<'de> Deserialize<'de> for ModelChoice {
     }
 }
 
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceSpec {
-    #[default]
-    Cpu,
-    Cuda(usize),
-    Metal,
-}
-
-impl FromStr for DeviceSpec {
-    type Err = RecordError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(DeviceSpec::Cpu),
-            "metal" => Ok(DeviceSpec::Metal),
-            "cuda" => Ok(DeviceSpec::Cuda(0)),
-            d => match d.strip_prefix("cuda:").map(str::parse) {
-                Some(Ok(n)) => Ok(DeviceSpec::Cuda(n)),
-                Some(Err(_)) => Err(RecordError::bad_request(format!(
-                    "device {d:?}: cuda:N takes a GPU index"
-                ))),
-                None => Err(RecordError::bad_request(format!(
-                    "unknown device {d:?}: use cpu, cuda[:N] or metal"
-                ))),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceSpec::Cpu => f.write_str("cpu"),
-            DeviceSpec::Cuda(0) => f.write_str("cuda"),
-            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
-            DeviceSpec::Metal => f.write_str("metal"),
-        }
-    }
-}
-
 /// A power source by name, with its options (`synthetic:w=10,mode=sampler`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PowerSpec {
@@ -320,7 +280,6 @@ macro_rules! serde_as_string {
         }
     };
 }
-serde_as_string!(DeviceSpec);
 serde_as_string!(PowerSpec);
 
 #[cfg(test)]

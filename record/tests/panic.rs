@@ -101,8 +101,7 @@ fn a_panicking_run_is_an_error_with_a_closed_indexed_trace_and_the_next_run_work
         .expect("the partial trace is closed, not truncated");
     let end = trace.end.as_ref().unwrap();
     assert!(
-        end.stop_reason
-            .starts_with("error: panic: deliberate panic"),
+        matches!(&end.stop_reason, eprof_format::RunStop::Error(m) if m.starts_with("panic: deliberate panic")),
         "{}",
         end.stop_reason
     );

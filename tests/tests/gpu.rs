@@ -109,10 +109,7 @@ fn llama_3_2_1b_shape_has_the_real_parameter_count_and_records_as_random_weights
         .spans
         .site
         .iter()
-        .filter(|&&s| {
-            let d = &trace.sites[s as usize];
-            d.layer.is_some() && d.op.is_none() && d.component != eprof_format::LAYER
-        })
+        .filter(|&&s| trace.sites[s as usize].is_component())
         .count();
     assert_eq!(components, 2 * 16 * 12);
     let shown = ok(home, &["show", trace_path]);

@@ -429,7 +429,7 @@ fn a_failed_run_is_marked_in_ls_after_a_rebuild() {
     t.meta.id = "badrun0000000001".into();
     t.tokens.retain(|k| k.step.is_none());
     t.end.as_mut().expect("synthetic traces end").stop_reason =
-        "error: the model could not be loaded on cuda".into();
+        eprof_format::RunStop::Error("the model could not be loaded on cuda".into());
     let traces = e.data().join("traces");
     std::fs::create_dir_all(&traces).unwrap();
     std::fs::write(

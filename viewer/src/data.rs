@@ -9,9 +9,7 @@ use std::sync::OnceLock;
 use eprof_format::layout::{Measure, Node, tree};
 use std::fmt::Write as _;
 
-use eprof_format::model::{
-    ATTENTION_COMPONENTS, ChannelKind, MetricSeries, SpanTable, TokenPhase, Trace,
-};
+use eprof_format::model::{ChannelKind, Component, MetricSeries, SpanTable, TokenPhase, Trace};
 use eprof_format::summary::component_order;
 use eprof_format::{Decoded, Energies, StepOrder, Summary, Truncation};
 use serde::{Deserialize, Serialize};
@@ -348,7 +346,7 @@ fn step_columns(trace: &Trace, energies: &Energies, components: &[String], layer
 
 /// Whether a component is on the attention side of a layer (else the MLP side).
 pub fn is_attention_side(component: &str) -> bool {
-    ATTENTION_COMPONENTS.contains(&component)
+    Component::of(component).is_some_and(Component::is_attention_side)
 }
 
 /// A figure with its unit, short: `1.23 J`, `456 mJ`, `12.3 ms`.

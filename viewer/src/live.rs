@@ -217,7 +217,7 @@ impl LiveRun {
     /// are the rows seen so far; the whole-layer column is left out.
     pub fn grid(&self, metric: &str) -> Grid {
         let cols: Vec<usize> = (0..self.components.len())
-            .filter(|&c| self.components[c] != eprof_format::model::LAYER)
+            .filter(|&c| self.components[c] != eprof_format::Component::Layer.name())
             .collect();
         let mut values = vec![vec![None; cols.len()]; self.layers];
         if let Some(cells) = self.cells.get(metric) {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use eprof_core::paths::DataDir;
 use eprof_format::group::{self, Family, FigureDiff, FigureStats, Unit};
 use eprof_format::stats::{ALPHA, Verdict};
-use eprof_format::{Energies, Summary};
+use eprof_format::{Energies, RunStop, Summary};
 use eprof_index::{Index, RunFilter};
 
 use crate::exit::Exit;
@@ -88,11 +88,13 @@ pub fn resolve(data: &DataDir, arg: &str) -> anyhow::Result<Sample> {
         summaries: Vec::new(),
     };
     for r in rows {
-        if matches!(r.stop_reason.as_deref(), Some("cancelled")) || !r.complete {
+        if r.stop_reason.as_ref().is_some_and(RunStop::is_cut_short) || !r.complete {
             eprintln!(
                 "note: {} left out ({})",
                 r.id,
-                r.stop_reason.as_deref().unwrap_or("unfinished")
+                r.stop_reason
+                    .as_ref()
+                    .map_or("unfinished".into(), |s| s.to_string())
             );
             continue;
         }

@@ -1,6 +1,7 @@
 //! `eprof ls`: runs in the index, filtered, sorted, paged.
 
 use eprof_core::paths::DataDir;
+use eprof_format::RunStop;
 use eprof_index::{Index, RunFilter};
 
 use crate::args::LsArgs;
@@ -81,7 +82,7 @@ pub fn ls(data: &DataDir, a: &LsArgs, out: Out) -> anyhow::Result<()> {
             r.decode_tokens_per_s
                 .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
             r.energy_label.unwrap_or_else(|| "-".into()),
-            ended(r.stop_reason.as_deref()),
+            ended(r.stop_reason.as_ref()),
             match (&r.group_id, &r.config_label, r.repeat) {
                 (Some(g), Some(c), Some(i)) => format!("{g} {c} #{i}"),
                 _ => String::new(),
@@ -135,10 +136,10 @@ fn groups(idx: &Index, json: bool, out: Out) -> anyhow::Result<()> {
 /// How a run ended, for `ls`: a failed run says FAILED (its partial trace is kept and
 /// indexed: what it measured before the failure is still there), a trace without an
 /// end says unfinished (the recording process died).
-fn ended(stop_reason: Option<&str>) -> String {
+fn ended(stop_reason: Option<&RunStop>) -> String {
     match stop_reason {
-        Some(s) if s.starts_with("error") => "FAILED".into(),
-        Some(s) => s.into(),
+        Some(RunStop::Error(_)) => "FAILED".into(),
+        Some(s) => s.to_string(),
         None => "unfinished".into(),
     }
 }

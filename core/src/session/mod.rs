@@ -18,7 +18,8 @@ use std::time::Duration;
 use candle_core::Tensor;
 use eprof_format::{
     Attribution, Depth, GroupRef, IdleBaseline, MetricSeries, Note, NoteLevel, Phase, PowerSample,
-    PowerSourceDesc, RunEnd, RunMeta, Section, SiteDef, SourceKind, SpanTable, Token, TraceWriter,
+    PowerSourceDesc, RunEnd, RunMeta, RunStop, Section, SiteDef, SourceKind, SpanTable, Token,
+    TraceWriter,
 };
 
 use crate::clock::Clock;
@@ -427,7 +428,7 @@ impl Session {
     }
 
     /// Stop sampling, write the rest and the end marker. Returns the trace path.
-    pub fn finish(mut self, generated_text: String, stop_reason: String) -> Result<PathBuf> {
+    pub fn finish(mut self, generated_text: String, stop_reason: RunStop) -> Result<PathBuf> {
         self.stop_sampler();
         // One last reading so the final section has a reading after it.
         self.shared.sample();

@@ -10,6 +10,14 @@ use eprof_format::{Depth, MetricSeries, SiteDef};
 use crate::probe::{At, MetricSink, MomentMetrics, Moments, Probe, TensorKind, TensorView};
 use crate::recorder::SiteId;
 
+/// A call into a probe, with its error or panic as the text of why it failed.
+fn guarded<E: std::fmt::Display>(f: impl FnOnce() -> Result<(), E>) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(format!("panicked: {}", crate::panic_text(&*p))),
+    }
+}
+
 /// One probe in a run; disabled after its first error or panic.
 struct ProbeSlot {
     probe: Box<dyn Probe>,
@@ -363,13 +371,8 @@ impl ProbeHost {
                 step,
                 site,
             };
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                slot.probe.observe(def, at, kind, view, &mut sink)
-            }));
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push((i, e.to_string())),
-                Err(p) => failures.push((i, format!("panicked: {}", crate::panic_text(&*p)))),
+            if let Err(why) = guarded(|| slot.probe.observe(def, at, kind, view, &mut sink)) {
+                failures.push((i, why));
             }
         }
     }
@@ -424,14 +427,10 @@ impl ProbeHost {
             let mut done = 0;
             let rows = pending.iter().filter(|p| p.slot as usize == i);
             for (p, out) in rows.zip(values.chunks_exact_mut(width)) {
-                match catch_unwind(AssertUnwindSafe(|| probe.moment_values(&p.m, out))) {
-                    Ok(Ok(())) => done += 1,
-                    Ok(Err(e)) => {
-                        failures.push((i, e.to_string()));
-                        break;
-                    }
-                    Err(p) => {
-                        failures.push((i, format!("panicked: {}", crate::panic_text(&*p))));
+                match guarded(|| probe.moment_values(&p.m, out)) {
+                    Ok(()) => done += 1,
+                    Err(why) => {
+                        failures.push((i, why));
                         break;
                     }
                 }

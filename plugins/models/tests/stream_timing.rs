@@ -94,7 +94,7 @@ fn stream_marks_give_the_host_timings_spans_on_the_session_clock() {
         let sites_def = marked.sites().to_vec();
         for &(site, s, e) in &b.spans {
             let def = &sites_def[site as usize];
-            if def.component != eprof_format::LAYER {
+            if !def.is(eprof_format::Component::Layer) {
                 continue;
             }
             let inner = b.spans.iter().filter(|(x, xs, _)| {

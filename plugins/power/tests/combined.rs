@@ -123,7 +123,9 @@ fn auto_records_nvml_and_rapl_together_each_with_its_resolution() {
     s.section(Phase::Decode, "decode", None, first, t0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rapl.join().unwrap();
-    let path = s.finish("text".into(), "max_tokens".into()).unwrap();
+    let path = s
+        .finish("text".into(), eprof_format::RunStop::MaxTokens)
+        .unwrap();
     let trace = decode_complete(&std::fs::read(path).unwrap()).unwrap();
 
     let p = &trace.meta.power;

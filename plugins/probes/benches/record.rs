@@ -65,7 +65,7 @@ fn session(variant: Variant, dir: &std::path::Path) -> Session {
     for l in 0..LAYERS {
         sites.push(SiteDef {
             layer: Some(l),
-            component: eprof_format::model::LAYER.into(),
+            component: eprof_format::Component::Layer.into(),
             op: None,
         });
         for (c, _) in COMPONENTS {
@@ -256,7 +256,7 @@ fn main() {
         );
     }
     for s in sessions {
-        let _ = s.finish(String::new(), "bench".into());
+        let _ = s.finish(String::new(), eprof_format::RunStop::MaxTokens);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

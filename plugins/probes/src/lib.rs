@@ -22,7 +22,7 @@
 
 use eprof_core::probe::{At, MomentMetrics, Moments, ProbeOptions};
 use eprof_core::{MetricSink, Probe, ProbeRegistration, Result, TensorKind, TensorView};
-use eprof_format::{Depth, SiteDef};
+use eprof_format::{Component, Depth, SiteDef};
 
 /// Call from a binary so the linker keeps this crate's registrations.
 pub fn link() {}
@@ -157,7 +157,7 @@ impl Probe for KillRatio {
         TensorKind::Output.bit()
     }
     fn wants(&self, site: &SiteDef, kind: TensorKind) -> bool {
-        kind == TensorKind::Output && site.component == "act" && site.op.is_none()
+        kind == TensorKind::Output && site.is(Component::Act) && site.op.is_none()
     }
     fn observe(
         &mut self,

@@ -33,10 +33,11 @@ pub fn samples<'a>(vs: &[&'a TraceView]) -> Vec<Sample<'a>> {
     let mut out: Vec<Sample<'a>> = Vec::new();
     for v in vs {
         let Some(g) = &v.trace.group else { continue };
-        let finished =
-            v.trace.end.as_ref().is_some_and(|e| {
-                e.stop_reason != "cancelled" && !e.stop_reason.starts_with("error")
-            });
+        let finished = v
+            .trace
+            .end
+            .as_ref()
+            .is_some_and(|e| !e.stop_reason.is_cut_short());
         if !finished {
             continue;
         }

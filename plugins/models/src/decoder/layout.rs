@@ -3,7 +3,7 @@
 //! trace's site table lists them.
 
 use eprof_core::recorder::SiteId;
-use eprof_format::{COMPONENTS, LAYER, SiteDef};
+use eprof_format::{COMPONENTS, Component, SiteDef};
 
 use crate::config::DecoderConfig;
 
@@ -62,13 +62,13 @@ pub(super) const OP_VALUE: u32 = 5;
 /// names its Hugging Face code uses), then the attention operations.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    pub(super) names: Vec<&'static str>,
+    pub(super) names: Vec<Component>,
     /// Index of each [`C`] in `names` (`u32::MAX`: the architecture has none).
     pub(super) slot: [u32; N_C],
 }
 
 impl Layout {
-    pub(super) fn new(parts: &[(C, &'static str)]) -> Layout {
+    pub(super) fn new(parts: &[(C, Component)]) -> Layout {
         let mut slot = [u32::MAX; N_C];
         for (i, (c, _)) in parts.iter().enumerate() {
             slot[*c as usize] = i as u32;
@@ -97,23 +97,24 @@ impl Layout {
     /// `pre_feedforward_layernorm`.
     pub fn gemma3() -> Layout {
         use C::*;
+        use Component as N;
         Layout::new(&[
-            (InputNorm, "input_layernorm"),
-            (Q, "q_proj"),
-            (K, "k_proj"),
-            (V, "v_proj"),
-            (QNorm, "q_norm"),
-            (KNorm, "k_norm"),
-            (Rope, "rope"),
-            (Attn, "attention"),
-            (O, "o_proj"),
-            (AttnOutNorm, "post_attention_norm"),
-            (PreMlpNorm, "pre_feedforward_layernorm"),
-            (Gate, "gate_proj"),
-            (Up, "up_proj"),
-            (Act, "act"),
-            (Down, "down_proj"),
-            (MlpOutNorm, "post_feedforward_layernorm"),
+            (InputNorm, N::InputLayernorm),
+            (Q, N::QProj),
+            (K, N::KProj),
+            (V, N::VProj),
+            (QNorm, N::QNorm),
+            (KNorm, N::KNorm),
+            (Rope, N::Rope),
+            (Attn, N::Attention),
+            (O, N::OProj),
+            (AttnOutNorm, N::PostAttentionNorm),
+            (PreMlpNorm, N::PreFeedforwardLayernorm),
+            (Gate, N::GateProj),
+            (Up, N::UpProj),
+            (Act, N::Act),
+            (Down, N::DownProj),
+            (MlpOutNorm, N::PostFeedforwardLayernorm),
         ])
     }
 
@@ -156,20 +157,20 @@ impl Layout {
         for l in 0..layers as u16 {
             v.push(SiteDef {
                 layer: Some(l),
-                component: LAYER.into(),
+                component: Component::Layer.into(),
                 op: None,
             });
             for c in &self.names {
                 v.push(SiteDef {
                     layer: Some(l),
-                    component: c.to_string(),
+                    component: (*c).into(),
                     op: None,
                 });
             }
             for o in ATTENTION_OPS {
                 v.push(SiteDef {
                     layer: Some(l),
-                    component: "attention".into(),
+                    component: Component::Attention.into(),
                     op: Some(o.into()),
                 });
             }
