@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use eprof_format::range::RangeEnd;
 
 #[derive(Args)]
 pub(crate) struct JsonFlag {
@@ -82,6 +83,15 @@ pub(crate) struct ShowArgs {
     /// Print JSON for scripts
     #[arg(long)]
     pub(crate) json: bool,
+    /// Show only what the stretch from here cost: a time on the trace's clock (1.2s,
+    /// 350ms, 800us, ns) as the viewer's axes show it, or a generated token (#5, from
+    /// #0) [default with --to: the start of the run]
+    #[arg(long, value_name = "T")]
+    pub(crate) from: Option<RangeEnd>,
+    /// End of that stretch: a time or a token (#N: the end of its step) [default with
+    /// --from: the end of the run]
+    #[arg(long, value_name = "T")]
+    pub(crate) to: Option<RangeEnd>,
 }
 
 #[derive(Args)]

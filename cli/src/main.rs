@@ -83,7 +83,7 @@ enum Command {
     Ls(LsArgs),
     /// Summarise one run: phases, tokens, layers, components, operations, metrics
     #[command(
-        after_help = "Examples:\n  eprof show 3fa2            (a run id, or a unique prefix)\n  eprof show run.eprof --json"
+        after_help = "Examples:\n  eprof show 3fa2            (a run id, or a unique prefix)\n  eprof show run.eprof --json\n  eprof show 3fa2 --from 1.2s --to 1.5s     (what that stretch cost)\n  eprof show 3fa2 --from '#10' --to '#19'  (generated tokens 10 to 19)"
     )]
     Show(ShowArgs),
     /// Open runs in the viewer: served on 127.0.0.1, or one HTML file with --html

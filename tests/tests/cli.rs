@@ -1271,3 +1271,36 @@ fn record_uses_each_models_own_chat_template() {
         );
     }
 }
+
+#[test]
+fn show_from_to_gives_what_a_stretch_cost_and_its_parts_add_up() {
+    let env = eprof_tests::CliEnv::new();
+    let id = env.record_tiny(8);
+    let whole = env.json(&["show", &id, "--json"]);
+    let total = whole["total"]["joules"].as_f64().expect("a total");
+    let head = env.json(&["show", &id, "--to", "#3", "--json"]);
+    assert_eq!(head["tokens"], serde_json::json!([0, 3]), "{head}");
+    let cut = head["to_ns"].as_u64().unwrap().to_string();
+    let tail = env.json(&["show", &id, "--from", &cut, "--json"]);
+    assert_eq!(tail["tokens"], serde_json::json!([4, 7]), "{tail}");
+    let sum = head["total"]["joules"].as_f64().unwrap() + tail["total"]["joules"].as_f64().unwrap();
+    assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+    for r in [&head, &tail] {
+        let dt = r["duration_ns"].as_f64().unwrap() * 1e-9;
+        let w = r["avg_power_w"].as_f64().unwrap();
+        assert!((w * dt - r["total"]["joules"].as_f64().unwrap()).abs() < 1e-12);
+        assert_eq!(r["channels"][0]["label"], "synthetic", "{r}");
+    }
+    let text = env.ok(&["show", &id, "--from", "#2", "--to", "#4"]);
+    assert!(
+        text.contains("tokens #2 to #4") && text.contains("in decode"),
+        "{text}"
+    );
+    let o = env.run(&["show", &id, "--from", "#99"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("#0 to #7"));
+    let o = env.run(&["show", &id, "--from", "#5", "--to", "#1"]);
+    assert_eq!(o.status.code(), Some(2), "backwards is a usage error");
+    let o = env.run(&["show", &id, "--from", "2h"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use eprof_core::paths::DataDir;
+use eprof_format::range::{RangeCost, RangeEnd};
 use eprof_format::{Energies, GridMetric, Summary, Trace, summary};
 
 use crate::args::ShowArgs;
@@ -13,6 +14,19 @@ use super::traces::{Out, finish_truncated, load};
 pub fn show(data: &DataDir, a: &ShowArgs, out: Out) -> anyhow::Result<()> {
     let (trace, path, warn) = load(data, &a.run)?;
     let en = Energies::compute(&trace);
+    if a.from.is_some() || a.to.is_some() {
+        let r = range(&trace, &en, a.from, a.to)?;
+        if a.json {
+            out.write_all(serde_json::to_string_pretty(&r)?.as_bytes())?;
+            writeln!(out)?;
+        } else {
+            if let Some(w) = &warn {
+                writeln!(out, "WARNING: {w}\n")?;
+            }
+            render_range(&trace, &path, &r, out)?;
+        }
+        return finish_truncated(warn);
+    }
     let s = Summary::compute(&trace, &en);
     if a.json {
         out.write_all(serde_json::to_string_pretty(&s)?.as_bytes())?;
@@ -24,6 +38,82 @@ pub fn show(data: &DataDir, a: &ShowArgs, out: Out) -> anyhow::Result<()> {
     }
     render_show(&trace, &path, &en, &s, out)?;
     finish_truncated(warn)
+}
+
+/// The figures of `--from`..`--to`; a missing end is the run's start or end.
+fn range(
+    trace: &Trace,
+    en: &Energies,
+    from: Option<RangeEnd>,
+    to: Option<RangeEnd>,
+) -> anyhow::Result<RangeCost> {
+    let (start, end) = trace
+        .pipeline_bounds()
+        .ok_or_else(|| anyhow::anyhow!("this trace has no phases: there is no run to cut"))?;
+    let a = match from {
+        Some(f) => RangeCost::resolve(trace, f, true).map_err(anyhow::Error::msg)?,
+        None => start,
+    };
+    let b = match to {
+        Some(t) => RangeCost::resolve(trace, t, false).map_err(anyhow::Error::msg)?,
+        None => end,
+    };
+    if b < a {
+        usage!("--to ({}) is before --from ({})", fmt::ns(b), fmt::ns(a));
+    }
+    Ok(RangeCost::of(trace, en, a, b))
+}
+
+fn render_range(trace: &Trace, path: &Path, r: &RangeCost, out: Out) -> std::io::Result<()> {
+    writeln!(out, "run        {}  ({})", trace.meta.id, path.display())?;
+    let covers = match (r.tokens, r.steps) {
+        (Some((f, l)), Some((sf, sl))) => format!("tokens #{f} to #{l}, steps {sf} to {sl}"),
+        _ => "no generated token".into(),
+    };
+    writeln!(
+        out,
+        "range      {} to {} on the trace's clock: {}, in {} ({covers})",
+        fmt::ns(r.from_ns),
+        fmt::ns(r.to_ns),
+        fmt::ns(r.duration_ns),
+        if r.phases.is_empty() {
+            "no phase".to_string()
+        } else {
+            r.phases.join(", ")
+        },
+    )?;
+    writeln!(
+        out,
+        "energy     {} ({}), {} on average",
+        fmt::energy(r.total),
+        fmt::label(r.total),
+        fmt::watts(r.avg_power_w)
+    )?;
+    let mut t = Table::new(&["channel", "energy", "power", "label", "in total"]);
+    for c in &r.channels {
+        t.row(vec![
+            c.name.clone(),
+            fmt::opt_j(c.joules),
+            fmt::watts(c.avg_power_w),
+            c.label.as_str().into(),
+            if c.in_total { "yes" } else { "no" }.into(),
+        ]);
+    }
+    t.render(out)?;
+    let mix: Vec<String> = r
+        .label_mix
+        .iter()
+        .map(|(l, n)| format!("{} {n}", l.as_str()))
+        .collect();
+    writeln!(
+        out,
+        "figures    of the sections and tokens inside: {}",
+        if mix.is_empty() {
+            "none".to_string()
+        } else {
+            mix.join(" · ")
+        }
+    )
 }
 
 fn render_show(
