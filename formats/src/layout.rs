@@ -122,7 +122,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn leaf(name: impl Into<String>, value: f64) -> Node {
+    pub(crate) fn leaf(name: impl Into<String>, value: f64) -> Node {
         Node {
             name: name.into(),
             value,
@@ -131,7 +131,7 @@ impl Node {
     }
 
     /// Add an `other` child for the part of `value` the children do not cover.
-    fn close(mut self) -> Node {
+    pub(crate) fn close(mut self) -> Node {
         let covered: f64 = self.children.iter().map(|c| c.value).sum();
         let rest = self.value - covered;
         if !self.children.is_empty() && rest > self.value.abs() * 1e-9 {

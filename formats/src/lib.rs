@@ -12,6 +12,7 @@ pub mod codec;
 pub mod error;
 pub mod export;
 pub mod group;
+pub mod icicle;
 pub mod kinds;
 pub mod layout;
 pub mod live;

@@ -85,7 +85,7 @@ fn load_initial(ctx: Ctx) {
         }
     }
     if !embedded.is_empty() {
-        ctx.add(embedded, started);
+        ctx.add_then(embedded, started, crate::state::ViewState::from_url());
     }
     let search = window().location().search().unwrap_or_default();
     let urls: Vec<String> = web_sys::UrlSearchParams::new_with_str(&search)
@@ -108,7 +108,7 @@ fn load_initial(ctx: Ctx) {
                 Err(e) => errors.push(e),
             }
         }
-        ctx.add(ok, started);
+        ctx.add_then(ok, started, crate::state::ViewState::from_url());
         if !errors.is_empty() {
             ctx.errors.update(|e| e.extend(errors));
         }
@@ -122,6 +122,8 @@ fn App() -> impl IntoView {
         active: RwSignal::new(0),
         step: RwSignal::new(None),
         metric: RwSignal::new(None),
+        zoom: RwSignal::new(None),
+        range: RwSignal::new(None),
         errors: RwSignal::new(Vec::new()),
         loading: RwSignal::new(Vec::new()),
         busy: RwSignal::new(0),
@@ -141,6 +143,15 @@ fn App() -> impl IntoView {
         drop.remove();
     });
     load_initial(ctx);
+    // The URL follows the selection (on a server, its run list too: see `server`).
+    if !server {
+        Effect::new(move |_| {
+            let state = ctx.view_state();
+            if ctx.traces.with(|t| !t.is_empty()) {
+                crate::state::set_hash(&[], &state);
+            }
+        });
+    }
 
     let current = Memo::new(move |_| {
         ctx.traces

@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::data::TraceView;
+use crate::state::ViewState;
 
 pub(crate) use crate::worker::now_ms;
 
@@ -67,6 +68,11 @@ pub(crate) struct Ctx {
     /// The heatmap's metric (`energy`, `time`, `probe/metric`); `None` is the
     /// trace's default.
     pub metric: RwSignal<Option<String>>,
+    /// The shown stretch of the trace's clock (ns) on the time track and the power
+    /// chart; `None` is the whole pipeline.
+    pub zoom: RwSignal<Option<(u64, u64)>>,
+    /// The selected range (ns on the trace's clock), whose cost the range panel shows.
+    pub range: RwSignal<Option<(u64, u64)>>,
     pub errors: RwSignal<Vec<String>>,
     /// Traces being decoded (the progress bars).
     pub loading: RwSignal<Vec<Loading>>,
@@ -83,17 +89,26 @@ impl Ctx {
     /// Decode traces (in the worker when there is one) and add each as it is ready;
     /// errors are shown, never swallowed. The first of them becomes the shown one.
     pub fn add(&self, files: Vec<(String, js_sys::Uint8Array)>, started: f64) {
-        self.add_then(files, started, None, None);
+        self.add_then(files, started, ViewState::default());
     }
 
-    /// [`Ctx::add`], then select a token and a heatmap metric once the first trace
-    /// is shown.
+    /// The selection, as a link carries it.
+    pub fn view_state(&self) -> ViewState {
+        ViewState {
+            token: self.step.get(),
+            metric: self.metric.get(),
+            range: self.range.get(),
+            zoom: self.zoom.get(),
+        }
+    }
+
+    /// [`Ctx::add`], then select what `state` says (a link's token, metric, range and
+    /// zoom) once the first trace is shown.
     pub fn add_then(
         &self,
         files: Vec<(String, js_sys::Uint8Array)>,
         started: f64,
-        step: Option<u32>,
-        metric: Option<String>,
+        state: ViewState,
     ) {
         let ctx = *self;
         self.errors.set(Vec::new());
@@ -142,8 +157,10 @@ impl Ctx {
                         let at = ctx.traces.with_untracked(Vec::len);
                         ctx.traces.update(|t| t.push(Arc::new(v)));
                         if first {
-                            ctx.step.set(step);
-                            ctx.metric.set(metric.clone());
+                            ctx.step.set(state.token);
+                            ctx.metric.set(state.metric.clone());
+                            ctx.zoom.set(state.zoom);
+                            ctx.range.set(state.range);
                             ctx.active.set(at);
                             first = false;
                         }

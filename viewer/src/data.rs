@@ -377,18 +377,25 @@ pub struct PowerSeries {
 }
 
 impl PowerSeries {
+    /// Power over the whole pipeline, one bucket per reading (2 to 400).
     pub fn new(v: &TraceView) -> Option<PowerSeries> {
         let (start, end) = v.trace.pipeline_bounds()?;
-        if end <= start || !v.has_energy {
-            return None;
-        }
         let readings = v
             .trace
             .samples
             .iter()
             .filter(|s| s.t1_ns >= start && s.t0_ns <= end)
             .count();
-        let n = readings.clamp(2, 400);
+        PowerSeries::window(v, start, end, readings.clamp(2, 400))
+    }
+
+    /// Power over `[start, end]` of the trace's clock in `n` equal buckets (a zoomed
+    /// chart: the attribution curve is read again, not the whole run's buckets).
+    pub fn window(v: &TraceView, start: u64, end: u64, n: usize) -> Option<PowerSeries> {
+        if end <= start || !v.has_energy {
+            return None;
+        }
+        let n = n.max(2);
         let bucket = (end - start) as f64 / n as f64;
         let a = &v.energies.attribution;
         let desc = &v.trace.meta.power;
@@ -475,7 +482,7 @@ impl PowerSeries {
     pub fn readout(&self, frac: f64) -> (usize, String) {
         let n = self.buckets();
         let i = ((frac.clamp(0.0, 1.0) * n as f64) as usize).min(n.saturating_sub(1));
-        let t = (i as f64 + 0.5) * self.bucket_ns;
+        let t = self.start_ns as f64 + (i as f64 + 0.5) * self.bucket_ns;
         let mut s = format!("t = {}", fmt_ns(t));
         for (name, _, w) in &self.channels {
             let _ = match w.get(i).copied().flatten() {

@@ -13,6 +13,7 @@
 pub mod charts;
 pub mod data;
 pub mod live;
+pub mod search;
 
 #[cfg(target_arch = "wasm32")]
 mod app;
@@ -22,7 +23,12 @@ mod ctx;
 mod remote;
 #[cfg(target_arch = "wasm32")]
 mod server;
+// Natively only its fragment parsing is used (by its tests).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod state;
 #[cfg(target_arch = "wasm32")]
 mod views;
 #[cfg(target_arch = "wasm32")]
 pub mod worker;
+#[cfg(target_arch = "wasm32")]
+mod zoom;

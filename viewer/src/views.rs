@@ -12,6 +12,7 @@ use leptos::prelude::*;
 use crate::charts::{self, SpanChart, Stack};
 use crate::ctx::{Ctx, data_of};
 use crate::data::TraceView;
+use crate::zoom::{PowerSection, TimelineSection};
 
 /// What the sections of one trace's views share.
 #[derive(Clone, Copy)]
@@ -25,6 +26,8 @@ struct Selection {
     drill: RwSignal<(usize, String)>,
     /// The treemap's zoom path (reset when the measure changes).
     tm_path: RwSignal<Vec<usize>>,
+    /// The icicle's zoom path (reset when the measure changes).
+    ic_path: RwSignal<Vec<usize>>,
 }
 
 fn sel() -> Selection {
@@ -38,19 +41,23 @@ pub fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
         step: expect_context::<Ctx>().step,
         drill: RwSignal::new((0usize, "attention".to_string())),
         tm_path: RwSignal::new(Vec::new()),
+        ic_path: RwSignal::new(Vec::new()),
     };
     provide_context(s);
+    crate::zoom::keys(v.clone());
+    let active = active_section();
     let has_energy = v.has_energy;
     view! {
         <nav class="sections">
-            <a href="#summary">"Summary"</a>
-            <a href="#timeline">"Timeline"</a>
-            <a href="#power">"Power"</a>
-            <a href="#heatmap">"Heatmap"</a>
-            <a href="#treemap">"Treemap"</a>
-            <a href="#sankey">"Sankey"</a>
-            <a href="#waterfall">"Tokens"</a>
-            <a href="#drilldown">"Drilldown"</a>
+            {SECTIONS
+                .iter()
+                .map(|&(id, name)| {
+                    view! {
+                        <a href=format!("#{id}") class:active=move || active.get() == id>{name}</a>
+                    }
+                })
+                .collect_view()}
+            <SearchBox v=v.clone()/>
             <label class="measure">
                 "Size by "
                 <select
@@ -58,6 +65,7 @@ pub fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
                     on:change=move |ev| {
                         s.measure.set(if event_target_value(&ev) == "time" { Measure::TimeNs } else { Measure::EnergyJ });
                         s.tm_path.set(Vec::new());
+                        s.ic_path.set(Vec::new());
                     }
                     prop:value=move || if s.measure.get() == Measure::TimeNs { "time" } else { "energy" }
                 >
@@ -67,14 +75,61 @@ pub fn TraceViews(v: Arc<TraceView>) -> impl IntoView {
             </label>
         </nav>
         <SummarySection v=v.clone()/>
-        <TimelineSection v=v.clone()/>
+        <TimelineSection v=v.clone() measure=s.measure/>
         <PowerSection v=v.clone()/>
         <HeatmapSection v=v.clone()/>
         <TreemapSection v=v.clone()/>
+        <IcicleSection v=v.clone()/>
         <SankeySection v=v.clone()/>
         <WaterfallSection v=v.clone()/>
         <DrilldownSection v=v/>
     }
+}
+
+/// The sections of a trace's views, in page order: id and name in the index.
+const SECTIONS: [(&str, &str); 9] = [
+    ("summary", "Summary"),
+    ("timeline", "Timeline"),
+    ("power", "Power"),
+    ("heatmap", "Heatmap"),
+    ("treemap", "Treemap"),
+    ("icicle", "Icicle"),
+    ("sankey", "Sankey"),
+    ("waterfall", "Tokens"),
+    ("drilldown", "Drilldown"),
+];
+
+/// The section at the top of the window (below the sticky index), updated as the
+/// page scrolls (once per frame at most).
+fn active_section() -> ReadSignal<&'static str> {
+    let (active, set_active) = signal(SECTIONS[0].0);
+    let queued = StoredValue::new(false);
+    let handle = window_event_listener(leptos::ev::scroll, move |_| {
+        if queued.get_value() {
+            return;
+        }
+        queued.set_value(true);
+        request_frame(move || {
+            queued.set_value(false);
+            let line = document()
+                .query_selector("nav.sections")
+                .ok()
+                .flatten()
+                .map_or(0.0, |n| n.get_bounding_client_rect().bottom())
+                + 8.0;
+            let mut at = SECTIONS[0].0;
+            for (id, _) in SECTIONS {
+                if let Some(el) = document().get_element_by_id(id)
+                    && el.get_bounding_client_rect().top() <= line
+                {
+                    at = id;
+                }
+            }
+            set_active.set(at);
+        });
+    });
+    on_cleanup(move || handle.remove());
+    active
 }
 
 #[component]
@@ -82,53 +137,10 @@ fn SummarySection(v: Arc<TraceView>) -> impl IntoView {
     let summary = charts::summary(&v);
     view! {
         <section id="summary">
-            <h2>"Run summary"</h2>
-            <div inner_html=summary></div>
-        </section>
-    }
-}
-
-#[component]
-fn TimelineSection(v: Arc<TraceView>) -> impl IntoView {
-    let s = sel();
-    let timeline = Memo::new(move |_| charts::timeline(&v, s.measure.get()));
-    view! {
-        <section id="timeline">
-            <h2>"Pipeline timeline"</h2>
-            <div class="chart-box" inner_html=move || timeline.get()></div>
-        </section>
-    }
-}
-
-#[component]
-fn PowerSection(v: Arc<TraceView>) -> impl IntoView {
-    let hover: RwSignal<Option<usize>> = RwSignal::new(None);
-    let readout = RwSignal::new(String::new());
-    let vv = v.clone();
-    let power = Memo::new(move |_| charts::power(&vv, vv.power.as_ref(), hover.get()));
-    view! {
-        <section id="power">
-            <h2>"Power over time"</h2>
-            <p class="readout" aria-live="polite">{move || readout.get()}</p>
-            <div
-                class="chart-box"
-                inner_html=move || power.get()
-                on:mousemove=move |ev: web_sys::MouseEvent| {
-                    let Some(ps) = v.power.as_ref() else { return };
-                    let el: web_sys::Element = event_target::<web_sys::Element>(&ev);
-                    let Some(svg) = el.closest("svg").ok().flatten() else { return };
-                    let r = svg.get_bounding_client_rect();
-                    if r.width() <= 0.0 {
-                        return;
-                    }
-                    let x = (f64::from(ev.client_x()) - r.left()) / r.width() * 1000.0;
-                    let frac = (x - charts::POWER_LEFT) / charts::POWER_PLOT;
-                    let (i, text) = ps.readout(frac);
-                    hover.set(Some(i));
-                    readout.set(text);
-                }
-                on:mouseleave=move |_| hover.set(None)
-            ></div>
+            <details class="summary-box" open>
+                <summary>"Run summary"</summary>
+                <div inner_html=summary></div>
+            </details>
         </section>
     }
 }
@@ -507,4 +519,111 @@ fn request_frame(f: impl FnOnce() + 'static) {
     use wasm_bindgen::JsCast;
     let cb = wasm_bindgen::closure::Closure::once_into_js(f);
     let _ = web_sys::window().and_then(|w| w.request_animation_frame(cb.unchecked_ref()).ok());
+}
+
+#[component]
+fn IcicleSection(v: Arc<TraceView>) -> impl IntoView {
+    let s = sel();
+    let vv = v.clone();
+    let tree = Memo::new(move |_| {
+        let m = s.measure.get();
+        eprof_format::icicle::icicle(vv.tree(m), &vv.trace, &vv.energies, m)
+    });
+    let chart =
+        Memo::new(move |_| tree.with(|t| charts::icicle(t, &s.ic_path.get(), s.measure.get())));
+    let crumbs = Memo::new(move |_| tree.with(|t| charts::path_names(t, &s.ic_path.get())));
+    view! {
+        <section id="icicle">
+            <h2>"Icicle"</h2>
+            <div class="controls">
+                <span class="crumbs ic-crumbs">
+                    {move || {
+                        crumbs
+                            .get()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(depth, name)| {
+                                view! {
+                                    <button class="crumb" on:click=move |_| s.ic_path.update(|p| p.truncate(depth))>
+                                        {name}
+                                    </button>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </span>
+            </div>
+            <div
+                class="chart-box"
+                inner_html=move || chart.get()
+                on:click=move |ev| {
+                    if let Some(p) = data_of(&ev, "path") {
+                        let path: Vec<usize> = p.split('.').filter_map(|x| x.parse().ok()).collect();
+                        let leaf = tree.with(|t| charts::node_at(t, &path).children.is_empty());
+                        if !leaf {
+                            s.ic_path.set(path);
+                        }
+                    }
+                }
+            ></div>
+            <p class="hint">"Phase, section, layer, component, operation. Click a node to zoom into it; the path above leads back out."</p>
+        </section>
+    }
+}
+
+/// The search field: a token by its text, a site by name (see `crate::search`).
+#[component]
+fn SearchBox(v: Arc<TraceView>) -> impl IntoView {
+    use crate::search::{Found, find};
+    let s = sel();
+    let result = RwSignal::new(String::new());
+    // The site found, marked on the heatmap.
+    let marked = RwSignal::new(None::<(usize, String)>);
+    let run = move |q: String| {
+        let f = find(&v, &q, s.drill.get_untracked().0, s.step.get_untracked());
+        result.set(f.describe());
+        match f {
+            Found::Token { step, .. } => s.step.set(Some(step)),
+            Found::Site {
+                layer, component, ..
+            } => {
+                marked.set(Some((layer, component.clone())));
+                s.drill.set((layer, component));
+                scroll_to("drilldown");
+            }
+            Found::Nothing => {}
+        }
+    };
+    let style = move || {
+        marked.get().map_or(String::new(), |(l, c)| {
+            format!(
+                r#".hm-cell[data-layer="{l}"][data-comp="{}"] {{ stroke: #D55E00; stroke-width: 3; }}"#,
+                c.replace(['"', '\\'], "")
+            )
+        })
+    };
+    view! {
+        <label class="search">
+            "Find "
+            <input
+                id="search"
+                type="search"
+                placeholder="token text, L3.q_proj, softmax"
+                on:keydown=move |ev: web_sys::KeyboardEvent| {
+                    if ev.key() == "Enter" {
+                        run(event_target_value(&ev));
+                    }
+                }
+            />
+            <span id="search-result" aria-live="polite">{move || result.get()}</span>
+            <style>{style}</style>
+        </label>
+    }
+}
+
+/// Bring a section into view.
+fn scroll_to(id: &str) {
+    if let Some(el) = document().get_element_by_id(id) {
+        el.scroll_into_view();
+    }
 }

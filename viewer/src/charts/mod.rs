@@ -92,6 +92,38 @@ fn axis_x(o: &mut String, left: f64, plot: f64, y: f64, max: f64, fmt: impl Fn(f
     }
 }
 
+/// A horizontal axis of the trace's clock, from `t0` to `t1` (ns), at height `y`.
+fn axis_clock(o: &mut String, left: f64, plot: f64, y: f64, t0: u64, t1: u64) {
+    let _ = write!(
+        o,
+        r##"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" stroke="#888"/>"##,
+        x2 = left + plot
+    );
+    let span = (t1.saturating_sub(t0)).max(1) as f64;
+    for t in nice_ticks(t0 as f64, t1 as f64, 6) {
+        let x = left + (t - t0 as f64) / span * plot;
+        if !(left - 0.5..=left + plot + 0.5).contains(&x) {
+            continue;
+        }
+        let _ = write!(
+            o,
+            r##"<line x1="{x:.2}" y1="{y}" x2="{x:.2}" y2="{y2}" stroke="#888"/><text x="{x:.2}" y="{ty}" text-anchor="middle" fill="#444">{l}</text>"##,
+            y2 = y + 4.0,
+            ty = y + 16.0,
+            l = esc(&trim_zeros(&fmt_ns(t)))
+        );
+    }
+}
+
+/// The selected range drawn over a plot from `x0` to `x1`.
+fn range_overlay(o: &mut String, x0: f64, x1: f64, top: f64, ph: f64) {
+    let _ = write!(
+        o,
+        r##"<rect class="sel-range" x="{x0:.2}" y="{top}" width="{w:.2}" height="{ph}" fill="#0072B2" fill-opacity="0.15" stroke="#0072B2" stroke-width="1" pointer-events="none"/>"##,
+        w = (x1 - x0).max(1.0)
+    );
+}
+
 /// Horizontal grid lines with their energy labels, for a bar chart whose plot starts at
 /// `(left, top)`, is `plot` wide and `ph` high, and whose axis runs from 0 to `max`.
 fn energy_grid(o: &mut String, left: f64, plot: f64, top: f64, ph: f64, max: f64) {
@@ -124,10 +156,12 @@ mod compare;
 mod drilldown;
 mod group;
 mod heatmap;
+mod icicle;
 mod power;
 mod sankey;
 mod summary;
 mod timeline;
+mod track;
 mod treemap;
 mod waterfall;
 
@@ -168,10 +202,12 @@ pub use compare::*;
 pub use drilldown::*;
 pub use group::groups_html;
 pub use heatmap::*;
+pub use icicle::*;
 pub use power::*;
 pub use sankey::*;
 pub use summary::*;
 pub use timeline::*;
+pub use track::*;
 pub use treemap::*;
 pub use waterfall::*;
 
@@ -197,7 +233,7 @@ mod tests {
         assert_eq!(count(&tl, "tl-sec"), v.summary.sections.len());
 
         let ps = v.power.as_ref().expect("synthetic trace has power");
-        let pw = power(&v, Some(ps), Some(1));
+        let pw = power(&v, Some(ps), Some(1), None);
         assert_eq!(count(&pw, "pw-line"), 1);
         assert_eq!(count(&pw, "pw-band"), v.summary.phases.len());
         assert_eq!(count(&pw, "pw-hover"), 1);
@@ -405,6 +441,79 @@ mod tests {
         let sides: f64 = g.nodes.iter().filter(|n| n.col == 3).map(|n| n.value).sum();
         let comps: f64 = g.nodes.iter().filter(|n| n.col == 4).map(|n| n.value).sum();
         assert!((sides - comps).abs() < 1e-9 * comps);
+    }
+
+    #[test]
+    fn the_time_track_draws_the_window_it_is_given_and_at_most_a_bar_per_pixel() {
+        let v = view(2000, 2, Depth::Off);
+        let (s, e) = v.trace.pipeline_bounds().unwrap();
+        let whole = time_track(&v, s, e, None, None);
+        let bars = whole.matches(r#"class="tr-step""#).count();
+        assert!(bars > 100 && bars <= 921, "{bars} bars for 2000 steps");
+        let steps = v.trace.steps();
+        let (a, b) = (steps[10].start_ns, steps[19].end_ns);
+        let zoomed = time_track(&v, a, b, Some((a, b)), Some(steps[12].index));
+        assert!(zoomed.contains(&format!(r#"data-t0="{a}" data-t1="{b}""#)));
+        let shown: Vec<u32> = zoomed
+            .split(r#"class="tr-step" data-step=""#)
+            .skip(1)
+            .map(|p| p[..p.find('"').unwrap()].parse().unwrap())
+            .collect();
+        assert!(shown.len() >= 10 && shown.len() <= 12, "{shown:?}");
+        assert!(shown.contains(&10) && shown.contains(&19));
+        assert!(zoomed.contains("sel-range") && zoomed.contains(r##"stroke="#D55E00""##));
+        // The power chart over the same window says so too.
+        let ps = PowerSeries::window(&v, a, b, 400).unwrap();
+        let pw = power(&v, Some(&ps), None, Some((a, b)));
+        assert!(
+            pw.contains(&format!(r#"data-t0="{a}" data-t1="{b}""#)) && pw.contains("sel-range")
+        );
+    }
+
+    #[test]
+    fn the_icicle_draws_every_level_and_sums_to_the_run() {
+        let v = view(5, 3, Depth::Deep);
+        let m = Measure::TimeNs;
+        let root = eprof_format::icicle::icicle(v.tree(m), &v.trace, &v.energies, m);
+        let svg = icicle(&root, &[], m);
+        assert!(svg.contains(&format!(
+            r#"data-path="" data-name="run" data-v="{}""#,
+            root.value
+        )));
+        for name in ["decode", "L2", "q_proj", "softmax"] {
+            assert!(svg.contains(&format!(r#"data-name="{name}""#)), "{name}");
+        }
+        // Zoomed into the decode phase: it is the top row, and the prefill is gone.
+        let d = root
+            .children
+            .iter()
+            .position(|c| c.name == "decode")
+            .unwrap();
+        let zoomed = icicle(&root, &[d], m);
+        assert!(zoomed.contains(&format!(r#"data-path="{d}" data-name="decode""#)));
+        assert!(!zoomed.contains(r#"data-name="prefill""#));
+    }
+
+    /// Every Sankey label ends inside the chart (11 px system-ui text is under 7 px
+    /// per character): the longest component names used to run off the right edge.
+    #[test]
+    fn sankey_labels_stay_inside_the_chart() {
+        let v = view(5, 4, Depth::Module);
+        let svg = sankey(&v, Measure::EnergyJ);
+        let mut seen = 0;
+        for part in svg.split(r#"<text class="sk-label" x=""#).skip(1) {
+            let x: f64 = part[..part.find('"').unwrap()].parse().unwrap();
+            let text = &part[part.find('>').unwrap() + 1..part.find("</text>").unwrap()];
+            let w = 7.0 * text.chars().count() as f64;
+            let (from, to) = if part.contains(r#"text-anchor="end""#) {
+                (x - w, x)
+            } else {
+                (x, x + w)
+            };
+            assert!(from >= 0.0 && to <= 1000.0, "{text:?} spans {from}..{to}");
+            seen += 1;
+        }
+        assert!(seen > 10, "{seen} labels");
     }
 
     #[test]

@@ -8,8 +8,13 @@ pub const POWER_LEFT: f64 = 60.0;
 pub const POWER_PLOT: f64 = 920.0;
 
 /// Power over time of a trace, one line per channel plus the total, with phase
-/// bands.
-pub fn power(v: &TraceView, ps: Option<&PowerSeries>, hover: Option<usize>) -> String {
+/// bands; `ps` covers the shown window, `range` is the selected one.
+pub fn power(
+    v: &TraceView,
+    ps: Option<&PowerSeries>,
+    hover: Option<usize>,
+    range: Option<(u64, u64)>,
+) -> String {
     let bands: Vec<(Phase, u64, u64)> = v
         .trace
         .sections
@@ -17,16 +22,18 @@ pub fn power(v: &TraceView, ps: Option<&PowerSeries>, hover: Option<usize>) -> S
         .filter(|s| s.is_phase())
         .map(|s| (s.phase, s.start_ns, s.end_ns))
         .collect();
-    power_chart(&v.trace.meta.power.name, &bands, ps, hover)
+    power_chart(&v.trace.meta.power.name, &bands, ps, hover, range)
 }
 
 /// Power over time from any series (a trace's, or a live run's so far) with phase
-/// bands `(phase, start, end)`.
+/// bands `(phase, start, end)`. The axis is the trace's clock; the plot (`pw-plot`)
+/// says which stretch of it is shown in `data-t0`/`data-t1`.
 pub fn power_chart(
     source: &str,
     bands: &[(Phase, u64, u64)],
     ps: Option<&PowerSeries>,
     hover: Option<usize>,
+    range: Option<(u64, u64)>,
 ) -> String {
     let (w, h, top, bottom) = (1000.0, 260.0, 24.0, 30.0);
     let (left, plot) = (POWER_LEFT, POWER_PLOT);
@@ -43,12 +50,19 @@ pub fn power_chart(
     };
     let span = (ps.end_ns - ps.start_ns) as f64;
     let xs = |t_ns: f64| left + t_ns / span * plot;
+    // Clock time to x, clipped to the plot.
+    let xt = |t: u64| xs(t as f64 - ps.start_ns as f64).clamp(left, left + plot);
+    let _ = write!(
+        o,
+        r#"<rect class="pw-plot" data-t0="{t0}" data-t1="{t1}" x="{left}" y="{top}" width="{plot}" height="{ph}" fill="transparent"/>"#,
+        t0 = ps.start_ns,
+        t1 = ps.end_ns
+    );
     let max = ps.max_w().max(1e-9) * 1.08;
     let ys = |w: f64| top + ph - w / max * ph;
     // Phase bands.
     for (i, &(phase, start, end)) in bands.iter().enumerate() {
-        let x0 = xs(start.saturating_sub(ps.start_ns) as f64);
-        let x1 = xs(end.saturating_sub(ps.start_ns) as f64);
+        let (x0, x1) = (xt(start), xt(end));
         let _ = write!(
             o,
             r##"<rect class="pw-band" x="{x0:.2}" y="{top}" width="{bw:.2}" height="{ph}" fill="{f}" fill-opacity="0.12"><title>{n}</title></rect>"##,
@@ -78,7 +92,7 @@ pub fn power_chart(
             t = trim_zeros(&fmt_num(t))
         );
     }
-    axis_x(&mut o, left, plot, top + ph, span, fmt_ns);
+    axis_clock(&mut o, left, plot, top + ph, ps.start_ns, ps.end_ns);
     for (ci, (name, kind, watts)) in ps.channels.iter().enumerate() {
         let colour = if kind.is_none() {
             "#222"
@@ -115,6 +129,9 @@ pub fn power_chart(
             tx = left + 24.0 + ci as f64 * 130.0,
             n = esc(name)
         );
+    }
+    if let Some((a, b)) = range {
+        range_overlay(&mut o, xt(a), xt(b), top, ph);
     }
     if let Some(i) = hover.filter(|&i| i < ps.buckets()) {
         let x = xs((i as f64 + 0.5) * ps.bucket_ns);

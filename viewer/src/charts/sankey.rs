@@ -191,10 +191,14 @@ pub fn sankey(v: &TraceView, m: Measure) -> String {
             p = pct(n.value, root.value),
         );
         if nh >= 9.0 || n.col != 2 {
+            // The last column's labels go to the left of its nodes: on the right they
+            // would run off the chart.
+            let last = n.col + 1 == cols;
             let _ = write!(
                 o,
-                r##"<text x="{tx:.2}" y="{ty:.2}" font-size="{fs}" fill="#222">{nm} {v}</text>"##,
-                tx = x + nw + 3.0,
+                r##"<text class="sk-label" x="{tx:.2}" y="{ty:.2}" font-size="{fs}" fill="#222"{anchor}>{nm} {v}</text>"##,
+                tx = if last { x - 3.0 } else { x + nw + 3.0 },
+                anchor = if last { r#" text-anchor="end""# } else { "" },
                 ty = y + nh / 2.0 + 4.0,
                 fs = if n.col == 2 { 9 } else { 11 },
                 nm = esc(&n.name),

@@ -9,70 +9,17 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::ctx::{Ctx, fetch_bytes, now_ms};
+use crate::state::{ViewState, hash_param};
 
 /// Whether this page is served by `eprof serve`.
 pub fn is_server() -> bool {
     js_sys::Reflect::get(&window(), &"eprofServer".into()).is_ok_and(|v| v.is_object())
 }
 
-/// `key=value` pairs of the URL's fragment (`#run=ID&token=12&auth=...`).
-pub(super) fn hash_params() -> Vec<(String, String)> {
-    let h = window().location().hash().unwrap_or_default();
-    h.trim_start_matches('#')
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| {
-            let v = js_sys::decode_uri_component(v)
-                .ok()
-                .and_then(|s| s.as_string())
-                .unwrap_or_else(|| v.to_string());
-            (k.to_string(), v)
-        })
-        .collect()
-}
-
-pub(super) fn hash_param(key: &str) -> Option<String> {
-    hash_params()
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-}
-
 /// The server's token, when the URL carries one (`#auth=TOKEN`, as `eprof serve`
 /// prints it when it needs one).
 pub(super) fn auth() -> Option<String> {
     hash_param("auth").filter(|t| !t.is_empty())
-}
-
-/// Rewrite the fragment (without a history entry or a scroll).
-pub fn set_hash(runs: &[String], token: Option<u32>, metric: Option<&str>) {
-    let mut parts = Vec::new();
-    if !runs.is_empty() {
-        parts.push(format!("run={}", runs.join(",")));
-    }
-    if let Some(t) = token {
-        parts.push(format!("token={t}"));
-    }
-    if let Some(m) = metric {
-        parts.push(format!(
-            "metric={}",
-            js_sys::encode_uri_component(m)
-                .as_string()
-                .unwrap_or_default()
-        ));
-    }
-    if let Some(a) = auth() {
-        parts.push(format!("auth={a}"));
-    }
-    let url = format!(
-        "{}{}#{}",
-        window().location().pathname().unwrap_or_default(),
-        window().location().search().unwrap_or_default(),
-        parts.join("&")
-    );
-    if let Ok(h) = window().history() {
-        let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&url));
-    }
 }
 
 /// One API call: (status, body as JSON, or the text when it is not JSON).
@@ -126,11 +73,18 @@ pub(super) async fn fetch_run(id: &str) -> Result<(String, js_sys::Uint8Array), 
 /// Open runs from the server in the views (replacing what is open), then select a
 /// token.
 pub fn open_runs(ctx: Ctx, ids: Vec<String>, token: Option<u32>) {
-    open_runs_at(ctx, ids, token, None);
+    open_runs_at(
+        ctx,
+        ids,
+        ViewState {
+            token,
+            ..ViewState::default()
+        },
+    );
 }
 
-/// [`open_runs`], and show a heatmap metric.
-pub(super) fn open_runs_at(ctx: Ctx, ids: Vec<String>, token: Option<u32>, metric: Option<String>) {
+/// [`open_runs`], with the selection of a link.
+pub(super) fn open_runs_at(ctx: Ctx, ids: Vec<String>, state: ViewState) {
     let started = now_ms();
     spawn_local(async move {
         let mut ok = Vec::new();
@@ -142,7 +96,7 @@ pub(super) fn open_runs_at(ctx: Ctx, ids: Vec<String>, token: Option<u32>, metri
             }
         }
         ctx.clear_traces();
-        ctx.add_then(ok, started, token, metric);
+        ctx.add_then(ok, started, state);
         if !errors.is_empty() {
             ctx.errors.update(|e| e.extend(errors));
         }

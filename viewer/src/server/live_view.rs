@@ -55,7 +55,7 @@ pub(super) fn LiveView(inbox: Shared, live: Live) -> impl IntoView {
         if r.run_id.is_empty() {
             return String::new();
         }
-        charts::power_chart("live", &r.band_spans(), r.power().as_ref(), None)
+        charts::power_chart("live", &r.band_spans(), r.power().as_ref(), None, None)
     };
     let ib = Arc::clone(&inbox);
     let metrics = move || {

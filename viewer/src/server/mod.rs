@@ -15,6 +15,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::ctx::{Ctx, now_ms};
+use crate::state::{ViewState, hash_param, set_hash};
 
 mod client;
 mod controls;
@@ -23,7 +24,7 @@ mod inbox;
 mod live_view;
 
 use client::*;
-pub use client::{is_server, open_runs, set_hash};
+pub use client::{is_server, open_runs};
 use controls::Controls;
 use history::History;
 use inbox::*;
@@ -208,9 +209,8 @@ pub fn ServerPanel() -> impl IntoView {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        let token = hash_param("token").and_then(|t| t.parse().ok());
         if !ids.is_empty() {
-            open_runs_at(ctx, ids, token, hash_param("metric"));
+            open_runs_at(ctx, ids, ViewState::from_url());
         }
     }
     // And the URL follows what is open.
@@ -220,8 +220,7 @@ pub fn ServerPanel() -> impl IntoView {
                 .map(|v| v.name.trim_end_matches(".eprof").to_string())
                 .collect()
         });
-        ctx.metric
-            .with(|m| set_hash(&ids, ctx.step.get(), m.as_deref()));
+        set_hash(&ids, &ctx.view_state());
     });
 
     view! {
