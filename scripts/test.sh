@@ -109,6 +109,9 @@ EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/view
 step "viewer in a real browser on a Gemma 3 trace (its 16 components per layer; big traces and the benchmark ran above)"
 EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_GEMMA3" node tests/e2e/viewer.test.mjs --views-only
 
+step "viewer: zoom and pan, a range's cost against eprof show --from --to, icicle, search, links"
+EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/zoom.test.mjs
+
 step "live dashboard and run history on eprof serve, in a real browser"
 EPROF_BIN=target/debug/eprof EPROF_MODEL="$EPROF_TEST_MODEL" node tests/e2e/live.test.mjs
 

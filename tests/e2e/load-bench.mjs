@@ -55,7 +55,7 @@ const mib = (b) => (b / 1048576).toFixed(0);
 
 // Open `tracePath` in `pages` fresh pages; with `drag`, then drag the token slider
 // across every token and count the frames over 50 ms.
-export async function benchLoad({ newPage, fileUrl, tracePath, label, pages = 3, drag = false, screenshot }) {
+export async function benchLoad({ newPage, fileUrl, tracePath, label, pages = 3, drag = false, zoom = false, screenshot }) {
   const bytes = statSync(tracePath).size;
   const runs = [];
   for (let i = 0; i < pages; i++) {
@@ -82,6 +82,7 @@ export async function benchLoad({ newPage, fileUrl, tracePath, label, pages = 3,
     r.wall = wall;
     r.renderer = rendererPeak();
     if (drag) r.drag = await dragSlider(p);
+    if (zoom) r.zoom = await zoomAcross(p);
     if (i === 0 && screenshot) await p.screenshot({ path: screenshot, fullPage: true });
     runs.push(r);
     await p.close();
@@ -105,7 +106,32 @@ export async function benchLoad({ newPage, fileUrl, tracePath, label, pages = 3,
     const d = runs.map((r) => r.drag);
     console.log(`  slider dragged across all tokens: ${d.map((x) => `${x.frames} frames, ${x.over50} over 50 ms, longest ${x.longest.toFixed(0)} ms`).join("; ")}`);
   }
+  if (zoom) {
+    const z = runs.map((r) => r.zoom);
+    console.log(`  zoomed in 12 wheel steps, panned across, zoomed out: ${z.map((x) => `${x.frames} frames, ${x.over50} over 50 ms, longest ${x.longest.toFixed(0)} ms`).join("; ")}`);
+    summary.zoomOver50 = Math.max(...z.map((x) => x.over50));
+  }
   return summary;
+}
+
+// Zoom into the middle of the power chart with the wheel (12 steps, 0.8x each), pan
+// across the whole run with shift + wheel, zoom back out, as a hand would; frames are
+// counted from the first wheel event until the last window is drawn.
+async function zoomAcross(p) {
+  await p.evaluate(() => document.querySelector("#power-box").scrollIntoView({ block: "center" }));
+  const b = await p.locator("#power-box svg").boundingBox();
+  await p.mouse.move(b.x + b.width * 0.52, b.y + b.height * 0.4);
+  await p.evaluate(() => { window.eprofFrames.gaps = []; window.eprofFrames.last = 0; window.eprofFrames.on = true; });
+  for (let i = 0; i < 12; i++) await p.mouse.wheel(0, -120);
+  await p.keyboard.down("Shift");
+  for (let i = 0; i < 30; i++) await p.mouse.wheel(0, -60);
+  for (let i = 0; i < 60; i++) await p.mouse.wheel(0, 60);
+  await p.keyboard.up("Shift");
+  for (let i = 0; i < 14; i++) await p.mouse.wheel(0, 120);
+  await p.waitForFunction(() => !location.hash.includes("zoom="), null, { timeout: 30000 });
+  await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  const gaps = await p.evaluate(() => { window.eprofFrames.on = false; return window.eprofFrames.gaps; });
+  return { frames: gaps.length, over50: gaps.filter((g) => g > 50).length, longest: Math.max(0, ...gaps) };
 }
 
 // Drag the token slider from its first to its last position in small steps, as a

@@ -48,15 +48,14 @@ fn draw(
     colour: usize,
 ) {
     let y = level as f64 * ROW;
-    let fill = if n.name == "other" {
-        OTHER.to_string()
+    let rgb = if n.name == "other" {
+        (0xbb, 0xbb, 0xbb)
     } else if level == 0 {
-        "#555555".to_string()
+        (0x55, 0x55, 0x55)
     } else {
-        hex(viridis(
-            0.1 + 0.8 * ((colour * 37 + level * 11) % 100) as f64 / 100.0,
-        ))
+        viridis(0.1 + 0.8 * ((colour * 37 + level * 11) % 100) as f64 / 100.0)
     };
+    let fill = hex(rgb);
     let p = path
         .iter()
         .map(usize::to_string)
@@ -79,11 +78,7 @@ fn draw(
             r#"<text x="{tx:.2}" y="{ty}" fill="{ink}" pointer-events="none">{n}</text>"#,
             tx = x + 4.0,
             ty = y + 19.0,
-            ink = if n.name == "other" || level == 0 {
-                "#fff"
-            } else {
-                "#111"
-            },
+            ink = ink(rgb),
             n = esc(&n.name)
         );
     }
