@@ -165,9 +165,9 @@ await page.locator("#heatmap .hm-cell[data-layer='2'][data-comp='q_proj']").clic
 await page.waitForFunction(() => document.querySelector("#drilldown h3").textContent.includes("L2 · q_proj"));
 check((await page.locator("#drilldown h3").textContent()).includes("L2 · q_proj"), "a heatmap click opens that cell in the drilldown");
 // Energy/time toggle re-sizes the timeline.
-const tlEnergy = await page.locator("#timeline .chart-box").innerHTML();
+const tlEnergy = await page.locator("#breakdown-box").innerHTML();
 await page.selectOption("#measure", "time");
-check((await page.locator("#timeline .chart-box").innerHTML()) !== tlEnergy, "the duration/energy toggle re-sizes the timeline");
+check((await page.locator("#breakdown-box").innerHTML()) !== tlEnergy, "the duration/energy toggle re-sizes the timeline");
 // Power hover readout (the chart centred first: after the heatmap click it can sit
 // under the sticky header, where a hover reaches the header).
 await page.evaluate(() => document.querySelector("#power").scrollIntoView({ block: "center" }));

@@ -260,7 +260,7 @@ pub fn TimelineSection(v: Arc<TraceView>, measure: RwSignal<Measure>) -> impl In
                 on:dblclick=move |_| t.ctx.zoom.set(None)
             ></div>
             <h3>"Where the time (or energy) of each phase went"</h3>
-            <div class="chart-box" inner_html=move || breakdown.get()></div>
+            <div class="chart-box" id="breakdown-box" inner_html=move || breakdown.get()></div>
         </section>
     }
 }
