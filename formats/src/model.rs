@@ -451,7 +451,8 @@ pub struct Execution {
     /// Threads of the CPU pool the matmuls ran on.
     pub threads: u32,
     /// `eprof avx2-vnni`, `eprof avx2`, `eprof neon`, `eprof scalar` (eprof's kernels
-    /// for Q4_1, Q5_0 and Q5_1, candle's for the other types), or `candle`.
+    /// for Q4_1, Q5_0, Q5_1 and Q8_0 (from this version on; Q4_1, Q5_0 and Q5_1 before),
+    /// candle's for the other types), or `candle`.
     pub kernels: String,
 }
 

@@ -64,7 +64,12 @@ fn main() {
     }
     println!("\n| type | implementation | threads | GB/s of weights | vs streaming read |");
     println!("|---|---|---|---|---|");
-    for t in [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1] {
+    for t in [
+        WeightType::Q4_1,
+        WeightType::Q5_0,
+        WeightType::Q5_1,
+        WeightType::Q8_0,
+    ] {
         let row_bytes = cols / BLOCK * t.block_bytes();
         let rows = WEIGHT_BYTES / row_bytes;
         // Random-looking blocks with a sane scale.

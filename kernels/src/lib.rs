@@ -1,6 +1,7 @@
-//! Dot products of the quantized weight types real GGUF files use and candle's CPU
-//! backend runs through scalar code: Q4_1, Q5_0 and Q5_1, against activations
-//! quantized to Q8_1 / Q8_0, as llama.cpp's CPU backend computes them. x86-64 AVX2
+//! Dot products of the quantized weight types real GGUF files use: Q4_1, Q5_0 and Q5_1
+//! (which candle's CPU backend runs through scalar code) and Q8_0 (the embeddings and
+//! output heads of most files: two thirds of Gemma 3 270M's weights), against
+//! activations quantized to Q8_1 / Q8_0, as llama.cpp's CPU backend computes them. x86-64 AVX2
 //! (+FMA, F16C), the same with VNNI, and aarch64 NEON versions, chosen at run time on
 //! x86 (so one binary runs on an older CPU too), and a portable scalar version that is
 //! also the tests' reference. On x86, [`Packed`] keeps a weight matrix in groups of
@@ -18,7 +19,7 @@
 //! | Q4_1 | 20 | `d: f16, m: f16, qs: [u8; 16]` | `d * q + m`, q in 0..16 |
 //! | Q5_0 | 22 | `d: f16, qh: u32, qs: [u8; 16]` | `d * (q - 16)`, q in 0..32 |
 //! | Q5_1 | 24 | `d: f16, m: f16, qh: u32, qs: [u8; 16]` | `d * q + m`, q in 0..32 |
-//! | Q8_0 | 34 | `d: f16, qs: [i8; 32]` | `d * q` |
+//! | Q8_0 | 34 | `d: f16, qs: [i8; 32]` | `d * q` (weights and activations) |
 //! | Q8_1 | 36 | `d: f16, s: f16, qs: [i8; 32]` | `d * q`; `s = d * sum(q)` |
 //!
 //! Element `j < 16` is the low nibble of `qs[j]`, element `j + 16` its high nibble;
@@ -133,11 +134,20 @@ pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
 }
 
 /// The 32 quant values of block `b` of a weight row (before scale and offset), and the
-/// block's scale and offset: `value = d * q + m` (Q5_0: `m = -16 d`).
+/// block's scale and offset: `value = d * q + m` (Q5_0: `m = -16 d`; Q8_0: the signed
+/// byte plus 128, `m = -128 d`). Exactly: `value = d * (q - t.bias()) + m'`, with
+/// `m'` the stored offset of Q4_1 and Q5_1.
 pub fn unpack_block(t: WeightType, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
     let mut q = [0u8; BLOCK];
     let d = f16_at(b, 0);
+    if t == WeightType::Q8_0 {
+        for (q, &x) in q.iter_mut().zip(&b[2..34]) {
+            *q = (x as i8 as i16 + 128) as u8;
+        }
+        return (q, d, -128.0 * d);
+    }
     let (m, qh, qs) = match t {
+        WeightType::Q8_0 => unreachable!("handled above"),
         WeightType::Q4_1 => (f16_at(b, 2), 0u32, &b[4..20]),
         WeightType::Q5_0 => (
             -16.0 * d,
@@ -172,8 +182,13 @@ pub fn dequantize_row(t: WeightType, row: &[u8], out: &mut [f32]) {
         .zip(out.chunks_exact_mut(BLOCK))
     {
         let (q, d, m) = unpack_block(t, b);
+        let bias = t.bias();
         for (v, q) in o.iter_mut().zip(q) {
-            *v = d * f32::from(q) + m;
+            *v = if bias == 0 {
+                d * f32::from(q) + m
+            } else {
+                d * (i32::from(q) - bias) as f32
+            };
         }
     }
 }
@@ -187,22 +202,17 @@ pub fn dot_scalar(t: WeightType, row: &[u8], act: &[u8]) -> f32 {
         let (q, d, m) = unpack_block(t, w);
         let dy = f16_at(a, 0);
         let qy = &a[ab - BLOCK..];
-        let sumi: i32 = match t {
-            WeightType::Q5_0 => q
-                .iter()
-                .zip(qy)
-                .map(|(&x, &y)| (i32::from(x) - 16) * i32::from(y as i8))
-                .sum(),
-            _ => q
-                .iter()
-                .zip(qy)
-                .map(|(&x, &y)| i32::from(x) * i32::from(y as i8))
-                .sum(),
-        };
-        sum += match t {
-            WeightType::Q5_0 => d * dy * sumi as f32,
+        let bias = t.bias();
+        let sumi: i32 = q
+            .iter()
+            .zip(qy)
+            .map(|(&x, &y)| (i32::from(x) - bias) * i32::from(y as i8))
+            .sum();
+        sum += if bias != 0 {
+            d * dy * sumi as f32
+        } else {
             // The offset times the sum of the activations: Q8_1 carries it as `s`.
-            _ => d * dy * sumi as f32 + m * f16_at(a, 2),
+            d * dy * sumi as f32 + m * f16_at(a, 2)
         };
     }
     sum
@@ -263,8 +273,12 @@ pub fn matvec_rows_with(
             let mut done = 0;
             // Q5_0's four-row form measured slower than its one-row form (10.3
             // against 14.2 GB/s on 2 threads here): its sign shuffles leave too few
-            // registers for four rows.
-            if let Some(f) = isa.flavor().filter(|_| t != WeightType::Q5_0) {
+            // registers for four rows. Q8_0's unpacked rows go one by one too (the
+            // packed layout is its fast form).
+            if let Some(f) = isa
+                .flavor()
+                .filter(|_| !matches!(t, WeightType::Q5_0 | WeightType::Q8_0))
+            {
                 while done + 4 <= out.len() {
                     let r = first + done;
                     let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
@@ -332,11 +346,12 @@ impl Packed {
             };
         }
         // Per group block, each field of the four rows in turn: Q4_1 [d][m][qs],
-        // Q5_0 [d][qh][qs], Q5_1 [d][m][qh][qs].
+        // Q5_0 [d][qh][qs], Q5_1 [d][m][qh][qs], Q8_0 [d][qs].
         let fields: &[(usize, usize)] = match t {
             WeightType::Q4_1 => &[(0, 2), (2, 2), (4, 16)],
             WeightType::Q5_0 => &[(0, 2), (2, 4), (6, 16)],
             WeightType::Q5_1 => &[(0, 2), (2, 2), (4, 4), (8, 16)],
+            WeightType::Q8_0 => &[(0, 2), (2, 32)],
         };
         let groups = rows.div_ceil(4);
         let mut data = Vec::with_capacity(groups * 4 * row_bytes);

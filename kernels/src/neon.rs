@@ -1,6 +1,7 @@
 //! aarch64 NEON dot products (Advanced SIMD is baseline on aarch64, so no run-time
 //! check), after llama.cpp's ARM kernels without the optional `dotprod` extension:
 //! 16 x 16 signed byte products widened with `vmull_s8` and pairwise-added to i32.
+//! Every product fits i16: |weight| <= 128 (Q8_0) and |activation| <= 127.
 
 use std::arch::aarch64::*;
 
@@ -17,6 +18,7 @@ pub fn dot(t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
             WeightType::Q4_1 => q4_1(row.as_ptr(), act.as_ptr(), blocks),
             WeightType::Q5_0 => q5_0(row.as_ptr(), act.as_ptr(), blocks),
             WeightType::Q5_1 => q5_1(row.as_ptr(), act.as_ptr(), blocks),
+            WeightType::Q8_0 => q8_0(row.as_ptr(), act.as_ptr(), blocks),
         }
     }
 }
@@ -30,7 +32,7 @@ unsafe fn half(p: *const u8) -> f32 {
 /// Sum of 16 x 16 signed byte products.
 #[inline(always)]
 unsafe fn dot16(a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    // SAFETY: register-only NEON arithmetic; each product fits i16 (|a| < 32, |b| <= 128).
+    // SAFETY: register-only NEON arithmetic; each product fits i16 (|a| <= 128, |b| <= 127).
     unsafe {
         let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
         let hi = vmull_high_s8(a, b);
@@ -110,6 +112,28 @@ unsafe fn q5_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
                 dot16(vreinterpretq_s8_u8(hi), vld1q_s8(by.add(20) as *const i8)),
             );
             sum += half(bx) * half(by) * vaddvq_s32(p) as f32 + half(bx.add(2)) * half(by.add(2));
+        }
+        sum
+    }
+}
+
+unsafe fn q8_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+    // SAFETY: block i of x and of y is bytes [34 i, 34 i + 34).
+    unsafe {
+        let mut sum = 0.0f32;
+        for i in 0..blocks {
+            let (bx, by) = (x.add(i * 34), y.add(i * 34));
+            let p = vaddq_s32(
+                dot16(
+                    vld1q_s8(bx.add(2) as *const i8),
+                    vld1q_s8(by.add(2) as *const i8),
+                ),
+                dot16(
+                    vld1q_s8(bx.add(18) as *const i8),
+                    vld1q_s8(by.add(18) as *const i8),
+                ),
+            );
+            sum += half(bx) * half(by) * vaddvq_s32(p) as f32;
         }
         sum
     }

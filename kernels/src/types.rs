@@ -10,6 +10,9 @@ pub enum WeightType {
     Q4_1,
     Q5_0,
     Q5_1,
+    /// `d: f16, qs: [i8; 32]`: 8-bit weights (embeddings and output heads of most
+    /// GGUF files, and every weight of a Q8_0 file).
+    Q8_0,
 }
 
 /// How activations are quantized for a weight type's dot product.
@@ -23,17 +26,36 @@ pub enum ActType {
 }
 
 impl WeightType {
+    /// Every type these kernels handle.
+    pub const ALL: [WeightType; 4] = [
+        WeightType::Q4_1,
+        WeightType::Q5_0,
+        WeightType::Q5_1,
+        WeightType::Q8_0,
+    ];
+
     pub fn block_bytes(self) -> usize {
         match self {
             WeightType::Q4_1 => 20,
             WeightType::Q5_0 => 22,
             WeightType::Q5_1 => 24,
+            WeightType::Q8_0 => 34,
+        }
+    }
+
+    /// What is subtracted from the stored unsigned quant for a type without an offset
+    /// (`m`): the value is `d * (q - bias)`; 0 for the types with an offset.
+    pub fn bias(self) -> i32 {
+        match self {
+            WeightType::Q5_0 => 16,
+            WeightType::Q8_0 => 128,
+            WeightType::Q4_1 | WeightType::Q5_1 => 0,
         }
     }
 
     pub fn activation(self) -> ActType {
         match self {
-            WeightType::Q5_0 => ActType::Q8_0,
+            WeightType::Q5_0 | WeightType::Q8_0 => ActType::Q8_0,
             WeightType::Q4_1 | WeightType::Q5_1 => ActType::Q8_1,
         }
     }
@@ -43,6 +65,7 @@ impl WeightType {
             WeightType::Q4_1 => "q4_1",
             WeightType::Q5_0 => "q5_0",
             WeightType::Q5_1 => "q5_1",
+            WeightType::Q8_0 => "q8_0",
         }
     }
 }

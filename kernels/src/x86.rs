@@ -1,5 +1,5 @@
-//! x86-64 dot products, after llama.cpp's `ggml_vec_dot_q4_1_q8_1`, `_q5_0_q8_0` and
-//! `_q5_1_q8_1` (ggml-cpu, x86 quants). One block per iteration: 32 products of
+//! x86-64 dot products, after llama.cpp's `ggml_vec_dot_q4_1_q8_1`, `_q5_0_q8_0`,
+//! `_q5_1_q8_1` and `_q8_0_q8_0` (ggml-cpu, x86 quants). One block per iteration: 32 products of
 //! unsigned weight quants and signed activations summed to eight i32 lanes, scaled in
 //! f32 with one FMA. With AVX2 alone the sum is `maddubs` (u8 x i8 -> i16 pairs) then
 //! `madd` (pairs -> i32); with VNNI (AVX-VNNI, or AVX-512 VNNI on 256-bit registers)
@@ -67,19 +67,22 @@ pub fn dot(f: Flavor, t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f
             (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::q4_1(x, y, blocks),
             (Flavor::Avx512Vnni, WeightType::Q5_0) => avx512_vnni::q5_0(x, y, blocks),
             (Flavor::Avx512Vnni, WeightType::Q5_1) => avx512_vnni::q5_1(x, y, blocks),
+            (Flavor::Avx2, WeightType::Q8_0) => avx2::q8_0(x, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q8_0) => avx_vnni::q8_0(x, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q8_0) => avx512_vnni::q8_0(x, y, blocks),
         }
     }
 }
 
 /// Four weight rows against the same activations: each activation block is loaded once
 /// for four rows, and the four accumulators are independent (more work in flight).
-/// Q4_1 and Q5_1 only (Q5_0's four-row form measured slower; the caller runs it row
-/// by row).
+/// Q4_1 and Q5_1 only (Q5_0's four-row form measured slower, and Q8_0's fast form is
+/// packed: the caller runs them row by row).
 pub fn dot4(f: Flavor, t: WeightType, rows: [&[u8]; 4], act: &[u8], blocks: usize) -> [f32; 4] {
     debug_assert!(f.available());
     debug_assert!(rows.iter().all(|r| r.len() >= blocks * t.block_bytes()));
     debug_assert!(act.len() >= blocks * t.activation().block_bytes());
-    if t == WeightType::Q5_0 {
+    if matches!(t, WeightType::Q5_0 | WeightType::Q8_0) {
         return rows.map(|r| dot(f, t, r, act, blocks));
     }
     let (p, y) = (rows.map(<[u8]>::as_ptr), act.as_ptr());
@@ -114,6 +117,9 @@ pub fn dot4_packed(f: Flavor, t: WeightType, group: &[u8], act: &[u8], blocks: u
             (Flavor::Avx2, WeightType::Q4_1) => avx2::q4_1_x4p(x, y, blocks),
             (Flavor::AvxVnni, WeightType::Q4_1) => avx_vnni::q4_1_x4p(x, y, blocks),
             (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::q4_1_x4p(x, y, blocks),
+            (Flavor::Avx2, WeightType::Q8_0) => avx2::q8_0_x4p(x, y, blocks),
+            (Flavor::AvxVnni, WeightType::Q8_0) => avx_vnni::q8_0_x4p(x, y, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q8_0) => avx512_vnni::q8_0_x4p(x, y, blocks),
             (Flavor::Avx2, _) => avx2::q5_1_x4p(x, y, blocks),
             (Flavor::AvxVnni, _) => avx_vnni::q5_1_x4p(x, y, blocks),
             (Flavor::Avx512Vnni, _) => avx512_vnni::q5_1_x4p(x, y, blocks),
@@ -191,7 +197,9 @@ trait MulSum {
     unsafe fn mul_sum(ax: __m256i, sy: __m256i) -> __m256;
 }
 
-/// The same for signed `x` (-16..16): |x| times y with x's sign moved onto y.
+/// The same for signed `x` (Q5_0: -16..16, Q8_0: -128..128): |x| times y with x's
+/// sign moved onto y. |x| <= 128 and |y| <= 127, so a pair of products is at most
+/// 32,512 and `maddubs` does not saturate.
 #[inline(always)]
 unsafe fn mul_sum_i8<M: MulSum>(x: __m256i, y: __m256i) -> __m256 {
     // SAFETY: register-only AVX2 arithmetic.
@@ -292,6 +300,43 @@ macro_rules! kernels {
                         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_i8::<Mul>(qx, qy), acc);
                     }
                     hsum(acc)
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q8_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+                // SAFETY: block i of x is bytes [34 i, 34 i + 34), of y [34 i, 34 i + 34).
+                unsafe {
+                    let mut acc = _mm256_setzero_ps();
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 34), y.add(i * 34));
+                        let d = half(bx) * half(by);
+                        let qx = _mm256_loadu_si256(bx.add(2) as *const __m256i);
+                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_i8::<Mul>(qx, qy), acc);
+                    }
+                    hsum(acc)
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q8_0_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
+                // SAFETY: block i of the group is bytes [136 i, 136 i + 136) (four f16
+                // scales, four rows' 32 quant bytes), of y [34 i, 34 i + 34).
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    for i in 0..blocks {
+                        let (bx, by) = (x.add(i * 136), y.add(i * 34));
+                        let d = _mm_cvtph_ps(_mm_loadl_epi64(bx as *const __m128i));
+                        let dd = _mm_mul_ps(d, _mm_set1_ps(half(by)));
+                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        for r in 0..4 {
+                            let qx = _mm256_loadu_si256(bx.add(8 + 32 * r) as *const __m256i);
+                            let q = mul_sum_i8::<Mul>(qx, qy);
+                            acc[r] = _mm256_fmadd_ps(lane(dd, r), q, acc[r]);
+                        }
+                    }
+                    [0, 1, 2, 3].map(|r| hsum(acc[r]))
                 }
             }
 
@@ -461,7 +506,12 @@ mod tests {
             s ^= s << 17;
             s as u8
         };
-        for t in [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1] {
+        for t in [
+            WeightType::Q4_1,
+            WeightType::Q5_0,
+            WeightType::Q5_1,
+            WeightType::Q8_0,
+        ] {
             let blocks = 7;
             let mut rows: Vec<Vec<u8>> = (0..4)
                 .map(|_| (0..blocks * t.block_bytes()).map(|_| byte()).collect())
@@ -470,7 +520,7 @@ mod tests {
                 for b in r.chunks_exact_mut(t.block_bytes()) {
                     // Finite scales: 0.01 and 0.002 as f16.
                     b[..2].copy_from_slice(&0x211Eu16.to_le_bytes());
-                    if t != WeightType::Q5_0 {
+                    if t.bias() == 0 {
                         b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
                     }
                 }

@@ -29,7 +29,12 @@ impl Rng {
     }
 }
 
-const TYPES: [WeightType; 3] = [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1];
+const TYPES: [WeightType; 4] = [
+    WeightType::Q4_1,
+    WeightType::Q5_0,
+    WeightType::Q5_1,
+    WeightType::Q8_0,
+];
 
 /// Kinds of weight blocks: random, and the edges.
 #[derive(Clone, Copy, Debug)]
@@ -56,10 +61,21 @@ fn weight_row(t: WeightType, blocks: usize, fill: Fill, rng: &mut Rng) -> Vec<u8
                 _ => rng.next() as u8,
             }
         };
+        if t == WeightType::Q8_0 {
+            // 32 signed bytes: AllMin is -128 everywhere, AllMax 127.
+            for _ in 0..32 {
+                b.push(match fill {
+                    Fill::AllMin => 0x80,
+                    Fill::AllMax => 0x7F,
+                    _ => rng.next() as u8,
+                });
+            }
+            row.extend(b);
+            continue;
+        }
         match t {
-            WeightType::Q4_1 => b.extend(half::f32_to_f16(m).to_le_bytes()),
-            WeightType::Q5_0 => {}
-            WeightType::Q5_1 => b.extend(half::f32_to_f16(m).to_le_bytes()),
+            WeightType::Q4_1 | WeightType::Q5_1 => b.extend(half::f32_to_f16(m).to_le_bytes()),
+            _ => {}
         }
         if t != WeightType::Q4_1 {
             for _ in 0..4 {
@@ -104,7 +120,7 @@ fn reference(t: WeightType, row: &[u8], x: &[f32], act: &[u8]) -> (f64, f64) {
             .sum();
         let abs_w: f64 = wc.iter().map(|w| f64::from(w.abs())).sum();
         let (m, s) = match t {
-            WeightType::Q5_0 => (0.0, 0.0),
+            WeightType::Q5_0 | WeightType::Q8_0 => (0.0, 0.0),
             _ => {
                 let wb = &row[b * t.block_bytes()..];
                 (

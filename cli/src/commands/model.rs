@@ -52,9 +52,11 @@ pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
             ""
         }
     )?;
+    let own = eprof_models::own_kernel_types();
     writeln!(
         out,
-        "cpu kernels   {kernels} for q4_1, q5_0, q5_1; candle's for the other types"
+        "cpu kernels   {kernels} for {}; candle's for the other types",
+        own.join(", ")
     )?;
     writeln!(out, "tokenizer     {}", m.tokenizer.describe())?;
     writeln!(

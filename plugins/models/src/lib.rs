@@ -92,6 +92,15 @@ pub fn execution(gpu: bool) -> eprof_format::Execution {
     }
 }
 
+/// The GGUF weight types eprof's CPU kernels run (`q4_1`, `q5_0`, `q5_1`, `q8_0`);
+/// candle's run the others.
+pub fn own_kernel_types() -> Vec<&'static str> {
+    eprof_kernels::WeightType::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect()
+}
+
 /// Threads of candle's CPU pool, which its quantized matmuls and eprof's kernels run
 /// on: `CANDLE_NUM_THREADS` when set (what candle's pool reads first), else rayon's
 /// count (`RAYON_NUM_THREADS` or the cores), as candle decides it.

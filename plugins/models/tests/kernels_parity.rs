@@ -1,8 +1,8 @@
 //! eprof's CPU kernels against candle's on the same quantized weights: projections of
-//! Q4_1, Q5_0 and Q5_1 matrices, one input row (decode) and several (prefill).
+//! Q4_1, Q5_0, Q5_1 and Q8_0 matrices, one input row (decode) and several (prefill).
 //! Both are checked against the exact f32 product of the same (dequantized) weights,
 //! and the errors printed (`--nocapture`). Both quantize the input to Q8 and add the
-//! same integer products; Q5_0 agrees to f32 rounding. For Q4_1 and Q5_1 they differ
+//! same integer products; Q5_0 and Q8_0 agree to f32 rounding. For Q4_1 and Q5_1 they differ
 //! in the block sum `s` of the Q8_1 input: eprof stores `f16(d * sum)` as llama.cpp
 //! does, candle `f16(sum) * f16(d)` (rounded twice, and `sum` above 2048 loses bits in
 //! f16); against the exact product their errors are of one size (within 4% of each
@@ -16,7 +16,12 @@ use eprof_models::decoder::BlockLinear;
 #[test]
 fn block_linear_matches_candle_qmatmul() {
     let dev = Device::Cpu;
-    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1] {
+    for dtype in [
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
+        GgmlDType::Q8_0,
+    ] {
         for m in [1usize, 7] {
             let (n, k) = (96usize, 256usize);
             // Seeded: the same matrices on every run.

@@ -5,8 +5,8 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 
 /// A projection: dense (safetensors), quantized through candle (GGUF), or quantized
-/// through eprof's own CPU kernels (GGUF Q4_1 / Q5_0 / Q5_1 on the CPU, which candle
-/// runs in scalar code), with an optional bias.
+/// through eprof's own CPU kernels (GGUF Q4_1 / Q5_0 / Q5_1 / Q8_0 on the CPU:
+/// [`eprof_kernels::WeightType::ALL`]), with an optional bias.
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
@@ -56,8 +56,8 @@ impl Linear {
 /// 0: not decided yet (read `EPROF_CPU_KERNELS`), 1: eprof's, 2: candle's.
 pub(super) static OWN_KERNELS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Whether models loaded from now on use eprof's CPU kernels for Q4_1, Q5_0 and Q5_1
-/// weights or candle's (the benchmark compares both in one process).
+/// Whether models loaded from now on use eprof's CPU kernels for the types they
+/// handle ([`eprof_kernels::WeightType::ALL`]) or candle's (the benchmark compares both in one process).
 pub fn set_own_kernels(on: bool) {
     OWN_KERNELS.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
 }
@@ -108,6 +108,7 @@ impl BlockLinear {
             GgmlDType::Q4_1 => WeightType::Q4_1,
             GgmlDType::Q5_0 => WeightType::Q5_0,
             GgmlDType::Q5_1 => WeightType::Q5_1,
+            GgmlDType::Q8_0 => WeightType::Q8_0,
             _ => return Ok(None),
         };
         let (out_features, in_features) = match q.shape().dims() {
