@@ -113,15 +113,20 @@ try {
     for (let i = 0; i < 3; i++) p.el.dispatchEvent(new WheelEvent("wheel", { deltaY: -200, clientX: p.x, clientY: p.y, bubbles: true, cancelable: true }));
     await frame();
     const after = plot("#power-box .pw-plot"), track = plot("#track-box .tr-plot");
+    p = at("#power-box", 0.5);
+    p.el.dispatchEvent(new WheelEvent("wheel", { deltaY: 150, shiftKey: true, clientX: p.x, clientY: p.y, bubbles: true, cancelable: true }));
+    await frame();
+    const panned = plot("#power-box .pw-plot");
     const a = at("#track-box", 0.2), b = at("#track-box", 0.6);
     const mouse = (type, q) => q.el.dispatchEvent(new MouseEvent(type, { clientX: q.x, clientY: q.y, button: 0, bubbles: true, cancelable: true }));
     mouse("mousedown", a); mouse("mousemove", { ...b, x: (a.x + b.x) / 2 }); mouse("mousemove", b); mouse("mouseup", b);
     await frame();
     const r = document.querySelector("#range-cost")?.dataset ?? {};
-    return JSON.stringify({ before, after, track, from: r.from, to: r.to, joules: Number(r.joules) });
+    return JSON.stringify({ before, after, track, panned, from: r.from, to: r.to, joules: Number(r.joules) });
   })()`).then(JSON.parse);
   check(zoom.after[1] - zoom.after[0] < (zoom.before[1] - zoom.before[0]) * 0.6, `the wheel zooms the power chart: ${zoom.before} -> ${zoom.after}`);
   check(zoom.track.join() === zoom.after.join(), "the time track zoomed with it");
+  check(zoom.panned[0] > zoom.after[0] && Math.abs((zoom.panned[1] - zoom.panned[0]) - (zoom.after[1] - zoom.after[0])) <= 2, `shift + wheel pans: ${zoom.after} -> ${zoom.panned}`);
   const cli = JSON.parse(execFileSync(bin, ["show", tracePath, "--from", zoom.from, "--to", zoom.to, "--json"], { encoding: "utf8" }));
   check(Math.abs(zoom.joules - cli.total.joules) <= 1e-9 * cli.total.joules, `a dragged range ${zoom.from}..${zoom.to}: ${zoom.joules} J, eprof show --from --to: ${cli.total.joules} J`);
   const found = await ev(`(async () => {
