@@ -85,10 +85,46 @@ impl Isa {
     }
 }
 
-/// The best implementation this CPU runs (decided once).
+impl Isa {
+    /// Every implementation, in the order [`best`] prefers them.
+    pub const ALL: [Isa; 4] = [Isa::AvxVnni, Isa::Avx2, Isa::Neon, Isa::Scalar];
+
+    /// The implementation of this [`Isa::name`].
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+/// What `EPROF_CPU_ISA` asks for (`scalar`, `avx2`, `avx2-vnni`, `neon`), when this
+/// CPU runs it: a benchmark forces the AVX2 path on a CPU with VNNI this way.
+/// `Err` names a value that is unknown or that this CPU cannot run.
+pub fn isa_from_env() -> Result<Option<Isa>, String> {
+    let Ok(v) = std::env::var("EPROF_CPU_ISA") else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+    match Isa::from_name(v.trim()) {
+        Some(i) if i.available() => Ok(Some(i)),
+        Some(i) => Err(format!(
+            "EPROF_CPU_ISA={v}: this CPU cannot run {}",
+            i.name()
+        )),
+        None => Err(format!(
+            "EPROF_CPU_ISA={v}: unknown; one of {}",
+            names.join(", ")
+        )),
+    }
+}
+
+/// The implementation the kernels use (decided once): `EPROF_CPU_ISA` when it names
+/// one this CPU runs (see [`isa_from_env`]; callers that can report an error check it
+/// first), else the best this CPU has.
 pub fn best() -> Isa {
     static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *BEST.get_or_init(|| {
+        if let Ok(Some(forced)) = isa_from_env() {
+            return forced;
+        }
         if Isa::AvxVnni.available() {
             Isa::AvxVnni
         } else if Isa::Avx2.available() {

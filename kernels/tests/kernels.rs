@@ -300,3 +300,12 @@ fn packed_matrices_match_their_rows_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn implementations_are_found_by_their_names() {
+    for isa in Isa::ALL {
+        assert_eq!(Isa::from_name(isa.name()), Some(isa));
+    }
+    assert_eq!(Isa::from_name("sse"), None);
+    assert!(Isa::Scalar.available());
+}

@@ -166,6 +166,7 @@ impl Profiler {
     /// has).
     pub fn check(&self, req: &RecordRequest) -> Result<()> {
         req.check()?;
+        eprof_models::check_kernel_env().map_err(RecordError::bad_request)?;
         let power: Vec<&str> = self.registry.power.iter().map(|p| p.name).collect();
         if req.power.name != "auto" && !power.contains(&req.power.name.as_str()) {
             return Err(RecordError::bad_request(format!(

@@ -1304,3 +1304,30 @@ fn show_from_to_gives_what_a_stretch_cost_and_its_parts_add_up() {
     let o = env.run(&["show", &id, "--from", "2h"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_forced_kernel_isa_is_checked_before_the_model_loads() {
+    let env = eprof_tests::CliEnv::new();
+    for (isa, says) in [("sse", "unknown; one of"), ("scalar", "")] {
+        let o = env
+            .cmd(&[
+                "record",
+                "hi",
+                "--max-tokens",
+                "2",
+                "--power",
+                "synthetic",
+                "--quiet",
+            ])
+            .env("EPROF_CPU_ISA", isa)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        if says.is_empty() {
+            assert!(o.status.success(), "{isa}: {err}");
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{isa}: {err}");
+            assert!(err.contains(says) && err.contains("avx2"), "{err}");
+        }
+    }
+}

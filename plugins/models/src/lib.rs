@@ -92,6 +92,12 @@ pub fn execution(gpu: bool) -> eprof_format::Execution {
     }
 }
 
+/// Whether `EPROF_CPU_ISA` (a forced kernel implementation) is one this CPU runs;
+/// unset is fine.
+pub fn check_kernel_env() -> Result<(), String> {
+    eprof_kernels::isa_from_env().map(|_| ())
+}
+
 /// The GGUF weight types eprof's CPU kernels run (`q4_1`, `q5_0`, `q5_1`, `q8_0`);
 /// candle's run the others.
 pub fn own_kernel_types() -> Vec<&'static str> {
