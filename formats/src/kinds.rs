@@ -11,7 +11,7 @@ use bincode::de::Decoder;
 use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// Why generation stopped, as a live event says it. A trace keeps the message of an
 /// error too: [`RunStop`].
@@ -150,6 +150,26 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+/// Serde for a `Display` + `FromStr` type: as its text (a JSON string). Shared with
+/// the request types of `eprof-record`.
+#[macro_export]
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// Serialised as its text, in bincode and serde alike.
 macro_rules! as_text {
     ($t:ty) => {
@@ -164,109 +184,69 @@ macro_rules! as_text {
             }
         }
         bincode::impl_borrow_decode!($t);
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
-                    .parse()
-                    .map_err(serde::de::Error::custom)
-            }
-        }
+        $crate::serde_as_text!($t);
     };
 }
 as_text!(RunStop);
 as_text!(DeviceSpec);
 
-/// The component names of a layer that eprof's adapters write, in the trace's
-/// spelling ([`Component::name`]). A site's `component` stays text in the trace, since
-/// an adapter from a plugin may name its own; code that looks for one of these asks
-/// [`crate::SiteDef::is`] instead of comparing strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Component {
+/// `Component`: its variants with their trace names, written once.
+macro_rules! components {
+    ($($(#[$doc:meta])* $v:ident => $name:literal,)*) => {
+        /// The component names of a layer that eprof's adapters write, in the trace's
+        /// spelling ([`Component::name`]). A site's `component` stays text in the
+        /// trace, since an adapter from a plugin may name its own; code that looks for
+        /// one of these asks [`crate::SiteDef::is`] instead of comparing strings.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Component {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl Component {
+            pub const ALL: &'static [Component] = &[$(Component::$v,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Component::$v => $name,)*
+                }
+            }
+        }
+    };
+}
+
+components! {
     /// A whole layer.
-    Layer,
-    InputLayernorm,
-    QProj,
-    KProj,
-    VProj,
+    Layer => "layer",
+    InputLayernorm => "input_layernorm",
+    QProj => "q_proj",
+    KProj => "k_proj",
+    VProj => "v_proj",
     /// Gemma 3.
-    QNorm,
+    QNorm => "q_norm",
     /// Gemma 3.
-    KNorm,
-    Rope,
-    Attention,
-    OProj,
+    KNorm => "k_norm",
+    Rope => "rope",
+    Attention => "attention",
+    OProj => "o_proj",
     /// Gemma 3: the norm on the attention output.
-    PostAttentionNorm,
+    PostAttentionNorm => "post_attention_norm",
     /// The Llama family's norm before the MLP.
-    PostAttentionLayernorm,
+    PostAttentionLayernorm => "post_attention_layernorm",
     /// Gemma 3's norm before the MLP.
-    PreFeedforwardLayernorm,
-    GateProj,
-    UpProj,
+    PreFeedforwardLayernorm => "pre_feedforward_layernorm",
+    GateProj => "gate_proj",
+    UpProj => "up_proj",
     /// The MLP's activation (SiLU, GELU) times the up projection.
-    Act,
-    DownProj,
+    Act => "act",
+    DownProj => "down_proj",
     /// Gemma 3: the norm on the MLP output.
-    PostFeedforwardLayernorm,
+    PostFeedforwardLayernorm => "post_feedforward_layernorm",
 }
 
 impl Component {
-    pub const ALL: [Component; 18] = {
-        use Component::*;
-        [
-            Layer,
-            InputLayernorm,
-            QProj,
-            KProj,
-            VProj,
-            QNorm,
-            KNorm,
-            Rope,
-            Attention,
-            OProj,
-            PostAttentionNorm,
-            PostAttentionLayernorm,
-            PreFeedforwardLayernorm,
-            GateProj,
-            UpProj,
-            Act,
-            DownProj,
-            PostFeedforwardLayernorm,
-        ]
-    };
-
-    pub fn name(self) -> &'static str {
-        use Component::*;
-        match self {
-            Layer => "layer",
-            InputLayernorm => "input_layernorm",
-            QProj => "q_proj",
-            KProj => "k_proj",
-            VProj => "v_proj",
-            QNorm => "q_norm",
-            KNorm => "k_norm",
-            Rope => "rope",
-            Attention => "attention",
-            OProj => "o_proj",
-            PostAttentionNorm => "post_attention_norm",
-            PostAttentionLayernorm => "post_attention_layernorm",
-            PreFeedforwardLayernorm => "pre_feedforward_layernorm",
-            GateProj => "gate_proj",
-            UpProj => "up_proj",
-            Act => "act",
-            DownProj => "down_proj",
-            PostFeedforwardLayernorm => "post_feedforward_layernorm",
-        }
-    }
-
     /// The component of this name, if eprof's adapters write it.
     pub fn of(name: &str) -> Option<Component> {
-        Component::ALL.into_iter().find(|c| c.name() == name)
+        Component::ALL.iter().copied().find(|c| c.name() == name)
     }
 
     /// On the attention side of a layer (the rest is the MLP side).
@@ -356,7 +336,7 @@ mod tests {
 
     #[test]
     fn component_names_are_unique_and_found_back() {
-        for c in Component::ALL {
+        for &c in Component::ALL {
             assert_eq!(Component::of(c.name()), Some(c));
         }
         assert_eq!(Component::of("q_proj"), Some(Component::QProj));

@@ -263,24 +263,8 @@ impl<'de> Deserialize<'de> for ProbeSelection {
     }
 }
 
-/// `Display` + `FromStr` types travel as JSON strings.
-macro_rules! serde_as_string {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
-                    .parse()
-                    .map_err(|e: RecordError| serde::de::Error::custom(e.message))
-            }
-        }
-    };
-}
-serde_as_string!(PowerSpec);
+// Travels as its text in JSON bodies.
+eprof_format::serde_as_text!(PowerSpec);
 
 #[cfg(test)]
 mod tests {

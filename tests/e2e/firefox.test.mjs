@@ -8,6 +8,7 @@
 //
 //   node --experimental-websocket tests/e2e/firefox.test.mjs
 
+import { makeChecks } from "./checks.mjs";
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,12 +24,7 @@ const page = pathToFileURL(join(out, "shared.html")).href;
 const tracePath = join(out, "real.eprof");
 const bin = resolve(root, process.env.EPROF_BIN ?? "target/debug/eprof");
 
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error(`FAILED (firefox): ${what}`);
-  checks++;
-  console.log(`  ok  ${what}`);
-}
+const { check, eq, passed } = makeChecks(" (firefox)");
 
 const profile = mkdtempSync(join(tmpdir(), "eprof-ff-"));
 const ff = spawn(firefox, ["--headless", "--no-remote", "-profile", profile, "--remote-debugging-port", "0", "--window-size=1366,900", "about:blank"], { stdio: ["ignore", "ignore", "pipe"] });
@@ -164,4 +160,4 @@ try {
 } finally {
   ff.kill();
 }
-console.log(`viewer in firefox: ${checks} checks passed`);
+console.log(`viewer in firefox: ${passed()} checks passed`);

@@ -5,6 +5,7 @@
 // interval and a dot per run, phases and layers with error bars, and the comparison
 // with verdicts whose numbers are `eprof compare --json`'s; two groups compare too;
 // no console errors.
+import { makeChecks } from "./checks.mjs";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -21,12 +22,7 @@ rmSync(dataDir, { recursive: true, force: true });
 mkdirSync(dataDir, { recursive: true });
 for (const f of [bin, chromiumPath]) statSync(f); // throws if missing
 
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error(`FAILED: ${what}`);
-  checks++;
-  console.log(`  ok  ${what}`);
-}
+const { check, eq, passed } = makeChecks("");
 function eprof(args) {
   return execFileSync(bin, ["--data-dir", dataDir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
 }
@@ -94,4 +90,4 @@ await page.close();
 
 await browser.close();
 check(consoleErrors.length === 0, `no console errors${consoleErrors.length ? ": " + consoleErrors.join(" | ") : ""}`);
-console.log(`\ngroups viewer test: ${checks} checks passed`);
+console.log(`\ngroups viewer test: ${passed()} checks passed`);

@@ -14,6 +14,7 @@
 // shows one, copied to docs/live-dashboard.png).
 // Every loop is bounded; the server listens on 127.0.0.1 only.
 
+import { makeChecks } from "./checks.mjs";
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -31,13 +32,7 @@ const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 if (!model) throw new Error("EPROF_MODEL is not set (scripts/fetch-model.sh prints the path)");
 for (const f of [bin, chromiumPath, model]) statSync(f);
 
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error(`FAILED: ${what}`);
-  checks++;
-  console.log(`  ok  ${what}`);
-}
-const eq = (a, b, what) => check(a === b, `${what}: ${a} == ${b}`);
+const { check, eq, passed } = makeChecks("");
 const eprof = (args) => execFileSync(bin, ["--data-dir", dataDir, ...args], { encoding: "utf8" });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -254,7 +249,7 @@ try {
   eq(await offline.locator("#live-controls, #history").count(), 0, "the offline page shows no live or history controls");
 
   eq(consoleErrors.length, 0, `no console errors${consoleErrors.length ? ": " + consoleErrors.join(" | ") : ""}`);
-  console.log(`\nlive dashboard e2e: ${checks} checks passed`);
+  console.log(`\nlive dashboard e2e: ${passed()} checks passed`);
 } finally {
   await browser.close();
   server.kill();

@@ -3,7 +3,8 @@
 //
 //   EPROF_BIN=target/debug/eprof EPROF_MODEL=<gguf> node tests/e2e/screenshots.mjs docs/img
 
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
+import { serveView } from "./checks.mjs";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -30,19 +31,9 @@ const span = (from, to) => {
 const [z0, z1] = span("#1", "#31");
 const [r0, r1] = span("#8", "#15");
 
-const server = spawn(bin, ["--data-dir", data, "view", trace, "--no-open"], { stdio: ["ignore", "pipe", "inherit"] });
+const { url, server } = await serveView(bin, data, trace);
 const { browser, consoleErrors, newPage } = await launchChromium(process.env.CHROMIUM ?? "/usr/bin/chromium");
 try {
-  const url = await new Promise((res, rej) => {
-    let buf = "";
-    server.stdout.on("data", (d) => {
-      buf += d;
-      const m = buf.match(/http:\/\/127\.0\.0\.1:\d+\/\S*/);
-      if (m) res(m[0]);
-    });
-    server.on("exit", (c) => rej(new Error(`eprof view exited with ${c}`)));
-    setTimeout(() => rej(new Error("eprof view printed no URL")), 15000);
-  });
   const page = await newPage("screenshots");
   await page.goto(`${url}#token=12&range=${r0}-${r1}&zoom=${z0}-${z1}`);
   await page.waitForSelector("body[data-loaded='1']");

@@ -11,7 +11,8 @@
 // error. Screenshots go to target/e2e/. Exits non-zero on the first failure; nothing
 // is skipped (a missing browser, binary or model is a failure).
 
-import { execFileSync, spawn } from "node:child_process";
+import { makeChecks, serveView } from "./checks.mjs";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -27,15 +28,7 @@ const viewerHtml = join(root, "target/viewer/eprof-viewer.html");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const dataDir = join(out, "data");
 
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error(`FAILED: ${what}`);
-  checks++;
-  console.log(`  ok  ${what}`);
-}
-function eq(actual, expected, what) {
-  check(actual === expected, `${what}: ${actual} == ${expected}`);
-}
+const { check, eq, passed } = makeChecks("");
 function eprof(args) {
   return execFileSync(bin, ["--data-dir", dataDir, ...args], { encoding: "utf8" });
 }
@@ -253,17 +246,7 @@ await page.close();
 
 // 5. `eprof view`: served on 127.0.0.1, the page fetches ?trace=<url>.
 console.log("eprof view (served)");
-const server = spawn(bin, ["--data-dir", dataDir, "view", tracePath, "--no-open"], { stdio: ["ignore", "pipe", "inherit"] });
-const url = await new Promise((res, rej) => {
-  let buf = "";
-  server.stdout.on("data", (d) => {
-    buf += d;
-    const m = buf.match(/http:\/\/127\.0\.0\.1:\d+\/\S*/);
-    if (m) res(m[0]);
-  });
-  server.on("exit", (c) => rej(new Error(`eprof view exited with ${c}`)));
-  setTimeout(() => rej(new Error("eprof view printed no URL")), 15000);
-});
+const { url, server } = await serveView(bin, dataDir, tracePath);
 try {
   page = await newPage("served");
   await page.goto(url);
@@ -281,7 +264,7 @@ check(consoleErrors.length === 0, `no console errors${consoleErrors.length ? ": 
 // them once, with the SmolLM2 trace, and passes --views-only for the Gemma 3 one.
 if (process.argv.includes("--views-only")) {
   await browser.close();
-  console.log(`\nviewer e2e (views only; big traces and benchmark in the other run): ${checks} checks passed; screenshots in ${out}`);
+  console.log(`\nviewer e2e (views only; big traces and benchmark in the other run): ${passed()} checks passed; screenshots in ${out}`);
   process.exit(0);
 }
 
@@ -349,4 +332,4 @@ console.log(`targets: 1,000 tokens < 500 ms: ${(b1.total / 500).toFixed(2)}x of 
 check(consoleErrors.length === 0, "no console errors during the benchmark");
 
 await browser.close();
-console.log(`\nviewer e2e: ${checks} checks passed; screenshots in ${out}`);
+console.log(`\nviewer e2e: ${passed()} checks passed; screenshots in ${out}`);

@@ -8,7 +8,8 @@
 //
 // Nothing is skipped: a missing browser, binary or model is a failure.
 
-import { execFileSync, spawn } from "node:child_process";
+import { makeChecks, serveView } from "./checks.mjs";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -23,12 +24,7 @@ const viewerHtml = join(root, "target/viewer/eprof-viewer.html");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const dataDir = join(out, "zoom-data");
 
-let checks = 0;
-function check(cond, what) {
-  if (!cond) throw new Error(`FAILED: ${what}`);
-  checks++;
-  console.log(`  ok  ${what}`);
-}
+const { check, eq, passed } = makeChecks("");
 const eprof = (args) => execFileSync(bin, ["--data-dir", dataDir, ...args], { encoding: "utf8" });
 const close = (a, b, rel = 1e-9) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-300);
 
@@ -162,18 +158,8 @@ const stroke = await page.$eval('#heatmap .hm-cell[data-layer="1"][data-comp="q_
 check(stroke === "3px", `and marks its heatmap cell (stroke ${stroke})`);
 
 // ------------------------------------------------------------- a link restores the view
-const server = spawn(bin, ["--data-dir", dataDir, "view", tracePath, "--no-open"], { stdio: ["ignore", "pipe", "inherit"] });
+const { url, server } = await serveView(bin, dataDir, tracePath);
 try {
-  const url = await new Promise((res, rej) => {
-    let buf = "";
-    server.stdout.on("data", (d) => {
-      buf += d;
-      const m = buf.match(/http:\/\/127\.0\.0\.1:\d+\/\S*/);
-      if (m) res(m[0]);
-    });
-    server.on("exit", (c) => rej(new Error(`eprof view exited with ${c}`)));
-    setTimeout(() => rej(new Error("eprof view printed no URL")), 15000);
-  });
   const [t0, t1] = whole.power;
   const zoom = [Math.round(t0 + (t1 - t0) * 0.2), Math.round(t0 + (t1 - t0) * 0.7)];
   const range = [Math.round(t0 + (t1 - t0) * 0.3), Math.round(t0 + (t1 - t0) * 0.5)];
@@ -202,4 +188,4 @@ try {
 await page.close();
 await browser.close();
 check(consoleErrors.length === 0, `no console errors${consoleErrors.length ? ": " + consoleErrors.join(" | ") : ""}`);
-console.log(`\nviewer zoom, range, icicle, search, links: ${checks} checks passed`);
+console.log(`\nviewer zoom, range, icicle, search, links: ${passed()} checks passed`);

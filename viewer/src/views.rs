@@ -285,22 +285,7 @@ fn TreemapSection(v: Arc<TraceView>) -> impl IntoView {
         <section id="treemap">
             <h2>"Treemap"</h2>
             <div class="controls">
-                <span class="crumbs">
-                    {move || {
-                        crumbs
-                            .get()
-                            .into_iter()
-                            .enumerate()
-                            .map(|(depth, name)| {
-                                view! {
-                                    <button class="crumb" on:click=move |_| s.tm_path.update(|p| p.truncate(depth))>
-                                        {name}
-                                    </button>
-                                }
-                            })
-                            .collect_view()
-                    }}
-                </span>
+                <Crumbs names=crumbs path=s.tm_path class="crumbs"/>
                 <label>
                     "Zoom into "
                     <select
@@ -521,6 +506,33 @@ fn request_frame(f: impl FnOnce() + 'static) {
     let _ = web_sys::window().and_then(|w| w.request_animation_frame(cb.unchecked_ref()).ok());
 }
 
+/// The path into a hierarchy as buttons, root first: each one zooms back out to it.
+#[component]
+fn Crumbs(
+    names: Memo<Vec<String>>,
+    path: RwSignal<Vec<usize>>,
+    class: &'static str,
+) -> impl IntoView {
+    view! {
+        <span class=class>
+            {move || {
+                names
+                    .get()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(depth, name)| {
+                        view! {
+                            <button class="crumb" on:click=move |_| path.update(|p| p.truncate(depth))>
+                                {name}
+                            </button>
+                        }
+                    })
+                    .collect_view()
+            }}
+        </span>
+    }
+}
+
 #[component]
 fn IcicleSection(v: Arc<TraceView>) -> impl IntoView {
     let s = sel();
@@ -536,22 +548,7 @@ fn IcicleSection(v: Arc<TraceView>) -> impl IntoView {
         <section id="icicle">
             <h2>"Icicle"</h2>
             <div class="controls">
-                <span class="crumbs ic-crumbs">
-                    {move || {
-                        crumbs
-                            .get()
-                            .into_iter()
-                            .enumerate()
-                            .map(|(depth, name)| {
-                                view! {
-                                    <button class="crumb" on:click=move |_| s.ic_path.update(|p| p.truncate(depth))>
-                                        {name}
-                                    </button>
-                                }
-                            })
-                            .collect_view()
-                    }}
-                </span>
+                <Crumbs names=crumbs path=s.ic_path class="crumbs ic-crumbs"/>
             </div>
             <div
                 class="chart-box"
