@@ -93,12 +93,13 @@ cargo test --workspace --locked
 
 step "CPU kernels on aarch64 (NEON), under qemu"
 # A generic CPU for the cross build: .cargo/config.toml's target-cpu=native names this
-# machine's x86 CPU.
+# machine's x86 CPU. One test at a time, so that the line the grep below looks for is
+# not interleaved with another test's output.
 neon_log="$(mktemp)"
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
 RUSTFLAGS="-C target-cpu=generic" \
-  cargo test --locked -p eprof-kernels --target aarch64-unknown-linux-gnu -- --nocapture 2>&1 \
+  cargo test --locked -p eprof-kernels --target aarch64-unknown-linux-gnu -- --nocapture --test-threads=1 2>&1 \
   | tee "$neon_log"
 grep "best implementation: neon" "$neon_log" >/dev/null \
   || { echo "the aarch64 tests did not run the NEON kernels" >&2; exit 1; }
