@@ -27,8 +27,8 @@ struct Time {
     ctx: Ctx,
     /// The whole pipeline, the window when nothing is zoomed.
     full: (u64, u64),
-    /// A drag in progress: where it started (ns, client x, plot width in px) and the
-    /// window then; `shift` pans instead of selecting.
+    /// A drag in progress: where it started (ns, client x, plot width in px), the
+    /// window then, and whether it pans (shift held) rather than selects.
     drag: StoredValue<Option<Drag>>,
 }
 

@@ -178,9 +178,21 @@ fn auto_records_nvml_and_rapl_together_each_with_its_resolution() {
         (total - (gpu + pkg + dram)).abs() < 1e-9,
         "the total is their sum"
     );
-    // A 5 ms span: finer than NVML's 10 ms period (attributed), within RAPL's 1 ms.
+    // A span between the two channels' resolutions: finer than NVML's 10 ms period
+    // (attributed), coarser than RAPL's. RAPL's is its 1 ms, or, when the writer
+    // thread above was late often enough that readings repeated, the period it was
+    // seen to update at (a few ms on a loaded machine): read from the trace.
     let a = &en.attribution;
-    let (x, y) = (trace.samples[3].t0_ns, trace.samples[3].t0_ns + 5_000_000);
+    let (r_gpu, r_pkg) = (
+        a.channel_resolution_ns(0).unwrap(),
+        a.channel_resolution_ns(1).unwrap(),
+    );
+    assert!(
+        r_gpu >= gpu_res && r_pkg < r_gpu,
+        "gpu {r_gpu} ns, package {r_pkg} ns"
+    );
+    let span = (r_pkg + r_gpu) / 2;
+    let (x, y) = (trace.samples[3].t0_ns, trace.samples[3].t0_ns + span);
     assert_eq!(a.channel_label(0, x, y), EnergyLabel::Attributed);
     assert_ne!(a.channel_label(1, x, y), EnergyLabel::Attributed);
     assert_eq!(
