@@ -429,6 +429,14 @@ fn main() {
         prompt.len(),
         eprof_kernels::best().name()
     );
+    // What ran each weight type's matmuls in the eprof rows (the reference and the
+    // "candle's kernels" row run candle's for all).
+    if let Ok((c, _)) = eprof_models::load::read_gguf(&path) {
+        println!(
+            "weights (eprof rows): {}",
+            eprof_models::mix_line(&eprof_models::load::weight_mix(&c), true)
+        );
+    }
     println!(
         "(medians; vs off: mean of the per-round differences with its 95% interval, paired t-test)"
     );

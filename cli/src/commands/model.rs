@@ -20,7 +20,6 @@ pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
         }
         _ => vec![(id.dtype.clone(), id.parameters)],
     };
-    let total: u64 = mix.iter().map(|(_, n)| n).sum::<u64>().max(1);
     let kernels = eprof_models::execution(false).kernels;
     if json {
         let v = serde_json::json!({"identity": id, "adapter": adapter.name(), "layout": format!("{:?}", src.layout), "tokenizer": m.tokenizer.describe(), "sites": m.model.sites().len(), "weight_mix": mix, "cpu_kernels": kernels});
@@ -39,13 +38,7 @@ pub fn model_info(path: &Path, json: bool, out: Out) -> anyhow::Result<()> {
         id.kv_heads,
         id.vocab_size,
         id.parameters,
-        mix.iter()
-            .map(|(t, n)| match *n as f64 / total as f64 * 100.0 {
-                p if p < 0.05 => format!("{t} <0.1%"),
-                p => format!("{t} {p:.1}%"),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        eprof_models::mix_line(&mix, false),
         if id.random_weights {
             " (random weights: timings and energy are real, the text is noise)"
         } else {

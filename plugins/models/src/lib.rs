@@ -107,6 +107,32 @@ pub fn own_kernel_types() -> Vec<&'static str> {
         .collect()
 }
 
+/// A weight mix as one line, largest first: `q4_1 78.9%, q8_0 21.0%, f32 <0.1%`; with
+/// `kernels`, each type says what runs its CPU matmuls: `q4_1 78.9% (eprof avx2-vnni)`,
+/// `q4k 8.3% (candle)` (as models loaded now would: `EPROF_CPU_KERNELS`,
+/// `EPROF_CPU_ISA`).
+pub fn mix_line(mix: &[(String, u64)], kernels: bool) -> String {
+    let total = mix.iter().map(|(_, n)| n).sum::<u64>().max(1);
+    let ours = execution(false).kernels;
+    let own = own_kernel_types();
+    mix.iter()
+        .map(|(t, n)| {
+            let share = match *n as f64 / total as f64 * 100.0 {
+                p if p < 0.05 => format!("{t} <0.1%"),
+                p => format!("{t} {p:.1}%"),
+            };
+            if !kernels {
+                share
+            } else if ours != "candle" && own.contains(&t.as_str()) {
+                format!("{share} ({ours})")
+            } else {
+                format!("{share} (candle)")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Threads of candle's CPU pool, which its quantized matmuls and eprof's kernels run
 /// on: `CANDLE_NUM_THREADS` when set (what candle's pool reads first), else rayon's
 /// count (`RAYON_NUM_THREADS` or the cores), as candle decides it.
