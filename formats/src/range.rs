@@ -262,10 +262,9 @@ mod tests {
             })
             .map(|(e, _)| e.unwrap().joules)
             .sum();
-        let gap = steps[3].start_ns - steps[2].end_ns;
-        if gap == 0 {
-            assert!((two.total.unwrap().joules - per_token).abs() < 1e-9);
-        }
+        // Synthetic steps are back to back: the range is exactly the two tokens.
+        assert_eq!(steps[3].start_ns, steps[2].end_ns);
+        assert!((two.total.unwrap().joules - per_token).abs() < 1e-9);
         let e = RangeCost::resolve(&t, RangeEnd::Token(6), true).unwrap_err();
         assert!(e.contains("#0 to #5"), "{e}");
     }

@@ -336,7 +336,7 @@ impl Index {
                         architecture: r.get(5)?,
                         dtype: r.get(6)?,
                         depth: r.get(7)?,
-                        device: text(r, 8)?,
+                        device: parsed(8, r.get(8)?)?,
                         hostname: r.get(9)?,
                         cpu: r.get(10)?,
                         source: r.get(11)?,
@@ -358,7 +358,7 @@ impl Index {
                         trace_sha256: r.get(26)?,
                         stop_reason: r
                             .get::<_, Option<String>>(27)?
-                            .map(|_| text(r, 27))
+                            .map(|s| parsed(27, s))
                             .transpose()?,
                         label_mix: r.get(28)?,
                         group_id: r.get(29)?,
@@ -626,12 +626,9 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
-/// A column the index keeps as the text of a trace's typed value.
-fn text<T: std::str::FromStr<Err = String>>(
-    r: &rusqlite::Row<'_>,
-    i: usize,
-) -> rusqlite::Result<T> {
-    r.get::<_, String>(i)?.parse().map_err(|e: String| {
+/// Column `i`'s text parsed as the trace's typed value it stores.
+fn parsed<T: std::str::FromStr<Err = String>>(i: usize, text: String) -> rusqlite::Result<T> {
+    text.parse().map_err(|e: String| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
     })
 }

@@ -448,7 +448,7 @@ impl Profiler {
             });
         }
         let sites = loaded.model.sites().to_vec();
-        let sync_device = model.device != DeviceSpec::Cpu;
+        let sync_device = !model.device.is_cpu();
         let mut session = Session::start(
             SessionConfig {
                 meta,
@@ -462,7 +462,7 @@ impl Profiler {
                 probes,
                 sync_device,
                 group: req.group.clone(),
-                execution: Some(eprof_models::execution(model.device != DeviceSpec::Cpu)),
+                execution: Some(eprof_models::execution(!model.device.is_cpu())),
             },
             source,
         )?;

@@ -56,7 +56,7 @@ pub fn find(v: &TraceView, query: &str, layer: usize, after: Option<u32>) -> Fou
     let n = steps.step.len();
     (0..n)
         .map(|k| (start + k) % n)
-        .find(|&r| steps.text[r].contains(q) || steps.text[r].trim() == q)
+        .find(|&r| steps.text[r].contains(q))
         .map_or(Found::Nothing, |r| Found::Token {
             step: steps.step[r],
             text: steps.text[r].clone(),
