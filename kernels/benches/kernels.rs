@@ -3,13 +3,12 @@
 //! Decode is a matrix-vector product per projection: every weight byte is read once
 //! per token, so decode speed is bounded by how close these come to the memory.
 //!
-//! `cargo bench -p eprof-kernels --bench kernels`; measured here, never asserted.
+//! `cargo bench -p eprof-kernels --bench kernels [-- TYPE...]`; measured here, never
+//! asserted.
 
 use std::time::Instant;
 
-use eprof_kernels::{
-    BLOCK, Isa, Packed, WeightType, best, half, matvec_rows_with, quantize_activations,
-};
+use eprof_kernels::{Isa, Packed, WeightType, best, half, matvec_rows_with, quantize_activations};
 
 const WEIGHT_BYTES: usize = 96 << 20; // well past the caches
 
@@ -64,13 +63,16 @@ fn main() {
     }
     println!("\n| type | implementation | threads | GB/s of weights | vs streaming read |");
     println!("|---|---|---|---|---|");
-    for t in [
-        WeightType::Q4_1,
-        WeightType::Q5_0,
-        WeightType::Q5_1,
-        WeightType::Q8_0,
-    ] {
-        let row_bytes = cols / BLOCK * t.block_bytes();
+    // `cargo bench ... -- q4k q6k` measures those types only.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for t in WeightType::ALL {
+        if !only.is_empty() && !only.iter().any(|o| o == t.name()) {
+            continue;
+        }
+        let row_bytes = cols / t.block_values() * t.block_bytes();
         let rows = WEIGHT_BYTES / row_bytes;
         // Random-looking blocks with a sane scale.
         let mut weights = vec![0u8; rows * row_bytes];
@@ -81,8 +83,13 @@ fn main() {
             s ^= s << 5;
             *b = s as u8;
         }
+        // Q6_K keeps its `d` last; Q4_K and Q5_K have a `dmin` after `d`.
+        let d_at = if t == WeightType::Q6K { 208 } else { 0 };
         for blk in weights.chunks_exact_mut(t.block_bytes()) {
-            blk[..2].copy_from_slice(&half::f32_to_f16(0.01).to_le_bytes());
+            blk[d_at..d_at + 2].copy_from_slice(&half::f32_to_f16(0.01).to_le_bytes());
+            if matches!(t, WeightType::Q4K | WeightType::Q5K) {
+                blk[2..4].copy_from_slice(&half::f32_to_f16(0.002).to_le_bytes());
+            }
         }
         let x: Vec<f32> = (0..cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)

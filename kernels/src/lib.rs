@@ -1,7 +1,9 @@
 //! Dot products of the quantized weight types real GGUF files use: Q4_1, Q5_0 and Q5_1
-//! (which candle's CPU backend runs through scalar code) and Q8_0 (the embeddings and
-//! output heads of most files: two thirds of Gemma 3 270M's weights), against
-//! activations quantized to Q8_1 / Q8_0, as llama.cpp's CPU backend computes them. x86-64 AVX2
+//! (which candle's CPU backend runs through scalar code), Q8_0 (the embeddings and
+//! output heads of most files: two thirds of Gemma 3 270M's weights) and the K-quants
+//! Q4_K, Q5_K and Q6_K (what most downloaded files, `Q4_K_M`, are mostly made of),
+//! against activations quantized to Q8_1 / Q8_0 / Q8_K, as llama.cpp's CPU backend
+//! computes them (the K-quants' layouts are in `src/kquants.rs`). x86-64 AVX2
 //! (+FMA, F16C), the same with VNNI, and aarch64 NEON versions, chosen at run time on
 //! x86 (so one binary runs on an older CPU too), and a portable scalar version that is
 //! also the tests' reference. On x86, [`Packed`] keeps a weight matrix in groups of
@@ -28,14 +30,17 @@
 #![allow(unsafe_code)]
 
 pub mod half;
+mod kquants;
 mod types;
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_k;
 
-pub use types::{ActType, BLOCK, WeightType};
+pub use types::{ActType, BLOCK, SUPER_BLOCK, WeightType};
 
 /// Which implementation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,15 +146,20 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
     half::f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
-/// Quantize `x` (a multiple of 32 values) to Q8_0 or Q8_1 blocks, appended to `out`,
-/// rounding as llama.cpp's reference does (`d = max|x| / 127`, `q = round(x / d)`).
+/// Quantize `x` (a whole number of `act`'s blocks) to Q8_0, Q8_1 or Q8_K blocks,
+/// appended to `out`, rounding as llama.cpp's reference does (Q8_0/Q8_1:
+/// `d = max|x| / 127`, `q = round(x / d)`; Q8_K: see the `kquants` module).
 pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
     assert!(
-        x.len().is_multiple_of(BLOCK),
-        "{} values is not a whole number of 32-value blocks",
-        x.len()
+        x.len().is_multiple_of(act.block_values()),
+        "{} values is not a whole number of {}-value blocks",
+        x.len(),
+        act.block_values()
     );
-    out.reserve(x.len() / BLOCK * act.block_bytes());
+    out.reserve(x.len() / act.block_values() * act.block_bytes());
+    if act == ActType::Q8K {
+        return kquants::quantize_q8k(x, out);
+    }
     for chunk in x.chunks_exact(BLOCK) {
         let amax = chunk.iter().fold(0.0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
@@ -172,8 +182,10 @@ pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
 /// The 32 quant values of block `b` of a weight row (before scale and offset), and the
 /// block's scale and offset: `value = d * q + m` (Q5_0: `m = -16 d`; Q8_0: the signed
 /// byte plus 128, `m = -128 d`). Exactly: `value = d * (q - t.bias()) + m'`, with
-/// `m'` the stored offset of Q4_1 and Q5_1.
+/// `m'` the stored offset of Q4_1 and Q5_1. The 32-value types only (panics on a
+/// K-quant).
 pub fn unpack_block(t: WeightType, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
+    assert!(!t.is_k(), "{} has 256-value super-blocks", t.name());
     let mut q = [0u8; BLOCK];
     let d = f16_at(b, 0);
     if t == WeightType::Q8_0 {
@@ -183,7 +195,9 @@ pub fn unpack_block(t: WeightType, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
         return (q, d, -128.0 * d);
     }
     let (m, qh, qs) = match t {
-        WeightType::Q8_0 => unreachable!("handled above"),
+        WeightType::Q8_0 | WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
+            unreachable!("handled above")
+        }
         WeightType::Q4_1 => (f16_at(b, 2), 0u32, &b[4..20]),
         WeightType::Q5_0 => (
             -16.0 * d,
@@ -213,6 +227,15 @@ pub fn unpack_block(t: WeightType, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
 /// Dequantize a weight row (a whole number of blocks) to f32: the reference the
 /// kernels are tested against.
 pub fn dequantize_row(t: WeightType, row: &[u8], out: &mut [f32]) {
+    if t.is_k() {
+        for (b, o) in row
+            .chunks_exact(t.block_bytes())
+            .zip(out.chunks_exact_mut(SUPER_BLOCK))
+        {
+            kquants::dequantize(t, b, o);
+        }
+        return;
+    }
     for (b, o) in row
         .chunks_exact(t.block_bytes())
         .zip(out.chunks_exact_mut(BLOCK))
@@ -232,6 +255,9 @@ pub fn dequantize_row(t: WeightType, row: &[u8], out: &mut [f32]) {
 /// The dot product of one weight row with quantized activations, in portable code
 /// (llama.cpp's generic `ggml_vec_dot_*`).
 pub fn dot_scalar(t: WeightType, row: &[u8], act: &[u8]) -> f32 {
+    if t.is_k() {
+        return kquants::dot_scalar(t, row, act);
+    }
     let (wb, ab) = (t.block_bytes(), t.activation().block_bytes());
     let mut sum = 0.0f32;
     for (w, a) in row.chunks_exact(wb).zip(act.chunks_exact(ab)) {
@@ -283,7 +309,8 @@ pub fn dot(t: WeightType, row: &[u8], act: &[u8]) -> f32 {
 /// `out[r] = row r of weights . activations` for the rows `first..first + out.len()`
 /// of a `rows x cols` weight matrix stored as consecutive rows of blocks, with a given
 /// implementation (tests compare them; [`Packed`] is the fast layout). x86 takes Q4_1
-/// and Q5_1 rows four at a time, sharing each activation load.
+/// and Q5_1 rows four at a time, sharing each activation load; the K-quants go row by
+/// row, as llama.cpp's do.
 pub fn matvec_rows_with(
     isa: Isa,
     t: WeightType,
@@ -293,7 +320,7 @@ pub fn matvec_rows_with(
     act: &[u8],
     out: &mut [f32],
 ) {
-    let blocks = cols / BLOCK;
+    let blocks = cols / t.block_values();
     let row_bytes = blocks * t.block_bytes();
     assert!(
         (first + out.len()) * row_bytes <= weights.len()
@@ -313,7 +340,7 @@ pub fn matvec_rows_with(
             // packed layout is its fast form).
             if let Some(f) = isa
                 .flavor()
-                .filter(|_| !matches!(t, WeightType::Q5_0 | WeightType::Q8_0))
+                .filter(|_| matches!(t, WeightType::Q4_1 | WeightType::Q5_1))
             {
                 while done + 4 <= out.len() {
                     let r = first + done;
@@ -341,7 +368,8 @@ pub fn matvec_rows_with(
 /// conversion serves four rows (the one-row layout spends one or two per row and
 /// block, and decode is bound by that work, not by memory). Same bytes as the GGUF
 /// rows, rounded up to four rows; the same sums as [`matvec_rows_with`], bit for bit.
-/// Elsewhere (NEON, scalar) the rows stay as they are.
+/// Elsewhere (NEON, scalar), and for the K-quants (whose 256-value blocks carry their
+/// scales in a few bytes, so there is little to share), the rows stay as they are.
 #[derive(Debug, Clone)]
 pub struct Packed {
     t: WeightType,
@@ -360,15 +388,16 @@ impl Packed {
 
     /// Pack `rows x cols` weights (consecutive rows of blocks) for `isa`.
     pub fn with(isa: Isa, t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
-        let blocks = cols / BLOCK;
-        let (bb, row_bytes) = (t.block_bytes(), cols / BLOCK * t.block_bytes());
+        let blocks = cols / t.block_values();
+        let (bb, row_bytes) = (t.block_bytes(), blocks * t.block_bytes());
         assert!(
-            cols.is_multiple_of(BLOCK) && weights.len() == rows * row_bytes,
+            cols.is_multiple_of(t.block_values()) && weights.len() == rows * row_bytes,
             "{} bytes are not {rows} rows of {cols} {} values",
             weights.len(),
             t.name()
         );
         let grouped = cfg!(target_arch = "x86_64")
+            && !t.is_k()
             && matches!(isa, Isa::Avx2 | Isa::AvxVnni)
             && isa.available();
         if !grouped {
@@ -388,6 +417,7 @@ impl Packed {
             WeightType::Q5_0 => &[(0, 2), (2, 4), (6, 16)],
             WeightType::Q5_1 => &[(0, 2), (2, 2), (4, 4), (8, 16)],
             WeightType::Q8_0 => &[(0, 2), (2, 32)],
+            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => unreachable!("not grouped"),
         };
         let groups = rows.div_ceil(4);
         let mut data = Vec::with_capacity(groups * 4 * row_bytes);

@@ -52,6 +52,11 @@ pub fn dot(f: Flavor, t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f
     debug_assert!(f.available());
     debug_assert!(row.len() >= blocks * t.block_bytes());
     debug_assert!(act.len() >= blocks * t.activation().block_bytes());
+    if t.is_k() {
+        // One copy for every flavour: the K-quants' sums go through 16-bit scale
+        // products that VNNI has no single instruction for (llama.cpp's use AVX2 alone).
+        return crate::x86_k::dot(t, row, act, blocks);
+    }
     let (x, y) = (row.as_ptr(), act.as_ptr());
     // SAFETY: the caller checked `f.available()` (the copy's features are present),
     // and the slices hold `blocks` whole blocks of each kind (asserted by `dot_with`),
@@ -70,19 +75,20 @@ pub fn dot(f: Flavor, t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f
             (Flavor::Avx2, WeightType::Q8_0) => avx2::q8_0(x, y, blocks),
             (Flavor::AvxVnni, WeightType::Q8_0) => avx_vnni::q8_0(x, y, blocks),
             (Flavor::Avx512Vnni, WeightType::Q8_0) => avx512_vnni::q8_0(x, y, blocks),
+            (_, WeightType::Q4K | WeightType::Q5K | WeightType::Q6K) => unreachable!("above"),
         }
     }
 }
 
 /// Four weight rows against the same activations: each activation block is loaded once
 /// for four rows, and the four accumulators are independent (more work in flight).
-/// Q4_1 and Q5_1 only (Q5_0's four-row form measured slower, and Q8_0's fast form is
-/// packed: the caller runs them row by row).
+/// Q4_1 and Q5_1 only (Q5_0's four-row form measured slower, Q8_0's fast form is
+/// packed, the K-quants go row by row: the others run row by row here).
 pub fn dot4(f: Flavor, t: WeightType, rows: [&[u8]; 4], act: &[u8], blocks: usize) -> [f32; 4] {
     debug_assert!(f.available());
     debug_assert!(rows.iter().all(|r| r.len() >= blocks * t.block_bytes()));
     debug_assert!(act.len() >= blocks * t.activation().block_bytes());
-    if matches!(t, WeightType::Q5_0 | WeightType::Q8_0) {
+    if !matches!(t, WeightType::Q4_1 | WeightType::Q5_1) {
         return rows.map(|r| dot(f, t, r, act, blocks));
     }
     let (p, y) = (rows.map(<[u8]>::as_ptr), act.as_ptr());
@@ -104,6 +110,7 @@ pub fn dot4(f: Flavor, t: WeightType, rows: [&[u8]; 4], act: &[u8], blocks: usiz
 /// the same rows, bit for bit, with the group's eight scales converted at once.
 pub fn dot4_packed(f: Flavor, t: WeightType, group: &[u8], act: &[u8], blocks: usize) -> [f32; 4] {
     debug_assert!(f.available());
+    assert!(!t.is_k(), "K-quants are not packed in groups");
     assert!(group.len() >= blocks * 4 * t.block_bytes());
     assert!(act.len() >= blocks * t.activation().block_bytes());
     let (x, y) = (group.as_ptr(), act.as_ptr());

@@ -7,12 +7,17 @@
 //!   sum over blocks of ( sum_j |w_j| x d_y / 2 + |block dot| x 2^-9 + |m| |s| 2^-9 )
 //!
 //! (2^-9 leaves room for the f16 rounding of `d_y`, of `s` and of their products
-//! in f32). Implementations are also compared with each other: they add the same
-//! integer sums and differ only in the order of the f32 additions.
+//! in f32). The K-quants (super-blocks of 256, Q8_K activations with an f32 `d`):
+//!
+//!   sum over blocks of ( sum_j |w_j| x |d_y| / 2 + sum_j (|a_j| + |b_j|)(|x_j| + |d_y| / 2) x 2^-9 )
+//!
+//! with `w_j = a_j - b_j` split into its scale part and its minimum part (Q4_K, Q5_K),
+//! whose f32 products may cancel. Implementations are also compared with each other:
+//! they add the same integer sums and differ only in the order of the f32 additions.
 
 use eprof_kernels::{
-    ActType, BLOCK, Isa, WeightType, best, dequantize_row, dot_scalar, dot_with, half,
-    matvec_rows_with, quantize_activations,
+    ActType, Isa, WeightType, best, dequantize_row, dot_scalar, dot_with, half, matvec_rows_with,
+    quantize_activations,
 };
 
 struct Rng(u64);
@@ -29,12 +34,7 @@ impl Rng {
     }
 }
 
-const TYPES: [WeightType; 4] = [
-    WeightType::Q4_1,
-    WeightType::Q5_0,
-    WeightType::Q5_1,
-    WeightType::Q8_0,
-];
+const TYPES: [WeightType; 7] = WeightType::ALL;
 
 /// Kinds of weight blocks: random, and the edges.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +46,9 @@ enum Fill {
 }
 
 fn weight_row(t: WeightType, blocks: usize, fill: Fill, rng: &mut Rng) -> Vec<u8> {
+    if t.is_k() {
+        return k_row(t, blocks, fill, rng);
+    }
     let mut row = Vec::new();
     for _ in 0..blocks {
         let d = match fill {
@@ -91,6 +94,33 @@ fn weight_row(t: WeightType, blocks: usize, fill: Fill, rng: &mut Rng) -> Vec<u8
     row
 }
 
+/// K-quant super-blocks: every byte but the f16 scales random (AllMin: 0, AllMax:
+/// 0xFF, so all quants, 6-bit scales and minimums at their ends; Q6_K's i8 scales
+/// -1), `d` and `dmin` (Q4_K, Q5_K: at 0 and 2; Q6_K: `d` at 208) as for the others.
+fn k_row(t: WeightType, blocks: usize, fill: Fill, rng: &mut Rng) -> Vec<u8> {
+    let mut row = Vec::new();
+    for _ in 0..blocks {
+        let mut b: Vec<u8> = (0..t.block_bytes())
+            .map(|_| match fill {
+                Fill::AllMin => 0,
+                Fill::AllMax => 0xFF,
+                _ => rng.next() as u8,
+            })
+            .collect();
+        let (d, dmin) = match fill {
+            Fill::ZeroScale => (0.0, 0.0),
+            _ => (rng.f().abs() * 0.003 + 1e-5, rng.f().abs() * 0.003),
+        };
+        let d_at = if t == WeightType::Q6K { 208 } else { 0 };
+        b[d_at..d_at + 2].copy_from_slice(&half::f32_to_f16(d).to_le_bytes());
+        if t != WeightType::Q6K {
+            b[2..4].copy_from_slice(&half::f32_to_f16(dmin).to_le_bytes());
+        }
+        row.extend(b);
+    }
+    row
+}
+
 fn activations(n: usize, zero: bool, rng: &mut Rng) -> Vec<f32> {
     (0..n)
         .map(|i| {
@@ -107,10 +137,17 @@ fn activations(n: usize, zero: bool, rng: &mut Rng) -> Vec<f32> {
 fn reference(t: WeightType, row: &[u8], x: &[f32], act: &[u8]) -> (f64, f64) {
     let mut w = vec![0f32; x.len()];
     dequantize_row(t, row, &mut w);
+    if t.is_k() {
+        return reference_k(t, row, &w, x, act);
+    }
     let ab = t.activation().block_bytes();
     let mut exact = 0f64;
     let mut bound = 0f64;
-    for (b, (wc, xc)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).enumerate() {
+    for (b, (wc, xc)) in w
+        .chunks(t.block_values())
+        .zip(x.chunks(t.block_values()))
+        .enumerate()
+    {
         let a = &act[b * ab..(b + 1) * ab];
         let dy = f64::from(half::f16_to_f32(u16::from_le_bytes([a[0], a[1]])));
         let dot: f64 = wc
@@ -135,6 +172,30 @@ fn reference(t: WeightType, row: &[u8], x: &[f32], act: &[u8]) -> (f64, f64) {
     (exact, bound + 1e-6)
 }
 
+fn reference_k(t: WeightType, row: &[u8], w: &[f32], x: &[f32], act: &[u8]) -> (f64, f64) {
+    // The scale part alone: the same row with `dmin` zeroed (Q6_K has none).
+    let mut scaled = row.to_vec();
+    if t != WeightType::Q6K {
+        for b in scaled.chunks_exact_mut(t.block_bytes()) {
+            b[2..4].fill(0);
+        }
+    }
+    let mut a = vec![0f32; x.len()];
+    dequantize_row(t, &scaled, &mut a);
+    let n = t.block_values();
+    let (mut exact, mut bound) = (0f64, 0f64);
+    for (blk, acts) in act.chunks_exact(t.activation().block_bytes()).enumerate() {
+        let dy = f64::from(f32::from_le_bytes([acts[0], acts[1], acts[2], acts[3]])).abs();
+        for i in blk * n..(blk + 1) * n {
+            let (wi, ai, xi) = (f64::from(w[i]), f64::from(a[i]), f64::from(x[i]));
+            exact += wi * xi;
+            let parts = ai.abs() + (ai - wi).abs();
+            bound += wi.abs() * dy / 2.0 + parts * (xi.abs() + dy / 2.0) / 512.0;
+        }
+    }
+    (exact, bound + 1e-6)
+}
+
 /// Every implementation this CPU runs.
 fn isas_here() -> Vec<Isa> {
     [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Neon]
@@ -148,7 +209,7 @@ fn random_matrix(t: WeightType, rows: usize, blocks: usize, rng: &mut Rng) -> (V
     let w: Vec<u8> = (0..rows)
         .flat_map(|_| weight_row(t, blocks, Fill::Random, rng))
         .collect();
-    let x = activations(blocks * BLOCK, false, rng);
+    let x = activations(blocks * t.block_values(), false, rng);
     let mut act = Vec::new();
     quantize_activations(&x, t.activation(), &mut act);
     (w, act)
@@ -166,7 +227,7 @@ fn every_kernel_matches_the_reference_within_the_quantization_bound() {
             for fill in [Fill::Random, Fill::ZeroScale, Fill::AllMin, Fill::AllMax] {
                 for zero_x in [false, true] {
                     let row = weight_row(t, blocks, fill, &mut rng);
-                    let x = activations(blocks * BLOCK, zero_x, &mut rng);
+                    let x = activations(blocks * t.block_values(), zero_x, &mut rng);
                     let mut act = Vec::new();
                     quantize_activations(&x, t.activation(), &mut act);
                     assert_eq!(act.len(), blocks * t.activation().block_bytes());
@@ -252,7 +313,7 @@ fn matrix_rows_match_row_by_row() {
             for isa in isas_here() {
                 // From row 1: a first row that is not a multiple of four.
                 let mut out = vec![0f32; rows - 1];
-                matvec_rows_with(isa, t, &w, blocks * BLOCK, 1, &act, &mut out);
+                matvec_rows_with(isa, t, &w, blocks * t.block_values(), 1, &act, &mut out);
                 for (i, got) in out.iter().enumerate() {
                     let want = dot_scalar(t, &w[(i + 1) * rb..(i + 2) * rb], &act);
                     assert!(
@@ -278,9 +339,10 @@ fn packed_matrices_match_their_rows_bit_for_bit() {
             let blocks = 7;
             let (w, act) = random_matrix(t, rows, blocks, &mut rng);
             for isa in isas_here() {
-                let p = eprof_kernels::Packed::with(isa, t, &w, rows, blocks * BLOCK);
+                let cols = blocks * t.block_values();
+                let p = eprof_kernels::Packed::with(isa, t, &w, rows, cols);
                 let mut want = vec![0f32; rows];
-                matvec_rows_with(isa, t, &w, blocks * BLOCK, 0, &act, &mut want);
+                matvec_rows_with(isa, t, &w, cols, 0, &act, &mut want);
                 let mut got = vec![0f32; rows];
                 p.matvec_units(0..p.units(), &act, &mut got);
                 assert_eq!(

@@ -1,5 +1,8 @@
 //! eprof's CPU kernels against candle's on the same quantized weights: projections of
-//! Q4_1, Q5_0, Q5_1 and Q8_0 matrices, one input row (decode) and several (prefill).
+//! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K matrices, one input row (decode) and
+//! several (prefill); and eprof's reading of each block layout against candle's
+//! dequantization (the kernel crate's tests take eprof's own as the reference, so this
+//! is where a misread layout would show).
 //! Both are checked against the exact f32 product of the same (dequantized) weights,
 //! and the errors printed (`--nocapture`). Both quantize the input to Q8 and add the
 //! same integer products; Q5_0 and Q8_0 agree to f32 rounding. For Q4_1 and Q5_1 they differ
@@ -21,9 +24,12 @@ fn block_linear_matches_candle_qmatmul() {
         GgmlDType::Q5_0,
         GgmlDType::Q5_1,
         GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q5K,
+        GgmlDType::Q6K,
     ] {
         for m in [1usize, 7] {
-            let (n, k) = (96usize, 256usize);
+            let (n, k) = (96usize, 512usize);
             // Seeded: the same matrices on every run.
             let mut rng = SplitMix(0x5eed ^ (n * k * m) as u64);
             let mut draws = |count: usize, sd: f64| -> Vec<f32> {
@@ -32,6 +38,19 @@ fn block_linear_matches_candle_qmatmul() {
             let w = Tensor::from_vec(draws(n * k, 0.05), (n, k), &dev).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let q_dequant = q.dequantize(&dev).unwrap();
+            let wt = eprof_kernels::WeightType::ALL
+                .into_iter()
+                .find(|t| t.name() == format!("{dtype:?}").to_lowercase())
+                .expect("a type eprof's kernels handle");
+            let mut ours_dequant = vec![0f32; n * k];
+            eprof_kernels::dequantize_row(wt, &q.data().unwrap(), &mut ours_dequant);
+            let candle_dequant: Vec<f32> = q_dequant.flatten_all().unwrap().to_vec1().unwrap();
+            for (i, (a, b)) in ours_dequant.iter().zip(&candle_dequant).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1e-3),
+                    "{dtype:?} value {i}: eprof reads {a}, candle {b}"
+                );
+            }
             let ours = BlockLinear::from_qtensor(&q)
                 .unwrap()
                 .expect("a supported type");

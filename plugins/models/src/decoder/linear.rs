@@ -5,8 +5,8 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 
 /// A projection: dense (safetensors), quantized through candle (GGUF), or quantized
-/// through eprof's own CPU kernels (GGUF Q4_1 / Q5_0 / Q5_1 / Q8_0 on the CPU:
-/// [`eprof_kernels::WeightType::ALL`]), with an optional bias.
+/// through eprof's own CPU kernels (GGUF Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q5_K /
+/// Q6_K on the CPU: [`eprof_kernels::WeightType::ALL`]), with an optional bias.
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
@@ -109,17 +109,20 @@ impl BlockLinear {
             GgmlDType::Q5_0 => WeightType::Q5_0,
             GgmlDType::Q5_1 => WeightType::Q5_1,
             GgmlDType::Q8_0 => WeightType::Q8_0,
+            GgmlDType::Q4K => WeightType::Q4K,
+            GgmlDType::Q5K => WeightType::Q5K,
+            GgmlDType::Q6K => WeightType::Q6K,
             _ => return Ok(None),
         };
         let (out_features, in_features) = match q.shape().dims() {
             [o, i] => (*o, *i),
             _ => return Ok(None),
         };
-        if !in_features.is_multiple_of(eprof_kernels::BLOCK) {
+        if !in_features.is_multiple_of(wt.block_values()) {
             return Ok(None);
         }
         let data = q.data()?;
-        if data.len() != out_features * in_features / eprof_kernels::BLOCK * wt.block_bytes() {
+        if data.len() != out_features * in_features / wt.block_values() * wt.block_bytes() {
             return Ok(None);
         }
         let w = eprof_kernels::Packed::new(wt, &data, out_features, in_features);
@@ -167,7 +170,7 @@ impl BlockLinear {
         let m = x.elem_count() / k.max(1);
         let xs: Vec<f32> = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
         let at = self.w.weight_type().activation();
-        let act_row = k / eprof_kernels::BLOCK * at.block_bytes();
+        let act_row = k / at.block_values() * at.block_bytes();
         let mut act = Vec::with_capacity(m * act_row);
         for row in xs.chunks_exact(k) {
             eprof_kernels::quantize_activations(row, at, &mut act);
