@@ -104,15 +104,25 @@ fn main() {
         if best() != Isa::Scalar {
             isas.push(best());
         }
+        // Eight activation rows (a prompt's), each quantized: what prefill multiplies.
+        let mut act8 = Vec::new();
+        for i in 0..8 {
+            let xi: Vec<f32> = x.iter().map(|v| v * (1.0 + i as f32 / 8.0)).collect();
+            quantize_activations(&xi, t.activation(), &mut act8);
+        }
         for isa in isas {
-            // Row by row, then (where it differs) packed in groups of four rows.
+            // Row by row, then (where it differs) packed in groups or tiles; and the
+            // packed form against eight activation rows at once (prefill), counted
+            // as the weight bytes times eight per second: how far reuse goes.
             let packed = Packed::with(isa, t, &weights, rows, cols);
-            let layouts: &[(&str, bool)] = if packed.is_grouped() {
-                &[("rows", false), ("packed x4", true)]
+            let tiled = format!("packed x{}", packed.unit_rows());
+            let prefill = format!("{tiled}, 8 activation rows");
+            let layouts: Vec<(&str, bool, usize)> = if packed.is_grouped() {
+                vec![("rows", false, 1), (&tiled, true, 1), (&prefill, true, 8)]
             } else {
-                &[("rows", false)]
+                vec![("rows", false, 1)]
             };
-            for &(layout, grouped) in layouts {
+            for &(layout, grouped, m) in &layouts {
                 for &(n, mem) in &bw {
                     let secs = median(
                         (0..3)
@@ -120,9 +130,10 @@ fn main() {
                                 if grouped {
                                     timed(packed.units(), n, &|first, count| {
                                         let units = first..first + count;
-                                        let rows_in = (4 * units.end).min(rows) - 4 * first;
-                                        let mut out = vec![0f32; rows_in];
-                                        packed.matvec_units(units, &act, &mut out);
+                                        let span = packed.unit_span(&units);
+                                        let mut out = vec![0f32; m * span.len()];
+                                        let a = if m == 1 { &act[..] } else { &act8[..] };
+                                        packed.matmul_units(units, a, m, &mut out);
                                         out.iter().sum()
                                     })
                                 } else {
@@ -137,7 +148,7 @@ fn main() {
                             })
                             .collect(),
                     );
-                    let gbs = (rows * row_bytes) as f64 / secs / 1e9;
+                    let gbs = (m * rows * row_bytes) as f64 / secs / 1e9;
                     println!(
                         "| {} | {} {layout} | {n} | {gbs:.2} | {:.0}% |",
                         t.name(),

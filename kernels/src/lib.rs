@@ -31,6 +31,7 @@
 
 pub mod half;
 mod kquants;
+mod packed;
 mod types;
 
 #[cfg(target_arch = "aarch64")]
@@ -39,7 +40,10 @@ mod neon;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_k;
+#[cfg(target_arch = "x86_64")]
+mod x86_lanes;
 
+pub use packed::Packed;
 pub use types::{ActType, BLOCK, SUPER_BLOCK, WeightType};
 
 /// Which implementation runs.
@@ -359,147 +363,5 @@ pub fn matvec_rows_with(
     };
     for (j, o) in out.iter_mut().enumerate().skip(done) {
         *o = dot_with(isa, t, row(first + j), act);
-    }
-}
-
-/// A weight matrix kept in the layout its kernels read fastest. On x86, rows are packed
-/// in groups of four: for each block, the four rows' f16 scales, then their offsets
-/// (Q4_1, Q5_1), their `qh` (Q5_0, Q5_1), then their quant bytes, so one F16C
-/// conversion serves four rows (the one-row layout spends one or two per row and
-/// block, and decode is bound by that work, not by memory). Same bytes as the GGUF
-/// rows, rounded up to four rows; the same sums as [`matvec_rows_with`], bit for bit.
-/// Elsewhere (NEON, scalar), and for the K-quants (whose 256-value blocks carry their
-/// scales in a few bytes, so there is little to share), the rows stay as they are.
-#[derive(Debug, Clone)]
-pub struct Packed {
-    t: WeightType,
-    isa: Isa,
-    rows: usize,
-    cols: usize,
-    grouped: bool,
-    data: Vec<u8>,
-}
-
-impl Packed {
-    /// Pack for the best implementation here.
-    pub fn new(t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
-        Packed::with(best(), t, weights, rows, cols)
-    }
-
-    /// Pack `rows x cols` weights (consecutive rows of blocks) for `isa`.
-    pub fn with(isa: Isa, t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
-        let blocks = cols / t.block_values();
-        let (bb, row_bytes) = (t.block_bytes(), blocks * t.block_bytes());
-        assert!(
-            cols.is_multiple_of(t.block_values()) && weights.len() == rows * row_bytes,
-            "{} bytes are not {rows} rows of {cols} {} values",
-            weights.len(),
-            t.name()
-        );
-        let grouped = cfg!(target_arch = "x86_64")
-            && !t.is_k()
-            && matches!(isa, Isa::Avx2 | Isa::AvxVnni)
-            && isa.available();
-        if !grouped {
-            return Packed {
-                t,
-                isa,
-                rows,
-                cols,
-                grouped,
-                data: weights.to_vec(),
-            };
-        }
-        // Per group block, each field of the four rows in turn: Q4_1 [d][m][qs],
-        // Q5_0 [d][qh][qs], Q5_1 [d][m][qh][qs], Q8_0 [d][qs].
-        let fields: &[(usize, usize)] = match t {
-            WeightType::Q4_1 => &[(0, 2), (2, 2), (4, 16)],
-            WeightType::Q5_0 => &[(0, 2), (2, 4), (6, 16)],
-            WeightType::Q5_1 => &[(0, 2), (2, 2), (4, 4), (8, 16)],
-            WeightType::Q8_0 => &[(0, 2), (2, 32)],
-            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => unreachable!("not grouped"),
-        };
-        let groups = rows.div_ceil(4);
-        let mut data = Vec::with_capacity(groups * 4 * row_bytes);
-        let zero = vec![0u8; bb];
-        for g in 0..groups {
-            for i in 0..blocks {
-                let block = |r: usize| {
-                    let row = 4 * g + r;
-                    if row < rows {
-                        &weights[row * row_bytes + i * bb..row * row_bytes + (i + 1) * bb]
-                    } else {
-                        &zero[..]
-                    }
-                };
-                for &(at, len) in fields {
-                    for r in 0..4 {
-                        data.extend_from_slice(&block(r)[at..at + len]);
-                    }
-                }
-            }
-        }
-        Packed {
-            t,
-            isa,
-            rows,
-            cols,
-            grouped,
-            data,
-        }
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    pub fn weight_type(&self) -> WeightType {
-        self.t
-    }
-
-    /// Whether the rows are packed in groups (else kept as they came).
-    pub fn is_grouped(&self) -> bool {
-        self.grouped
-    }
-
-    /// Units of work for threads to share: spans of four rows.
-    pub fn units(&self) -> usize {
-        self.rows.div_ceil(4)
-    }
-
-    /// Rows `4 units.start .. min(4 units.end, rows)` times the activations, into
-    /// `out` (one value per row).
-    pub fn matvec_units(&self, units: std::ops::Range<usize>, act: &[u8], out: &mut [f32]) {
-        let first = 4 * units.start;
-        let end = (4 * units.end).min(self.rows);
-        assert!(
-            first <= end && out.len() == end - first,
-            "units {units:?} of {} rows into {} outputs",
-            self.rows,
-            out.len()
-        );
-        if !self.grouped {
-            // The last statement where the x86 path below is compiled out (aarch64).
-            #[allow(clippy::needless_return)]
-            return matvec_rows_with(self.isa, self.t, &self.data, self.cols, first, act, out);
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            let blocks = self.cols / BLOCK;
-            let group_bytes = 4 * blocks * self.t.block_bytes();
-            let f = self
-                .isa
-                .flavor()
-                .expect("packed for an available x86 flavour");
-            for (g, out) in units.zip(out.chunks_mut(4)) {
-                let group = &self.data[g * group_bytes..(g + 1) * group_bytes];
-                let d = x86::dot4_packed(f, self.t, group, act, blocks);
-                out.copy_from_slice(&d[..out.len()]);
-            }
-        }
     }
 }

@@ -298,6 +298,7 @@ fn main() {
     let mut ours = plain
         .load_model(&ModelChoice::Path(path.clone()), Default::default())
         .unwrap();
+
     let (mut reference, arch) = Reference::load(&path);
     let prompt = ours.loaded.tokenizer.encode(PROMPT, true).unwrap();
 
@@ -309,6 +310,13 @@ fn main() {
         ),
         ("off-candle", "eprof off, candle's kernels".to_string()),
         ("off", "eprof off".to_string()),
+        (
+            "off-types",
+            format!(
+                "eprof off, eprof's kernels for {} only (BENCH_KERNEL_TYPES)",
+                bench_types_name()
+            ),
+        ),
         (
             "off-again",
             "eprof off again (A/A control: what the order in a round costs)".to_string(),
@@ -357,6 +365,15 @@ fn main() {
         .iter()
         .position(|k| *k == "off")
         .expect("off always runs");
+    // Some types on eprof's kernels, the rest on candle's (variant `off-types`).
+    let mut some_types = keys.contains(&"off-types").then(|| {
+        eprof_models::set_own_weight_types(Some(bench_types()));
+        let m = plain
+            .load_model(&ModelChoice::Path(path.clone()), Default::default())
+            .unwrap();
+        eprof_models::set_own_weight_types(None);
+        m
+    });
     let mut prefill: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut step_tps: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
@@ -395,6 +412,10 @@ fn main() {
                     run_ours(&plain, &mut candle_kernels, Depth::Off, n, d, &mut NoSink)
                 }
                 "off" | "off-again" => run_ours(&plain, &mut ours, Depth::Off, n, d, &mut NoSink),
+                "off-types" => {
+                    let m = some_types.as_mut().expect("loaded when wanted");
+                    run_ours(&plain, m, Depth::Off, n, d, &mut NoSink)
+                }
                 "module" => run_ours(&plain, &mut ours, Depth::Module, n, d, &mut NoSink),
                 "spans" => run_with(
                     &plain,
@@ -522,4 +543,17 @@ fn main() {
 /// Threads of candle's CPU pools (eprof's kernels share them).
 fn rayon_threads() -> usize {
     candle_core::utils::get_num_threads()
+}
+
+/// `BENCH_KERNEL_TYPES` (as `EPROF_CPU_KERNEL_TYPES` takes it; default `q4_1,q5_0,q5_1`:
+/// the types candle runs in scalar code): the types on eprof's kernels in the
+/// `off-types` variant.
+fn bench_types() -> Vec<eprof_kernels::WeightType> {
+    let v = std::env::var("BENCH_KERNEL_TYPES").unwrap_or_else(|_| "q4_1,q5_0,q5_1".into());
+    eprof_models::parse_kernel_types(&v).unwrap_or_else(|e| panic!("BENCH_KERNEL_TYPES: {e}"))
+}
+
+fn bench_types_name() -> String {
+    let names: Vec<&str> = bench_types().iter().map(|t| t.name()).collect();
+    names.join(", ")
 }

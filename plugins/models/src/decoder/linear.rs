@@ -25,6 +25,7 @@ impl Linear {
     ) -> candle_core::Result<Linear> {
         if own_kernels()
             && dev.is_cpu()
+            && BlockLinear::weight_type(&w).is_some_and(|t| crate::own_weight_types().contains(&t))
             && let Some(b) = BlockLinear::from_qtensor(&w)?
         {
             return Ok(Linear::Blocks(b.with_bias(bias.as_ref())?));
@@ -98,13 +99,11 @@ impl HostOutput {
 }
 
 impl BlockLinear {
-    /// `None` for a type or shape these kernels do not handle.
-    pub fn from_qtensor(
-        q: &candle_core::quantized::QTensor,
-    ) -> candle_core::Result<Option<BlockLinear>> {
+    /// The kernels' type for a GGUF tensor's, if they have it.
+    pub fn weight_type(q: &candle_core::quantized::QTensor) -> Option<eprof_kernels::WeightType> {
         use candle_core::quantized::GgmlDType;
         use eprof_kernels::WeightType;
-        let wt = match q.dtype() {
+        Some(match q.dtype() {
             GgmlDType::Q4_1 => WeightType::Q4_1,
             GgmlDType::Q5_0 => WeightType::Q5_0,
             GgmlDType::Q5_1 => WeightType::Q5_1,
@@ -112,7 +111,16 @@ impl BlockLinear {
             GgmlDType::Q4K => WeightType::Q4K,
             GgmlDType::Q5K => WeightType::Q5K,
             GgmlDType::Q6K => WeightType::Q6K,
-            _ => return Ok(None),
+            _ => return None,
+        })
+    }
+
+    /// `None` for a type or shape these kernels do not handle.
+    pub fn from_qtensor(
+        q: &candle_core::quantized::QTensor,
+    ) -> candle_core::Result<Option<BlockLinear>> {
+        let Some(wt) = BlockLinear::weight_type(q) else {
+            return Ok(None);
         };
         let (out_features, in_features) = match q.shape().dims() {
             [o, i] => (*o, *i),
@@ -177,20 +185,20 @@ impl BlockLinear {
         }
         let n = self.w.rows();
         let w = &*self.w;
-        // Spans of four output rows are shared out by candle's own CPU pool (a spinning
-        // barrier pool with a shared cursor, the one its quantized matmuls use), so the
-        // threads are awake between projections. Each span runs every input row
-        // through it: a weight row is read from memory once per call, also in prefill.
+        // Spans of output rows (four, or a tile of eight) are shared out by candle's own
+        // CPU pool (a spinning barrier pool with a shared cursor, the one its quantized
+        // matmuls use), so the threads are awake between projections. Each span runs
+        // every input row through it: a weight row is read from memory once per call,
+        // also in prefill, where the lane tiles take four input rows per pass.
         // Results are stored as f32 bits in atomics (disjoint, relaxed: plain stores).
         use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
         let out_t: Vec<AtomicU32> = (0..n * m).map(|_| AtomicU32::new(0)).collect();
         candle_core::utils::barrier_pool().execute_chunked(w.units(), |units| {
-            let rows = 4 * units.start..(4 * units.end).min(n);
-            let mut col = vec![0f32; rows.len()];
-            for i in 0..m {
-                let a = &act[i * act_row..(i + 1) * act_row];
-                w.matvec_units(units.clone(), a, &mut col);
-                for (r, v) in rows.clone().zip(&col) {
+            let rows = w.unit_span(&units);
+            let mut part = vec![0f32; m * rows.len()];
+            w.matmul_units(units, &act, m, &mut part);
+            for (i, chunk) in part.chunks_exact(rows.len().max(1)).enumerate() {
+                for (r, v) in rows.clone().zip(chunk) {
                     out_t[r * m + i].store(v.to_bits(), Relaxed);
                 }
             }

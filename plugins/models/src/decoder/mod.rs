@@ -12,17 +12,17 @@ use eprof_format::{Depth, SiteDef};
 
 use crate::config::{Activation, DecoderConfig};
 
+mod attend;
 mod instr;
 mod kv_cache;
 mod layout;
 mod linear;
 
+use attend::Attention;
 use instr::Instr;
 use kv_cache::KvCache;
 pub use layout::{ATTENTION_OPS, Layout, MODEL_SITES, sites};
-use layout::{
-    C, EMBEDDING, FINAL_NORM, LM_HEAD, OP_KV_APPEND, OP_MASK, OP_QK, OP_SCALE, OP_SOFTMAX, OP_VALUE,
-};
+use layout::{C, EMBEDDING, FINAL_NORM, LM_HEAD};
 use linear::proj_flops;
 pub use linear::{BlockLinear, HostOutput, Linear, own_kernels, set_own_kernels};
 
@@ -313,212 +313,6 @@ fn rope(
     } else {
         candle_nn::rotary_emb::rope(&x, &cos, &sin)
     }
-}
-
-/// One layer's attention: the KV cache append, then the scores, scale, mask, softmax
-/// and weighted values, each an operation timed at deep depth.
-struct Attention<'a> {
-    cfg: &'a DecoderConfig,
-    layout: &'a Layout,
-    l: usize,
-    /// The keys a query sees besides itself (`None`: all before it).
-    window: Option<usize>,
-    neg_inf: &'a Tensor,
-    reserve: usize,
-    /// Decode positions through [`crate::attention`] (CPU, f32), else candle's ops.
-    fast: bool,
-}
-
-impl Attention<'_> {
-    /// Scores are divided by this: √head_dim (Gemma 3: √query_pre_attn_scalar).
-    fn divisor(&self) -> f64 {
-        let d = self
-            .cfg
-            .gemma3
-            .map_or(self.cfg.head_dim, |g| g.query_pre_attn_scalar);
-        (d as f64).sqrt()
-    }
-
-    fn forward(
-        &self,
-        cache: &mut KvCache,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-        ins: &mut Instr<'_>,
-    ) -> Result<Tensor> {
-        let (b, nh, seq, hd) = q.dims4()?;
-        let op = |o: u32| self.layout.op(self.l, o);
-        let window = self.window;
-        let (k, v) = ins.op(op(OP_KV_APPEND), None, || {
-            let (k, v) = cache.append(k, v, self.reserve)?;
-            match window {
-                // A query sees itself and the `sw` keys before it (candle-transformers'
-                // Mistral convention).
-                Some(sw) if seq == 1 && k.dim(2)? > sw + 1 => {
-                    let n = k.dim(2)?;
-                    Ok((
-                        k.narrow(2, n - sw - 1, sw + 1)?,
-                        v.narrow(2, n - sw - 1, sw + 1)?,
-                    ))
-                }
-                _ => Ok((k, v)),
-            }
-        })?;
-        let kv_len = k.dim(2)?;
-        let scores_n = (nh * seq * kv_len) as f32;
-        let qk_flops = 2.0 * scores_n * hd as f32;
-        if self.fast && b == 1 && seq == 1 {
-            let start = cache.len - kv_len;
-            if let Some(y) = self.decode(cache, q, start, kv_len, ins)? {
-                return Ok(y);
-            }
-        }
-        let k = candle_transformers_repeat_kv(k, nh / self.cfg.kv_heads)?;
-        let v = candle_transformers_repeat_kv(v, nh / self.cfg.kv_heads)?;
-        let att = ins.op(op(OP_QK), Some(qk_flops), || q.matmul(&k.t()?))?;
-        let att = ins.op(op(OP_SCALE), Some(scores_n), || att / self.divisor())?;
-        let att = match mask {
-            None => att,
-            Some(m) => ins.op(op(OP_MASK), Some(scores_n), || {
-                let m = m.broadcast_as(att.shape())?;
-                m.where_cond(&self.neg_inf.broadcast_as(att.shape().dims())?, &att)
-            })?,
-        };
-        // exp, sum, divide and the max pass: about five operations per score.
-        let att = ins.op(op(OP_SOFTMAX), Some(5.0 * scores_n), || {
-            candle_nn::ops::softmax_last_dim(&att)
-        })?;
-        if ins.deep {
-            // Masked scores hold -inf; the softmax output is what the probes can read.
-            ins.observe(op(OP_SOFTMAX), TensorKind::AttentionWeights, &att)?;
-        }
-        let y = ins.op(op(OP_VALUE), Some(qk_flops), || {
-            att.matmul(&v.contiguous()?)
-        })?;
-        Ok(y.transpose(1, 2)?.reshape(&[b, seq, nh * hd])?)
-    }
-
-    /// One position against cache rows `start..start + len`, in place; `None` when the
-    /// cache is not plain f32 CPU memory (candle's path then runs).
-    fn decode(
-        &self,
-        cache: &KvCache,
-        q: &Tensor,
-        start: usize,
-        len: usize,
-        ins: &mut Instr<'_>,
-    ) -> Result<Option<Tensor>> {
-        use crate::attention::{DecodeAttention, scale, softmax_rows};
-        use candle_core::{CpuStorage, Storage};
-        let (Some(kc), Some(vc)) = (&cache.k, &cache.v) else {
-            return Ok(None);
-        };
-        if q.dtype() != DType::F32 || kc.dtype() != DType::F32 {
-            return Ok(None);
-        }
-        let (_, nh, _, hd) = q.dims4()?;
-        let cap = kc.dim(2)?;
-        let qv: Vec<f32> = q.flatten_all()?.to_vec1()?;
-        let (kg, kl) = kc.storage_and_layout();
-        let (vg, vl) = vc.storage_and_layout();
-        let (Storage::Cpu(CpuStorage::F32(kd)), Storage::Cpu(CpuStorage::F32(vd))) = (&*kg, &*vg)
-        else {
-            return Ok(None);
-        };
-        let (Some((k0, k1)), Some((v0, v1))) = (kl.contiguous_offsets(), vl.contiguous_offsets())
-        else {
-            return Ok(None);
-        };
-        let a = DecodeAttention {
-            q: &qv,
-            k: &kd[k0..k1],
-            v: &vd[v0..v1],
-            heads: nh,
-            kv_heads: self.cfg.kv_heads,
-            head_dim: hd,
-            cap,
-            start,
-            len,
-        };
-        if !a.valid() {
-            return Ok(None);
-        }
-        let op = |o: u32| self.layout.op(self.l, o);
-        let scores_n = (nh * len) as f32;
-        let qk_flops = 2.0 * scores_n * hd as f32;
-        let mut s = ins.op(op(OP_QK), Some(qk_flops), || {
-            Ok(per_head(nh, len, nh * len * hd, |h, out| {
-                a.head_scores(h, out)
-            }))
-        })?;
-        ins.op(op(OP_SCALE), Some(scores_n), || {
-            scale(&mut s, self.divisor() as f32);
-            Ok(())
-        })?;
-        ins.op(op(OP_SOFTMAX), Some(5.0 * scores_n), || {
-            softmax_rows(&mut s, len);
-            Ok(())
-        })?;
-        let site = op(OP_SOFTMAX);
-        if ins.deep && ins.wants(site, TensorKind::AttentionWeights) {
-            let att = Tensor::from_slice(&s, (1, nh, 1, len), q.device())?;
-            ins.observe(site, TensorKind::AttentionWeights, &att)?;
-        }
-        let y = ins.op(op(OP_VALUE), Some(qk_flops), || {
-            Ok(per_head(nh, hd, nh * len * hd, |h, out| {
-                a.head_values(h, &s[h * len..(h + 1) * len], out)
-            }))
-        })?;
-        Ok(Some(Tensor::from_vec(y, (1, 1, nh * hd), q.device())?))
-    }
-}
-
-/// `rows x width` values, row `r` computed by `f(r, out)`. With `work` multiply-adds
-/// enough to pay, rows are shared out by candle's CPU pool (the KV cache is read from
-/// memory at decode: two threads stream it faster than one), stored as f32 bits in
-/// atomics: disjoint rows, relaxed, plain stores.
-fn per_head(
-    rows: usize,
-    width: usize,
-    work: usize,
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) -> Vec<f32> {
-    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-    // Below this many multiply-adds one thread is done before a second would start
-    // (and a tiny model would wake the pool's spinning threads for nothing).
-    const PARALLEL_FROM: usize = 32 * 1024;
-    if work < PARALLEL_FROM {
-        let mut out = vec![0f32; rows * width];
-        for (r, o) in out.chunks_exact_mut(width.max(1)).enumerate() {
-            f(r, o);
-        }
-        return out;
-    }
-    let out: Vec<AtomicU32> = (0..rows * width).map(|_| AtomicU32::new(0)).collect();
-    candle_core::utils::barrier_pool().execute_chunked(rows, |range| {
-        let mut buf = vec![0f32; width];
-        for r in range {
-            f(r, &mut buf);
-            for (o, v) in out[r * width..(r + 1) * width].iter().zip(&buf) {
-                o.store(v.to_bits(), Relaxed);
-            }
-        }
-    });
-    out.into_iter()
-        .map(|v| f32::from_bits(v.into_inner()))
-        .collect()
-}
-
-/// candle-transformers' `repeat_kv` (concatenate, then reshape), copied so the op order
-/// (and so the bits) are the same.
-fn candle_transformers_repeat_kv(xs: Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(xs);
-    }
-    let (b, n_kv, s, d) = xs.dims4()?;
-    Tensor::cat(&vec![&xs; n_rep], 2)?.reshape((b, n_kv * n_rep, s, d))
 }
 
 impl InstrumentedModel for Decoder {

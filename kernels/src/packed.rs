@@ -1,0 +1,256 @@
+//! [`Packed`]: a weight matrix in the layout its kernels read fastest.
+
+use crate::types::{BLOCK, WeightType};
+use crate::{Isa, matvec_rows_with};
+
+/// How a [`Packed`] matrix keeps its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// As they came (GGUF rows).
+    Rows,
+    /// x86: groups of four rows, each block's fields of the four in turn.
+    Groups4,
+    /// x86 Q4_1: tiles of eight rows in the lanes of a register (`x86_lanes`).
+    Lanes8,
+}
+
+/// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1 is kept
+/// in tiles of eight rows side by side (see the `x86_lanes` module): one byte
+/// dot-product instruction serves eight rows, and several activation rows (prefill)
+/// share each unpacked register. The other 32-value types are packed in groups of
+/// four rows: for each block, the four rows' f16 scales, then their offsets (Q5_1),
+/// their `qh` (Q5_0, Q5_1), then their quant bytes, so one F16C conversion serves four
+/// rows (the one-row layout spends one or two per row and block, and decode is bound
+/// by that work, not by memory); the same sums as [`matvec_rows_with`], bit for bit.
+/// Both hold the same bytes as the GGUF rows, rounded up to a whole tile or group.
+/// Elsewhere (NEON, scalar), and for the K-quants (whose 256-value blocks carry their
+/// scales in a few bytes, so there is little to share), the rows stay as they are.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    t: WeightType,
+    isa: Isa,
+    rows: usize,
+    cols: usize,
+    layout: Layout,
+    data: Vec<u8>,
+}
+
+impl Packed {
+    /// Pack for the best implementation here.
+    pub fn new(t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
+        Packed::with(crate::best(), t, weights, rows, cols)
+    }
+
+    /// Pack `rows x cols` weights (consecutive rows of blocks) for `isa`.
+    pub fn with(isa: Isa, t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
+        let blocks = cols / t.block_values();
+        let row_bytes = blocks * t.block_bytes();
+        assert!(
+            cols.is_multiple_of(t.block_values()) && weights.len() == rows * row_bytes,
+            "{} bytes are not {rows} rows of {cols} {} values",
+            weights.len(),
+            t.name()
+        );
+        let x86 = cfg!(target_arch = "x86_64")
+            && matches!(isa, Isa::Avx2 | Isa::AvxVnni)
+            && isa.available();
+        let layout = match t {
+            _ if !x86 || t.is_k() => Layout::Rows,
+            WeightType::Q4_1 => Layout::Lanes8,
+            _ => Layout::Groups4,
+        };
+        let row = |r: usize| (r < rows).then(|| &weights[r * row_bytes..(r + 1) * row_bytes]);
+        let data = match layout {
+            Layout::Rows => weights.to_vec(),
+            Layout::Groups4 => groups4(t, blocks, rows, &row),
+            Layout::Lanes8 => {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let mut data = Vec::new();
+                    for tile in 0..rows.div_ceil(crate::x86_lanes::ROWS) {
+                        let rs = std::array::from_fn(|i| row(crate::x86_lanes::ROWS * tile + i));
+                        crate::x86_lanes::pack_q4_1(rs, blocks, &mut data);
+                    }
+                    data
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!("x86 only")
+            }
+        };
+        Packed {
+            t,
+            isa,
+            rows,
+            cols,
+            layout,
+            data,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn weight_type(&self) -> WeightType {
+        self.t
+    }
+
+    /// Whether the rows are packed in groups or tiles (else kept as they came).
+    pub fn is_grouped(&self) -> bool {
+        self.layout != Layout::Rows
+    }
+
+    /// Rows per unit of work.
+    pub fn unit_rows(&self) -> usize {
+        match self.layout {
+            Layout::Lanes8 => 8,
+            Layout::Rows | Layout::Groups4 => 4,
+        }
+    }
+
+    /// Units of work for threads to share: spans of [`Self::unit_rows`] rows.
+    pub fn units(&self) -> usize {
+        self.rows.div_ceil(self.unit_rows())
+    }
+
+    /// The weight rows `units` covers.
+    pub fn unit_span(&self, units: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let n = self.unit_rows();
+        (n * units.start).min(self.rows)..(n * units.end).min(self.rows)
+    }
+
+    /// Rows [`Self::unit_span`] times the activations, into `out` (one value per row).
+    pub fn matvec_units(&self, units: std::ops::Range<usize>, act: &[u8], out: &mut [f32]) {
+        self.matmul_units(units, act, 1, out);
+    }
+
+    /// Rows [`Self::unit_span`] times each of `m` activation rows (`act` holds them one
+    /// after the other), into `out`: `out[i * span + j]` is row `span.start + j` times
+    /// activation row `i`. The lane tiles take up to four activation rows at once.
+    pub fn matmul_units(
+        &self,
+        units: std::ops::Range<usize>,
+        act: &[u8],
+        m: usize,
+        out: &mut [f32],
+    ) {
+        let span = self.unit_span(&units);
+        let width = span.len();
+        let blocks = self.cols / self.t.block_values();
+        let act_row = blocks * self.t.activation().block_bytes();
+        assert!(
+            units.start <= units.end && out.len() == m * width && act.len() >= m * act_row,
+            "units {units:?} of {} rows, {m} activation rows, into {} outputs",
+            self.rows,
+            out.len()
+        );
+        let act_i = |i: usize| &act[i * act_row..(i + 1) * act_row];
+        match self.layout {
+            Layout::Rows => {
+                for i in 0..m {
+                    let o = &mut out[i * width..(i + 1) * width];
+                    matvec_rows_with(self.isa, self.t, &self.data, self.cols, span.start, act_i(i), o);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Layout::Groups4 => {
+                let f = self.flavor();
+                let group_bytes = 4 * blocks * self.t.block_bytes();
+                for i in 0..m {
+                    let o = &mut out[i * width..(i + 1) * width];
+                    for (g, o) in units.clone().zip(o.chunks_mut(4)) {
+                        let group = &self.data[g * group_bytes..(g + 1) * group_bytes];
+                        let d = crate::x86::dot4_packed(f, self.t, group, act_i(i), blocks);
+                        o.copy_from_slice(&d[..o.len()]);
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Layout::Lanes8 => self.lanes(units, blocks, m, &act_i, out),
+            #[cfg(not(target_arch = "x86_64"))]
+            Layout::Groups4 | Layout::Lanes8 => unreachable!("x86 only"),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn flavor(&self) -> crate::x86::Flavor {
+        self.isa
+            .flavor()
+            .expect("packed for an available x86 flavour")
+    }
+
+    /// Q4_1 lane tiles: activation rows four at a time, then the rest one by one.
+    #[cfg(target_arch = "x86_64")]
+    fn lanes<'a>(
+        &self,
+        units: std::ops::Range<usize>,
+        blocks: usize,
+        m: usize,
+        act_i: &dyn Fn(usize) -> &'a [u8],
+        out: &mut [f32],
+    ) {
+        use crate::x86_lanes::{ROWS, TILE_BLOCK, q4_1};
+        let (f, tile_bytes) = (self.flavor(), blocks * TILE_BLOCK);
+        let span = self.unit_span(&units);
+        let width = span.len();
+        for tile in units {
+            let t = &self.data[tile * tile_bytes..(tile + 1) * tile_bytes];
+            let first = ROWS * tile;
+            let n = ROWS.min(self.rows - first);
+            let at = first - span.start;
+            let mut put = |i: usize, v: &[f32; ROWS]| {
+                out[i * width + at..i * width + at + n].copy_from_slice(&v[..n]);
+            };
+            let mut i = 0;
+            while i + 4 <= m {
+                let acts = [act_i(i), act_i(i + 1), act_i(i + 2), act_i(i + 3)];
+                for (k, v) in q4_1::<4>(f, t, acts, blocks).iter().enumerate() {
+                    put(i + k, v);
+                }
+                i += 4;
+            }
+            while i < m {
+                put(i, &q4_1::<1>(f, t, [act_i(i)], blocks)[0]);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Groups of four rows: per group block, each field of the four rows in turn: Q4_1
+/// [d][m][qs], Q5_0 [d][qh][qs], Q5_1 [d][m][qh][qs], Q8_0 [d][qs].
+fn groups4<'a>(
+    t: WeightType,
+    blocks: usize,
+    rows: usize,
+    row: &dyn Fn(usize) -> Option<&'a [u8]>,
+) -> Vec<u8> {
+    let bb = t.block_bytes();
+    let fields: &[(usize, usize)] = match t {
+        WeightType::Q4_1 => &[(0, 2), (2, 2), (4, 16)],
+        WeightType::Q5_0 => &[(0, 2), (2, 4), (6, 16)],
+        WeightType::Q5_1 => &[(0, 2), (2, 2), (4, 4), (8, 16)],
+        WeightType::Q8_0 => &[(0, 2), (2, 32)],
+        WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => unreachable!("not grouped"),
+    };
+    let groups = rows.div_ceil(4);
+    let mut data = Vec::with_capacity(groups * 4 * blocks * bb);
+    let zero = vec![0u8; bb];
+    for g in 0..groups {
+        for i in 0..blocks {
+            let block = |r: usize| row(4 * g + r).map_or(&zero[..], |x| &x[i * bb..(i + 1) * bb]);
+            for &(at, len) in fields {
+                for r in 0..4 {
+                    data.extend_from_slice(&block(r)[at..at + len]);
+                }
+            }
+        }
+    }
+    data
+}
+
+const _: () = assert!(BLOCK == 32);
