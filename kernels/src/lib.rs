@@ -21,7 +21,8 @@
 //! | Q4_1 | 20 | `d: f16, m: f16, qs: [u8; 16]` | `d * q + m`, q in 0..16 |
 //! | Q5_0 | 22 | `d: f16, qh: u32, qs: [u8; 16]` | `d * (q - 16)`, q in 0..32 |
 //! | Q5_1 | 24 | `d: f16, m: f16, qh: u32, qs: [u8; 16]` | `d * q + m`, q in 0..32 |
-//! | Q8_0 | 34 | `d: f16, qs: [i8; 32]` | `d * q` (weights and activations) |
+//! | Q8_0 | 34 | `d: f16, qs: [i8; 32]` | `d * q` (weights) |
+//! | Q8_0 activations | 36 | `d: f16, sum: i16, qs: [i8; 32]` | `d * q`; `sum` the sum of `q` |
 //! | Q8_1 | 36 | `d: f16, s: f16, qs: [i8; 32]` | `d * q`; `s = d * sum(q)` |
 //!
 //! Element `j < 16` is the low nibble of `qs[j]`, element `j + 16` its high nibble;
@@ -178,6 +179,9 @@ pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
         out.extend_from_slice(&half::f32_to_f16(d).to_le_bytes());
         if act == ActType::Q8_1 {
             out.extend_from_slice(&half::f32_to_f16(sum as f32 * d).to_le_bytes());
+        } else {
+            // |sum| <= 32 x 127: an i16.
+            out.extend_from_slice(&(sum as i16).to_le_bytes());
         }
         out.extend(qs.iter().map(|q| *q as u8));
     }

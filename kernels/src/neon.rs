@@ -85,18 +85,18 @@ unsafe fn q4_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
 }
 
 unsafe fn q5_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-    // SAFETY: block i of x is bytes [22 i, 22 i + 22), of y [34 i, 34 i + 34).
+    // SAFETY: block i of x is bytes [22 i, 22 i + 22), of y [36 i, 36 i + 36).
     unsafe {
         let mut sum = 0.0f32;
         let sixteen = vdupq_n_s8(16);
         for i in 0..blocks {
-            let (bx, by) = (x.add(i * 22), y.add(i * 34));
+            let (bx, by) = (x.add(i * 22), y.add(i * 36));
             let (lo, hi) = weights(bx.add(6), Some(bx.add(2)));
             let lo = vsubq_s8(vreinterpretq_s8_u8(lo), sixteen);
             let hi = vsubq_s8(vreinterpretq_s8_u8(hi), sixteen);
             let p = vaddq_s32(
-                dot16(lo, vld1q_s8(by.add(2) as *const i8)),
-                dot16(hi, vld1q_s8(by.add(18) as *const i8)),
+                dot16(lo, vld1q_s8(by.add(4) as *const i8)),
+                dot16(hi, vld1q_s8(by.add(20) as *const i8)),
             );
             sum += half(bx) * half(by) * vaddvq_s32(p) as f32;
         }
@@ -122,19 +122,19 @@ unsafe fn q5_1(x: *const u8, y: *const u8, blocks: usize) -> f32 {
 }
 
 unsafe fn q8_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-    // SAFETY: block i of x and of y is bytes [34 i, 34 i + 34).
+    // SAFETY: block i of x is bytes [34 i, 34 i + 34), of y [36 i, 36 i + 36).
     unsafe {
         let mut sum = 0.0f32;
         for i in 0..blocks {
-            let (bx, by) = (x.add(i * 34), y.add(i * 34));
+            let (bx, by) = (x.add(i * 34), y.add(i * 36));
             let p = vaddq_s32(
                 dot16(
                     vld1q_s8(bx.add(2) as *const i8),
-                    vld1q_s8(by.add(2) as *const i8),
+                    vld1q_s8(by.add(4) as *const i8),
                 ),
                 dot16(
                     vld1q_s8(bx.add(18) as *const i8),
-                    vld1q_s8(by.add(18) as *const i8),
+                    vld1q_s8(by.add(20) as *const i8),
                 ),
             );
             sum += half(bx) * half(by) * vaddvq_s32(p) as f32;

@@ -10,18 +10,21 @@ enum Layout {
     Rows,
     /// x86: groups of four rows, each block's fields of the four in turn.
     Groups4,
-    /// x86 Q4_1: tiles of eight rows in the lanes of a register (`x86_lanes`).
+    /// x86 Q4_1, Q5_0, Q8_0 (with VNNI): tiles of eight rows in the lanes of a
+    /// register (`x86_lanes`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Lanes8,
 }
 
-/// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1 is kept
-/// in tiles of eight rows side by side (see the `x86_lanes` module): one byte
-/// dot-product instruction serves eight rows, and several activation rows (prefill)
-/// share each unpacked register. The other 32-value types are packed in groups of
-/// four rows: for each block, the four rows' f16 scales, then their offsets (Q5_1),
-/// their `qh` (Q5_0, Q5_1), then their quant bytes, so one F16C conversion serves four
-/// rows (the one-row layout spends one or two per row and block, and decode is bound
-/// by that work, not by memory); the same sums as [`matvec_rows_with`], bit for bit.
+/// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1, Q5_0
+/// and (with VNNI) Q8_0 are kept in tiles of eight rows side by side (see the
+/// `x86_lanes` module): one byte dot-product instruction serves eight rows, and
+/// several activation rows (prefill) share each unpacked register; the sums of the
+/// rows to f32 rounding. The others are packed in groups of four rows: for each block,
+/// the four rows' f16 scales, then their offsets (Q4_1, Q5_1), their `qh` (Q5_0,
+/// Q5_1), then their quant bytes, so one F16C conversion serves four rows (the
+/// one-row layout spends one or two per row and block); the same sums as
+/// [`matvec_rows_with`], bit for bit.
 /// Both hold the same bytes as the GGUF rows, rounded up to a whole tile or group.
 /// Elsewhere (NEON, scalar), and for the K-quants (whose 256-value blocks carry their
 /// scales in a few bytes, so there is little to share), the rows stay as they are.
@@ -56,7 +59,8 @@ impl Packed {
             && isa.available();
         let layout = match t {
             _ if !x86 || t.is_k() => Layout::Rows,
-            WeightType::Q4_1 => Layout::Lanes8,
+            #[cfg(target_arch = "x86_64")]
+            _ if isa.flavor().is_some_and(|f| crate::x86_lanes::runs(t, f)) => Layout::Lanes8,
             _ => Layout::Groups4,
         };
         let row = |r: usize| (r < rows).then(|| &weights[r * row_bytes..(r + 1) * row_bytes]);
@@ -69,7 +73,7 @@ impl Packed {
                     let mut data = Vec::new();
                     for tile in 0..rows.div_ceil(crate::x86_lanes::ROWS) {
                         let rs = std::array::from_fn(|i| row(crate::x86_lanes::ROWS * tile + i));
-                        crate::x86_lanes::pack_q4_1(rs, blocks, &mut data);
+                        crate::x86_lanes::pack(t, rs, blocks, &mut data);
                     }
                     data
                 }
@@ -153,7 +157,15 @@ impl Packed {
             Layout::Rows => {
                 for i in 0..m {
                     let o = &mut out[i * width..(i + 1) * width];
-                    matvec_rows_with(self.isa, self.t, &self.data, self.cols, span.start, act_i(i), o);
+                    matvec_rows_with(
+                        self.isa,
+                        self.t,
+                        &self.data,
+                        self.cols,
+                        span.start,
+                        act_i(i),
+                        o,
+                    );
                 }
             }
             #[cfg(target_arch = "x86_64")]
@@ -183,7 +195,7 @@ impl Packed {
             .expect("packed for an available x86 flavour")
     }
 
-    /// Q4_1 lane tiles: activation rows four at a time, then the rest one by one.
+    /// Lane tiles: activation rows four at a time, then the rest one by one.
     #[cfg(target_arch = "x86_64")]
     fn lanes<'a>(
         &self,
@@ -193,12 +205,12 @@ impl Packed {
         act_i: &dyn Fn(usize) -> &'a [u8],
         out: &mut [f32],
     ) {
-        use crate::x86_lanes::{ROWS, TILE_BLOCK, q4_1};
-        let (f, tile_bytes) = (self.flavor(), blocks * TILE_BLOCK);
+        use crate::x86_lanes::{ROWS, dot, tile_block};
+        let (f, t, tile_bytes) = (self.flavor(), self.t, blocks * tile_block(self.t));
         let span = self.unit_span(&units);
         let width = span.len();
         for tile in units {
-            let t = &self.data[tile * tile_bytes..(tile + 1) * tile_bytes];
+            let w = &self.data[tile * tile_bytes..(tile + 1) * tile_bytes];
             let first = ROWS * tile;
             let n = ROWS.min(self.rows - first);
             let at = first - span.start;
@@ -208,13 +220,13 @@ impl Packed {
             let mut i = 0;
             while i + 4 <= m {
                 let acts = [act_i(i), act_i(i + 1), act_i(i + 2), act_i(i + 3)];
-                for (k, v) in q4_1::<4>(f, t, acts, blocks).iter().enumerate() {
+                for (k, v) in dot::<4>(f, t, w, acts, blocks).iter().enumerate() {
                     put(i + k, v);
                 }
                 i += 4;
             }
             while i < m {
-                put(i, &q4_1::<1>(f, t, [act_i(i)], blocks)[0]);
+                put(i, &dot::<1>(f, t, w, [act_i(i)], blocks)[0]);
                 i += 1;
             }
         }

@@ -31,7 +31,9 @@ pub enum WeightType {
 /// How activations are quantized for a weight type's dot product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActType {
-    /// `d: f16, qs: [i8; 32]`.
+    /// `d: f16, sum: i16, qs: [i8; 32]`: llama.cpp's `block_q8_0` plus the exact sum
+    /// of the quants, which the lane tiles need to take a weight type's bias (`q - 16`,
+    /// `q - 128`) out of their unsigned byte products.
     Q8_0,
     /// `d: f16, s: f16, qs: [i8; 32]`: also carries `d * sum(q)`, which a weight
     /// type with an offset (`m`) needs.
@@ -112,7 +114,7 @@ impl WeightType {
 impl ActType {
     pub fn block_bytes(self) -> usize {
         match self {
-            ActType::Q8_0 => 34,
+            ActType::Q8_0 => 36,
             ActType::Q8_1 => 36,
             ActType::Q8K => 292,
         }

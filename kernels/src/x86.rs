@@ -157,7 +157,7 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 
 /// The 32 bits of `qh` as 32 bytes: 0xFF where the bit is set, else 0.
 #[inline(always)]
-unsafe fn bits(p: *const u8) -> __m256i {
+pub(crate) unsafe fn bits(p: *const u8) -> __m256i {
     // SAFETY: `p` points at the 4 `qh` bytes of a block; AVX2 is enabled in callers.
     unsafe {
         let x = std::ptr::read_unaligned(p as *const u32) as i32;
@@ -293,17 +293,17 @@ macro_rules! kernels {
 
             #[target_feature(enable = $features)]
             pub unsafe fn q5_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-                // SAFETY: block i of x is bytes [22 i, 22 i + 22), of y [34 i, 34 i + 34).
+                // SAFETY: block i of x is bytes [22 i, 22 i + 22), of y [36 i, 36 i + 36).
                 unsafe {
                     let mut acc = _mm256_setzero_ps();
                     for i in 0..blocks {
-                        let (bx, by) = (x.add(i * 22), y.add(i * 34));
+                        let (bx, by) = (x.add(i * 22), y.add(i * 36));
                         let d = half(bx) * half(by);
                         // q - 16 as i8: where the fifth bit is clear, set the top four bits.
                         let hi =
                             _mm256_andnot_si256(bits(bx.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
                         let qx = _mm256_or_si256(nibbles(bx.add(6)), hi);
-                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
                         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_i8::<Mul>(qx, qy), acc);
                     }
                     hsum(acc)
@@ -312,14 +312,14 @@ macro_rules! kernels {
 
             #[target_feature(enable = $features)]
             pub unsafe fn q8_0(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-                // SAFETY: block i of x is bytes [34 i, 34 i + 34), of y [34 i, 34 i + 34).
+                // SAFETY: block i of x is bytes [34 i, 34 i + 34), of y [36 i, 36 i + 36).
                 unsafe {
                     let mut acc = _mm256_setzero_ps();
                     for i in 0..blocks {
-                        let (bx, by) = (x.add(i * 34), y.add(i * 34));
+                        let (bx, by) = (x.add(i * 34), y.add(i * 36));
                         let d = half(bx) * half(by);
                         let qx = _mm256_loadu_si256(bx.add(2) as *const __m256i);
-                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
                         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_i8::<Mul>(qx, qy), acc);
                     }
                     hsum(acc)
@@ -329,14 +329,14 @@ macro_rules! kernels {
             #[target_feature(enable = $features)]
             pub unsafe fn q8_0_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
                 // SAFETY: block i of the group is bytes [136 i, 136 i + 136) (four f16
-                // scales, four rows' 32 quant bytes), of y [34 i, 34 i + 34).
+                // scales, four rows' 32 quant bytes), of y [36 i, 36 i + 36).
                 unsafe {
                     let mut acc = [_mm256_setzero_ps(); 4];
                     for i in 0..blocks {
-                        let (bx, by) = (x.add(i * 136), y.add(i * 34));
+                        let (bx, by) = (x.add(i * 136), y.add(i * 36));
                         let d = _mm_cvtph_ps(_mm_loadl_epi64(bx as *const __m128i));
                         let dd = _mm_mul_ps(d, _mm_set1_ps(half(by)));
-                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
                         for r in 0..4 {
                             let qx = _mm256_loadu_si256(bx.add(8 + 32 * r) as *const __m256i);
                             let q = mul_sum_i8::<Mul>(qx, qy);
@@ -460,15 +460,15 @@ macro_rules! kernels {
             #[target_feature(enable = $features)]
             pub unsafe fn q5_0_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
                 // SAFETY: block i of the group is bytes [88 i, 88 i + 88) (four f16
-                // scales, four rows' `qh`, four rows' `qs`), of y [34 i, 34 i + 34).
+                // scales, four rows' `qh`, four rows' `qs`), of y [36 i, 36 i + 36).
                 unsafe {
                     let mut acc = [_mm256_setzero_ps(); 4];
                     let f0 = _mm256_set1_epi8(0xF0u8 as i8);
                     for i in 0..blocks {
-                        let (bx, by) = (x.add(i * 88), y.add(i * 34));
+                        let (bx, by) = (x.add(i * 88), y.add(i * 36));
                         let d = _mm_cvtph_ps(_mm_loadl_epi64(bx as *const __m128i));
                         let dd = _mm_mul_ps(d, _mm_set1_ps(half(by)));
-                        let qy = _mm256_loadu_si256(by.add(2) as *const __m256i);
+                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
                         for r in 0..4 {
                             // q - 16 as i8: where the fifth bit is clear, set the top
                             // four bits.

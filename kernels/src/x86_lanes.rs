@@ -1,79 +1,147 @@
-//! Q4_1 with eight weight rows side by side in the lanes of one register, against one
-//! to four activation rows at once (the layout candle's x86 repacked kernels use for
-//! Q8_0 and the K-quants, here for Q4_1, which candle runs in scalar code).
+//! Q4_1, Q5_0 and Q8_0 with eight weight rows side by side in the lanes of one
+//! register, against one to four activation rows at once (the layout candle's x86
+//! repacked kernels use for Q8_0 and the K-quants).
 //!
-//! Per 32-value block, a tile holds the eight rows' `d` (8 x f16), their `m`
-//! (8 x f16), then four 32-byte registers of nibbles: register `j`'s low nibbles are
-//! values `4j .. 4j + 4` of rows 0..8 (four bytes per row, row-major), its high nibbles
-//! values `16 + 4j ..`. One `vpdpbusd` of an unpacked register with four activation
-//! bytes broadcast adds four products to each row's lane: no horizontal sums, no
-//! per-row scale broadcasts, and with several activation rows (prefill) each weight
-//! register is unpacked once for all of them. 160 bytes per block and tile, the same
-//! 20 bytes per row and block as GGUF's.
+//! Per 32-value block, a tile holds the eight rows' `d` (8 x f16), then per type:
 //!
-//! Each block's integer sum is exact (8 groups of 4 products, at most
-//! 32 x 15 x 127 = 60,960), converted once and scaled as the row kernels scale it:
-//! the same terms in another f32 order.
+//! - Q4_1: their `m` (8 x f16), then four 32-byte registers of nibbles: register
+//!   `j`'s low nibbles are values `4j .. 4j + 4` of rows 0..8 (four bytes per row,
+//!   row-major), its high nibbles values `16 + 4j ..`. 160 bytes.
+//! - Q5_0: eight words of fifth bits, word `g` for value group `g` (the low nibbles'
+//!   groups 0..4, then the high ones' 4..8; bit `4r + t` for row `r`'s value `t`),
+//!   then the nibbles as Q4_1's. 176 bytes.
+//! - Q8_0: eight 32-byte registers, register `g` values `4g .. 4g + 4` of rows 0..8,
+//!   each stored plus 128 as an unsigned byte. 272 bytes.
+//!
+//! The same bytes per row and block as GGUF's. One `vpdpbusd` of a register with four
+//! activation bytes broadcast adds four products to each row's lane: no horizontal
+//! sums, no per-row scale broadcasts, and with several activation rows (prefill) each
+//! weight register is unpacked once for all of them. Q5_0 and Q8_0 multiply their
+//! unsigned stored quants and subtract the bias times the activations' exact sum
+//! (Q8_0 activations carry it). Each block's integer sum is exact (at most
+//! 32 x 255 x 127 before the bias comes off), converted once and scaled as the row
+//! kernels scale it: the same terms in another f32 order.
+//!
+//! AVX2 without VNNI sums with `maddubs`, which saturates on Q8_0's biased bytes
+//! (2 x 255 x 127 > 32,767): there Q8_0 keeps the four-row groups ([`runs`]).
 
 use std::arch::x86_64::*;
 
-use crate::x86::Flavor;
+use crate::types::WeightType;
+use crate::x86::{Flavor, bits};
 
 /// Weight rows per tile.
 pub const ROWS: usize = 8;
-/// Bytes of one tile per 32-value block.
-pub const TILE_BLOCK: usize = 160;
 
-/// Packs eight rows of Q4_1 blocks (`None`: a zero row past the matrix's end), each
+/// Whether `t` is kept in lane tiles for flavour `f`.
+pub fn runs(t: WeightType, f: Flavor) -> bool {
+    match t {
+        WeightType::Q4_1 | WeightType::Q5_0 => true,
+        WeightType::Q8_0 => f != Flavor::Avx2,
+        _ => false,
+    }
+}
+
+/// Bytes of one tile per 32-value block.
+pub fn tile_block(t: WeightType) -> usize {
+    t.block_bytes() * ROWS
+}
+
+/// Packs eight rows of `t` blocks (`None`: a zero row past the matrix's end), each
 /// `blocks` blocks long, as one tile, appended to `out`.
-pub fn pack_q4_1(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
-    out.reserve(blocks * TILE_BLOCK);
+pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
+    let bb = t.block_bytes();
+    out.reserve(blocks * tile_block(t));
     for b in 0..blocks {
-        let block = |r: usize| rows[r].map(|row| &row[20 * b..20 * b + 20]);
-        for at in [0, 2] {
+        let block = |r: usize| rows[r].map(|row| &row[bb * b..bb * b + bb]);
+        // `d`, and Q4_1's `m`: eight f16 each.
+        let scales: &[usize] = if t == WeightType::Q4_1 { &[0, 2] } else { &[0] };
+        for &at in scales {
             for r in 0..ROWS {
                 out.extend_from_slice(block(r).map_or(&[0, 0][..], |x| &x[at..at + 2]));
             }
         }
-        // Value k of row r: k < 16 the low nibble of qs[k], else the high one of qs[k - 16].
+        // Value k of row r, as stored (unsigned): its quant before the bias.
         let q = |r: usize, k: usize| -> u8 {
             block(r).map_or(0, |x| {
-                if k < 16 {
-                    x[4 + k] & 0x0F
-                } else {
-                    x[4 + k - 16] >> 4
-                }
+                let (q, _, _) = crate::unpack_block(t, x);
+                q[k]
             })
         };
+        // Group g's values: 4g .. 4g + 4 for Q8_0; the nibble registers' order otherwise.
+        let value = |g: usize, t4: usize| {
+            if g < 4 {
+                4 * g + t4
+            } else {
+                16 + 4 * (g - 4) + t4
+            }
+        };
+        match t {
+            WeightType::Q8_0 => {
+                for g in 0..8 {
+                    for r in 0..ROWS {
+                        for t4 in 0..4 {
+                            out.push(q(r, 4 * g + t4));
+                        }
+                    }
+                }
+                continue;
+            }
+            WeightType::Q5_0 => {
+                for g in 0..8 {
+                    let mut word = 0u32;
+                    for r in 0..ROWS {
+                        for t4 in 0..4 {
+                            word |= u32::from(q(r, value(g, t4)) >> 4) << (4 * r + t4);
+                        }
+                    }
+                    out.extend_from_slice(&word.to_le_bytes());
+                }
+            }
+            _ => {}
+        }
         for j in 0..4 {
             for r in 0..ROWS {
-                for t in 0..4 {
-                    out.push(q(r, 4 * j + t) | (q(r, 16 + 4 * j + t) << 4));
+                for t4 in 0..4 {
+                    out.push((q(r, value(j, t4)) & 0x0F) | ((q(r, value(j + 4, t4)) & 0x0F) << 4));
                 }
             }
         }
     }
 }
 
-/// A tile's `R` x 8 dot products with `R` activation rows (Q8_1, `blocks` blocks each):
-/// `out[i][r]` is row `r` times activation row `i`.
-pub fn q4_1<const R: usize>(
+/// A tile's `R` x 8 dot products with `R` activation rows (`blocks` blocks each, of
+/// `t`'s activation type): `out[i][r]` is row `r` times activation row `i`.
+pub fn dot<const R: usize>(
     f: Flavor,
+    t: WeightType,
     tile: &[u8],
     acts: [&[u8]; R],
     blocks: usize,
 ) -> [[f32; ROWS]; R] {
     debug_assert!(f.available());
-    assert!(tile.len() >= blocks * TILE_BLOCK);
+    assert!(
+        runs(t, f),
+        "{} is not kept in lane tiles for {f:?}",
+        t.name()
+    );
+    assert!(tile.len() >= blocks * tile_block(t));
     assert!(acts.iter().all(|a| a.len() >= blocks * 36));
     let (x, ys) = (tile.as_ptr(), acts.map(<[u8]>::as_ptr));
     // SAFETY: the caller checked `f.available()`; the slices hold `blocks` tile blocks
-    // and activation blocks (asserted above), which is all the kernels read.
+    // and activation blocks (asserted above), which is all the kernels read; Q8_0 on
+    // AVX2 alone is refused above.
     unsafe {
-        match f {
-            Flavor::Avx2 => avx2::q4_1::<R>(x, ys, blocks),
-            Flavor::AvxVnni => avx_vnni::q4_1::<R>(x, ys, blocks),
-            Flavor::Avx512Vnni => avx512_vnni::q4_1::<R>(x, ys, blocks),
+        match (f, t) {
+            (Flavor::Avx2, WeightType::Q4_1) => avx2::tile::<0, R>(x, ys, blocks),
+            (Flavor::Avx2, WeightType::Q5_0) => avx2::tile::<1, R>(x, ys, blocks),
+            (Flavor::AvxVnni, WeightType::Q4_1) => avx_vnni::tile::<0, R>(x, ys, blocks),
+            (Flavor::AvxVnni, WeightType::Q5_0) => avx_vnni::tile::<1, R>(x, ys, blocks),
+            (Flavor::AvxVnni, _) => avx_vnni::tile::<2, R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::tile::<0, R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q5_0) => avx512_vnni::tile::<1, R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, _) => avx512_vnni::tile::<2, R>(x, ys, blocks),
+            (Flavor::Avx2, _) => unreachable!("refused above"),
         }
     }
 }
@@ -87,10 +155,10 @@ trait Sum {
     unsafe fn finish(acc: __m256i) -> __m256i;
 }
 
-/// AVX2: `maddubs` pairs (at most 2 x 15 x 127 = 3,810) added as i16 over the block's
-/// eight registers (at most 30,480: no wrap), widened once.
-struct Maddubs;
-impl Sum for Maddubs {
+/// AVX2 for Q4_1: `maddubs` pairs (at most 2 x 15 x 127 = 3,810) added as i16 over the
+/// block's eight registers (at most 30,480: no wrap), widened once.
+struct Maddubs16;
+impl Sum for Maddubs16 {
     #[inline(always)]
     unsafe fn zero() -> __m256i {
         // SAFETY: register-only AVX arithmetic.
@@ -105,6 +173,29 @@ impl Sum for Maddubs {
     unsafe fn finish(acc: __m256i) -> __m256i {
         // SAFETY: register-only AVX2 arithmetic.
         unsafe { _mm256_madd_epi16(acc, _mm256_set1_epi16(1)) }
+    }
+}
+
+/// AVX2 for Q5_0: each register's `maddubs` pairs (at most 2 x 31 x 127 = 7,874)
+/// widened to i32 at once (eight of them could wrap an i16).
+struct Maddubs32;
+impl Sum for Maddubs32 {
+    #[inline(always)]
+    unsafe fn zero() -> __m256i {
+        // SAFETY: register-only AVX arithmetic.
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn add(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: register-only AVX2 arithmetic (callers enable AVX2).
+        unsafe {
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1));
+            _mm256_add_epi32(acc, p)
+        }
+    }
+    #[inline(always)]
+    unsafe fn finish(acc: __m256i) -> __m256i {
+        acc
     }
 }
 
@@ -162,43 +253,92 @@ unsafe fn four(p: *const u8) -> __m256i {
     unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32)) }
 }
 
+/// The kernels, once per instruction set: `$q4` sums Q4_1's products, `$q58` Q5_0's
+/// and Q8_0's.
 macro_rules! lanes {
-    ($name:ident, $features:literal, $sum:ident) => {
+    ($name:ident, $features:literal, $q4:ident, $q58:ident) => {
         mod $name {
             use super::*;
 
+            #[inline(always)]
+            unsafe fn add<const K: u8>(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+                // SAFETY: register-only arithmetic with this copy's features.
+                unsafe {
+                    if K == 0 {
+                        $q4::add(acc, w, a)
+                    } else {
+                        $q58::add(acc, w, a)
+                    }
+                }
+            }
+
+            /// `K`: 0 Q4_1, 1 Q5_0, 2 Q8_0.
             #[target_feature(enable = $features)]
-            pub unsafe fn q4_1<const R: usize>(
+            pub unsafe fn tile<const K: u8, const R: usize>(
                 x: *const u8,
                 ys: [*const u8; R],
                 blocks: usize,
             ) -> [[f32; ROWS]; R] {
-                // SAFETY: block b of the tile is bytes [160 b, 160 b + 160), of each
+                // SAFETY: block b of the tile is bytes [tb b, tb b + tb), of each
                 // activation row [36 b, 36 b + 36).
                 unsafe {
+                    let tb = [160, 176, 272][K as usize];
                     let m4 = _mm256_set1_epi8(0x0F);
+                    let b10 = _mm256_set1_epi8(0x10);
                     let mut acc = [_mm256_setzero_ps(); R];
                     for b in 0..blocks {
-                        let bx = x.add(b * TILE_BLOCK);
-                        let mut sums = [$sum::zero(); R];
-                        for j in 0..4 {
-                            let p = _mm256_loadu_si256(bx.add(32 + 32 * j) as *const __m256i);
-                            let lo = _mm256_and_si256(p, m4);
-                            let hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
-                            for i in 0..R {
-                                let qy = ys[i].add(b * 36 + 4);
-                                sums[i] = $sum::add(sums[i], lo, four(qy.add(4 * j)));
-                                sums[i] = $sum::add(sums[i], hi, four(qy.add(16 + 4 * j)));
+                        let bx = x.add(b * tb);
+                        let mut sums = [$q58::zero(); R];
+                        if K == 2 {
+                            for g in 0..8 {
+                                let w = _mm256_loadu_si256(bx.add(16 + 32 * g) as *const __m256i);
+                                for i in 0..R {
+                                    let qy = ys[i].add(b * 36 + 4);
+                                    sums[i] = add::<K>(sums[i], w, four(qy.add(4 * g)));
+                                }
+                            }
+                        } else {
+                            let nib = bx.add(if K == 0 { 32 } else { 48 });
+                            for j in 0..4 {
+                                let p = _mm256_loadu_si256(nib.add(32 * j) as *const __m256i);
+                                let mut lo = _mm256_and_si256(p, m4);
+                                let mut hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
+                                if K == 1 {
+                                    let h = bx.add(16 + 4 * j);
+                                    lo = _mm256_or_si256(lo, _mm256_and_si256(bits(h), b10));
+                                    hi =
+                                        _mm256_or_si256(hi, _mm256_and_si256(bits(h.add(16)), b10));
+                                }
+                                for i in 0..R {
+                                    let qy = ys[i].add(b * 36 + 4);
+                                    sums[i] = add::<K>(sums[i], lo, four(qy.add(4 * j)));
+                                    sums[i] = add::<K>(sums[i], hi, four(qy.add(16 + 4 * j)));
+                                }
                             }
                         }
                         let d = _mm256_cvtph_ps(_mm_loadu_si128(bx as *const __m128i));
-                        let m = _mm256_cvtph_ps(_mm_loadu_si128(bx.add(16) as *const __m128i));
                         for i in 0..R {
                             let by = ys[i].add(b * 36);
                             let dd = _mm256_mul_ps(d, _mm256_set1_ps(half(by)));
-                            let s = _mm256_cvtepi32_ps($sum::finish(sums[i]));
-                            acc[i] = _mm256_fmadd_ps(dd, s, acc[i]);
-                            acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(half(by.add(2))), acc[i]);
+                            let s = if K == 0 {
+                                $q4::finish(sums[i])
+                            } else {
+                                $q58::finish(sums[i])
+                            };
+                            if K == 0 {
+                                acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
+                                let m =
+                                    _mm256_cvtph_ps(_mm_loadu_si128(bx.add(16) as *const __m128i));
+                                acc[i] =
+                                    _mm256_fmadd_ps(m, _mm256_set1_ps(half(by.add(2))), acc[i]);
+                            } else {
+                                // The bias times the activations' sum comes off exactly.
+                                let sum =
+                                    i32::from(std::ptr::read_unaligned(by.add(2) as *const i16));
+                                let bias = if K == 1 { 16 } else { 128 };
+                                let s = _mm256_sub_epi32(s, _mm256_set1_epi32(bias * sum));
+                                acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
+                            }
                         }
                     }
                     let mut out = [[0f32; ROWS]; R];
@@ -212,23 +352,36 @@ macro_rules! lanes {
     };
 }
 
-lanes!(avx2, "avx2,fma,f16c", Maddubs);
-lanes!(avx_vnni, "avx2,fma,f16c,avxvnni", AvxVnni);
-lanes!(avx512_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", Avx512Vnni);
+lanes!(avx2, "avx2,fma,f16c", Maddubs16, Maddubs32);
+lanes!(avx_vnni, "avx2,fma,f16c,avxvnni", AvxVnni, AvxVnni);
+lanes!(
+    avx512_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    Avx512Vnni,
+    Avx512Vnni
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Every copy computes the same integer sums, so every available copy gives the
-    /// same bits as plain AVX2, for one and for four activation rows.
+    /// same bits, for one and for four activation rows (Q8_0: the VNNI copies).
     #[test]
     fn every_copy_gives_the_same_bits() {
         let flavors = [Flavor::Avx2, Flavor::AvxVnni, Flavor::Avx512Vnni];
         let here: Vec<Flavor> = flavors.into_iter().filter(|f| f.available()).collect();
-        if !here.contains(&Flavor::Avx2) {
-            return eprintln!("no AVX2 here: nothing to compare");
+        for t in [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q8_0] {
+            let copies: Vec<Flavor> = here.iter().copied().filter(|&f| runs(t, f)).collect();
+            eprintln!("{}: {copies:?}", t.name());
+            same_bits(t, &copies);
         }
+    }
+
+    fn same_bits(t: WeightType, copies: &[Flavor]) {
+        let Some(&first) = copies.first() else {
+            return;
+        };
         let mut s = 0x2545_F491_4F6C_DD1Du64;
         let mut byte = || {
             s ^= s << 13;
@@ -239,32 +392,45 @@ mod tests {
         let blocks = 5;
         let rows: Vec<Vec<u8>> = (0..ROWS)
             .map(|_| {
-                let mut r: Vec<u8> = (0..blocks * 20).map(|_| byte()).collect();
-                for b in r.chunks_exact_mut(20) {
+                let bb = t.block_bytes();
+                let mut r: Vec<u8> = (0..blocks * bb).map(|_| byte()).collect();
+                for b in r.chunks_exact_mut(bb) {
                     // Finite scales and offsets: 0.01 and 0.002 as f16.
                     b[..2].copy_from_slice(&0x211Eu16.to_le_bytes());
-                    b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
+                    if t == WeightType::Q4_1 {
+                        b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
+                    }
                 }
                 r
             })
             .collect();
         let mut tile = Vec::new();
-        pack_q4_1(std::array::from_fn(|r| Some(&rows[r][..])), blocks, &mut tile);
+        pack(
+            t,
+            std::array::from_fn(|r| Some(&rows[r][..])),
+            blocks,
+            &mut tile,
+        );
         let acts: Vec<Vec<u8>> = (0..4)
             .map(|_| {
-                let x: Vec<f32> = (0..blocks * 32).map(|_| byte() as i8 as f32 / 9.0).collect();
+                let x: Vec<f32> = (0..blocks * 32)
+                    .map(|_| byte() as i8 as f32 / 9.0)
+                    .collect();
                 let mut a = Vec::new();
-                crate::quantize_activations(&x, crate::ActType::Q8_1, &mut a);
+                crate::quantize_activations(&x, t.activation(), &mut a);
                 a
             })
             .collect();
         let four = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
-        let want1 = q4_1::<1>(Flavor::Avx2, &tile, [four[0]], blocks);
-        let want4 = q4_1::<4>(Flavor::Avx2, &tile, four, blocks);
-        assert_eq!(want4[0], want1[0], "four rows at once, the first as one row alone");
-        for &f in &here {
-            assert_eq!(q4_1::<1>(f, &tile, [four[0]], blocks), want1, "{f:?}");
-            assert_eq!(q4_1::<4>(f, &tile, four, blocks), want4, "{f:?} x4");
+        let want1 = dot::<1>(first, t, &tile, [four[0]], blocks);
+        let want4 = dot::<4>(first, t, &tile, four, blocks);
+        assert_eq!(
+            want4[0], want1[0],
+            "four rows at once, the first as one row alone"
+        );
+        for &f in copies {
+            assert_eq!(dot::<1>(f, t, &tile, [four[0]], blocks), want1, "{f:?}");
+            assert_eq!(dot::<4>(f, t, &tile, four, blocks), want4, "{f:?} x4");
         }
     }
 }

@@ -278,9 +278,16 @@ fn activations_quantize_like_llama_cpp() {
     assert_eq!(&qs[..3], &[127, -50, 1]);
     let s = half::f16_to_f32(u16::from_le_bytes([out[2], out[3]]));
     assert!((s - 0.02 * 78.0).abs() < 1e-3, "{s}");
+    let mut q8 = Vec::new();
+    quantize_activations(&x, ActType::Q8_0, &mut q8);
+    assert_eq!(
+        i16::from_le_bytes([q8[2], q8[3]]),
+        127 - 50 + 1,
+        "Q8_0's sum of its quants"
+    );
     let mut zero = Vec::new();
     quantize_activations(&[0.0; 32], ActType::Q8_0, &mut zero);
-    assert_eq!(zero.len(), 34);
+    assert_eq!(zero.len(), 36);
     assert!(zero.iter().all(|&b| b == 0));
 }
 
@@ -330,8 +337,8 @@ fn matrix_rows_match_row_by_row() {
 }
 
 /// The packed layouts give the sums of the rows they were packed from: groups of four
-/// bit for bit; Q4_1's lane tiles (one exact integer sum per block, not eight lanes'
-/// partial sums) to f32 rounding. Whole and partial groups, any span of units.
+/// bit for bit; lane tiles (one exact integer sum per block, not eight lanes' partial
+/// sums) to f32 rounding. Whole and partial groups, any span of units.
 #[test]
 fn packed_matrices_match_their_rows() {
     let mut rng = Rng(11);
@@ -346,7 +353,7 @@ fn packed_matrices_match_their_rows() {
                 matvec_rows_with(isa, t, &w, cols, 0, &act, &mut want);
                 let mut got = vec![0f32; rows];
                 p.matvec_units(0..p.units(), &act, &mut got);
-                let lanes = t == WeightType::Q4_1 && p.unit_rows() == 8;
+                let lanes = p.unit_rows() == 8;
                 let same = |got: &[f32], want: &[f32]| {
                     got.iter().zip(want).all(|(g, w)| {
                         if lanes {

@@ -1,6 +1,15 @@
 //! The real SmolLM2-135M-Instruct Q4_1 GGUF: tokenizer against llama.cpp's ids, greedy
 //! decoding against candle-transformers' `quantized_llama` at every depth, and the
 //! completion against llama.cpp's. Fails (never skips) when the model is missing.
+//!
+//! eprof's kernels quantize activations as llama.cpp does and add in another order
+//! than candle, so logits differ in their last digits, and a rounding of an 8-bit
+//! activation can flip on the way through 30 layers: the first token's logits differ
+//! by up to about 1 (of 20). Greedy tokens are compared step by step on the
+//! reference's own tokens (teacher forcing), at every step where the reference's top
+//! two logits are not a near tie ([`NEAR_TIE`]); near ties are printed, not asserted:
+//! this prompt's 15th token is "1" against "2" at 0.007 logits, which any change in
+//! the last bits decides.
 
 mod common;
 
@@ -28,6 +37,72 @@ fn fixture() -> serde_json::Value {
 
 fn argmax(t: &Tensor) -> u32 {
     eprof_models::decoder::argmax(&t.flatten_all().unwrap()).unwrap()
+}
+
+/// A step whose reference logits' top two are closer than this (0.25% of the logits'
+/// range here) is a near tie: either token is right to the model's precision.
+const NEAR_TIE: f32 = 0.05;
+
+/// The top logit less the second.
+fn margin(t: &Tensor) -> f32 {
+    let mut v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    v.sort_by(|a, b| b.total_cmp(a));
+    v[0] - v[1]
+}
+
+/// Logits after the prompt, then after each of `ids` but the last (teacher forcing):
+/// `step(tokens, pos)` runs one forward pass.
+fn forced(
+    mut step: impl FnMut(&[u32], usize) -> Tensor,
+    prompt: &[u32],
+    ids: &[u32],
+) -> Vec<Tensor> {
+    let mut out = vec![step(prompt, 0)];
+    for k in 1..ids.len() {
+        out.push(step(&[ids[k - 1]], prompt.len() + k - 1));
+    }
+    out
+}
+
+fn input(ids: &[u32]) -> Tensor {
+    Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
+/// eprof's greedy token at each step on the reference's tokens `want` equals the
+/// reference's, except at near ties (printed). Returns the near ties' steps.
+fn matches_where_decided(
+    m: &mut LoadedModel,
+    prompt: &[u32],
+    want: &[u32],
+    margins: &[f32],
+) -> Vec<usize> {
+    m.model.clear_kv_cache();
+    let ours = forced(
+        |ids, pos| {
+            m.model
+                .forward(&input(ids), pos, &mut NullRecorder)
+                .unwrap()
+        },
+        prompt,
+        want,
+    );
+    let mut ties = Vec::new();
+    for (k, (l, w)) in ours.iter().zip(want).enumerate() {
+        let got = argmax(l);
+        if margins[k] < NEAR_TIE {
+            println!(
+                "step {k}: near tie (margin {:.3}): eprof {got}, reference {w}",
+                margins[k]
+            );
+            ties.push(k);
+        } else {
+            assert_eq!(got, *w, "step {k}: reference margin {:.3}", margins[k]);
+        }
+    }
+    ties
 }
 
 #[test]
@@ -102,6 +177,19 @@ fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
         ));
     }
 
+    r.clear_kv_cache();
+    let ref_logits = forced(
+        |ids, pos| r.forward(&input(ids), pos).unwrap(),
+        &prompt,
+        &want,
+    );
+    let margins: Vec<f32> = ref_logits.iter().map(margin).collect();
+    let ties = matches_where_decided(&mut m, &prompt, &want, &margins);
+    assert!(
+        ties.len() <= 2,
+        "near ties at steps {ties:?}: not this prompt"
+    );
+
     let (off, first) = greedy(&mut m, &mut NullRecorder, &prompt, 32);
     let (d, mag) = diff(&first, &ref_first.flatten_all().unwrap());
     let reference_logits: Vec<f32> = ref_first.flatten_all().unwrap().to_vec1().unwrap();
@@ -112,9 +200,15 @@ fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
         sorted[0] - sorted[1]
     );
     // eprof's Q4_1 kernels quantize the activations as llama.cpp does, candle rounds
-    // the Q8_1 block sum differently (tests/kernels_parity.rs): the logits differ by
-    // that, the greedy tokens must not (every margin here is larger).
-    assert_eq!(off, want, "greedy ids at depth off");
+    // the Q8_1 block sum differently (tests/kernels_parity.rs), and the sums run in
+    // another order: the logits differ by that; the tokens up to the first near tie
+    // must not.
+    let first_tie = ties.first().copied().unwrap_or(want.len());
+    assert_eq!(
+        off[..first_tie],
+        want[..first_tie],
+        "greedy ids at depth off"
+    );
     assert!(
         d < 0.1 * mag,
         "logits within 10% of their range: {d} vs {mag}"
@@ -128,7 +222,10 @@ fn greedy_32_tokens_match_quantized_llama_at_every_depth() {
             rec.spans.len(),
             rec.observed
         );
-        assert_eq!(ids, want, "greedy ids at depth {depth:?}");
+        assert_eq!(
+            ids, off,
+            "greedy ids at depth {depth:?} (against depth off)"
+        );
         assert_eq!(
             d, 0.0,
             "instrumentation must not change a bit of the logits (against depth off)"
@@ -149,13 +246,27 @@ fn raw_completion_matches_llamacpp_for_16_tokens() {
         .unwrap();
     let (ids, _) = greedy(&mut m, &mut NullRecorder, &prompt, 16);
     let text = m.tokenizer.decode(&ids);
-    let want = g["completion"].as_str().unwrap();
-    println!("eprof:     {text:?}\nllama.cpp: {want:?}");
-    assert!(
-        want.starts_with(&text),
-        "the first 16 tokens must be a prefix of llama.cpp's completion"
-    );
+    let completion = g["completion"].as_str().unwrap();
+    println!("eprof:     {text:?}\nllama.cpp: {completion:?}");
     assert!(text.starts_with(" Paris."));
+    // llama.cpp's tokens (its tokenizer is ours: the test above), step by step, with
+    // candle-transformers' margins to tell near ties.
+    let want: Vec<u32> = m.tokenizer.encode(completion, false).unwrap()[..16].to_vec();
+    assert_eq!(
+        m.tokenizer.decode(&want),
+        completion[..m.tokenizer.decode(&want).len()]
+    );
+    let mut r = reference();
+    let margins: Vec<f32> = forced(
+        |ids, pos| r.forward(&input(ids), pos).unwrap(),
+        &prompt,
+        &want,
+    )
+    .iter()
+    .map(margin)
+    .collect();
+    let ties = matches_where_decided(&mut m, &prompt, &want, &margins);
+    println!("near ties at steps {ties:?}");
 }
 
 #[test]
