@@ -1,7 +1,8 @@
 //! [`Packed`]: a weight matrix in the layout its kernels read fastest.
 
+use crate::isa::Isa;
+use crate::rows::matvec_rows_with;
 use crate::types::{BLOCK, WeightType};
-use crate::{Isa, matvec_rows_with};
 
 /// How a [`Packed`] matrix keeps its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub struct Packed {
 impl Packed {
     /// Pack for the best implementation here.
     pub fn new(t: WeightType, weights: &[u8], rows: usize, cols: usize) -> Packed {
-        Packed::with(crate::best(), t, weights, rows, cols)
+        Packed::with(crate::isa::best(), t, weights, rows, cols)
     }
 
     /// Pack `rows x cols` weights (consecutive rows of blocks) for `isa`.

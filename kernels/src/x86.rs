@@ -52,11 +52,6 @@ pub fn dot(f: Flavor, t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f
     debug_assert!(f.available());
     debug_assert!(row.len() >= blocks * t.block_bytes());
     debug_assert!(act.len() >= blocks * t.activation().block_bytes());
-    if t.is_k() {
-        // One copy for every flavour: the K-quants' sums go through 16-bit scale
-        // products that VNNI has no single instruction for (llama.cpp's use AVX2 alone).
-        return crate::x86_k::dot(t, row, act, blocks);
-    }
     let (x, y) = (row.as_ptr(), act.as_ptr());
     // SAFETY: the caller checked `f.available()` (the copy's features are present),
     // and the slices hold `blocks` whole blocks of each kind (asserted by `dot_with`),
@@ -75,7 +70,9 @@ pub fn dot(f: Flavor, t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f
             (Flavor::Avx2, WeightType::Q8_0) => avx2::q8_0(x, y, blocks),
             (Flavor::AvxVnni, WeightType::Q8_0) => avx_vnni::q8_0(x, y, blocks),
             (Flavor::Avx512Vnni, WeightType::Q8_0) => avx512_vnni::q8_0(x, y, blocks),
-            (_, WeightType::Q4K | WeightType::Q5K | WeightType::Q6K) => unreachable!("above"),
+            (_, WeightType::Q4K | WeightType::Q5K | WeightType::Q6K) => {
+                unreachable!("the K-quants run in x86_k")
+            }
         }
     }
 }

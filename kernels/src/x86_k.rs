@@ -15,12 +15,11 @@ use crate::kquants::{Q8K_BSUMS, Q8K_QS, scales_mins_words};
 use crate::types::WeightType;
 
 pub fn dot(t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
-    debug_assert!(crate::x86::Flavor::Avx2.available());
     debug_assert!(row.len() >= blocks * t.block_bytes());
     debug_assert!(act.len() >= blocks * t.activation().block_bytes());
     let (x, y) = (row.as_ptr(), act.as_ptr());
-    // SAFETY: every x86 flavour includes AVX2 + FMA + F16C (checked by the caller's
-    // flavour), and the slices hold `blocks` whole blocks of each kind (asserted by
+    // SAFETY: every x86 flavour includes AVX2 + FMA + F16C (the caller holds one
+    // this CPU has), and the slices hold `blocks` whole blocks of each kind (asserted by
     // `dot_with`), which is all the kernels read.
     unsafe {
         match t {

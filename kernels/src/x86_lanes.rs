@@ -64,7 +64,7 @@ pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut
         // Value k of row r, as stored (unsigned): its quant before the bias.
         let q = |r: usize, k: usize| -> u8 {
             block(r).map_or(0, |x| {
-                let (q, _, _) = crate::unpack_block(t, x);
+                let (q, _, _) = crate::rows::unpack_block(t, x);
                 q[k]
             })
         };

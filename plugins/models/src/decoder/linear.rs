@@ -25,7 +25,7 @@ impl Linear {
     ) -> candle_core::Result<Linear> {
         if own_kernels()
             && dev.is_cpu()
-            && BlockLinear::weight_type(&w).is_some_and(|t| crate::own_weight_types().contains(&t))
+            && BlockLinear::weight_type(&w).is_some_and(|t| own_weight_types().contains(&t))
             && let Some(b) = BlockLinear::from_qtensor(&w)?
         {
             return Ok(Linear::Blocks(b.with_bias(bias.as_ref())?));
@@ -235,4 +235,65 @@ impl BlockLinear {
 /// Multiply-adds of one row through an `in x out` projection, counted as 2 FLOPs each.
 pub(super) fn proj_flops(in_features: usize, out_features: usize) -> f32 {
     2.0 * in_features as f32 * out_features as f32
+}
+
+/// Whether `EPROF_CPU_ISA` (a forced kernel implementation) is one this CPU runs and
+/// `EPROF_CPU_KERNEL_TYPES` names only types eprof's kernels have; unset is fine.
+pub fn check_kernel_env() -> Result<(), String> {
+    eprof_kernels::isa_from_env()?;
+    kernel_types_from_env().map(|_| ())
+}
+
+/// `EPROF_CPU_KERNEL_TYPES=q4_1,q5_0,...` (or `all`, or empty for none): the weight
+/// types eprof's kernels run, the others on candle's (to compare the two type by
+/// type). `Err` names a type eprof's kernels do not have.
+fn kernel_types_from_env() -> Result<Option<Vec<eprof_kernels::WeightType>>, String> {
+    match std::env::var("EPROF_CPU_KERNEL_TYPES") {
+        Ok(v) => parse_kernel_types(&v)
+            .map(Some)
+            .map_err(|e| format!("EPROF_CPU_KERNEL_TYPES={v}: {e}")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A list of weight types as `EPROF_CPU_KERNEL_TYPES` takes it: names separated by
+/// commas (`q4_1,q5_0`), `all`, or nothing.
+pub fn parse_kernel_types(v: &str) -> Result<Vec<eprof_kernels::WeightType>, String> {
+    use eprof_kernels::WeightType;
+    if v.trim() == "all" {
+        return Ok(WeightType::ALL.to_vec());
+    }
+    let names: Vec<&str> = WeightType::ALL.iter().map(|t| t.name()).collect();
+    v.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            WeightType::ALL
+                .into_iter()
+                .find(|t| t.name() == n)
+                .ok_or_else(|| format!("no kernel for {n:?}; types: {}, or all", names.join(", ")))
+        })
+        .collect()
+}
+
+/// A process-wide choice of [`own_weight_types`] that overrides the environment
+/// (the engine benchmark compares choices in one process); `None` clears it.
+pub fn set_own_weight_types(types: Option<Vec<eprof_kernels::WeightType>>) {
+    *OWN_TYPES.lock().unwrap_or_else(|e| e.into_inner()) = types;
+}
+
+static OWN_TYPES: std::sync::Mutex<Option<Vec<eprof_kernels::WeightType>>> =
+    std::sync::Mutex::new(None);
+
+/// The GGUF weight types eprof's CPU kernels run: [`set_own_weight_types`]'s, else
+/// `EPROF_CPU_KERNEL_TYPES` when set (see [`check_kernel_env`]), else every type they have
+/// ([`eprof_kernels::WeightType::ALL`]); candle's run the others.
+pub fn own_weight_types() -> Vec<eprof_kernels::WeightType> {
+    if let Some(t) = &*OWN_TYPES.lock().unwrap_or_else(|e| e.into_inner()) {
+        return t.clone();
+    }
+    kernel_types_from_env()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| eprof_kernels::WeightType::ALL.to_vec())
 }

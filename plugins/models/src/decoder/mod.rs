@@ -24,7 +24,10 @@ use kv_cache::KvCache;
 pub use layout::{ATTENTION_OPS, Layout, MODEL_SITES, sites};
 use layout::{C, EMBEDDING, FINAL_NORM, LM_HEAD};
 use linear::proj_flops;
-pub use linear::{BlockLinear, HostOutput, Linear, own_kernels, set_own_kernels};
+pub use linear::{
+    BlockLinear, HostOutput, Linear, check_kernel_env, own_kernels, own_weight_types,
+    parse_kernel_types, set_own_kernels, set_own_weight_types,
+};
 
 /// The weights of one layer.
 #[derive(Debug, Clone)]
