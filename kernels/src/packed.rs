@@ -196,7 +196,7 @@ impl Packed {
             .expect("packed for an available x86 flavour")
     }
 
-    /// Lane tiles: activation rows four at a time, then the rest one by one.
+    /// Lane tiles: activation rows four at a time, then the rest in one pass.
     #[cfg(target_arch = "x86_64")]
     fn lanes<'a>(
         &self,
@@ -226,9 +226,15 @@ impl Packed {
                 }
                 i += 4;
             }
-            while i < m {
-                put(i, &dot::<1>(f, t, w, [act_i(i)], blocks)[0]);
-                i += 1;
+            // The one to three rows left in one pass.
+            let rest: &[[f32; ROWS]] = match m - i {
+                0 => &[],
+                1 => &dot::<1>(f, t, w, [act_i(i)], blocks),
+                2 => &dot::<2>(f, t, w, [act_i(i), act_i(i + 1)], blocks),
+                _ => &dot::<3>(f, t, w, [act_i(i), act_i(i + 1), act_i(i + 2)], blocks),
+            };
+            for (k, v) in rest.iter().enumerate() {
+                put(i + k, v);
             }
         }
     }

@@ -61,13 +61,11 @@ pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut
                 out.extend_from_slice(block(r).map_or(&[0, 0][..], |x| &x[at..at + 2]));
             }
         }
-        // Value k of row r, as stored (unsigned): its quant before the bias.
-        let q = |r: usize, k: usize| -> u8 {
-            block(r).map_or(0, |x| {
-                let (q, _, _) = crate::rows::unpack_block(t, x);
-                q[k]
-            })
-        };
+        // Each row's values as stored (unsigned): their quants before the bias.
+        let unpacked: [[u8; 32]; ROWS] = std::array::from_fn(|r| {
+            block(r).map_or([0; 32], |x| crate::rows::unpack_block(t, x).0)
+        });
+        let q = |r: usize, k: usize| unpacked[r][k];
         // Group g's values: 4g .. 4g + 4 for Q8_0; the nibble registers' order otherwise.
         let value = |g: usize, t4: usize| {
             if g < 4 {

@@ -393,7 +393,7 @@ fn packed_matrices_multiply_several_activation_rows() {
         let w: Vec<u8> = (0..rows)
             .flat_map(|_| weight_row(t, blocks, Fill::Random, &mut rng))
             .collect();
-        for m in [1usize, 3, 4, 9] {
+        for m in [1usize, 2, 3, 4, 6, 9] {
             let xs: Vec<Vec<f32>> = (0..m).map(|_| activations(cols, false, &mut rng)).collect();
             let mut act = Vec::new();
             for x in &xs {
