@@ -59,9 +59,9 @@ impl Packed {
             && matches!(isa, Isa::Avx2 | Isa::AvxVnni)
             && isa.available();
         let layout = match t {
-            _ if !x86 || t.is_k() => Layout::Rows,
             #[cfg(target_arch = "x86_64")]
-            _ if isa.flavor().is_some_and(|f| crate::x86_lanes::runs(t, f)) => Layout::Lanes8,
+            _ if x86 && isa.flavor().is_some_and(|f| lanes::runs(t, f)) => Layout::Lanes8,
+            _ if !x86 || t.is_k() => Layout::Rows,
             _ => Layout::Groups4,
         };
         let row = |r: usize| (r < rows).then(|| &weights[r * row_bytes..(r + 1) * row_bytes]);
@@ -74,7 +74,7 @@ impl Packed {
                     let mut data = Vec::new();
                     for tile in 0..rows.div_ceil(crate::x86_lanes::ROWS) {
                         let rs = std::array::from_fn(|i| row(crate::x86_lanes::ROWS * tile + i));
-                        crate::x86_lanes::pack(t, rs, blocks, &mut data);
+                        lanes::pack(t, rs, blocks, &mut data);
                     }
                     data
                 }
@@ -206,7 +206,8 @@ impl Packed {
         act_i: &dyn Fn(usize) -> &'a [u8],
         out: &mut [f32],
     ) {
-        use crate::x86_lanes::{ROWS, dot, tile_block};
+        use crate::x86_lanes::ROWS;
+        use lanes::{dot, tile_block};
         let (f, t, tile_bytes) = (self.flavor(), self.t, blocks * tile_block(self.t));
         let span = self.unit_span(&units);
         let width = span.len();
@@ -236,6 +237,50 @@ impl Packed {
             for (k, v) in rest.iter().enumerate() {
                 put(i + k, v);
             }
+        }
+    }
+}
+
+/// The lane tiles of `x86_lanes` (the 32-value types) and `x86_lanes_k` (Q4_K, Q6_K),
+/// by type.
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use crate::types::WeightType;
+    use crate::x86::Flavor;
+    use crate::x86_lanes::{self, ROWS};
+    use crate::x86_lanes_k::{TILE_Q4K, TILE_Q6K, dot_q4k, dot_q6k, pack_q4k, pack_q6k};
+
+    pub fn runs(t: WeightType, f: Flavor) -> bool {
+        matches!(t, WeightType::Q4K | WeightType::Q6K) || x86_lanes::runs(t, f)
+    }
+
+    pub fn tile_block(t: WeightType) -> usize {
+        match t {
+            WeightType::Q4K => TILE_Q4K,
+            WeightType::Q6K => TILE_Q6K,
+            _ => x86_lanes::tile_block(t),
+        }
+    }
+
+    pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
+        match t {
+            WeightType::Q4K => pack_q4k(rows, blocks, out),
+            WeightType::Q6K => pack_q6k(rows, blocks, out),
+            _ => x86_lanes::pack(t, rows, blocks, out),
+        }
+    }
+
+    pub fn dot<const R: usize>(
+        f: Flavor,
+        t: WeightType,
+        tile: &[u8],
+        acts: [&[u8]; R],
+        blocks: usize,
+    ) -> [[f32; ROWS]; R] {
+        match t {
+            WeightType::Q4K => dot_q4k::<R>(f, tile, acts, blocks),
+            WeightType::Q6K => dot_q6k::<R>(f, tile, acts, blocks),
+            _ => x86_lanes::dot::<R>(f, t, tile, acts, blocks),
         }
     }
 }

@@ -145,7 +145,7 @@ pub fn dot<const R: usize>(
 }
 
 /// How a copy sums a block's byte products per lane.
-trait Sum {
+pub(crate) trait Sum {
     unsafe fn zero() -> __m256i;
     /// Adds the products of unsigned `w` and signed `a`, four per lane.
     unsafe fn add(acc: __m256i, w: __m256i, a: __m256i) -> __m256i;
@@ -155,7 +155,7 @@ trait Sum {
 
 /// AVX2 for Q4_1: `maddubs` pairs (at most 2 x 15 x 127 = 3,810) added as i16 over the
 /// block's eight registers (at most 30,480: no wrap), widened once.
-struct Maddubs16;
+pub(crate) struct Maddubs16;
 impl Sum for Maddubs16 {
     #[inline(always)]
     unsafe fn zero() -> __m256i {
@@ -176,7 +176,7 @@ impl Sum for Maddubs16 {
 
 /// AVX2 for Q5_0: each register's `maddubs` pairs (at most 2 x 31 x 127 = 7,874)
 /// widened to i32 at once (eight of them could wrap an i16).
-struct Maddubs32;
+pub(crate) struct Maddubs32;
 impl Sum for Maddubs32 {
     #[inline(always)]
     unsafe fn zero() -> __m256i {
@@ -198,7 +198,7 @@ impl Sum for Maddubs32 {
 }
 
 /// AVX-VNNI: one `vpdpbusd` per register.
-struct AvxVnni;
+pub(crate) struct AvxVnni;
 impl Sum for AvxVnni {
     #[inline(always)]
     unsafe fn zero() -> __m256i {
@@ -217,7 +217,7 @@ impl Sum for AvxVnni {
 }
 
 /// AVX-512 VNNI on 256-bit registers.
-struct Avx512Vnni;
+pub(crate) struct Avx512Vnni;
 impl Sum for Avx512Vnni {
     #[inline(always)]
     unsafe fn zero() -> __m256i {
@@ -246,7 +246,7 @@ unsafe fn half(p: *const u8) -> f32 {
 
 /// Four activation bytes at `p`, in every lane.
 #[inline(always)]
-unsafe fn four(p: *const u8) -> __m256i {
+pub(crate) unsafe fn four(p: *const u8) -> __m256i {
     // SAFETY: `p` points at four readable bytes of an activation block.
     unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32)) }
 }
