@@ -288,12 +288,23 @@ macro_rules! lanes {
                         let bx = x.add(b * tb);
                         let mut sums = [$q58::zero(); R];
                         if K == 2 {
+                            // Nothing to unpack, so the sums' chain of dependent dot
+                            // products bounds a lone activation row: two chains, added
+                            // at the end (+20% on 2 threads, at the streaming read).
+                            let mut odd = [$q58::zero(); R];
                             for g in 0..8 {
                                 let w = _mm256_loadu_si256(bx.add(16 + 32 * g) as *const __m256i);
                                 for i in 0..R {
-                                    let qy = ys[i].add(b * 36 + 4);
-                                    sums[i] = add::<K>(sums[i], w, four(qy.add(4 * g)));
+                                    let a = four(ys[i].add(b * 36 + 4 + 4 * g));
+                                    if R == 1 && g % 2 == 1 {
+                                        odd[i] = add::<K>(odd[i], w, a);
+                                    } else {
+                                        sums[i] = add::<K>(sums[i], w, a);
+                                    }
                                 }
+                            }
+                            if R == 1 {
+                                sums[0] = _mm256_add_epi32(sums[0], odd[0]);
                             }
                         } else {
                             let nib = bx.add(if K == 0 { 32 } else { 48 });
