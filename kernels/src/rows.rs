@@ -15,8 +15,8 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// Quantize `x` (a whole number of `act`'s blocks) to Q8_0, Q8_1 or Q8_K blocks,
-/// appended to `out`, rounding as llama.cpp's reference does (Q8_0/Q8_1:
-/// `d = max|x| / 127`, `q = round(x / d)`; Q8_K: see the `kquants` module).
+/// appended to `out`, as llama.cpp does (Q8_0/Q8_1: `d = max|x| / 127`,
+/// `q = round(x / d)`, ties to even; Q8_K: see the `kquants` module).
 pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
     assert!(
         x.len().is_multiple_of(act.block_values()),
@@ -28,25 +28,40 @@ pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
     if act == ActType::Q8K {
         return kquants::quantize_q8k(x, out);
     }
-    for chunk in x.chunks_exact(BLOCK) {
-        let amax = chunk.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let start = out.len();
+    let bb = act.block_bytes();
+    out.resize(start + x.len() / BLOCK * bb, 0);
+    for (chunk, o) in x.chunks_exact(BLOCK).zip(out[start..].chunks_exact_mut(bb)) {
+        let chunk: &[f32; BLOCK] = chunk.try_into().expect("whole blocks");
+        // Eight running maxima, so that the compiler vectorizes the pass.
+        let mut m8 = [0f32; 8];
+        for c in chunk.chunks_exact(8) {
+            for (m, v) in m8.iter_mut().zip(c) {
+                *m = m.max(v.abs());
+            }
+        }
+        let amax = m8.iter().fold(0.0f32, |a, &v| a.max(v));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut qs = [0i8; BLOCK];
-        let mut sum = 0i32;
-        for (q, v) in qs.iter_mut().zip(chunk) {
-            // |v * id| <= 127 by construction; round half away from zero, like roundf.
-            *q = (v * id).round() as i8;
-            sum += i32::from(*q);
-        }
-        out.extend_from_slice(&half::f32_to_f16(d).to_le_bytes());
+        // |v * id| <= 127 by construction. Ties to even, as llama.cpp's x86 and NEON
+        // quantizers round (`_mm256_round_ps`, `vcvtnq`); its portable reference rounds
+        // them away from zero. Adding 1.5 x 2^23 leaves the rounded integer in the low
+        // mantissa bits (llama.cpp's `nearest_int`): no saturating cast, so the compiler
+        // vectorizes the block.
+        let q: [i32; BLOCK] = std::array::from_fn(|k| {
+            ((chunk[k] * id + 12_582_912.0).to_bits() as i32 & 0x007F_FFFF) - 0x0040_0000
+        });
+        let sum: i32 = q.iter().sum();
+        o[..2].copy_from_slice(&half::f32_to_f16(d).to_le_bytes());
         if act == ActType::Q8_1 {
-            out.extend_from_slice(&half::f32_to_f16(sum as f32 * d).to_le_bytes());
+            o[2..4].copy_from_slice(&half::f32_to_f16(sum as f32 * d).to_le_bytes());
         } else {
             // |sum| <= 32 x 127: an i16.
-            out.extend_from_slice(&(sum as i16).to_le_bytes());
+            o[2..4].copy_from_slice(&(sum as i16).to_le_bytes());
         }
-        out.extend(qs.iter().map(|q| *q as u8));
+        for (b, q) in o[4..].iter_mut().zip(q) {
+            *b = q as i8 as u8;
+        }
     }
 }
 

@@ -176,13 +176,9 @@ impl BlockLinear {
             );
         }
         let m = x.elem_count() / k.max(1);
-        let xs: Vec<f32> = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
         let at = self.w.weight_type().activation();
-        let act_row = k / at.block_values() * at.block_bytes();
-        let mut act = Vec::with_capacity(m * act_row);
-        for row in xs.chunks_exact(k) {
-            eprof_kernels::quantize_activations(row, at, &mut act);
-        }
+        let act = quantized_input(x, at, k)?;
+        let act: &[u8] = &act;
         let n = self.w.rows();
         let w = &*self.w;
         // Spans of output rows (four, or a tile of eight) are shared out by candle's own
@@ -190,33 +186,24 @@ impl BlockLinear {
         // matmuls use), so the threads are awake between projections. Each span runs
         // every input row through it: a weight row is read from memory once per call,
         // also in prefill, where the lane tiles take four input rows per pass.
-        // Results are stored as f32 bits in atomics (disjoint, relaxed: plain stores).
+        // Results are stored as f32 bits in atomics (disjoint, relaxed: plain stores),
+        // in the output's own layout (input row major).
         use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-        let out_t: Vec<AtomicU32> = (0..n * m).map(|_| AtomicU32::new(0)).collect();
+        let out: Vec<AtomicU32> = (0..n * m).map(|_| AtomicU32::new(0)).collect();
         candle_core::utils::barrier_pool().execute_chunked(w.units(), |units| {
             let rows = w.unit_span(&units);
             let mut part = vec![0f32; m * rows.len()];
-            w.matmul_units(units, &act, m, &mut part);
+            w.matmul_units(units, act, m, &mut part);
             for (i, chunk) in part.chunks_exact(rows.len().max(1)).enumerate() {
-                for (r, v) in rows.clone().zip(chunk) {
-                    out_t[r * m + i].store(v.to_bits(), Relaxed);
+                for (o, v) in out[i * n + rows.start..i * n + rows.end].iter().zip(chunk) {
+                    o.store(v.to_bits(), Relaxed);
                 }
             }
         });
-        let mut out: Vec<f32> = if m == 1 {
-            out_t
-                .into_iter()
-                .map(|v| f32::from_bits(v.into_inner()))
-                .collect()
-        } else {
-            let mut out = vec![0f32; m * n];
-            for (j, row) in out_t.chunks_exact(m).enumerate() {
-                for (i, v) in row.iter().enumerate() {
-                    out[i * n + j] = f32::from_bits(v.load(Relaxed));
-                }
-            }
-            out
-        };
+        let mut out: Vec<f32> = out
+            .into_iter()
+            .map(|v| f32::from_bits(v.into_inner()))
+            .collect();
         if let Some(b) = &self.bias {
             for row in out.chunks_exact_mut(n) {
                 for (v, b) in row.iter_mut().zip(b.iter()) {
@@ -230,6 +217,38 @@ impl BlockLinear {
         }
         Ok(HostOutput { data: out, shape })
     }
+}
+
+/// `x` (rows of `k` values) quantized for activation type `at`, shared by the
+/// projections that read the same input (q, k and v; gate and up): the last input
+/// quantized on this thread is kept, keyed by the tensor's id (ids are never reused,
+/// and candle tensors are immutable).
+fn quantized_input(
+    x: &Tensor,
+    at: eprof_kernels::ActType,
+    k: usize,
+) -> candle_core::Result<std::rc::Rc<Vec<u8>>> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    type Last = Option<(candle_core::TensorId, eprof_kernels::ActType, Rc<Vec<u8>>)>;
+    thread_local! {
+        static LAST: RefCell<Last> = const { RefCell::new(None) };
+    }
+    if let Some(hit) = LAST.with_borrow(|l| {
+        l.as_ref()
+            .filter(|(id, a, _)| *id == x.id() && *a == at)
+            .map(|(_, _, q)| q.clone())
+    }) {
+        return Ok(hit);
+    }
+    let xs: Vec<f32> = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+    let mut act = Vec::with_capacity(xs.len() / at.block_values() * at.block_bytes());
+    for row in xs.chunks_exact(k) {
+        eprof_kernels::quantize_activations(row, at, &mut act);
+    }
+    let act = Rc::new(act);
+    LAST.with_borrow_mut(|l| *l = Some((x.id(), at, act.clone())));
+    Ok(act)
 }
 
 /// Multiply-adds of one row through an `in x out` projection, counted as 2 FLOPs each.
