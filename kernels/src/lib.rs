@@ -7,8 +7,15 @@
 //! (+FMA, F16C), the same with VNNI, and aarch64 NEON versions, chosen at run time on
 //! x86 (so one binary runs on an older CPU too), and a portable scalar version that is
 //! also the tests' reference. On x86, [`Packed`] keeps a weight matrix in the layout
-//! the kernels read fastest: tiles of eight rows side by side (Q4_1, Q5_0, Q8_0) or
-//! groups of four.
+//! the kernels read fastest: tiles of eight rows side by side (Q4_1, Q5_0, Q8_0 with
+//! VNNI, Q4_K, Q6_K), which also take several activation rows per pass (prefill), or
+//! groups of four rows (Q5_1; Q8_0 on AVX2 alone).
+//!
+//! Where things are: `types` (the formats), `rows` (activation quantization, the
+//! portable reference, each implementation's one-row dot product), `isa` (which one
+//! runs), `packed` (the tiles and groups), `kquants` (the K-quants' layouts and their
+//! portable code), `x86` / `x86_k` (one-row and four-row x86 kernels), `x86_lanes` /
+//! `x86_lanes_k` (the lane tiles), `neon`.
 //!
 //! No dependencies: block layouts, half-precision conversion, activation quantization,
 //! packing and dot products only, so the crate builds and tests quickly for other targets

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod attention;
 pub mod config;
 pub mod decoder;

@@ -281,6 +281,13 @@ impl Decoder {
         let g = proj(ins, C::Gate, &w.gate, &h, inter)?;
         let u = proj(ins, C::Up, &w.up, &h, inter)?;
         let a = ins.component(site(C::Act), || {
+            if *fast_attention && g.dtype() == DType::F32 {
+                // One pass over host memory (CPU, f32): `crate::activation`.
+                let (gv, uv): (Vec<f32>, Vec<f32>) =
+                    (g.flatten_all()?.to_vec1()?, u.flatten_all()?.to_vec1()?);
+                let a = crate::activation::gated(cfg.activation, &gv, &uv);
+                return Tensor::from_vec(a, g.shape(), g.device());
+            }
             let g = match cfg.activation {
                 Activation::Silu => candle_nn::ops::silu(&g)?,
                 Activation::GeluTanh => g.gelu()?,
