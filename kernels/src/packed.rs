@@ -11,21 +11,20 @@ enum Layout {
     Rows,
     /// x86: groups of four rows, each block's fields of the four in turn.
     Groups4,
-    /// x86 Q4_1, Q5_0, Q8_0 (with VNNI): tiles of eight rows in the lanes of a
-    /// register (`x86_lanes`).
+    /// x86 Q4_1, Q5_0, Q5_1, Q8_0 (with VNNI), Q4_K, Q6_K: tiles of eight rows in the
+    /// lanes of a register (`x86_lanes`, `x86_lanes_k`).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Lanes8,
 }
 
-/// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1, Q5_0
-/// and (with VNNI) Q8_0 are kept in tiles of eight rows side by side (see the
-/// `x86_lanes` module): one byte dot-product instruction serves eight rows, and
-/// several activation rows (prefill) share each unpacked register; the sums of the
-/// rows to f32 rounding. The others are packed in groups of four rows: for each block,
-/// the four rows' f16 scales, then their offsets (Q4_1, Q5_1), their `qh` (Q5_0,
-/// Q5_1), then their quant bytes, so one F16C conversion serves four rows (the
-/// one-row layout spends one or two per row and block); the same sums as
-/// [`matvec_rows_with`], bit for bit.
+/// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1, Q5_0,
+/// Q5_1, Q8_0 (with VNNI), Q4_K and Q6_K are kept in tiles of eight rows side by side
+/// (the `x86_lanes` and `x86_lanes_k` modules): one byte dot-product instruction serves
+/// eight rows, and several activation rows (prefill) share each unpacked register; the
+/// sums of the rows to f32 rounding. Q8_0 on AVX2 alone is packed in groups of four
+/// rows: for each block, the four rows' f16 scales, then their quant bytes, so one
+/// F16C conversion serves four rows; the same sums as [`matvec_rows_with`], bit for
+/// bit.
 /// Both hold the same bytes as the GGUF rows, rounded up to a whole tile or group.
 /// Elsewhere (NEON, scalar), and for the K-quants (whose 256-value blocks carry their
 /// scales in a few bytes, so there is little to share), the rows stay as they are.
@@ -61,8 +60,8 @@ impl Packed {
         let layout = match t {
             #[cfg(target_arch = "x86_64")]
             _ if x86 && isa.flavor().is_some_and(|f| lanes::runs(t, f)) => Layout::Lanes8,
-            _ if !x86 || t.is_k() => Layout::Rows,
-            _ => Layout::Groups4,
+            WeightType::Q8_0 if x86 => Layout::Groups4,
+            _ => Layout::Rows,
         };
         let row = |r: usize| (r < rows).then(|| &weights[r * row_bytes..(r + 1) * row_bytes]);
         let data = match layout {
@@ -285,22 +284,17 @@ mod lanes {
     }
 }
 
-/// Groups of four rows: per group block, each field of the four rows in turn: Q4_1
-/// [d][m][qs], Q5_0 [d][qh][qs], Q5_1 [d][m][qh][qs], Q8_0 [d][qs].
+/// Groups of four Q8_0 rows: per group block, the four rows' `d`, then their 32 quant
+/// bytes each.
 fn groups4<'a>(
     t: WeightType,
     blocks: usize,
     rows: usize,
     row: &dyn Fn(usize) -> Option<&'a [u8]>,
 ) -> Vec<u8> {
+    assert_eq!(t, WeightType::Q8_0, "only Q8_0 is packed in groups");
     let bb = t.block_bytes();
-    let fields: &[(usize, usize)] = match t {
-        WeightType::Q4_1 => &[(0, 2), (2, 2), (4, 16)],
-        WeightType::Q5_0 => &[(0, 2), (2, 4), (6, 16)],
-        WeightType::Q5_1 => &[(0, 2), (2, 2), (4, 4), (8, 16)],
-        WeightType::Q8_0 => &[(0, 2), (2, 32)],
-        WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => unreachable!("not grouped"),
-    };
+    let fields: &[(usize, usize)] = &[(0, 2), (2, 32)];
     let groups = rows.div_ceil(4);
     let mut data = Vec::with_capacity(groups * 4 * blocks * bb);
     let zero = vec![0u8; bb];

@@ -103,30 +103,26 @@ pub fn dot4(f: Flavor, t: WeightType, rows: [&[u8]; 4], act: &[u8], blocks: usiz
     }
 }
 
-/// Four rows packed as a group (see `crate::Packed`): the same sums as [`dot4`] on
-/// the same rows, bit for bit, with the group's eight scales converted at once.
+/// Four Q8_0 rows packed as a group (see `crate::Packed`; the layout Q8_0 keeps on AVX2
+/// alone, where the lane tiles' `maddubs` would saturate): the same sums as [`dot`] on
+/// each row, bit for bit, with the group's four scales converted at once.
 pub fn dot4_packed(f: Flavor, t: WeightType, group: &[u8], act: &[u8], blocks: usize) -> [f32; 4] {
     debug_assert!(f.available());
-    assert!(!t.is_k(), "K-quants are not packed in groups");
+    assert_eq!(
+        t,
+        WeightType::Q8_0,
+        "only Q8_0 (on AVX2 alone) is packed in groups"
+    );
     assert!(group.len() >= blocks * 4 * t.block_bytes());
     assert!(act.len() >= blocks * t.activation().block_bytes());
     let (x, y) = (group.as_ptr(), act.as_ptr());
     // SAFETY: the features are present (checked by the caller) and the slices hold
     // `blocks` whole group blocks and activation blocks (asserted above).
     unsafe {
-        match (f, t) {
-            (Flavor::Avx2, WeightType::Q5_0) => avx2::q5_0_x4p(x, y, blocks),
-            (Flavor::AvxVnni, WeightType::Q5_0) => avx_vnni::q5_0_x4p(x, y, blocks),
-            (Flavor::Avx512Vnni, WeightType::Q5_0) => avx512_vnni::q5_0_x4p(x, y, blocks),
-            (Flavor::Avx2, WeightType::Q4_1) => avx2::q4_1_x4p(x, y, blocks),
-            (Flavor::AvxVnni, WeightType::Q4_1) => avx_vnni::q4_1_x4p(x, y, blocks),
-            (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::q4_1_x4p(x, y, blocks),
-            (Flavor::Avx2, WeightType::Q8_0) => avx2::q8_0_x4p(x, y, blocks),
-            (Flavor::AvxVnni, WeightType::Q8_0) => avx_vnni::q8_0_x4p(x, y, blocks),
-            (Flavor::Avx512Vnni, WeightType::Q8_0) => avx512_vnni::q8_0_x4p(x, y, blocks),
-            (Flavor::Avx2, _) => avx2::q5_1_x4p(x, y, blocks),
-            (Flavor::AvxVnni, _) => avx_vnni::q5_1_x4p(x, y, blocks),
-            (Flavor::Avx512Vnni, _) => avx512_vnni::q5_1_x4p(x, y, blocks),
+        match f {
+            Flavor::Avx2 => avx2::q8_0_x4p(x, y, blocks),
+            Flavor::AvxVnni => avx_vnni::q8_0_x4p(x, y, blocks),
+            Flavor::Avx512Vnni => avx512_vnni::q8_0_x4p(x, y, blocks),
         }
     }
 }
@@ -221,36 +217,11 @@ unsafe fn hsum(v: __m256) -> f32 {
     }
 }
 
-/// A packed group's four scales times the activation scale, and its four offsets
-/// times the activation sum (`d_r dy`, `m_r sy`), from the group block at `bx` (eight
-/// f16: four `d`, four `m`) and the Q8_1 block at `by`. One conversion for all eight.
-#[inline(always)]
-unsafe fn scales_x4(bx: *const u8, by: *const u8) -> (__m128, __m128) {
-    // SAFETY: `bx` has 16 readable bytes, `by` 4; F16C and AVX are enabled in callers.
-    unsafe {
-        let dm = _mm256_cvtph_ps(_mm_loadu_si128(bx as *const __m128i));
-        let dd = _mm_mul_ps(_mm256_castps256_ps128(dm), _mm_set1_ps(half(by)));
-        let sm = _mm_mul_ps(_mm256_extractf128_ps(dm, 1), _mm_set1_ps(half(by.add(2))));
-        (dd, sm)
-    }
-}
-
 /// Lane `r` of `v` in all eight lanes.
 #[inline(always)]
 unsafe fn lane(v: __m128, r: usize) -> __m256 {
     // SAFETY: register-only AVX2 arithmetic.
     unsafe { _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(r as i32)) }
-}
-
-/// Each row's sum: its accumulator's lanes plus its offset term.
-#[inline(always)]
-unsafe fn finish_x4(acc: [__m256; 4], offsets: __m128) -> [f32; 4] {
-    let mut o = [0f32; 4];
-    // SAFETY: `o` has room for four f32; the rest is register arithmetic.
-    unsafe {
-        _mm_storeu_ps(o.as_mut_ptr(), offsets);
-        [0, 1, 2, 3].map(|r| hsum(acc[r]) + o[r])
-    }
 }
 
 /// The kernels, once per instruction set: `$features` for `#[target_feature]`, `$mul`
@@ -405,77 +376,6 @@ macro_rules! kernels {
                         }
                     }
                     [0, 1, 2, 3].map(|r| hsum(acc[r]) + offsets[r])
-                }
-            }
-
-            #[target_feature(enable = $features)]
-            pub unsafe fn q4_1_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
-                // SAFETY: block i of the group is bytes [80 i, 80 i + 80) (four f16
-                // scales, four f16 offsets, four rows' 16 quant bytes), of y
-                // [36 i, 36 i + 36).
-                unsafe {
-                    let mut acc = [_mm256_setzero_ps(); 4];
-                    let mut offsets = _mm_setzero_ps();
-                    for i in 0..blocks {
-                        let (bx, by) = (x.add(i * 80), y.add(i * 36));
-                        let (dd, sm) = scales_x4(bx, by);
-                        offsets = _mm_add_ps(offsets, sm);
-                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
-                        for r in 0..4 {
-                            let q = $mul(nibbles(bx.add(16 + 16 * r)), qy);
-                            acc[r] = _mm256_fmadd_ps(lane(dd, r), q, acc[r]);
-                        }
-                    }
-                    finish_x4(acc, offsets)
-                }
-            }
-
-            #[target_feature(enable = $features)]
-            pub unsafe fn q5_1_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
-                // SAFETY: block i of the group is bytes [96 i, 96 i + 96) (four f16
-                // scales, four f16 offsets, four rows' `qh`, four rows' `qs`), of y
-                // [36 i, 36 i + 36).
-                unsafe {
-                    let mut acc = [_mm256_setzero_ps(); 4];
-                    let mut offsets = _mm_setzero_ps();
-                    let b10 = _mm256_set1_epi8(0x10);
-                    for i in 0..blocks {
-                        let (bx, by) = (x.add(i * 96), y.add(i * 36));
-                        let (dd, sm) = scales_x4(bx, by);
-                        offsets = _mm_add_ps(offsets, sm);
-                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
-                        for r in 0..4 {
-                            let hi = _mm256_and_si256(bits(bx.add(16 + 4 * r)), b10);
-                            let qx = _mm256_or_si256(nibbles(bx.add(32 + 16 * r)), hi);
-                            acc[r] = _mm256_fmadd_ps(lane(dd, r), $mul(qx, qy), acc[r]);
-                        }
-                    }
-                    finish_x4(acc, offsets)
-                }
-            }
-
-            #[target_feature(enable = $features)]
-            pub unsafe fn q5_0_x4p(x: *const u8, y: *const u8, blocks: usize) -> [f32; 4] {
-                // SAFETY: block i of the group is bytes [88 i, 88 i + 88) (four f16
-                // scales, four rows' `qh`, four rows' `qs`), of y [36 i, 36 i + 36).
-                unsafe {
-                    let mut acc = [_mm256_setzero_ps(); 4];
-                    let f0 = _mm256_set1_epi8(0xF0u8 as i8);
-                    for i in 0..blocks {
-                        let (bx, by) = (x.add(i * 88), y.add(i * 36));
-                        let d = _mm_cvtph_ps(_mm_loadl_epi64(bx as *const __m128i));
-                        let dd = _mm_mul_ps(d, _mm_set1_ps(half(by)));
-                        let qy = _mm256_loadu_si256(by.add(4) as *const __m256i);
-                        for r in 0..4 {
-                            // q - 16 as i8: where the fifth bit is clear, set the top
-                            // four bits.
-                            let hi = _mm256_andnot_si256(bits(bx.add(8 + 4 * r)), f0);
-                            let qx = _mm256_or_si256(nibbles(bx.add(24 + 16 * r)), hi);
-                            let q = mul_sum_i8::<Mul>(qx, qy);
-                            acc[r] = _mm256_fmadd_ps(lane(dd, r), q, acc[r]);
-                        }
-                    }
-                    [0, 1, 2, 3].map(|r| hsum(acc[r]))
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! Q4_1, Q5_0 and Q8_0 with eight weight rows side by side in the lanes of one
+//! Q4_1, Q5_0, Q5_1 and Q8_0 with eight weight rows side by side in the lanes of one
 //! register, against one to four activation rows at once (the layout candle's x86
 //! repacked kernels use for Q8_0 and the K-quants).
 //!
@@ -10,6 +10,7 @@
 //! - Q5_0: eight words of fifth bits, word `g` for value group `g` (the low nibbles'
 //!   groups 0..4, then the high ones' 4..8; bit `4r + t` for row `r`'s value `t`),
 //!   then the nibbles as Q4_1's. 176 bytes.
+//! - Q5_1: `m` as Q4_1's, then Q5_0's fifth bits and nibbles. 192 bytes.
 //! - Q8_0: eight 32-byte registers, register `g` values `4g .. 4g + 4` of rows 0..8,
 //!   each stored plus 128 as an unsigned byte. 272 bytes.
 //!
@@ -36,7 +37,7 @@ pub const ROWS: usize = 8;
 /// Whether `t` is kept in lane tiles for flavour `f`.
 pub fn runs(t: WeightType, f: Flavor) -> bool {
     match t {
-        WeightType::Q4_1 | WeightType::Q5_0 => true,
+        WeightType::Q4_1 | WeightType::Q5_0 | WeightType::Q5_1 => true,
         WeightType::Q8_0 => f != Flavor::Avx2,
         _ => false,
     }
@@ -55,7 +56,8 @@ pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut
     for b in 0..blocks {
         let block = |r: usize| rows[r].map(|row| &row[bb * b..bb * b + bb]);
         // `d`, and Q4_1's `m`: eight f16 each.
-        let scales: &[usize] = if t == WeightType::Q4_1 { &[0, 2] } else { &[0] };
+        let with_m = matches!(t, WeightType::Q4_1 | WeightType::Q5_1);
+        let scales: &[usize] = if with_m { &[0, 2] } else { &[0] };
         for &at in scales {
             for r in 0..ROWS {
                 out.extend_from_slice(block(r).map_or(&[0, 0][..], |x| &x[at..at + 2]));
@@ -85,7 +87,7 @@ pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut
                 }
                 continue;
             }
-            WeightType::Q5_0 => {
+            WeightType::Q5_0 | WeightType::Q5_1 => {
                 for g in 0..8 {
                     let mut word = 0u32;
                     for r in 0..ROWS {
@@ -133,11 +135,14 @@ pub fn dot<const R: usize>(
         match (f, t) {
             (Flavor::Avx2, WeightType::Q4_1) => avx2::tile::<0, R>(x, ys, blocks),
             (Flavor::Avx2, WeightType::Q5_0) => avx2::tile::<1, R>(x, ys, blocks),
+            (Flavor::Avx2, WeightType::Q5_1) => avx2::tile::<3, R>(x, ys, blocks),
             (Flavor::AvxVnni, WeightType::Q4_1) => avx_vnni::tile::<0, R>(x, ys, blocks),
             (Flavor::AvxVnni, WeightType::Q5_0) => avx_vnni::tile::<1, R>(x, ys, blocks),
+            (Flavor::AvxVnni, WeightType::Q5_1) => avx_vnni::tile::<3, R>(x, ys, blocks),
             (Flavor::AvxVnni, _) => avx_vnni::tile::<2, R>(x, ys, blocks),
             (Flavor::Avx512Vnni, WeightType::Q4_1) => avx512_vnni::tile::<0, R>(x, ys, blocks),
             (Flavor::Avx512Vnni, WeightType::Q5_0) => avx512_vnni::tile::<1, R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q5_1) => avx512_vnni::tile::<3, R>(x, ys, blocks),
             (Flavor::Avx512Vnni, _) => avx512_vnni::tile::<2, R>(x, ys, blocks),
             (Flavor::Avx2, _) => unreachable!("refused above"),
         }
@@ -174,7 +179,7 @@ impl Sum for Maddubs16 {
     }
 }
 
-/// AVX2 for Q5_0: each register's `maddubs` pairs (at most 2 x 31 x 127 = 7,874)
+/// AVX2 for Q5_0 and Q5_1: each register's `maddubs` pairs (at most 2 x 31 x 127 = 7,874)
 /// widened to i32 at once (eight of them could wrap an i16).
 pub(crate) struct Maddubs32;
 impl Sum for Maddubs32 {
@@ -251,8 +256,8 @@ pub(crate) unsafe fn four(p: *const u8) -> __m256i {
     unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32)) }
 }
 
-/// The kernels, once per instruction set: `$q4` sums Q4_1's products, `$q58` Q5_0's
-/// and Q8_0's.
+/// The kernels, once per instruction set: `$q4` sums Q4_1's products, `$q58` Q5_0's,
+/// Q5_1's and Q8_0's.
 macro_rules! lanes {
     ($name:ident, $features:literal, $q4:ident, $q58:ident) => {
         mod $name {
@@ -270,7 +275,7 @@ macro_rules! lanes {
                 }
             }
 
-            /// `K`: 0 Q4_1, 1 Q5_0, 2 Q8_0.
+            /// `K`: 0 Q4_1, 1 Q5_0, 2 Q8_0, 3 Q5_1.
             #[target_feature(enable = $features)]
             pub unsafe fn tile<const K: u8, const R: usize>(
                 x: *const u8,
@@ -280,7 +285,7 @@ macro_rules! lanes {
                 // SAFETY: block b of the tile is bytes [tb b, tb b + tb), of each
                 // activation row [36 b, 36 b + 36).
                 unsafe {
-                    let tb = [160, 176, 272][K as usize];
+                    let tb = [160, 176, 272, 192][K as usize];
                     let m4 = _mm256_set1_epi8(0x0F);
                     let b10 = _mm256_set1_epi8(0x10);
                     let mut acc = [_mm256_setzero_ps(); R];
@@ -307,13 +312,13 @@ macro_rules! lanes {
                                 sums[0] = _mm256_add_epi32(sums[0], odd[0]);
                             }
                         } else {
-                            let nib = bx.add(if K == 0 { 32 } else { 48 });
+                            let nib = bx.add([32, 48, 0, 64][K as usize]);
                             for j in 0..4 {
                                 let p = _mm256_loadu_si256(nib.add(32 * j) as *const __m256i);
                                 let mut lo = _mm256_and_si256(p, m4);
                                 let mut hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
-                                if K == 1 {
-                                    let h = bx.add(16 + 4 * j);
+                                if K == 1 || K == 3 {
+                                    let h = bx.add(if K == 1 { 16 } else { 32 } + 4 * j);
                                     lo = _mm256_or_si256(lo, _mm256_and_si256(bits(h), b10));
                                     hi =
                                         _mm256_or_si256(hi, _mm256_and_si256(bits(h.add(16)), b10));
@@ -334,7 +339,7 @@ macro_rules! lanes {
                             } else {
                                 $q58::finish(sums[i])
                             };
-                            if K == 0 {
+                            if K == 0 || K == 3 {
                                 acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
                                 let m =
                                     _mm256_cvtph_ps(_mm_loadu_si128(bx.add(16) as *const __m128i));
@@ -380,7 +385,12 @@ mod tests {
     fn every_copy_gives_the_same_bits() {
         let flavors = [Flavor::Avx2, Flavor::AvxVnni, Flavor::Avx512Vnni];
         let here: Vec<Flavor> = flavors.into_iter().filter(|f| f.available()).collect();
-        for t in [WeightType::Q4_1, WeightType::Q5_0, WeightType::Q8_0] {
+        for t in [
+            WeightType::Q4_1,
+            WeightType::Q5_0,
+            WeightType::Q5_1,
+            WeightType::Q8_0,
+        ] {
             let copies: Vec<Flavor> = here.iter().copied().filter(|&f| runs(t, f)).collect();
             eprintln!("{}: {copies:?}", t.name());
             same_bits(t, &copies);
@@ -406,7 +416,7 @@ mod tests {
                 for b in r.chunks_exact_mut(bb) {
                     // Finite scales and offsets: 0.01 and 0.002 as f16.
                     b[..2].copy_from_slice(&0x211Eu16.to_le_bytes());
-                    if t == WeightType::Q4_1 {
+                    if matches!(t, WeightType::Q4_1 | WeightType::Q5_1) {
                         b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
                     }
                 }
