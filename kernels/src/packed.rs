@@ -247,25 +247,25 @@ mod lanes {
     use crate::types::WeightType;
     use crate::x86::Flavor;
     use crate::x86_lanes::{self, ROWS};
-    use crate::x86_lanes_k::{TILE_Q4K, TILE_Q6K, dot_q4k, dot_q6k, pack_q4k, pack_q6k};
+    use crate::x86_lanes_k;
 
     pub fn runs(t: WeightType, f: Flavor) -> bool {
         matches!(t, WeightType::Q4K | WeightType::Q6K) || x86_lanes::runs(t, f)
     }
 
     pub fn tile_block(t: WeightType) -> usize {
-        match t {
-            WeightType::Q4K => TILE_Q4K,
-            WeightType::Q6K => TILE_Q6K,
-            _ => x86_lanes::tile_block(t),
+        if t.is_k() {
+            x86_lanes_k::tile_block(t)
+        } else {
+            x86_lanes::tile_block(t)
         }
     }
 
     pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
-        match t {
-            WeightType::Q4K => pack_q4k(rows, blocks, out),
-            WeightType::Q6K => pack_q6k(rows, blocks, out),
-            _ => x86_lanes::pack(t, rows, blocks, out),
+        if t.is_k() {
+            x86_lanes_k::pack(t, rows, blocks, out)
+        } else {
+            x86_lanes::pack(t, rows, blocks, out)
         }
     }
 
@@ -276,10 +276,10 @@ mod lanes {
         acts: [&[u8]; R],
         blocks: usize,
     ) -> [[f32; ROWS]; R] {
-        match t {
-            WeightType::Q4K => dot_q4k::<R>(f, tile, acts, blocks),
-            WeightType::Q6K => dot_q6k::<R>(f, tile, acts, blocks),
-            _ => x86_lanes::dot::<R>(f, t, tile, acts, blocks),
+        if t.is_k() {
+            x86_lanes_k::dot::<R>(f, t, tile, acts, blocks)
+        } else {
+            x86_lanes::dot::<R>(f, t, tile, acts, blocks)
         }
     }
 }

@@ -128,7 +128,7 @@ pub fn dot4_packed(f: Flavor, t: WeightType, group: &[u8], act: &[u8], blocks: u
 }
 
 #[inline(always)]
-unsafe fn half(p: *const u8) -> f32 {
+pub(crate) unsafe fn half(p: *const u8) -> f32 {
     // SAFETY: `p` points at two readable bytes (inside a block); F16C is enabled in
     // every caller.
     unsafe {
@@ -207,7 +207,7 @@ unsafe fn mul_sum_i8<M: MulSum>(x: __m256i, y: __m256i) -> __m256 {
 }
 
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     // SAFETY: register-only AVX arithmetic.
     unsafe {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 
 use crate::kquants::{Q8K_BSUMS, Q8K_QS, scales_mins_words};
 use crate::types::WeightType;
+use crate::x86::{half, hsum};
 
 pub fn dot(t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
     debug_assert!(row.len() >= blocks * t.block_bytes());
@@ -23,8 +24,8 @@ pub fn dot(t: WeightType, row: &[u8], act: &[u8], blocks: usize) -> f32 {
     // `dot_with`), which is all the kernels read.
     unsafe {
         match t {
-            WeightType::Q4K => q4k(x, y, blocks),
-            WeightType::Q5K => q5k(x, y, blocks),
+            WeightType::Q4K => q45k::<false>(x, y, blocks),
+            WeightType::Q5K => q45k::<true>(x, y, blocks),
             WeightType::Q6K => q6k(x, y, blocks),
             _ => unreachable!("{} is not a K-quant", t.name()),
         }
@@ -69,26 +70,6 @@ static PAIR_BYTES: [[u8; 16]; 8] = pair_bytes();
 unsafe fn load(p: *const u8) -> __m256i {
     // SAFETY: `p` points at 32 readable bytes inside a block (callers).
     unsafe { _mm256_loadu_si256(p as *const __m256i) }
-}
-
-#[inline(always)]
-unsafe fn half(p: *const u8) -> f32 {
-    // SAFETY: `p` points at two readable bytes; F16C is enabled in every caller.
-    unsafe {
-        let h = std::ptr::read_unaligned(p as *const u16);
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
-    }
-}
-
-#[inline(always)]
-unsafe fn hsum8(v: __m256) -> f32 {
-    // SAFETY: register-only AVX arithmetic.
-    unsafe {
-        hsum4(_mm_add_ps(
-            _mm256_castps256_ps128(v),
-            _mm256_extractf128_ps(v, 1),
-        ))
-    }
 }
 
 #[inline(always)]
@@ -145,16 +126,19 @@ unsafe fn scaled(scales: __m256i, k: usize, q: __m256i, qy: __m256i) -> __m256i 
     }
 }
 
+/// Q4_K (`FIFTH` false, 144-byte blocks) and Q5_K (176 bytes, a fifth bit per value
+/// from `qh`).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-    // SAFETY: block i of x is bytes [144 i, 144 i + 144), of y [292 i, 292 i + 292).
-    // The super-block's integer sum is at most 256 x 15 x 127 x 63 < 2^31.
+unsafe fn q45k<const FIFTH: bool>(x: *const u8, y: *const u8, blocks: usize) -> f32 {
+    // SAFETY: block i of x is bytes [bb i, bb i + bb), of y [292 i, 292 i + 292). The
+    // super-block's integer sum is at most 256 x 31 x 127 x 63 < 2^31.
     unsafe {
+        let (bb, qs) = if FIFTH { (176, 48) } else { (144, 16) };
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         let mut acc_m = _mm_setzero_ps();
         for i in 0..blocks {
-            let (bx, by) = (x.add(i * 144), y.add(i * 292));
+            let (bx, by) = (x.add(i * bb), y.add(i * 292));
             let dy = std::ptr::read_unaligned(by as *const f32);
             let (scales, mins) = scales_and_min_term(bx, by);
             acc_m = _mm_fmadd_ps(
@@ -162,55 +146,29 @@ unsafe fn q4k(x: *const u8, y: *const u8, blocks: usize) -> f32 {
                 _mm_cvtepi32_ps(mins),
                 acc_m,
             );
+            let qh = if FIFTH {
+                load(bx.add(16))
+            } else {
+                _mm256_setzero_si256()
+            };
             let mut sumi = _mm256_setzero_si256();
             for c in 0..4 {
-                let bits = load(bx.add(16 + 32 * c));
+                let bits = load(bx.add(qs + 32 * c));
                 let qy = by.add(Q8K_QS + 64 * c);
-                let lo = scaled(scales, 2 * c, _mm256_and_si256(bits, m4), load(qy));
-                let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-                let hi = scaled(scales, 2 * c + 1, hi, load(qy.add(32)));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(lo, hi));
-            }
-            let d = _mm256_set1_ps(dy * half(bx));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-        }
-        hsum8(acc) + hsum4(acc_m)
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5k(x: *const u8, y: *const u8, blocks: usize) -> f32 {
-    // SAFETY: block i of x is bytes [176 i, 176 i + 176), of y [292 i, 292 i + 292).
-    // The super-block's integer sum is at most 256 x 31 x 127 x 63 < 2^31.
-    unsafe {
-        let m4 = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_m = _mm_setzero_ps();
-        for i in 0..blocks {
-            let (bx, by) = (x.add(i * 176), y.add(i * 292));
-            let dy = std::ptr::read_unaligned(by as *const f32);
-            let (scales, mins) = scales_and_min_term(bx, by);
-            acc_m = _mm_fmadd_ps(
-                _mm_set1_ps(-dy * half(bx.add(2))),
-                _mm_cvtepi32_ps(mins),
-                acc_m,
-            );
-            let qh = load(bx.add(16));
-            let mut sumi = _mm256_setzero_si256();
-            for c in 0..4 {
-                let bits = load(bx.add(48 + 32 * c));
-                let qy = by.add(Q8K_QS + 64 * c);
-                let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), fifth(qh, 2 * c));
+                let mut lo = _mm256_and_si256(bits, m4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                if FIFTH {
+                    lo = _mm256_or_si256(lo, fifth(qh, 2 * c));
+                    hi = _mm256_or_si256(hi, fifth(qh, 2 * c + 1));
+                }
                 let lo = scaled(scales, 2 * c, lo, load(qy));
-                let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-                let hi = _mm256_or_si256(hi, fifth(qh, 2 * c + 1));
                 let hi = scaled(scales, 2 * c + 1, hi, load(qy.add(32)));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(lo, hi));
             }
             let d = _mm256_set1_ps(dy * half(bx));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum8(acc) + hsum4(acc_m)
+        hsum(acc) + hsum4(acc_m)
     }
 }
 
@@ -261,6 +219,6 @@ unsafe fn q6k(x: *const u8, y: *const u8, blocks: usize) -> f32 {
             let d = _mm256_set1_ps(dy * half(bx.add(208)));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum8(acc)
+        hsum(acc)
     }
 }

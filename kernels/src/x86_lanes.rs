@@ -29,7 +29,7 @@
 use std::arch::x86_64::*;
 
 use crate::types::WeightType;
-use crate::x86::{Flavor, bits};
+use crate::x86::{Flavor, bits, half};
 
 /// Weight rows per tile.
 pub const ROWS: usize = 8;
@@ -240,13 +240,15 @@ impl Sum for Avx512Vnni {
     }
 }
 
+/// The accumulators' lanes as rows of results: `out[i][r]` is lane `r` of `acc[i]`.
 #[inline(always)]
-unsafe fn half(p: *const u8) -> f32 {
-    // SAFETY: `p` points at two readable bytes; F16C is enabled in every caller.
-    unsafe {
-        let h = std::ptr::read_unaligned(p as *const u16);
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+pub(crate) unsafe fn rows_out<const R: usize>(acc: [__m256; R]) -> [[f32; ROWS]; R] {
+    let mut out = [[0f32; ROWS]; R];
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY: `o` has room for eight f32; AVX is enabled in every caller.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
     }
+    out
 }
 
 /// Four activation bytes at `p`, in every lane.
@@ -355,11 +357,7 @@ macro_rules! lanes {
                             }
                         }
                     }
-                    let mut out = [[0f32; ROWS]; R];
-                    for i in 0..R {
-                        _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i]);
-                    }
-                    out
+                    rows_out(acc)
                 }
             }
         }

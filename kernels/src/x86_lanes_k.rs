@@ -31,17 +31,18 @@
 use std::arch::x86_64::*;
 
 use crate::kquants::{Q8K_BSUMS, Q8K_QS, scales_mins};
+use crate::types::WeightType;
 use crate::x86::Flavor;
-use crate::x86_lanes::{Avx512Vnni, AvxVnni, Maddubs16, Maddubs32, ROWS, Sum, four};
+use crate::x86_lanes::{Avx512Vnni, AvxVnni, Maddubs16, Maddubs32, ROWS, Sum, four, rows_out};
 
 /// Bytes of one Q4_K tile per super-block.
-pub const TILE_Q4K: usize = 1184;
+const TILE_Q4K: usize = 1184;
 /// Bytes of one Q6_K tile per super-block.
-pub const TILE_Q6K: usize = 1680;
+const TILE_Q6K: usize = 1680;
 
 /// Packs eight rows of Q6_K super-blocks (`None`: a zero row), `blocks` each, as one
 /// tile, appended to `out`.
-pub fn pack_q6k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
+fn pack_q6k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
     out.reserve(blocks * TILE_Q6K);
     for b in 0..blocks {
         let block = |r: usize| rows[r].map(|row| &row[210 * b..210 * b + 210]);
@@ -58,7 +59,7 @@ pub fn pack_q6k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
         // Each row's quants as stored (0..64).
         let q: [[u8; 256]; ROWS] = std::array::from_fn(|r| {
             block(r).map_or([0; 256], |x| {
-                let u = crate::kquants::unpack(crate::types::WeightType::Q6K, x);
+                let u = crate::kquants::unpack(WeightType::Q6K, x);
                 u.q.map(|v| (v + 32) as u8)
             })
         });
@@ -88,27 +89,6 @@ pub fn pack_q6k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// A Q6_K tile's `R` x 8 dot products with `R` Q8_K activation rows.
-pub fn dot_q6k<const R: usize>(
-    f: Flavor,
-    tile: &[u8],
-    acts: [&[u8]; R],
-    blocks: usize,
-) -> [[f32; ROWS]; R] {
-    debug_assert!(f.available());
-    assert!(tile.len() >= blocks * TILE_Q6K);
-    assert!(acts.iter().all(|a| a.len() >= blocks * 292));
-    let (x, ys) = (tile.as_ptr(), acts.map(<[u8]>::as_ptr));
-    // SAFETY: as for `dot_q4k`.
-    unsafe {
-        match f {
-            Flavor::Avx2 => avx2::q6k::<R>(x, ys, blocks),
-            Flavor::AvxVnni => avx_vnni::q6k::<R>(x, ys, blocks),
-            Flavor::Avx512Vnni => avx512_vnni::q6k::<R>(x, ys, blocks),
-        }
-    }
-}
-
 /// Byte shuffles that pick the even (`h` = 0) or odd bytes of 16 into the low 8.
 const PICK: [[u8; 16]; 2] = [
     [
@@ -121,7 +101,7 @@ const PICK: [[u8; 16]; 2] = [
 
 /// Packs eight rows of Q4_K super-blocks (`None`: a zero row), `blocks` each, as one
 /// tile, appended to `out`.
-pub fn pack_q4k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
+fn pack_q4k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
     out.reserve(blocks * TILE_Q4K);
     for b in 0..blocks {
         let block = |r: usize| rows[r].map(|row| &row[144 * b..144 * b + 144]);
@@ -157,24 +137,46 @@ pub fn pack_q4k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// A Q4_K tile's `R` x 8 dot products with `R` Q8_K activation rows.
-pub fn dot_q4k<const R: usize>(
+/// Bytes of one tile of `t` (Q4_K or Q6_K) per super-block.
+pub fn tile_block(t: WeightType) -> usize {
+    match t {
+        WeightType::Q4K => TILE_Q4K,
+        WeightType::Q6K => TILE_Q6K,
+        _ => unreachable!("{} has no K-quant tile", t.name()),
+    }
+}
+
+/// Packs eight rows of `t` (Q4_K or Q6_K) super-blocks as one tile.
+pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
+    match t {
+        WeightType::Q4K => pack_q4k(rows, blocks, out),
+        WeightType::Q6K => pack_q6k(rows, blocks, out),
+        _ => unreachable!("{} has no K-quant tile", t.name()),
+    }
+}
+
+/// A Q4_K or Q6_K tile's `R` x 8 dot products with `R` Q8_K activation rows.
+pub fn dot<const R: usize>(
     f: Flavor,
+    t: WeightType,
     tile: &[u8],
     acts: [&[u8]; R],
     blocks: usize,
 ) -> [[f32; ROWS]; R] {
     debug_assert!(f.available());
-    assert!(tile.len() >= blocks * TILE_Q4K);
+    assert!(tile.len() >= blocks * tile_block(t));
     assert!(acts.iter().all(|a| a.len() >= blocks * 292));
     let (x, ys) = (tile.as_ptr(), acts.map(<[u8]>::as_ptr));
     // SAFETY: the caller checked `f.available()`; the slices hold `blocks` tile blocks
     // and activation blocks (asserted above), which is all the kernels read.
     unsafe {
-        match f {
-            Flavor::Avx2 => avx2::q4k::<R>(x, ys, blocks),
-            Flavor::AvxVnni => avx_vnni::q4k::<R>(x, ys, blocks),
-            Flavor::Avx512Vnni => avx512_vnni::q4k::<R>(x, ys, blocks),
+        match (f, t == WeightType::Q4K) {
+            (Flavor::Avx2, true) => avx2::q4k::<R>(x, ys, blocks),
+            (Flavor::AvxVnni, true) => avx_vnni::q4k::<R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, true) => avx512_vnni::q4k::<R>(x, ys, blocks),
+            (Flavor::Avx2, false) => avx2::q6k::<R>(x, ys, blocks),
+            (Flavor::AvxVnni, false) => avx_vnni::q6k::<R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, false) => avx512_vnni::q6k::<R>(x, ys, blocks),
         }
     }
 }
@@ -263,11 +265,7 @@ macro_rules! lanes_k {
                             acc[i] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(msum), acc[i]);
                         }
                     }
-                    let mut out = [[0f32; ROWS]; R];
-                    for i in 0..R {
-                        _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i]);
-                    }
-                    out
+                    rows_out(acc)
                 }
             }
 
@@ -352,11 +350,7 @@ macro_rules! lanes_k {
                             );
                         }
                     }
-                    let mut out = [[0f32; ROWS]; R];
-                    for i in 0..R {
-                        _mm256_storeu_ps(out[i].as_mut_ptr(), acc[i]);
-                    }
-                    out
+                    rows_out(acc)
                 }
             }
         }

@@ -65,11 +65,14 @@ impl Attention<'_> {
         let scores_n = (nh * seq * kv_len) as f32;
         let qk_flops = 2.0 * scores_n * hd as f32;
         if self.fast && b == 1 {
-            let fast = if seq == 1 {
-                self.decode(cache, q, cache.len - kv_len, kv_len, ins)?
-            } else {
-                self.prompt(cache, q, ins)?
-            };
+            let qv: Vec<f32> = q.flatten_all()?.to_vec1()?;
+            let fast = with_cache_memory(cache, q, |kv| {
+                if seq == 1 {
+                    self.decode(&qv, q, kv, cache.len - kv_len, kv_len, ins)
+                } else {
+                    self.prompt(&qv, q, kv, cache.len - seq, ins)
+                }
+            })?;
             if let Some(y) = fast {
                 return Ok(y);
             }
@@ -100,29 +103,12 @@ impl Attention<'_> {
     }
 
     /// One position against cache rows `start..start + len`, in place; `None` when the
-    /// cache is not plain f32 CPU memory (candle's path then runs).
+    /// shapes do not hold (candle's path then runs).
     fn decode(
-        &self,
-        cache: &KvCache,
-        q: &Tensor,
-        start: usize,
-        len: usize,
-        ins: &mut Instr<'_>,
-    ) -> Result<Option<Tensor>> {
-        let qv: Vec<f32> = q.flatten_all()?.to_vec1()?;
-        with_cache_memory(cache, q, |kd, vd, cap| {
-            self.decode_in(&qv, q, kd, vd, cap, start, len, ins)
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn decode_in(
         &self,
         qv: &[f32],
         q: &Tensor,
-        kd: &[f32],
-        vd: &[f32],
-        cap: usize,
+        kv: KvMemory<'_>,
         start: usize,
         len: usize,
         ins: &mut Instr<'_>,
@@ -131,12 +117,12 @@ impl Attention<'_> {
         let (_, nh, _, hd) = q.dims4()?;
         let a = DecodeAttention {
             q: qv,
-            k: kd,
-            v: vd,
+            k: kv.k,
+            v: kv.v,
             heads: nh,
             kv_heads: self.cfg.kv_heads,
             head_dim: hd,
-            cap,
+            cap: kv.cap,
             start,
             len,
         };
@@ -173,24 +159,13 @@ impl Attention<'_> {
     }
 
     /// A prompt's positions against the cache (prefill), in place: only the scores a
-    /// position sees are computed; `None` when the cache is not plain f32 CPU memory
-    /// (candle's path then runs). Each step timed as candle's path times it.
-    fn prompt(&self, cache: &KvCache, q: &Tensor, ins: &mut Instr<'_>) -> Result<Option<Tensor>> {
-        let qv: Vec<f32> = q.flatten_all()?.to_vec1()?;
-        let first = cache.len - q.dim(2)?;
-        with_cache_memory(cache, q, |kd, vd, cap| {
-            self.prompt_in(&qv, q, kd, vd, cap, first, ins)
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn prompt_in(
+    /// position sees are computed; `None` when the shapes do not hold (candle's path
+    /// then runs). Each step timed as candle's path times it.
+    fn prompt(
         &self,
         qv: &[f32],
         q: &Tensor,
-        kd: &[f32],
-        vd: &[f32],
-        cap: usize,
+        kv: KvMemory<'_>,
         first: usize,
         ins: &mut Instr<'_>,
     ) -> Result<Option<Tensor>> {
@@ -198,12 +173,12 @@ impl Attention<'_> {
         let (_, nh, seq, hd) = q.dims4()?;
         let a = PromptAttention {
             q: qv,
-            k: kd,
-            v: vd,
+            k: kv.k,
+            v: kv.v,
             heads: nh,
             kv_heads: self.cfg.kv_heads,
             head_dim: hd,
-            cap,
+            cap: kv.cap,
             queries: seq,
             first,
             window: self.window,
@@ -251,14 +226,22 @@ impl Attention<'_> {
     }
 }
 
-/// Runs `f` on a layer's KV caches as plain f32 CPU memory (each whole,
-/// `[kv_heads][cap][head_dim]`, and `cap`), what the loops of `crate::attention` read;
-/// `None` when they or the queries are not (candle's path then runs). The caches'
-/// storage stays read-locked while `f` runs.
+/// A layer's KV caches as plain f32 CPU memory, each whole (`[kv_heads][cap][head_dim]`):
+/// what the loops of `crate::attention` read.
+#[derive(Clone, Copy)]
+struct KvMemory<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    cap: usize,
+}
+
+/// Runs `f` on a layer's KV caches as [`KvMemory`]; `None` when they or the queries are
+/// not plain f32 CPU memory (candle's path then runs). The caches' storage stays
+/// read-locked while `f` runs.
 fn with_cache_memory<T>(
     cache: &KvCache,
     q: &Tensor,
-    f: impl FnOnce(&[f32], &[f32], usize) -> Result<Option<T>>,
+    f: impl FnOnce(KvMemory<'_>) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     use candle_core::{CpuStorage, Storage};
     let (Some(kc), Some(vc)) = (&cache.k, &cache.v) else {
@@ -278,7 +261,11 @@ fn with_cache_memory<T>(
     else {
         return Ok(None);
     };
-    f(&kd[k0..k1], &vd[v0..v1], cap)
+    f(KvMemory {
+        k: &kd[k0..k1],
+        v: &vd[v0..v1],
+        cap,
+    })
 }
 
 /// `rows x width` values, row `r` computed by `f(r, out)`. With `work` multiply-adds
