@@ -316,3 +316,21 @@ pub fn own_weight_types() -> Vec<eprof_kernels::WeightType> {
         .flatten()
         .unwrap_or_else(|| eprof_kernels::WeightType::ALL.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_kernel_types;
+    use eprof_kernels::WeightType;
+
+    #[test]
+    fn kernel_type_lists_parse_or_name_what_is_wrong() {
+        assert_eq!(
+            parse_kernel_types(" q4_1, q8_0,q6k ").unwrap(),
+            vec![WeightType::Q4_1, WeightType::Q8_0, WeightType::Q6K]
+        );
+        assert_eq!(parse_kernel_types("all").unwrap(), WeightType::ALL.to_vec());
+        assert!(parse_kernel_types("").unwrap().is_empty());
+        let e = parse_kernel_types("q4_1,q9_9").unwrap_err();
+        assert!(e.contains("\"q9_9\"") && e.contains("q4k"), "{e}");
+    }
+}
