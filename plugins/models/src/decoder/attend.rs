@@ -64,7 +64,8 @@ impl Attention<'_> {
         let kv_len = k.dim(2)?;
         let scores_n = (nh * seq * kv_len) as f32;
         let qk_flops = 2.0 * scores_n * hd as f32;
-        if self.fast && b == 1 {
+        // (A query in another dtype, e.g. a bf16 checkpoint's, stays on candle's path.)
+        if self.fast && b == 1 && q.dtype() == DType::F32 {
             let qv: Vec<f32> = q.flatten_all()?.to_vec1()?;
             let fast = with_cache_memory(cache, q, |kv| {
                 if seq == 1 {
