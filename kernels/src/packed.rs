@@ -24,10 +24,9 @@ enum Layout {
 /// sums of the rows to f32 rounding. Q8_0 on AVX2 alone is packed in groups of four
 /// rows: for each block, the four rows' f16 scales, then their quant bytes, so one
 /// F16C conversion serves four rows; the same sums as [`matvec_rows_with`], bit for
-/// bit.
-/// Both hold the same bytes as the GGUF rows, rounded up to a whole tile or group.
-/// Elsewhere (NEON, scalar), and for the K-quants (whose 256-value blocks carry their
-/// scales in a few bytes, so there is little to share), the rows stay as they are.
+/// bit. Both hold the GGUF rows' bytes, rounded up to a whole tile or group (Q4_K's
+/// tiles 3% more: its 6-bit scales and minimums unpacked to bytes). Elsewhere (NEON,
+/// scalar), and for Q5_K, the rows stay as they are.
 #[derive(Debug, Clone)]
 pub struct Packed {
     t: WeightType,
