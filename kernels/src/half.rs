@@ -20,6 +20,11 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// The little-endian f16 at byte `at` of `b`, as f32 (block scales and offsets).
+pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
 /// f32 to half-precision bits, rounding to nearest (ties to even).
 pub fn f32_to_f16(f: f32) -> u16 {
     let x = f.to_bits();

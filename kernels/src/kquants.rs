@@ -20,7 +20,7 @@
 //! high nibble of `ql[l]`, of `ql[l + 32]`, and bits 0-1, 2-3, 4-5, 6-7 of `qh[l]` on
 //! top.
 
-use crate::half;
+use crate::half::f16_at;
 use crate::types::{SUPER_BLOCK, WeightType};
 
 /// The offsets of Q8_K's quants and block sums.
@@ -31,13 +31,12 @@ pub(crate) fn f32_at(b: &[u8], at: usize) -> f32 {
     f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-
-/// llama.cpp's `nearest_int`: round half to even.
-fn nearest_int(v: f32) -> i32 {
-    v.round_ties_even() as i32
+/// llama.cpp's `nearest_int`: round half to even, for |v| < 2^22. Adding 1.5 x 2^23
+/// leaves the rounded integer in the low mantissa bits: no call and no saturating
+/// cast, so loops over it vectorize.
+#[inline(always)]
+pub(crate) fn nearest_int(v: f32) -> i32 {
+    ((v + 12_582_912.0).to_bits() as i32 & 0x007F_FFFF) - 0x0040_0000
 }
 
 /// Quantize `x` (a multiple of 256 values) to Q8_K blocks, appended to `out`, as

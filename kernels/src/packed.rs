@@ -2,7 +2,7 @@
 
 use crate::isa::Isa;
 use crate::rows::matvec_rows_with;
-use crate::types::{BLOCK, WeightType};
+use crate::types::WeightType;
 
 /// How a [`Packed`] matrix keeps its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,5 +309,3 @@ fn groups4<'a>(
     }
     data
 }
-
-const _: () = assert!(BLOCK == 32);

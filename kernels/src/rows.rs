@@ -2,17 +2,14 @@
 //! block unpacking and dequantization, and each implementation's dot product of one
 //! weight row.
 
+use crate::half::{self, f16_at};
 use crate::isa::{Isa, best};
+use crate::kquants::{self, nearest_int};
 #[cfg(target_arch = "aarch64")]
 use crate::neon;
 use crate::types::{ActType, BLOCK, SUPER_BLOCK, WeightType};
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
-use crate::{half, kquants};
-
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
-}
 
 /// Quantize `x` (a whole number of `act`'s blocks) to Q8_0, Q8_1 or Q8_K blocks,
 /// appended to `out`, as llama.cpp does (Q8_0/Q8_1: `d = max|x| / 127`,
@@ -45,12 +42,8 @@ pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         // |v * id| <= 127 by construction. Ties to even, as llama.cpp's x86 and NEON
         // quantizers round (`_mm256_round_ps`, `vcvtnq`); its portable reference rounds
-        // them away from zero. Adding 1.5 x 2^23 leaves the rounded integer in the low
-        // mantissa bits (llama.cpp's `nearest_int`): no saturating cast, so the compiler
-        // vectorizes the block.
-        let q: [i32; BLOCK] = std::array::from_fn(|k| {
-            ((chunk[k] * id + 12_582_912.0).to_bits() as i32 & 0x007F_FFFF) - 0x0040_0000
-        });
+        // them away from zero.
+        let q: [i32; BLOCK] = std::array::from_fn(|k| nearest_int(chunk[k] * id));
         let sum: i32 = q.iter().sum();
         o[..2].copy_from_slice(&half::f32_to_f16(d).to_le_bytes());
         if act == ActType::Q8_1 {

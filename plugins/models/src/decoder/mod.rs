@@ -79,7 +79,9 @@ pub struct Decoder {
     sites: Vec<SiteDef>,
     device: Device,
     reserve: usize,
-    fast_attention: bool,
+    /// CPU with eprof's kernels: attention and the gated activation run as host loops
+    /// (`crate::attention`, `crate::activation`) instead of candle's ops.
+    host_loops: bool,
     /// Span timing by stream marks (CUDA events), `None` on the host clock.
     events: Option<EventSpans>,
 }
@@ -158,7 +160,7 @@ impl Decoder {
             neg_inf,
             caches,
             sites,
-            fast_attention: device.is_cpu() && own_kernels(),
+            host_loops: device.is_cpu() && own_kernels(),
             events: crate::device::stream_clock(&device)?.map(EventSpans::new),
             device,
             reserve: 512,
@@ -197,7 +199,7 @@ impl Decoder {
             caches,
             neg_inf,
             reserve,
-            fast_attention,
+            host_loops,
             ropes,
             layer_rope,
             layout,
@@ -263,7 +265,7 @@ impl Decoder {
             window: cfg.window(l),
             neg_inf,
             reserve: *reserve,
-            fast: *fast_attention,
+            fast: *host_loops,
         };
         let y = at.forward(&mut caches[l], &q, &k, &v, mask, ins)?;
         ins.end(site(C::Attn), t)?;
@@ -281,7 +283,7 @@ impl Decoder {
         let g = proj(ins, C::Gate, &w.gate, &h, inter)?;
         let u = proj(ins, C::Up, &w.up, &h, inter)?;
         let a = ins.component(site(C::Act), || {
-            if *fast_attention && g.dtype() == DType::F32 {
+            if *host_loops && g.dtype() == DType::F32 {
                 // One pass over host memory (CPU, f32): `crate::activation`.
                 let (gv, uv): (Vec<f32>, Vec<f32>) =
                     (g.flatten_all()?.to_vec1()?, u.flatten_all()?.to_vec1()?);
