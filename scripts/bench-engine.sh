@@ -4,7 +4,9 @@
 # environment; not part of CI), then eprof's overhead benchmark on the same file with
 # the same thread count: candle-transformers' reference, eprof with candle's kernels
 # and with its own, at depth off / module / deep. Prints decode tok/s, prefill ms and
-# each ratio to llama.cpp.
+# each ratio to llama.cpp. With EPROF_CPU_ISA=avx2 (eprof's AVX2 path without VNNI),
+# llama.cpp is its AVX2-only build too (scripts/llama-cpp-env.sh avx2: no VNNI,
+# AVX-512 or AMX), so both run what a CPU without VNNI runs.
 #
 #   scripts/bench-engine.sh [MODEL.gguf] [ROUNDS]
 set -euo pipefail
@@ -14,8 +16,10 @@ rounds="${2:-5}"
 threads="$(nproc)"
 tokens=64
 prompt="Give me three tips for staying healthy."
-py="$(scripts/llama-cpp-env.sh)"
-pin="llama-cpp-python $("$py" -c "import llama_cpp; print(llama_cpp.__version__)")"
+llama_isa=native
+if [ "${EPROF_CPU_ISA:-}" = avx2 ]; then llama_isa=avx2; fi
+py="$(scripts/llama-cpp-env.sh "$llama_isa")"
+pin="llama-cpp-python $("$py" -c "import llama_cpp; print(llama_cpp.__version__)") ($llama_isa build)"
 out="$(mktemp)"
 echo "llama.cpp ($pin), $threads threads, $rounds rounds..." >&2
 "$py" scripts/bench/llama_bench.py "$model" "$threads" "$tokens" "$rounds" "$prompt" > "$out"

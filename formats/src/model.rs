@@ -450,9 +450,9 @@ pub struct GroupRef {
 pub struct Execution {
     /// Threads of the CPU pool the matmuls ran on.
     pub threads: u32,
-    /// `eprof avx2-vnni`, `eprof avx2`, `eprof neon`, `eprof scalar` (eprof's kernels
-    /// for Q4_1, Q5_0, Q5_1 and Q8_0 (from this version on; Q4_1, Q5_0 and Q5_1 before),
-    /// candle's for the other types), or `candle`.
+    /// `eprof avx512`, `eprof avx2-vnni`, `eprof avx2`, `eprof neon`, `eprof scalar`
+    /// (eprof's kernels for the quantized types they have, candle's for the others;
+    /// which types those were changed between versions), or `candle`.
     pub kernels: String,
 }
 

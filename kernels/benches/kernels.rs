@@ -96,10 +96,15 @@ fn main() {
             .collect();
         let mut act = Vec::new();
         quantize_activations(&x, t.activation(), &mut act);
-        // Scalar, AVX2 without VNNI where the best has it (what VNNI adds), the best.
+        // Scalar, the x86 paths below the best where it has them (AVX2 without VNNI:
+        // what VNNI adds; AVX2-VNNI's eight-row tiles: what 512-bit registers add),
+        // the best.
         let mut isas = vec![Isa::Scalar];
-        if best() == Isa::AvxVnni {
+        if matches!(best(), Isa::AvxVnni | Isa::Avx512) {
             isas.push(Isa::Avx2);
+        }
+        if best() == Isa::Avx512 {
+            isas.push(Isa::AvxVnni);
         }
         if best() != Isa::Scalar {
             isas.push(best());

@@ -8,6 +8,9 @@ pub enum Isa {
     Avx2,
     /// The same with VNNI byte dot products (AVX-VNNI, or AVX-512 VNNI + VL).
     AvxVnni,
+    /// AVX-512 (F, BW, VNNI, VL): the 32-value types in tiles of sixteen rows on
+    /// 512-bit registers, the rest as `AvxVnni` with AVX-512 VNNI.
+    Avx512,
     /// aarch64 Advanced SIMD (baseline on every aarch64 CPU).
     Neon,
 }
@@ -18,6 +21,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avx2-vnni",
+            Isa::Avx512 => "avx512",
             Isa::Neon => "neon",
         }
     }
@@ -27,7 +31,7 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::AvxVnni => self.flavor().is_some(),
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => self.flavor().is_some(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => true,
             #[allow(unreachable_patterns)]
@@ -43,6 +47,9 @@ impl Isa {
         match self {
             Isa::Avx2 => Some(crate::x86::Flavor::Avx2).filter(|f| f.available()),
             Isa::AvxVnni => crate::x86::Flavor::vnni(),
+            Isa::Avx512 => {
+                Some(crate::x86::Flavor::Avx512Vnni).filter(|_| crate::x86_lanes16::available())
+            }
             _ => None,
         }
     }
@@ -50,7 +57,7 @@ impl Isa {
 
 impl Isa {
     /// Every implementation, in the order [`best`] prefers them.
-    pub const ALL: [Isa; 4] = [Isa::AvxVnni, Isa::Avx2, Isa::Neon, Isa::Scalar];
+    pub const ALL: [Isa; 5] = [Isa::Avx512, Isa::AvxVnni, Isa::Avx2, Isa::Neon, Isa::Scalar];
 
     /// The implementation of this [`Isa::name`].
     pub fn from_name(name: &str) -> Option<Isa> {
@@ -58,7 +65,7 @@ impl Isa {
     }
 }
 
-/// What `EPROF_CPU_ISA` asks for (`scalar`, `avx2`, `avx2-vnni`, `neon`), when this
+/// What `EPROF_CPU_ISA` asks for (`scalar`, `avx2`, `avx2-vnni`, `avx512`, `neon`), when this
 /// CPU runs it: a benchmark forces the AVX2 path on a CPU with VNNI this way.
 /// `Err` names a value that is unknown or that this CPU cannot run.
 pub fn isa_from_env() -> Result<Option<Isa>, String> {
@@ -88,14 +95,9 @@ pub fn best() -> Isa {
         if let Ok(Some(forced)) = isa_from_env() {
             return forced;
         }
-        if Isa::AvxVnni.available() {
-            Isa::AvxVnni
-        } else if Isa::Avx2.available() {
-            Isa::Avx2
-        } else if Isa::Neon.available() {
-            Isa::Neon
-        } else {
-            Isa::Scalar
-        }
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.available())
+            .unwrap_or(Isa::Scalar)
     })
 }

@@ -54,6 +54,8 @@ mod x86_k;
 #[cfg(target_arch = "x86_64")]
 mod x86_lanes;
 #[cfg(target_arch = "x86_64")]
+mod x86_lanes16;
+#[cfg(target_arch = "x86_64")]
 mod x86_lanes_k;
 
 pub use isa::{Isa, best, isa_from_env};

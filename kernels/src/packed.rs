@@ -15,6 +15,10 @@ enum Layout {
     /// lanes of a register (`x86_lanes`, `x86_lanes_k`).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Lanes8,
+    /// x86 with AVX-512: Q4_1, Q5_0, Q5_1, Q8_0 in tiles of sixteen rows on 512-bit
+    /// registers (`x86_lanes16`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Lanes16,
 }
 
 /// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1, Q5_0,
@@ -54,9 +58,11 @@ impl Packed {
             t.name()
         );
         let x86 = cfg!(target_arch = "x86_64")
-            && matches!(isa, Isa::Avx2 | Isa::AvxVnni)
+            && matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512)
             && isa.available();
         let layout = match t {
+            #[cfg(target_arch = "x86_64")]
+            _ if x86 && isa == Isa::Avx512 && crate::x86_lanes16::runs(t) => Layout::Lanes16,
             #[cfg(target_arch = "x86_64")]
             _ if x86 && isa.flavor().is_some_and(|f| lanes::runs(t, f)) => Layout::Lanes8,
             WeightType::Q8_0 if x86 => Layout::Groups4,
@@ -66,13 +72,18 @@ impl Packed {
         let data = match layout {
             Layout::Rows => weights.to_vec(),
             Layout::Groups4 => groups4(t, blocks, rows, &row),
-            Layout::Lanes8 => {
+            Layout::Lanes8 | Layout::Lanes16 => {
                 #[cfg(target_arch = "x86_64")]
                 {
+                    let n = if layout == Layout::Lanes16 { 16 } else { 8 };
                     let mut data = Vec::new();
-                    for tile in 0..rows.div_ceil(crate::x86_lanes::ROWS) {
-                        let rs = std::array::from_fn(|i| row(crate::x86_lanes::ROWS * tile + i));
-                        lanes::pack(t, rs, blocks, &mut data);
+                    for tile in 0..rows.div_ceil(n) {
+                        let r = |i: usize| row(n * tile + i);
+                        if n == 16 {
+                            crate::x86_lanes16::pack(t, std::array::from_fn(r), blocks, &mut data);
+                        } else {
+                            lanes::pack(t, std::array::from_fn(r), blocks, &mut data);
+                        }
                     }
                     data
                 }
@@ -110,6 +121,7 @@ impl Packed {
     /// Rows per unit of work.
     pub fn unit_rows(&self) -> usize {
         match self.layout {
+            Layout::Lanes16 => 16,
             Layout::Lanes8 => 8,
             Layout::Rows | Layout::Groups4 => 4,
         }
@@ -181,9 +193,14 @@ impl Packed {
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Layout::Lanes8 => self.lanes(units, blocks, m, &act_i, out),
+            Layout::Lanes8 => {
+                let k = lanes::Eight(self.flavor(), self.t);
+                self.lanes(&k, units, blocks, m, &act_i, out)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Layout::Lanes16 => self.lanes(&lanes::Sixteen(self.t), units, blocks, m, &act_i, out),
             #[cfg(not(target_arch = "x86_64"))]
-            Layout::Groups4 | Layout::Lanes8 => unreachable!("x86 only"),
+            Layout::Groups4 | Layout::Lanes8 | Layout::Lanes16 => unreachable!("x86 only"),
         }
     }
 
@@ -194,46 +211,45 @@ impl Packed {
             .expect("packed for an available x86 flavour")
     }
 
-    /// Lane tiles: activation rows four at a time, then the rest in one pass.
+    /// Lane tiles of `N` rows: activation rows four at a time, then the rest in one pass.
     #[cfg(target_arch = "x86_64")]
-    fn lanes<'a>(
+    fn lanes<'a, const N: usize>(
         &self,
+        k: &impl lanes::Tiles<N>,
         units: std::ops::Range<usize>,
         blocks: usize,
         m: usize,
         act_i: &dyn Fn(usize) -> &'a [u8],
         out: &mut [f32],
     ) {
-        use crate::x86_lanes::ROWS;
-        use lanes::{dot, tile_block};
-        let (f, t, tile_bytes) = (self.flavor(), self.t, blocks * tile_block(self.t));
+        let tile_bytes = k.tile_bytes(blocks);
         let span = self.unit_span(&units);
         let width = span.len();
         for tile in units {
             let w = &self.data[tile * tile_bytes..(tile + 1) * tile_bytes];
-            let first = ROWS * tile;
-            let n = ROWS.min(self.rows - first);
+            let first = N * tile;
+            let n = N.min(self.rows - first);
             let at = first - span.start;
-            let mut put = |i: usize, v: &[f32; ROWS]| {
+            let mut put = |i: usize, v: &[f32; N]| {
                 out[i * width + at..i * width + at + n].copy_from_slice(&v[..n]);
             };
             let mut i = 0;
             while i + 4 <= m {
                 let acts = [act_i(i), act_i(i + 1), act_i(i + 2), act_i(i + 3)];
-                for (k, v) in dot::<4>(f, t, w, acts, blocks).iter().enumerate() {
-                    put(i + k, v);
+                for (j, v) in k.dot::<4>(w, acts, blocks).iter().enumerate() {
+                    put(i + j, v);
                 }
                 i += 4;
             }
             // The one to three rows left in one pass.
-            let rest: &[[f32; ROWS]] = match m - i {
+            let rest: &[[f32; N]] = match m - i {
                 0 => &[],
-                1 => &dot::<1>(f, t, w, [act_i(i)], blocks),
-                2 => &dot::<2>(f, t, w, [act_i(i), act_i(i + 1)], blocks),
-                _ => &dot::<3>(f, t, w, [act_i(i), act_i(i + 1), act_i(i + 2)], blocks),
+                1 => &k.dot::<1>(w, [act_i(i)], blocks),
+                2 => &k.dot::<2>(w, [act_i(i), act_i(i + 1)], blocks),
+                _ => &k.dot::<3>(w, [act_i(i), act_i(i + 1), act_i(i + 2)], blocks),
             };
-            for (k, v) in rest.iter().enumerate() {
-                put(i + k, v);
+            for (j, v) in rest.iter().enumerate() {
+                put(i + j, v);
             }
         }
     }
@@ -268,17 +284,52 @@ mod lanes {
         }
     }
 
-    pub fn dot<const R: usize>(
-        f: Flavor,
-        t: WeightType,
-        tile: &[u8],
-        acts: [&[u8]; R],
-        blocks: usize,
-    ) -> [[f32; ROWS]; R] {
-        if t.is_k() {
-            x86_lanes_k::dot::<R>(f, t, tile, acts, blocks)
-        } else {
-            x86_lanes::dot::<R>(f, t, tile, acts, blocks)
+    /// One family of lane tiles of `N` rows: a tile's `R x N` dot products.
+    pub trait Tiles<const N: usize> {
+        /// Bytes of one tile of `blocks` blocks.
+        fn tile_bytes(&self, blocks: usize) -> usize;
+        fn dot<const R: usize>(
+            &self,
+            tile: &[u8],
+            acts: [&[u8]; R],
+            blocks: usize,
+        ) -> [[f32; N]; R];
+    }
+
+    /// Eight-row tiles (`x86_lanes`, `x86_lanes_k`) of one flavour and type.
+    pub struct Eight(pub Flavor, pub WeightType);
+    impl Tiles<ROWS> for Eight {
+        fn tile_bytes(&self, blocks: usize) -> usize {
+            blocks * tile_block(self.1)
+        }
+        fn dot<const R: usize>(
+            &self,
+            tile: &[u8],
+            acts: [&[u8]; R],
+            blocks: usize,
+        ) -> [[f32; ROWS]; R] {
+            let Eight(f, t) = *self;
+            if t.is_k() {
+                x86_lanes_k::dot::<R>(f, t, tile, acts, blocks)
+            } else {
+                x86_lanes::dot::<R>(f, t, tile, acts, blocks)
+            }
+        }
+    }
+
+    /// Sixteen-row tiles (`x86_lanes16`) of one type.
+    pub struct Sixteen(pub WeightType);
+    impl Tiles<{ crate::x86_lanes16::ROWS }> for Sixteen {
+        fn tile_bytes(&self, blocks: usize) -> usize {
+            blocks * crate::x86_lanes16::tile_block(self.0)
+        }
+        fn dot<const R: usize>(
+            &self,
+            tile: &[u8],
+            acts: [&[u8]; R],
+            blocks: usize,
+        ) -> [[f32; crate::x86_lanes16::ROWS]; R] {
+            crate::x86_lanes16::dot::<R>(self.0, tile, acts, blocks)
         }
     }
 }

@@ -51,20 +51,33 @@ pub fn tile_block(t: WeightType) -> usize {
 /// Packs eight rows of `t` blocks (`None`: a zero row past the matrix's end), each
 /// `blocks` blocks long, as one tile, appended to `out`.
 pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
+    pack_n(t, rows, blocks, out)
+}
+
+/// [`pack`] for tiles of `N` rows (8 here, 16 for `x86_lanes16`): per block the `N`
+/// rows' `d` (and Q4_1's and Q5_1's `m`), Q5's fifth bits as eight words of `N x 4`
+/// bits (bit `4r + t` for row `r`'s value `t` of the word's group), then four registers
+/// of `N x 4` nibble bytes.
+pub(crate) fn pack_n<const N: usize>(
+    t: WeightType,
+    rows: [Option<&[u8]>; N],
+    blocks: usize,
+    out: &mut Vec<u8>,
+) {
     let bb = t.block_bytes();
-    out.reserve(blocks * tile_block(t));
+    out.reserve(blocks * bb * N);
     for b in 0..blocks {
         let block = |r: usize| rows[r].map(|row| &row[bb * b..bb * b + bb]);
-        // `d`, and Q4_1's `m`: eight f16 each.
+        // `d`, and Q4_1's `m`: N f16 each.
         let with_m = matches!(t, WeightType::Q4_1 | WeightType::Q5_1);
         let scales: &[usize] = if with_m { &[0, 2] } else { &[0] };
         for &at in scales {
-            for r in 0..ROWS {
+            for r in 0..N {
                 out.extend_from_slice(block(r).map_or(&[0, 0][..], |x| &x[at..at + 2]));
             }
         }
         // Each row's values as stored (unsigned): their quants before the bias.
-        let unpacked: [[u8; 32]; ROWS] = std::array::from_fn(|r| {
+        let unpacked: [[u8; 32]; N] = std::array::from_fn(|r| {
             block(r).map_or([0; 32], |x| crate::rows::unpack_block(t, x).0)
         });
         let q = |r: usize, k: usize| unpacked[r][k];
@@ -79,7 +92,7 @@ pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut
         match t {
             WeightType::Q8_0 => {
                 for g in 0..8 {
-                    for r in 0..ROWS {
+                    for r in 0..N {
                         for t4 in 0..4 {
                             out.push(q(r, 4 * g + t4));
                         }
@@ -89,19 +102,19 @@ pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut
             }
             WeightType::Q5_0 | WeightType::Q5_1 => {
                 for g in 0..8 {
-                    let mut word = 0u32;
-                    for r in 0..ROWS {
+                    let mut word = 0u64;
+                    for r in 0..N {
                         for t4 in 0..4 {
-                            word |= u32::from(q(r, value(g, t4)) >> 4) << (4 * r + t4);
+                            word |= u64::from(q(r, value(g, t4)) >> 4) << (4 * r + t4);
                         }
                     }
-                    out.extend_from_slice(&word.to_le_bytes());
+                    out.extend_from_slice(&word.to_le_bytes()[..N / 2]);
                 }
             }
             _ => {}
         }
         for j in 0..4 {
-            for r in 0..ROWS {
+            for r in 0..N {
                 for t4 in 0..4 {
                     out.push((q(r, value(j, t4)) & 0x0F) | ((q(r, value(j + 4, t4)) & 0x0F) << 4));
                 }

@@ -189,8 +189,17 @@ pub fn softmax_rows(s: &mut [f32], len: usize) {
     for row in s.chunks_exact_mut(len.max(1)) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
+        // The vectorizable exponential of the gated activation; a masked score
+        // (-inf) stays exactly 0.
         for x in row.iter_mut() {
-            *x = (*x - max).exp();
+            let d = *x - max;
+            *x = if d == f32::NEG_INFINITY {
+                0.0
+            } else {
+                crate::activation::exp(d)
+            };
+        }
+        for x in row.iter() {
             sum += *x;
         }
         for x in row.iter_mut() {

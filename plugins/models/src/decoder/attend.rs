@@ -130,6 +130,20 @@ impl Attention<'_> {
         if !a.valid() {
             return Ok(None);
         }
+        if !ins.deep {
+            // Nothing times the four operations apart: each head's scores, scale,
+            // softmax and weighted values in one pass, one dispatch to the threads
+            // (the same arithmetic per head, so the same bits as the steps below).
+            let div = self.divisor() as f32;
+            let y = per_head(nh, hd, 2 * nh * len * hd, |h, out| {
+                let mut s = vec![0f32; len];
+                a.head_scores(h, &mut s);
+                scale(&mut s, div);
+                softmax_rows(&mut s, len);
+                a.head_values(h, &s, out);
+            });
+            return Ok(Some(Tensor::from_vec(y, (1, 1, nh * hd), q.device())?));
+        }
         let op = |o: u32| self.layout.op(self.l, o);
         let scores_n = (nh * len) as f32;
         let qk_flops = 2.0 * scores_n * hd as f32;
