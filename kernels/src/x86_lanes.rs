@@ -29,7 +29,7 @@
 use std::arch::x86_64::*;
 
 use crate::types::WeightType;
-use crate::x86::{Flavor, bits, half};
+use crate::x86::{Flavor, bits, half, prefetch_ahead};
 
 /// Weight rows per tile.
 pub const ROWS: usize = 8;
@@ -306,6 +306,7 @@ macro_rules! lanes {
                     let mut acc = [_mm256_setzero_ps(); R];
                     for b in 0..blocks {
                         let bx = x.add(b * tb);
+                        prefetch_ahead(bx, tb);
                         let mut sums = [$q58::zero(); R];
                         if K == 2 {
                             // Nothing to unpack, so the sums' chain of dependent dot

@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 
 use crate::types::WeightType;
-use crate::x86::half;
+use crate::x86::{half, prefetch_ahead};
 
 /// Weight rows per tile.
 pub const ROWS: usize = 16;
@@ -102,6 +102,7 @@ unsafe fn kernel<const K: u8, const R: usize>(
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
             let bx = x.add(b * tb);
+            prefetch_ahead(bx, tb);
             let mut sums = [_mm512_setzero_si512(); R];
             if K == 2 {
                 // Two chains for a lone activation row, as the eight-row tile.

@@ -32,7 +32,7 @@ use std::arch::x86_64::*;
 
 use crate::kquants::{Q8K_BSUMS, Q8K_QS, scales_mins};
 use crate::types::WeightType;
-use crate::x86::Flavor;
+use crate::x86::{Flavor, prefetch_ahead};
 use crate::x86_lanes::{Avx512Vnni, AvxVnni, Maddubs16, Maddubs32, ROWS, Sum, four, rows_out};
 
 /// Bytes of one Q4_K tile per super-block.
@@ -217,6 +217,7 @@ macro_rules! lanes_k {
                     let mut acc = [_mm256_setzero_ps(); R];
                     for b in 0..blocks {
                         let bx = x.add(b * TILE_Q4K);
+                        prefetch_ahead(bx, TILE_Q4K);
                         let mut isum = [_mm256_setzero_si256(); R];
                         for c in 0..4 {
                             let mut lo_sum = [$sum::zero(); R];
@@ -283,6 +284,7 @@ macro_rules! lanes_k {
                     let mut acc = [_mm256_setzero_ps(); R];
                     for b in 0..blocks {
                         let bx = x.add(b * TILE_Q6K);
+                        prefetch_ahead(bx, TILE_Q6K);
                         let mut isum = [_mm256_setzero_si256(); R];
                         for u in 0..8 {
                             let mut sums = [[$sum6::zero(); 2]; R];
