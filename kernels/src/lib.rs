@@ -57,6 +57,8 @@ mod x86_lanes;
 mod x86_lanes16;
 #[cfg(target_arch = "x86_64")]
 mod x86_lanes_k;
+#[cfg(target_arch = "x86_64")]
+mod x86_quant;
 
 pub use isa::{Isa, best, isa_from_env};
 pub use packed::Packed;

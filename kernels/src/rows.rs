@@ -28,33 +28,43 @@ pub fn quantize_activations(x: &[f32], act: ActType, out: &mut Vec<u8>) {
     let start = out.len();
     let bb = act.block_bytes();
     out.resize(start + x.len() / BLOCK * bb, 0);
-    for (chunk, o) in x.chunks_exact(BLOCK).zip(out[start..].chunks_exact_mut(bb)) {
-        let chunk: &[f32; BLOCK] = chunk.try_into().expect("whole blocks");
-        // Eight running maxima, so that the compiler vectorizes the pass.
-        let mut m8 = [0f32; 8];
-        for c in chunk.chunks_exact(8) {
-            for (m, v) in m8.iter_mut().zip(c) {
-                *m = m.max(v.abs());
-            }
+    let out = &mut out[start..];
+    #[cfg(target_arch = "x86_64")]
+    if crate::x86_quant::quantize(best(), x, act, out) {
+        return;
+    }
+    for (chunk, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(bb)) {
+        quantize_block(chunk.try_into().expect("whole blocks"), act, o);
+    }
+}
+
+/// One Q8_0 or Q8_1 block of activations into `o` (36 bytes): the portable code,
+/// which `x86_quant`'s copies follow.
+pub(crate) fn quantize_block(chunk: &[f32; BLOCK], act: ActType, o: &mut [u8]) {
+    // Eight running maxima, so that the compiler vectorizes the pass.
+    let mut m8 = [0f32; 8];
+    for c in chunk.chunks_exact(8) {
+        for (m, v) in m8.iter_mut().zip(c) {
+            *m = m.max(v.abs());
         }
-        let amax = m8.iter().fold(0.0f32, |a, &v| a.max(v));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        // |v * id| <= 127 by construction. Ties to even, as llama.cpp's x86 and NEON
-        // quantizers round (`_mm256_round_ps`, `vcvtnq`); its portable reference rounds
-        // them away from zero.
-        let q: [i32; BLOCK] = std::array::from_fn(|k| nearest_int(chunk[k] * id));
-        let sum: i32 = q.iter().sum();
-        o[..2].copy_from_slice(&half::f32_to_f16(d).to_le_bytes());
-        if act == ActType::Q8_1 {
-            o[2..4].copy_from_slice(&half::f32_to_f16(sum as f32 * d).to_le_bytes());
-        } else {
-            // |sum| <= 32 x 127: an i16.
-            o[2..4].copy_from_slice(&(sum as i16).to_le_bytes());
-        }
-        for (b, q) in o[4..].iter_mut().zip(q) {
-            *b = q as i8 as u8;
-        }
+    }
+    let amax = m8.iter().fold(0.0f32, |a, &v| a.max(v));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    // |v * id| <= 127 by construction. Ties to even, as llama.cpp's x86 and NEON
+    // quantizers round (`_mm256_round_ps`, `vcvtnq`); its portable reference rounds
+    // them away from zero.
+    let q: [i32; BLOCK] = std::array::from_fn(|k| nearest_int(chunk[k] * id));
+    let sum: i32 = q.iter().sum();
+    o[..2].copy_from_slice(&half::f32_to_f16(d).to_le_bytes());
+    if act == ActType::Q8_1 {
+        o[2..4].copy_from_slice(&half::f32_to_f16(sum as f32 * d).to_le_bytes());
+    } else {
+        // |sum| <= 32 x 127: an i16.
+        o[2..4].copy_from_slice(&(sum as i16).to_le_bytes());
+    }
+    for (b, q) in o[4..].iter_mut().zip(q) {
+        *b = q as i8 as u8;
     }
 }
 
