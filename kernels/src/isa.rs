@@ -48,7 +48,7 @@ impl Isa {
             Isa::Avx2 => Some(crate::x86::Flavor::Avx2).filter(|f| f.available()),
             Isa::AvxVnni => crate::x86::Flavor::vnni(),
             Isa::Avx512 => {
-                Some(crate::x86::Flavor::Avx512Vnni).filter(|_| crate::x86_lanes16::available())
+                Some(crate::x86::Flavor::Avx512Vnni).filter(|_| crate::x86::Flavor::avx512())
             }
             _ => None,
         }

@@ -4,18 +4,21 @@
 //! Q4_K, Q5_K and Q6_K (what most downloaded files, `Q4_K_M`, are mostly made of),
 //! against activations quantized to Q8_1 / Q8_0 / Q8_K, as llama.cpp's CPU backend
 //! computes them (the K-quants' layouts are in `src/kquants.rs`). x86-64 AVX2
-//! (+FMA, F16C), the same with VNNI, and aarch64 NEON versions, chosen at run time on
-//! x86 (so one binary runs on an older CPU too), and a portable scalar version that is
-//! also the tests' reference. On x86, [`Packed`] keeps a weight matrix in the layout
-//! the kernels read fastest: tiles of eight rows side by side (Q4_1, Q5_0, Q8_0 with
-//! VNNI, Q4_K, Q6_K), which also take several activation rows per pass (prefill), or
-//! groups of four rows (Q5_1; Q8_0 on AVX2 alone).
+//! (+FMA, F16C), the same with VNNI, AVX-512 (F, BW, VNNI) and aarch64 NEON versions,
+//! chosen at run time on x86 (so one binary runs on an older CPU too), and a portable
+//! scalar version that is also the tests' reference. On x86, [`Packed`] keeps a weight
+//! matrix in the layout the kernels read fastest: tiles of rows side by side, sixteen
+//! to a 512-bit register with AVX-512 (Q4_1, Q5_0, Q5_1, Q8_0), else eight (those, with
+//! Q8_0 only with VNNI, and Q4_K, Q6_K), which also take several activation rows per
+//! pass (prefill) and ask for their weights ahead of reading them; or groups of four
+//! rows (Q8_0 on AVX2 alone).
 //!
 //! Where things are: `types` (the formats), `rows` (activation quantization, the
 //! portable reference, each implementation's one-row dot product), `isa` (which one
 //! runs), `packed` (the tiles and groups), `kquants` (the K-quants' layouts and their
-//! portable code), `x86` / `x86_k` (one-row and four-row x86 kernels), `x86_lanes` /
-//! `x86_lanes_k` (the lane tiles), `neon`.
+//! portable code), `x86` / `x86_k` (one-row and four-row x86 kernels, prefetching),
+//! `x86_lanes` / `x86_lanes_k` (the eight-row tiles), `x86_lanes16` (the sixteen-row
+//! tiles), `x86_quant` (activation quantization), `neon`.
 //!
 //! No dependencies: block layouts, half-precision conversion, activation quantization,
 //! packing and dot products only, so the crate builds and tests quickly for other targets

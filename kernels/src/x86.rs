@@ -40,6 +40,14 @@ impl Flavor {
         }
     }
 
+    /// Whether this CPU runs the sixteen-row tiles of `x86_lanes16`: AVX-512 VNNI (and
+    /// VL) with AVX-512 F and BW.
+    pub fn avx512() -> bool {
+        Flavor::Avx512Vnni.available()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+    }
+
     /// The VNNI copy this CPU runs, if any.
     pub fn vnni() -> Option<Flavor> {
         [Flavor::AvxVnni, Flavor::Avx512Vnni]

@@ -24,9 +24,7 @@ pub const ROWS: usize = 16;
 
 /// Whether this CPU runs these kernels.
 pub fn available() -> bool {
-    crate::x86::Flavor::Avx512Vnni.available()
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
+    crate::x86::Flavor::avx512()
 }
 
 /// Whether `t` is kept in these tiles.
