@@ -23,14 +23,16 @@ enum Layout {
 
 /// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1, Q5_0,
 /// Q5_1, Q8_0 (with VNNI), Q4_K and Q6_K are kept in tiles of eight rows side by side
-/// (the `x86_lanes` and `x86_lanes_k` modules): one byte dot-product instruction serves
-/// eight rows, and several activation rows (prefill) share each unpacked register; the
-/// sums of the rows to f32 rounding. Q8_0 on AVX2 alone is packed in groups of four
-/// rows: for each block, the four rows' f16 scales, then their quant bytes, so one
-/// F16C conversion serves four rows; the same sums as [`matvec_rows_with`], bit for
-/// bit. Both hold the GGUF rows' bytes, rounded up to a whole tile or group (Q4_K's
-/// tiles 3% more: its 6-bit scales and minimums unpacked to bytes). Elsewhere (NEON,
-/// scalar), and for Q5_K, the rows stay as they are.
+/// (the `x86_lanes` and `x86_lanes_k` modules), and with AVX-512 the first four in
+/// tiles of sixteen (`x86_lanes16`): one byte dot-product instruction serves every row
+/// of a tile, and several activation rows (prefill) share each unpacked register; the
+/// sums of the rows to f32 rounding (sixteen-row tiles: the eight-row tiles' bits).
+/// Q8_0 on AVX2 alone is packed in groups of four rows: for each block, the four rows'
+/// f16 scales, then their quant bytes, so one F16C conversion serves four rows; the
+/// same sums as [`matvec_rows_with`], bit for bit. Both hold the GGUF rows' bytes,
+/// rounded up to a whole tile or group (Q4_K's tiles 3% more: its 6-bit scales and
+/// minimums unpacked to bytes). Elsewhere (NEON, scalar), and for Q5_K, the rows stay
+/// as they are.
 #[derive(Debug, Clone)]
 pub struct Packed {
     t: WeightType,

@@ -413,28 +413,9 @@ mod tests {
         let Some(&first) = copies.first() else {
             return;
         };
-        let mut s = 0x2545_F491_4F6C_DD1Du64;
-        let mut byte = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        };
+        let mut bytes = testing::Bytes(0x2545_F491_4F6C_DD1D);
         let blocks = 5;
-        let rows: Vec<Vec<u8>> = (0..ROWS)
-            .map(|_| {
-                let bb = t.block_bytes();
-                let mut r: Vec<u8> = (0..blocks * bb).map(|_| byte()).collect();
-                for b in r.chunks_exact_mut(bb) {
-                    // Finite scales and offsets: 0.01 and 0.002 as f16.
-                    b[..2].copy_from_slice(&0x211Eu16.to_le_bytes());
-                    if matches!(t, WeightType::Q4_1 | WeightType::Q5_1) {
-                        b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
-                    }
-                }
-                r
-            })
-            .collect();
+        let rows = testing::rows(t, ROWS, blocks, &mut bytes);
         let mut tile = Vec::new();
         pack(
             t,
@@ -442,16 +423,7 @@ mod tests {
             blocks,
             &mut tile,
         );
-        let acts: Vec<Vec<u8>> = (0..4)
-            .map(|_| {
-                let x: Vec<f32> = (0..blocks * 32)
-                    .map(|_| byte() as i8 as f32 / 9.0)
-                    .collect();
-                let mut a = Vec::new();
-                crate::quantize_activations(&x, t.activation(), &mut a);
-                a
-            })
-            .collect();
+        let acts = testing::activations(t, 4, blocks, &mut bytes);
         let four = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
         let want1 = dot::<1>(first, t, &tile, [four[0]], blocks);
         let want4 = dot::<4>(first, t, &tile, four, blocks);
@@ -463,5 +435,56 @@ mod tests {
             assert_eq!(dot::<1>(f, t, &tile, [four[0]], blocks), want1, "{f:?}");
             assert_eq!(dot::<4>(f, t, &tile, four, blocks), want4, "{f:?} x4");
         }
+    }
+}
+
+/// Random tiles' rows and activations for the tile tests here and in `x86_lanes16`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::types::WeightType;
+
+    /// xorshift64 bytes.
+    pub struct Bytes(pub u64);
+
+    impl Bytes {
+        pub fn next(&mut self) -> u8 {
+            let s = &mut self.0;
+            *s ^= *s << 13;
+            *s ^= *s >> 7;
+            *s ^= *s << 17;
+            *s as u8
+        }
+    }
+
+    /// `n` rows of `blocks` random blocks of `t`, with finite scales and offsets (0.01
+    /// and 0.002 as f16).
+    pub fn rows(t: WeightType, n: usize, blocks: usize, bytes: &mut Bytes) -> Vec<Vec<u8>> {
+        let bb = t.block_bytes();
+        (0..n)
+            .map(|_| {
+                let mut r: Vec<u8> = (0..blocks * bb).map(|_| bytes.next()).collect();
+                for b in r.chunks_exact_mut(bb) {
+                    b[..2].copy_from_slice(&0x211Eu16.to_le_bytes());
+                    if matches!(t, WeightType::Q4_1 | WeightType::Q5_1) {
+                        b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
+                    }
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// `n` random activation rows of `blocks` blocks, quantized for `t`.
+    pub fn activations(t: WeightType, n: usize, blocks: usize, bytes: &mut Bytes) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let x: Vec<f32> = (0..blocks * 32)
+                    .map(|_| bytes.next() as i8 as f32 / 9.0)
+                    .collect();
+                let mut a = Vec::new();
+                crate::quantize_activations(&x, t.activation(), &mut a);
+                a
+            })
+            .collect()
     }
 }

@@ -177,13 +177,8 @@ mod tests {
             eprintln!("no AVX-512 VNNI here: nothing to compare");
             return;
         }
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let mut byte = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        };
+        use crate::x86_lanes::testing;
+        let mut bytes = testing::Bytes(0x9E37_79B9_7F4A_7C15);
         let blocks = 6;
         for t in [
             WeightType::Q4_1,
@@ -191,19 +186,7 @@ mod tests {
             WeightType::Q5_1,
             WeightType::Q8_0,
         ] {
-            let bb = t.block_bytes();
-            let rows: Vec<Vec<u8>> = (0..ROWS)
-                .map(|_| {
-                    let mut r: Vec<u8> = (0..blocks * bb).map(|_| byte()).collect();
-                    for b in r.chunks_exact_mut(bb) {
-                        b[..2].copy_from_slice(&0x211Eu16.to_le_bytes());
-                        if matches!(t, WeightType::Q4_1 | WeightType::Q5_1) {
-                            b[2..4].copy_from_slice(&0x1819u16.to_le_bytes());
-                        }
-                    }
-                    r
-                })
-                .collect();
+            let rows = testing::rows(t, ROWS, blocks, &mut bytes);
             let mut wide = Vec::new();
             pack(
                 t,
@@ -225,16 +208,7 @@ mod tests {
                 blocks,
                 &mut hi8,
             );
-            let acts: Vec<Vec<u8>> = (0..4)
-                .map(|_| {
-                    let x: Vec<f32> = (0..blocks * 32)
-                        .map(|_| byte() as i8 as f32 / 7.0)
-                        .collect();
-                    let mut a = Vec::new();
-                    crate::quantize_activations(&x, t.activation(), &mut a);
-                    a
-                })
-                .collect();
+            let acts = testing::activations(t, 4, blocks, &mut bytes);
             let four = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
             let got4 = dot::<4>(t, &wide, four, blocks);
             let got1 = dot::<1>(t, &wide, [four[0]], blocks);
