@@ -201,13 +201,33 @@ impl Attention<'_> {
         if !a.valid() {
             return Ok(None);
         }
-        let op = |o: u32| self.layout.op(self.l, o);
         let (rows, n) = (nh * seq, a.keys());
+        // About half the scores are seen (causal): the work `per_head` weighs.
+        let work = rows * n * hd / 2;
+        // Output row `i * heads + h` is score row `h * seq + i`: the layer's
+        // `[seq][heads * head_dim]` as it is.
+        let score_row = |o: usize| (o % nh) * seq + o / nh;
+        if !ins.deep {
+            // As decode's: each row's scores, scale, mask, softmax and weighted values
+            // in one pass, rows shared out to the threads (the steps below run one
+            // after another on one thread, apart from the two products), the same
+            // arithmetic per row, so the same bits.
+            let div = self.divisor() as f32;
+            let y = per_head(rows, hd, 2 * work, |o, out| {
+                let r = score_row(o);
+                let mut s = vec![0f32; n];
+                a.row_scores(r, &mut s);
+                scale(&mut s, div);
+                a.mask_row(r, &mut s);
+                softmax_rows(&mut s, n);
+                a.row_values(r, &s, out);
+            });
+            return Ok(Some(Tensor::from_vec(y, (1, seq, nh * hd), q.device())?));
+        }
+        let op = |o: u32| self.layout.op(self.l, o);
         // The FLOPs of the whole score matrix, as candle's path counts them.
         let scores_n = (rows * n) as f32;
         let qk_flops = 2.0 * scores_n * hd as f32;
-        // About half the scores are seen (causal): the work `per_head` weighs.
-        let work = rows * n * hd / 2;
         let mut s = ins.op(op(OP_QK), Some(qk_flops), || {
             Ok(per_head(rows, n, work, |r, out| a.row_scores(r, out)))
         })?;
@@ -230,10 +250,9 @@ impl Attention<'_> {
             let att = Tensor::from_slice(&s, (1, nh, seq, n), q.device())?;
             ins.observe(site, TensorKind::AttentionWeights, &att)?;
         }
-        // Output row `i * heads + h`: the layer's `[seq][heads * head_dim]` as it is.
         let y = ins.op(op(OP_VALUE), Some(qk_flops), || {
             Ok(per_head(rows, hd, work, |o, out| {
-                let r = (o % nh) * seq + o / nh;
+                let r = score_row(o);
                 a.row_values(r, &s[r * n..(r + 1) * n], out)
             }))
         })?;
@@ -283,11 +302,12 @@ fn with_cache_memory<T>(
     })
 }
 
-/// `rows x width` values, row `r` computed by `f(r, out)`. With `work` multiply-adds
-/// enough to pay, rows are shared out by candle's CPU pool (the KV cache is read from
-/// memory at decode: two threads stream it faster than one), stored as f32 bits in
-/// atomics: disjoint rows, relaxed, plain stores.
-fn per_head(
+/// `rows x width` values, row `r` computed by `f(r, out)`: attention's heads and rows,
+/// the gated activation's prompt rows. With `work` operations enough to pay, rows are
+/// shared out by candle's CPU pool (the KV cache is read from memory at decode: two
+/// threads stream it faster than one), stored as f32 bits in atomics: disjoint rows,
+/// relaxed, plain stores.
+pub(super) fn per_head(
     rows: usize,
     width: usize,
     work: usize,

@@ -287,7 +287,13 @@ impl Decoder {
                 // One pass over host memory (CPU, f32): `crate::activation`.
                 let (gv, uv): (Vec<f32>, Vec<f32>) =
                     (g.flatten_all()?.to_vec1()?, u.flatten_all()?.to_vec1()?);
-                let a = crate::activation::gated(cfg.activation, &gv, &uv);
+                // A prompt's rows shared out to the threads; about 20 operations an
+                // element is the work `per_head` weighs.
+                let rows = gv.len() / inter.max(1);
+                let a = attend::per_head(rows, inter, 20 * gv.len(), |r, out| {
+                    let at = r * inter..(r + 1) * inter;
+                    crate::activation::gated_into(cfg.activation, &gv[at.clone()], &uv[at], out)
+                });
                 return Tensor::from_vec(a, g.shape(), g.device());
             }
             let g = match cfg.activation {
