@@ -12,7 +12,10 @@ use crate::config::Activation;
 
 /// `e^x` for f32: `2^n · e^r`, `n = round(x log2 e)`, `r = x - n ln 2` (ln 2 in two
 /// parts, so `r` is exact to f32), `e^r` by its Taylor series to degree 7 on
-/// `|r| <= ln 2 / 2`; 0 below -87.3 and +inf above 88.7, as `f32::exp`.
+/// `|r| <= ln 2 / 2`. Below -87.3 it returns e^-87.3 (1.2e-38, the smallest normal f32,
+/// where `f32::exp` goes on to subnormals and 0), and +inf from 88.38 (`n` = 128, where
+/// `f32::exp` overflows at 88.72): outside the range, what SiLU, GELU and a softmax of
+/// scores minus their maximum need (0 or +inf in the denominator, a negligible weight).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75; // ln 2's first 16 bits: n x LN2_HI is exact

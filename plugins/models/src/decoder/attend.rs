@@ -315,9 +315,10 @@ pub(super) fn per_head(
 ) -> Vec<f32> {
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
     // Below this many multiply-adds one thread is done before a second would start
-    // (and a tiny model would wake the pool's spinning threads for nothing).
+    // (and a tiny model would wake the pool's spinning threads for nothing); a lone
+    // row (decode's gated activation) has nothing to share.
     const PARALLEL_FROM: usize = 32 * 1024;
-    if work < PARALLEL_FROM {
+    if work < PARALLEL_FROM || rows < 2 {
         let mut out = vec![0f32; rows * width];
         for (r, o) in out.chunks_exact_mut(width.max(1)).enumerate() {
             f(r, o);
