@@ -11,7 +11,7 @@ enum Layout {
     Rows,
     /// x86: groups of four rows, each block's fields of the four in turn.
     Groups4,
-    /// x86 Q4_1, Q5_0, Q5_1, Q8_0 (with VNNI), Q4_K, Q6_K: tiles of eight rows in the
+    /// x86 Q4_1, Q5_0, Q5_1, Q8_0 (with VNNI), Q4_K, Q5_K, Q6_K: tiles of eight rows in the
     /// lanes of a register (`x86_lanes`, `x86_lanes_k`).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Lanes8,
@@ -22,7 +22,7 @@ enum Layout {
 }
 
 /// A weight matrix kept in the layout its kernels read fastest. On x86, Q4_1, Q5_0,
-/// Q5_1, Q8_0 (with VNNI), Q4_K and Q6_K are kept in tiles of eight rows side by side
+/// Q5_1, Q8_0 (with VNNI) and the K-quants are kept in tiles of eight rows side by side
 /// (the `x86_lanes` and `x86_lanes_k` modules), and with AVX-512 the first four in
 /// tiles of sixteen (`x86_lanes16`): one byte dot-product instruction serves every row
 /// of a tile, and several activation rows (prefill) share each unpacked register; the
@@ -31,8 +31,7 @@ enum Layout {
 /// f16 scales, then their quant bytes, so one F16C conversion serves four rows; the
 /// same sums as [`matvec_rows_with`], bit for bit. Both hold the GGUF rows' bytes,
 /// rounded up to a whole tile or group (Q4_K's tiles 3% more: its 6-bit scales and
-/// minimums unpacked to bytes). Elsewhere (NEON, scalar), and for Q5_K, the rows stay
-/// as they are.
+/// minimums unpacked to bytes). Elsewhere (NEON, scalar) the rows stay as they are.
 #[derive(Debug, Clone)]
 pub struct Packed {
     t: WeightType,
@@ -257,8 +256,8 @@ impl Packed {
     }
 }
 
-/// The lane tiles of `x86_lanes` (the 32-value types) and `x86_lanes_k` (Q4_K, Q6_K),
-/// by type.
+/// The lane tiles of `x86_lanes` (the 32-value types) and `x86_lanes_k` (the
+/// K-quants), by type.
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use crate::types::WeightType;
@@ -267,7 +266,7 @@ mod lanes {
     use crate::x86_lanes_k;
 
     pub fn runs(t: WeightType, f: Flavor) -> bool {
-        matches!(t, WeightType::Q4K | WeightType::Q6K) || x86_lanes::runs(t, f)
+        t.is_k() || x86_lanes::runs(t, f)
     }
 
     pub fn tile_block(t: WeightType) -> usize {

@@ -1,4 +1,4 @@
-//! Q4_K and Q6_K in lane tiles: eight weight rows side by side in the lanes of a
+//! Q4_K, Q5_K and Q6_K in lane tiles: eight weight rows side by side in the lanes of a
 //! register, as `x86_lanes` keeps the 32-value types, per 256-value super-block,
 //! against one to four Q8_K activation rows at once.
 //!
@@ -17,6 +17,12 @@
 //! in i32 (at most 256 x 15 x 127 x 63 < 2^31 over the super-block); the minimums' term
 //! is exact too (`madd` of minimums and Q8_K's block sums). One conversion and two FMAs
 //! per super-block and activation row: the scalar kernel's terms in another f32 order.
+//!
+//! A Q5_K tile's super-block (1,440 bytes for eight rows of 176) is Q4_K's, then eight
+//! registers of fifth bits: register `g` holds each row's `qh[4g .. 4g + 4]` as stored
+//! (bit `2c` the fifth bit of the low nibbles of nibble register `8c + g`, bit `2c + 1`
+//! of the high ones). Its values reach 31, so the sums go to i32 at once on AVX2 (as
+//! Q6_K's do); at most 256 x 31 x 127 x 63 < 2^31.
 //!
 //! A Q6_K tile's super-block (1,680 bytes, eight rows of 210): `d` of rows 0..8
 //! (8 x f16); the sixteen i8 scales in pairs of groups per row (`[k][r][2k, 2k + 1]`,
@@ -37,6 +43,8 @@ use crate::x86_lanes::{Avx512Vnni, AvxVnni, Maddubs16, Maddubs32, ROWS, Sum, fou
 
 /// Bytes of one Q4_K tile per super-block.
 const TILE_Q4K: usize = 1184;
+/// Bytes of one Q5_K tile per super-block: Q4_K's and the fifth bits.
+const TILE_Q5K: usize = TILE_Q4K + 256;
 /// Bytes of one Q6_K tile per super-block.
 const TILE_Q6K: usize = 1680;
 
@@ -99,12 +107,14 @@ const PICK: [[u8; 16]; 2] = [
     ],
 ];
 
-/// Packs eight rows of Q4_K super-blocks (`None`: a zero row), `blocks` each, as one
-/// tile, appended to `out`.
-fn pack_q4k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
-    out.reserve(blocks * TILE_Q4K);
+/// Packs eight rows of Q4_K (`FIFTH` false) or Q5_K super-blocks (`None`: a zero
+/// row), `blocks` each, as one tile, appended to `out`.
+fn pack_q45k<const FIFTH: bool>(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
+    // Q5_K's `qh` sits between the scales and the nibbles.
+    let (bytes, qs_at) = if FIFTH { (176, 48) } else { (144, 16) };
+    out.reserve(blocks * if FIFTH { TILE_Q5K } else { TILE_Q4K });
     for b in 0..blocks {
-        let block = |r: usize| rows[r].map(|row| &row[144 * b..144 * b + 144]);
+        let block = |r: usize| rows[r].map(|row| &row[bytes * b..bytes * (b + 1)]);
         for at in [0, 2] {
             for r in 0..ROWS {
                 out.extend_from_slice(block(r).map_or(&[0, 0][..], |x| &x[at..at + 2]));
@@ -124,7 +134,7 @@ fn pack_q4k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
         }
         // Value v of sub-block pair c: low nibble of qs[32c + v] (sub-block 2c), high
         // nibble (sub-block 2c + 1).
-        let qs = |r: usize, c: usize, v: usize| block(r).map_or(0, |x| x[16 + 32 * c + v]);
+        let qs = |r: usize, c: usize, v: usize| block(r).map_or(0, |x| x[qs_at + 32 * c + v]);
         for c in 0..4 {
             for g in 0..8 {
                 for r in 0..ROWS {
@@ -134,28 +144,39 @@ fn pack_q4k(rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
                 }
             }
         }
+        if FIFTH {
+            for g in 0..8 {
+                for r in 0..ROWS {
+                    out.extend_from_slice(
+                        block(r).map_or(&[0; 4][..], |x| &x[16 + 4 * g..20 + 4 * g]),
+                    );
+                }
+            }
+        }
     }
 }
 
-/// Bytes of one tile of `t` (Q4_K or Q6_K) per super-block.
+/// Bytes of one tile of `t` (Q4_K, Q5_K or Q6_K) per super-block.
 pub fn tile_block(t: WeightType) -> usize {
     match t {
         WeightType::Q4K => TILE_Q4K,
+        WeightType::Q5K => TILE_Q5K,
         WeightType::Q6K => TILE_Q6K,
         _ => unreachable!("{} has no K-quant tile", t.name()),
     }
 }
 
-/// Packs eight rows of `t` (Q4_K or Q6_K) super-blocks as one tile.
+/// Packs eight rows of `t` (Q4_K, Q5_K or Q6_K) super-blocks as one tile.
 pub fn pack(t: WeightType, rows: [Option<&[u8]>; ROWS], blocks: usize, out: &mut Vec<u8>) {
     match t {
-        WeightType::Q4K => pack_q4k(rows, blocks, out),
+        WeightType::Q4K => pack_q45k::<false>(rows, blocks, out),
+        WeightType::Q5K => pack_q45k::<true>(rows, blocks, out),
         WeightType::Q6K => pack_q6k(rows, blocks, out),
         _ => unreachable!("{} has no K-quant tile", t.name()),
     }
 }
 
-/// A Q4_K or Q6_K tile's `R` x 8 dot products with `R` Q8_K activation rows.
+/// A Q4_K, Q5_K or Q6_K tile's `R` x 8 dot products with `R` Q8_K activation rows.
 pub fn dot<const R: usize>(
     f: Flavor,
     t: WeightType,
@@ -170,13 +191,16 @@ pub fn dot<const R: usize>(
     // SAFETY: the caller checked `f.available()`; the slices hold `blocks` tile blocks
     // and activation blocks (asserted above), which is all the kernels read.
     unsafe {
-        match (f, t == WeightType::Q4K) {
-            (Flavor::Avx2, true) => avx2::q4k::<R>(x, ys, blocks),
-            (Flavor::AvxVnni, true) => avx_vnni::q4k::<R>(x, ys, blocks),
-            (Flavor::Avx512Vnni, true) => avx512_vnni::q4k::<R>(x, ys, blocks),
-            (Flavor::Avx2, false) => avx2::q6k::<R>(x, ys, blocks),
-            (Flavor::AvxVnni, false) => avx_vnni::q6k::<R>(x, ys, blocks),
-            (Flavor::Avx512Vnni, false) => avx512_vnni::q6k::<R>(x, ys, blocks),
+        match (f, t) {
+            (Flavor::Avx2, WeightType::Q4K) => avx2::q4k::<R>(x, ys, blocks),
+            (Flavor::AvxVnni, WeightType::Q4K) => avx_vnni::q4k::<R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q4K) => avx512_vnni::q4k::<R>(x, ys, blocks),
+            (Flavor::Avx2, WeightType::Q5K) => avx2::q5k::<R>(x, ys, blocks),
+            (Flavor::AvxVnni, WeightType::Q5K) => avx_vnni::q5k::<R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, WeightType::Q5K) => avx512_vnni::q5k::<R>(x, ys, blocks),
+            (Flavor::Avx2, _) => avx2::q6k::<R>(x, ys, blocks),
+            (Flavor::AvxVnni, _) => avx_vnni::q6k::<R>(x, ys, blocks),
+            (Flavor::Avx512Vnni, _) => avx512_vnni::q6k::<R>(x, ys, blocks),
         }
     }
 }
@@ -210,28 +234,67 @@ macro_rules! lanes_k {
                 ys: [*const u8; R],
                 blocks: usize,
             ) -> [[f32; ROWS]; R] {
-                // SAFETY: super-block b of the tile is bytes [1184 b, 1184 b + 1184), of
+                // SAFETY: as `q45k`'s, with Q4_K's tile.
+                unsafe { q45k::<R, false, $sum>(x, ys, blocks) }
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn q5k<const R: usize>(
+                x: *const u8,
+                ys: [*const u8; R],
+                blocks: usize,
+            ) -> [[f32; ROWS]; R] {
+                // SAFETY: as `q45k`'s, with Q5_K's tile.
+                unsafe { q45k::<R, true, $sum6>(x, ys, blocks) }
+            }
+
+            /// Q4_K's tile (`FIFTH` false) or Q5_K's, with the sums of `S`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn q45k<const R: usize, const FIFTH: bool, S: Sum>(
+                x: *const u8,
+                ys: [*const u8; R],
+                blocks: usize,
+            ) -> [[f32; ROWS]; R] {
+                let tile = if FIFTH { TILE_Q5K } else { TILE_Q4K };
+                // SAFETY: super-block b of the tile is bytes [tile b, tile (b + 1)), of
                 // each activation row [292 b, 292 b + 292).
                 unsafe {
                     let m4 = _mm256_set1_epi8(0x0F);
+                    let m10 = _mm256_set1_epi8(0x10);
                     let mut acc = [_mm256_setzero_ps(); R];
                     for b in 0..blocks {
-                        let bx = x.add(b * TILE_Q4K);
-                        prefetch_ahead(bx, TILE_Q4K);
+                        let bx = x.add(b * tile);
+                        prefetch_ahead(bx, tile);
                         let mut isum = [_mm256_setzero_si256(); R];
                         for c in 0..4 {
-                            let mut lo_sum = [$sum::zero(); R];
-                            let mut hi_sum = [$sum::zero(); R];
+                            let mut lo_sum = [S::zero(); R];
+                            let mut hi_sum = [S::zero(); R];
                             for g in 0..8 {
                                 let p = _mm256_loadu_si256(
                                     bx.add(160 + 32 * (8 * c + g)) as *const __m256i
                                 );
-                                let lo = _mm256_and_si256(p, m4);
-                                let hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
+                                let mut lo = _mm256_and_si256(p, m4);
+                                let mut hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
+                                if FIFTH {
+                                    let h = _mm256_loadu_si256(
+                                        bx.add(TILE_Q4K + 32 * g) as *const __m256i
+                                    );
+                                    // Bits 2c and 2c + 1 of each byte to bit 4 (the
+                                    // 16-bit shifts move no other bit there).
+                                    let (l5, h5) = match c {
+                                        0 => (_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 3)),
+                                        1 => (_mm256_slli_epi16(h, 2), _mm256_slli_epi16(h, 1)),
+                                        2 => (h, _mm256_srli_epi16(h, 1)),
+                                        _ => (_mm256_srli_epi16(h, 2), _mm256_srli_epi16(h, 3)),
+                                    };
+                                    lo = _mm256_or_si256(lo, _mm256_and_si256(l5, m10));
+                                    hi = _mm256_or_si256(hi, _mm256_and_si256(h5, m10));
+                                }
                                 for i in 0..R {
                                     let qy = ys[i].add(b * 292 + Q8K_QS + 64 * c + 4 * g);
-                                    lo_sum[i] = $sum::add(lo_sum[i], lo, four(qy));
-                                    hi_sum[i] = $sum::add(hi_sum[i], hi, four(qy.add(32)));
+                                    lo_sum[i] = S::add(lo_sum[i], lo, four(qy));
+                                    hi_sum[i] = S::add(hi_sum[i], hi, four(qy.add(32)));
                                 }
                             }
                             let sc = bx.add(32 + 16 * c);
@@ -239,8 +302,8 @@ macro_rules! lanes_k {
                             let sc_hi =
                                 _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.add(8) as *const __m128i));
                             for i in 0..R {
-                                let l = _mm256_mullo_epi32($sum::finish(lo_sum[i]), sc_lo);
-                                let h = _mm256_mullo_epi32($sum::finish(hi_sum[i]), sc_hi);
+                                let l = _mm256_mullo_epi32(S::finish(lo_sum[i]), sc_lo);
+                                let h = _mm256_mullo_epi32(S::finish(hi_sum[i]), sc_hi);
                                 isum[i] = _mm256_add_epi32(isum[i], _mm256_add_epi32(l, h));
                             }
                         }

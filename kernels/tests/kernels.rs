@@ -360,6 +360,10 @@ fn packed_matrices_match_their_rows() {
             for isa in isas_here() {
                 let cols = blocks * t.block_values();
                 let p = eprof_kernels::Packed::with(isa, t, &w, rows, cols);
+                if t.is_k() && matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512) {
+                    // Every K-quant in eight-row tiles on x86 (not left as rows).
+                    assert_eq!(p.unit_rows(), 8, "{} {}", t.name(), isa.name());
+                }
                 let mut want = vec![0f32; rows];
                 matvec_rows_with(isa, t, &w, cols, 0, &act, &mut want);
                 let mut got = vec![0f32; rows];

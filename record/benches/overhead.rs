@@ -467,14 +467,18 @@ fn main() {
         json.bytes as f64 / 1e6
     );
     let llama = llama_cpp_rounds();
-    let llama_tps = llama.as_ref().map(|(t, _, _)| median(t.clone()));
+    if llama.is_some() {
+        println!(
+            "(vs llama.cpp: eprof's decode tok/s over llama.cpp's, llama.cpp's prefill time over eprof's, so above 1.00x eprof is faster; ratios of the means with a 95% interval, Welch: llama.cpp's rounds run before eprof's, not in pairs)"
+        );
+    }
     println!(
-        "| variant | decode tok/s | vs off (95% interval) | verdict | prefill ms | vs llama.cpp |"
+        "| variant | decode tok/s | vs off (95% interval) | verdict | decode vs llama.cpp | prefill ms | prefill vs llama.cpp |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     if let Some((t, p, version)) = &llama {
         println!(
-            "| llama.cpp (llama-cpp-python {version}) | {:.1} | | | {:.1} | 1.00x |",
+            "| llama.cpp (llama-cpp-python {version}) | {:.1} | | | 1.00x | {:.1} | 1.00x |",
             median(t.clone()),
             median(p.clone()) * 1e3
         );
@@ -500,14 +504,16 @@ fn main() {
         }
     };
     for i in 0..names.len() {
-        let t = median(tps[i].clone());
         let (vs, verdict) = vs_off(&tps, i);
+        let (decode_ratio, prefill_ratio) = match &llama {
+            Some((t, p, _)) => (ratio(t, &tps[i]), ratio(&prefill[i], p)),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "| {} | {:.1} | {vs} | {verdict} | {:.1} | {} |",
+            "| {} | {:.1} | {vs} | {verdict} | {decode_ratio} | {:.1} | {prefill_ratio} |",
             names[i],
-            t,
+            median(tps[i].clone()),
             median(prefill[i].clone()) * 1e3,
-            llama_tps.map_or_else(|| "-".into(), |l| format!("{:.2}x", t / l))
         );
     }
     println!();
@@ -537,6 +543,23 @@ fn main() {
             names[i],
             median(ttft[i].clone())
         );
+    }
+}
+
+/// `mean(b) / mean(a)` with its 95% interval, from Welch's interval of `b - a`
+/// (unpaired: the two sides come from separate runs).
+fn ratio(a: &[f64], b: &[f64]) -> String {
+    match stats::compare(a, b) {
+        Some(d) => {
+            let r = |v: f64| 1.0 + v / d.mean_a;
+            format!(
+                "{:.2}x ({:.2} .. {:.2})",
+                r(d.diff),
+                r(d.ci_low),
+                r(d.ci_high)
+            )
+        }
+        None => "-".into(),
     }
 }
 
