@@ -213,10 +213,11 @@ impl Attention<'_> {
             // after another on one thread, apart from the two products), the same
             // arithmetic per row, so the same bits.
             let div = self.divisor() as f32;
+            let kt = a.transposed_keys();
             let y = per_head(rows, hd, 2 * work, |o, out| {
                 let r = score_row(o);
                 let mut s = vec![0f32; n];
-                a.row_scores(r, &mut s);
+                a.row_scores(&kt, r, &mut s);
                 scale(&mut s, div);
                 a.mask_row(r, &mut s);
                 softmax_rows(&mut s, n);
@@ -229,7 +230,8 @@ impl Attention<'_> {
         let scores_n = (rows * n) as f32;
         let qk_flops = 2.0 * scores_n * hd as f32;
         let mut s = ins.op(op(OP_QK), Some(qk_flops), || {
-            Ok(per_head(rows, n, work, |r, out| a.row_scores(r, out)))
+            let kt = a.transposed_keys();
+            Ok(per_head(rows, n, work, |r, out| a.row_scores(&kt, r, out)))
         })?;
         ins.op(op(OP_SCALE), Some(scores_n), || {
             scale(&mut s, self.divisor() as f32);
