@@ -9,7 +9,7 @@
 //! scalar version that is also the tests' reference. On x86, [`Packed`] keeps a weight
 //! matrix in the layout the kernels read fastest: tiles of rows side by side, sixteen
 //! to a 512-bit register with AVX-512 (Q4_1, Q5_0, Q5_1, Q8_0), else eight (those, with
-//! Q8_0 only with VNNI, and Q4_K, Q6_K), which also take several activation rows per
+//! Q8_0 only with VNNI, and the K-quants), which also take several activation rows per
 //! pass (prefill) and ask for their weights ahead of reading them; or groups of four
 //! rows (Q8_0 on AVX2 alone).
 //!

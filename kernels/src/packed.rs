@@ -30,8 +30,9 @@ enum Layout {
 /// Q8_0 on AVX2 alone is packed in groups of four rows: for each block, the four rows'
 /// f16 scales, then their quant bytes, so one F16C conversion serves four rows; the
 /// same sums as [`matvec_rows_with`], bit for bit. Both hold the GGUF rows' bytes,
-/// rounded up to a whole tile or group (Q4_K's tiles 3% more: its 6-bit scales and
-/// minimums unpacked to bytes). Elsewhere (NEON, scalar) the rows stay as they are.
+/// rounded up to a whole tile or group (Q4_K's and Q5_K's tiles 2-3% more: their 6-bit
+/// scales and minimums unpacked to bytes). Elsewhere (NEON, scalar) the rows stay as
+/// they are.
 #[derive(Debug, Clone)]
 pub struct Packed {
     t: WeightType,

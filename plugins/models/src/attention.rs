@@ -331,8 +331,8 @@ fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
 /// across the rows (eight registers of independent chains, rather than a load, add
 /// and store through memory per row). `FMA`: fused multiply-adds (prefill; one
 /// rounding a term); else a product and a sum, the bits decode has always had (with
-/// fused ones SmolLM2's greedy ids part from candle-transformers' at a step whose
-/// reference margin is 0.1).
+/// fused ones in decode too, SmolLM2's greedy ids parted from candle-transformers' at
+/// a step whose reference margin is 0.1).
 fn weighted_sum<const FMA: bool>(p: &[f32], v: &[f32], out: &mut [f32]) {
     const LANES: usize = 64;
     let hd = out.len();
