@@ -135,9 +135,19 @@ impl PromptAttention<'_> {
         lo..p + 1
     }
 
+    /// The KV head score row `r` reads (candle-transformers' `repeat_kv` order).
+    fn group(&self, r: usize) -> usize {
+        r / self.queries / (self.heads / self.kv_heads)
+    }
+
+    /// Values per row of [`Self::transposed_keys`]: the keys rounded up to whole blocks.
+    fn key_stride(&self) -> usize {
+        self.keys().div_ceil(KEY_BLOCK) * KEY_BLOCK
+    }
+
     /// The rows (`cap x head_dim`) of the KV head that score row `r` reads.
     fn kv_head<'c>(&self, cache: &'c [f32], r: usize) -> &'c [f32] {
-        let g = r / self.queries / (self.heads / self.kv_heads);
+        let g = self.group(r);
         let n = self.cap * self.head_dim;
         &cache[g * n..(g + 1) * n]
     }
@@ -147,8 +157,7 @@ impl PromptAttention<'_> {
     /// row `d` holding value `d` of every key. Built once per prompt and layer
     /// (`kv_heads x keys x head_dim` values moved).
     pub fn transposed_keys(&self) -> Vec<f32> {
-        let (hd, n) = (self.head_dim, self.keys());
-        let stride = n.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+        let (hd, n, stride) = (self.head_dim, self.keys(), self.key_stride());
         let mut kt = vec![0f32; self.kv_heads * hd * stride];
         for (g, t) in kt.chunks_exact_mut(hd * stride).enumerate() {
             let k = &self.k[g * self.cap * hd..];
@@ -170,8 +179,7 @@ impl PromptAttention<'_> {
     pub fn row_scores(&self, kt: &[f32], r: usize, out: &mut [f32]) {
         let hd = self.head_dim;
         let q = &self.q[r * hd..(r + 1) * hd];
-        let stride = self.keys().div_ceil(KEY_BLOCK) * KEY_BLOCK;
-        let g = r / self.queries / (self.heads / self.kv_heads);
+        let (stride, g) = (self.key_stride(), self.group(r));
         let kt = &kt[g * hd * stride..(g + 1) * hd * stride];
         out.fill(0.0);
         let seen = self.visible(r);
